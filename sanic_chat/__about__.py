@@ -1,0 +1,3 @@
+"""The version of sanic-chat, single-sourced for the build."""
+
+__version__ = "0.1.0"

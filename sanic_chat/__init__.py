@@ -1,0 +1,65 @@
+"""sanic-chat: real-time WebSocket chat for any Sanic app.
+
+Usage::
+
+    from sanic import Sanic
+    import sanic_chat
+
+    app = Sanic("myapp")
+    app.blueprint(sanic_chat.create_blueprint())   # GET /ws is now a chat
+
+See ``docs/`` for the wire protocol, configuration and backends.
+"""
+
+from __future__ import annotations
+
+from .__about__ import __version__
+from .backends import (
+    Broadcaster,
+    Event,
+    Gap,
+    HistoryPage,
+    MemoryBroadcaster,
+    PresenceInfo,
+    Subscription,
+    broadcaster_from_url,
+)
+from .blueprint import ChatBlueprint, create_blueprint
+from .chat import Chat, get_chat
+from .config import ChatConfig
+from .errors import (
+    BroadcasterError,
+    BroadcasterUnavailable,
+    ChatError,
+    CloseCode,
+    ConfigError,
+    ProtocolError,
+)
+from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
+
+__all__ = [
+    "SYSTEM_USER",
+    "Authenticator",
+    "Broadcaster",
+    "BroadcasterError",
+    "BroadcasterUnavailable",
+    "Chat",
+    "ChatBlueprint",
+    "ChatConfig",
+    "ChatError",
+    "CloseCode",
+    "ConfigError",
+    "Event",
+    "Gap",
+    "GuestAuthenticator",
+    "HistoryPage",
+    "MemoryBroadcaster",
+    "PresenceInfo",
+    "ProtocolError",
+    "Subscription",
+    "User",
+    "__version__",
+    "broadcaster_from_url",
+    "create_blueprint",
+    "get_chat",
+]

@@ -1,0 +1,250 @@
+"""The broadcaster interface: how chat events travel between processes.
+
+A broadcaster carries opaque, already-encoded payloads on named channels
+(one channel per room). It is deliberately small, so that new backends
+are easy to write and to check with :mod:`sanic_chat.testing`:
+
+* :meth:`Broadcaster.connect` / :meth:`Broadcaster.disconnect`: lifecycle.
+* :meth:`Broadcaster.publish`: send a payload to every subscriber of a
+  channel; stored payloads get an id and go into the channel's history.
+* :meth:`Broadcaster.subscribe`: an async context manager yielding a
+  :class:`Subscription`, an async iterator of :class:`Event`.
+* :meth:`Broadcaster.history`: recent stored events, for ``history`` and
+  for recovery after a reconnect (``join ... since``).
+* ``presence_*``: who is in a channel, across every process.
+
+The hub keeps exactly one subscription per room per process, however many
+sockets are in the room, and encodes each message once.
+
+Contract every backend keeps:
+
+* Ids are opaque strings, unique within a channel, assigned at publish.
+* Every subscriber of a channel sees that channel's events in the same
+  order, and that order is the order of ids in :meth:`history`.
+* Memory stays bounded: history is a ring per channel and subscription
+  queues are bounded; a subscriber that falls behind gets a
+  :class:`Gap` instead of unbounded buffering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One payload delivered on a channel.
+
+    Attributes:
+        channel: The channel (room) it was published to.
+        payload: The encoded payload, exactly as published.
+        id: Id assigned at publish for stored events; ``None`` for
+            ephemeral ones (presence notices), which are not in history.
+        origin: Opaque tag given by the publisher (the hub uses it so that
+            a member does not get its own presence notice twice).
+    """
+
+    channel: str
+    payload: str
+    id: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Marks that a subscription lost ``skipped`` events to overflow.
+
+    The events are still in history; subscribers tell their clients to
+    re-sync.
+    """
+
+    channel: str
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Result of :meth:`Broadcaster.history`.
+
+    Attributes:
+        events: Stored events, oldest first.
+        found: ``False`` when an ``after`` id was given but is no longer
+            (or never was) in history: the caller cannot know what it
+            missed.
+    """
+
+    events: list[Event]
+    found: bool = True
+
+
+@dataclass(slots=True)
+class PresenceInfo:
+    """Users currently in a channel, on every process.
+
+    Attributes:
+        users: Public user objects (``{"id", "name"}``), at most the
+            requested limit.
+        count: Number of distinct users, which may exceed ``len(users)``.
+    """
+
+    users: list[Mapping[str, str]] = field(default_factory=list)
+    count: int = 0
+
+
+class Subscription:
+    """A bounded, ordered stream of the events of one channel.
+
+    Backends create it and feed it with :meth:`put`; consumers iterate
+    over it. When the consumer falls ``maxsize`` events behind, further
+    events are not queued: the consumer receives one :class:`Gap` after
+    the queued events, then live events again.
+
+    Args:
+        channel: The channel this subscription follows.
+        maxsize: Most events held before a gap is declared.
+    """
+
+    def __init__(self, channel: str, maxsize: int = 10_000) -> None:
+        self.channel = channel
+        self._maxsize = maxsize
+        self._items: deque[Event] = deque()
+        self._lost = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def put(self, event: Event) -> None:
+        """Queue ``event`` for the consumer; never blocks."""
+        if self._closed:
+            return
+        if self._lost or len(self._items) >= self._maxsize:
+            self._lost += 1
+        else:
+            self._items.append(event)
+        self._wake()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the stream; with ``error``, iteration raises it."""
+        self._closed = True
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> AsyncIterator[Event | Gap]:
+        return self
+
+    async def __anext__(self) -> Event | Gap:
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self._lost:
+                gap = Gap(self.channel, self._lost)
+                self._lost = 0
+                return gap
+            if self._closed:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+class Broadcaster(ABC):
+    """Interface of a broadcaster backend.
+
+    Subclass it to plug in another transport; run
+    :func:`sanic_chat.testing.check_broadcaster` against it to check the
+    contract described in this module's docstring.
+    """
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Get ready to serve; raise a clear error if the backend is down.
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+    @abstractmethod
+    async def disconnect(self) -> None:
+        """Release every resource; close any open subscription."""
+
+    @abstractmethod
+    async def publish(
+        self,
+        channel: str,
+        payload: str,
+        *,
+        store: bool = True,
+        origin: str | None = None,
+    ) -> Event:
+        """Deliver ``payload`` to every subscriber of ``channel``.
+
+        Args:
+            channel: Target channel.
+            payload: Encoded payload; delivered unchanged.
+            store: Assign an id and keep the event in history. Ephemeral
+                events (``store=False``) have no id.
+            origin: Opaque tag carried to subscribers unchanged.
+
+        Returns:
+            The event as subscribers will see it (with its id if stored).
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached; the
+                event was not delivered.
+        """
+
+    @abstractmethod
+    def subscribe(
+        self, channel: str
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Follow ``channel``: events published after entry are delivered.
+
+        Usage::
+
+            async with broadcaster.subscribe("lobby") as subscription:
+                async for event in subscription:
+                    ...
+        """
+
+    @abstractmethod
+    async def history(
+        self, channel: str, *, limit: int, after: str | None = None
+    ) -> HistoryPage:
+        """Return stored events of ``channel``, oldest first.
+
+        Args:
+            channel: The channel.
+            limit: Most events returned: the newest ``limit`` ones, or
+                with ``after`` the oldest ``limit`` ones after it.
+            after: Return only events published after this id.
+        """
+
+    @abstractmethod
+    async def presence_add(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one more connection of ``user`` in ``channel``."""
+
+    @abstractmethod
+    async def presence_remove(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one connection of ``user`` less in ``channel``."""
+
+    @abstractmethod
+    async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
+        """Return the distinct users present in ``channel``."""

@@ -1,0 +1,165 @@
+"""The in-memory broadcaster: one process, no dependencies.
+
+It is the default. Every room's events fan out through one
+:class:`~sanic_chat.backends.base.Subscription` per subscriber inside the
+process, history is a ring buffer per channel, and channels that have not
+been published to for a while are evicted first when ``max_channels`` is
+reached, so memory stays bounded even if clients invent many rooms.
+
+It does not share anything between processes: with ``sanic --workers N``
+every worker has its own rooms. Use the Redis broadcaster for that.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
+
+
+class MemoryBroadcaster(Broadcaster):
+    """Broadcaster for a single process.
+
+    Ids look like ``"3f9a1c-42"``: a random epoch per broadcaster and a
+    counter. The epoch means an id from before a restart is never
+    mistaken for a current one: recovery then honestly reports
+    ``recovered: false``.
+
+    Args:
+        history_size: Events kept per channel.
+        max_channels: Channels whose history is kept; the least recently
+            published one is forgotten first.
+        queue_size: Events a subscription may fall behind before it gets
+            a :class:`~sanic_chat.backends.base.Gap`.
+    """
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 100,
+        max_channels: int = 10_000,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.history_size = history_size
+        self.max_channels = max_channels
+        self.queue_size = queue_size
+        self._epoch = secrets.token_hex(3)
+        self._counter = itertools.count(1)
+        # channel -> ring of (sequence number, event); OrderedDict for LRU.
+        self._history: OrderedDict[str, deque[tuple[int, Event]]] = (
+            OrderedDict()
+        )
+        self._subscribers: dict[str, set[Subscription]] = {}
+        # channel -> user id -> [connection count, public user]
+        self._presence: dict[
+            str, dict[str, tuple[int, Mapping[str, str]]]
+        ] = {}
+
+    async def connect(self) -> None:
+        """Nothing to connect to."""
+
+    async def disconnect(self) -> None:
+        """End every open subscription."""
+        for subscriptions in list(self._subscribers.values()):
+            for subscription in list(subscriptions):
+                subscription.close()
+        self._subscribers.clear()
+
+    async def publish(
+        self,
+        channel: str,
+        payload: str,
+        *,
+        store: bool = True,
+        origin: str | None = None,
+    ) -> Event:
+        """Deliver ``payload`` to the channel's subscribers right away."""
+        if store:
+            seq = next(self._counter)
+            event = Event(channel, payload, f"{self._epoch}-{seq}", origin)
+            ring = self._history.get(channel)
+            if ring is None:
+                ring = self._history[channel] = deque(maxlen=self.history_size)
+                if len(self._history) > self.max_channels:
+                    self._history.popitem(last=False)
+            else:
+                self._history.move_to_end(channel)
+            ring.append((seq, event))
+        else:
+            event = Event(channel, payload, None, origin)
+        for subscription in self._subscribers.get(channel, ()):
+            subscription.put(event)
+        return event
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        """Follow ``channel`` until the block exits."""
+        subscription = Subscription(channel, self.queue_size)
+        self._subscribers.setdefault(channel, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+            subscribers = self._subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[channel]
+
+    async def history(
+        self, channel: str, *, limit: int, after: str | None = None
+    ) -> HistoryPage:
+        """Return stored events from the channel's ring."""
+        ring = self._history.get(channel)
+        entries = list(ring) if ring is not None else []
+        if after is None:
+            return HistoryPage([e for _, e in entries[-limit:]])
+        seq = self._sequence(after)
+        if seq is None:
+            return HistoryPage([], found=False)
+        index = bisect.bisect_left(entries, seq, key=lambda entry: entry[0])
+        if index == len(entries) or entries[index][0] != seq:
+            # Never a stored id of this channel, or pushed out of the ring.
+            return HistoryPage([], found=False)
+        start = index + 1
+        return HistoryPage([e for _, e in entries[start : start + limit]])
+
+    def _sequence(self, event_id: str) -> int | None:
+        epoch, _, seq = event_id.partition("-")
+        if epoch != self._epoch or not seq.isdigit() or len(seq) > 18:
+            return None
+        return int(seq)
+
+    async def presence_add(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one more connection of ``user`` in ``channel``."""
+        users = self._presence.setdefault(channel, {})
+        count, _ = users.get(user["id"], (0, user))
+        users[user["id"]] = (count + 1, user)
+
+    async def presence_remove(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one connection of ``user`` less in ``channel``."""
+        users = self._presence.get(channel)
+        if users is None or user["id"] not in users:
+            return
+        count, stored = users[user["id"]]
+        if count > 1:
+            users[user["id"]] = (count - 1, stored)
+        else:
+            del users[user["id"]]
+            if not users:
+                del self._presence[channel]
+
+    async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
+        """Return the distinct users in ``channel``."""
+        users = self._presence.get(channel, {})
+        listed = [user for _, user in itertools.islice(users.values(), limit)]
+        return PresenceInfo(listed, len(users))

@@ -1,0 +1,135 @@
+"""``create_blueprint()``: the one module using Sanic's registration API.
+
+Settings are resolved when the blueprint is registered on an app, from
+the keyword arguments given here, then ``app.config.CHAT_*``, then the
+defaults. Each app gets its own :class:`~sanic_chat.chat.Chat`, stored
+on ``app.ctx.sanic_chat`` and found with :func:`~sanic_chat.get_chat`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic.server.websockets.impl import WebsocketImplProtocol
+
+from .auth import check_upgrade
+from .backends import Broadcaster, broadcaster_from_url
+from .chat import DEFAULT_NAME, Chat, get_chat
+from .config import ChatConfig
+from .endpoint import serve
+from .errors import ConfigError
+from .identity import Authenticator, GuestAuthenticator
+
+logger = logging.getLogger(__name__)
+
+
+class ChatBlueprint(Blueprint):
+    """A Sanic blueprint that serves the chat; see :func:`create_blueprint`."""
+
+    __slots__ = ("_authenticator", "_broadcaster", "_chat_options", "_path")
+
+    def __init__(
+        self,
+        name: str,
+        options: dict[str, Any],
+        broadcaster: Broadcaster | None,
+        authenticator: Authenticator | None,
+    ) -> None:
+        super().__init__(name)
+        self._chat_options = options
+        self._broadcaster = broadcaster
+        self._authenticator = authenticator
+        self._path: str | None = None
+
+        # Plain functions, not bound methods: Sanic's lazy blueprint
+        # decorators only take functions directly.
+        async def check(request: Request) -> HTTPResponse | None:
+            return await check_upgrade(self._chat(request.app), request)
+
+        async def start(app: Sanic[Any, Any]) -> None:
+            await self._chat(app).start()
+
+        async def shutdown(app: Sanic[Any, Any]) -> None:
+            await self._chat(app).shutdown()
+
+        async def stop(app: Sanic[Any, Any]) -> None:
+            await self._chat(app).stop()
+
+        self.on_request(check)
+        self.before_server_start(start)
+        self.before_server_stop(shutdown)
+        self.after_server_stop(stop)
+
+    def register(self, app: Sanic[Any, Any], options: dict[str, Any]) -> None:
+        """Resolve settings for ``app``, create its chat, add the routes."""
+        config = ChatConfig.resolve(self._chat_options, app.config)
+        chats: dict[str, Chat] = getattr(app.ctx, "sanic_chat", None) or {}
+        if self.name in chats:
+            raise ConfigError(
+                f"a sanic-chat blueprint named {self.name!r} is already "
+                f"registered on app {app.name!r}"
+            )
+        broadcaster = self._broadcaster or broadcaster_from_url(
+            config.broadcaster_url, history_size=config.history_size
+        )
+        chats[self.name] = Chat(
+            config, broadcaster, self._authenticator or GuestAuthenticator()
+        )
+        app.ctx.sanic_chat = chats
+        if self._path is None:
+            self._path = config.path
+            self.add_websocket_route(self._serve, config.path, name="ws")
+        elif self._path != config.path:
+            raise ConfigError(
+                "one blueprint cannot serve different paths on different "
+                "apps; create one blueprint per app instead"
+            )
+        if "url_prefix" not in options and config.url_prefix:
+            options = {**options, "url_prefix": config.url_prefix}
+        super().register(app, options)  # type: ignore[no-untyped-call]
+
+    def _chat(self, app: Sanic[Any, Any]) -> Chat:
+        return get_chat(app, self.name)
+
+    async def _serve(
+        self, request: Request, ws: WebsocketImplProtocol
+    ) -> None:
+        await serve(self._chat(request.app), request, ws)
+
+
+def create_blueprint(
+    *,
+    broadcaster: Broadcaster | str | None = None,
+    authenticator: Authenticator | None = None,
+    name: str = DEFAULT_NAME,
+    **options: Any,
+) -> Blueprint:
+    """Create the chat blueprint: ``app.blueprint(create_blueprint())``.
+
+    Args:
+        broadcaster: A :class:`~sanic_chat.backends.Broadcaster` instance,
+            or a URL such as ``"memory://"``. Default: ``CHAT_BROADCASTER_URL``
+            or ``memory://``. An instance is used as is: give each app its
+            own.
+        authenticator: Identifies users before the upgrade. Default: every
+            connection is a guest with a server-generated id.
+        name: Blueprint name; also the name :func:`get_chat` looks up.
+        **options: Any :class:`~sanic_chat.config.ChatConfig` field, e.g.
+            ``default_room="general"`` or ``url_prefix="/chat"``. Each can
+            also be set as ``app.config.CHAT_<NAME>``; keywords win.
+
+    Raises:
+        ConfigError: An unknown option (at once) or an invalid value (when
+            the blueprint is registered).
+    """
+    if isinstance(broadcaster, str):
+        options["broadcaster_url"] = broadcaster
+        broadcaster = None
+    unknown = set(options) - set(ChatConfig.option_names())
+    if unknown:
+        raise ConfigError(
+            f"unknown sanic-chat option(s): {', '.join(sorted(unknown))}"
+        )
+    return ChatBlueprint(name, options, broadcaster, authenticator)

@@ -1,0 +1,136 @@
+"""The chat of one app: what server code uses to talk to the rooms.
+
+Each app that registers a chat blueprint gets its own :class:`Chat`
+(nothing is shared between apps). Reach it from handlers or background
+tasks with :func:`get_chat`::
+
+    chat = sanic_chat.get_chat(request.app)
+    await chat.publish("lobby", "Deploy finished", user=User("bot", "CI"))
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sanic import Request, Sanic
+
+from .backends.base import Broadcaster, PresenceInfo
+from .config import ChatConfig
+from .errors import CloseCode
+from .hub import Hub
+from .identity import SYSTEM_USER, Authenticator, User
+from .protocol import valid_room
+
+DEFAULT_NAME = "sanic_chat"
+
+
+class Chat:
+    """Rooms, broadcaster and settings of one chat blueprint in one app.
+
+    Args:
+        config: Resolved settings.
+        broadcaster: The backend that carries events.
+        authenticator: Identifies users before the upgrade.
+    """
+
+    def __init__(
+        self,
+        config: ChatConfig,
+        broadcaster: Broadcaster,
+        authenticator: Authenticator,
+    ) -> None:
+        self.config = config
+        self.broadcaster = broadcaster
+        self.authenticator = authenticator
+        self.hub = Hub(broadcaster, config)
+        self.closing = False
+
+    # Lifecycle, driven by the blueprint's listeners -----------------------
+
+    async def start(self) -> None:
+        """Connect the broadcaster (once per worker, before serving)."""
+        self.closing = False
+        await self.broadcaster.connect()
+
+    async def shutdown(self) -> None:
+        """Close every socket with 1001, after the frames it has queued."""
+        self.closing = True
+        await self.hub.close_all(
+            CloseCode.GOING_AWAY,
+            "server shutting down",
+            self.config.shutdown_close_timeout,
+        )
+
+    async def stop(self) -> None:
+        """Stop room subscriptions and disconnect the broadcaster."""
+        await self.hub.stop()
+        await self.broadcaster.disconnect()
+
+    # Server-side API ---------------------------------------------------------
+
+    async def publish(
+        self, room: str, text: str, *, user: User = SYSTEM_USER
+    ) -> str:
+        """Post ``text`` to ``room`` as ``user``; return the message id.
+
+        The message takes the same path as one sent over a socket: it gets
+        an id, goes into history and reaches every member on every worker.
+
+        Raises:
+            ValueError: ``room`` is not a valid room name or ``text`` is
+                empty or longer than ``max_text_length``.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        if not valid_room(room):
+            raise ValueError(f"invalid room name {room!r}")
+        if not text.strip() or len(text) > self.config.max_text_length:
+            raise ValueError(
+                f"text must be 1 to {self.config.max_text_length} characters"
+            )
+        return await self.hub.publish(room, user, text)
+
+    async def history(
+        self, room: str, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the room's stored messages as dicts, oldest first."""
+        frame = await self.hub.history_frame(room, limit)
+        messages: list[dict[str, Any]] = json.loads(frame)["messages"]
+        return messages
+
+    async def presence(self, room: str) -> PresenceInfo:
+        """Return the users connected to ``room`` (on every worker)."""
+        return await self.broadcaster.presence(
+            room, limit=self.config.presence_list_limit
+        )
+
+    @property
+    def connection_count(self) -> int:
+        """Open WebSocket connections on this worker."""
+        return len(self.hub.connections)
+
+    def room_sizes(self) -> dict[str, int]:
+        """Members per room on this worker."""
+        return {name: len(r.members) for name, r in self.hub.rooms.items()}
+
+
+def get_chat(app: Sanic[Any, Any] | Request, name: str = DEFAULT_NAME) -> Chat:
+    """Return the :class:`Chat` registered on ``app`` under ``name``.
+
+    Args:
+        app: The Sanic app, or a request of it.
+        name: The blueprint's name, if it was given one.
+
+    Raises:
+        LookupError: No chat blueprint of that name is registered.
+    """
+    if isinstance(app, Request):
+        app = app.app
+    chats: dict[str, Chat] = getattr(app.ctx, "sanic_chat", {})
+    try:
+        return chats[name]
+    except KeyError:
+        raise LookupError(
+            f"no sanic-chat blueprint named {name!r} is registered on "
+            f"app {app.name!r}"
+        ) from None

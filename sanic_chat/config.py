@@ -1,0 +1,159 @@
+"""Settings of one chat blueprint, from keywords, app config and defaults.
+
+Keyword arguments win over ``app.config`` keys, which win over defaults.
+
+Every option ``foo_bar`` can also be set as ``app.config.CHAT_FOO_BAR``,
+and so through the environment as ``SANIC_CHAT_FOO_BAR`` (Sanic loads
+``SANIC_``-prefixed variables into ``app.config``). Values from the
+environment arrive as strings (Sanic converts ``true``/``false`` and
+numbers); :meth:`ChatConfig.resolve` converts and validates them and
+names the offending key in its error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+SlowConsumerPolicy = Literal["close", "drop_oldest"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    """Validated settings of one chat blueprint.
+
+    Attributes:
+        broadcaster_url: Backend to use when no broadcaster instance is
+            given, as a URL (``memory://``).
+        default_room: Room every connection joins when it names none.
+        path: Route of the WebSocket endpoint inside the blueprint.
+        url_prefix: Prefix of the blueprint's routes (e.g. ``/chat``).
+        history_size: Messages kept per room for ``history`` and ``since``.
+        max_text_length: Longest accepted message text, in characters.
+        send_queue_size: Frames buffered per connection before the
+            slow-consumer policy applies.
+        slow_consumer: ``close`` (close 1013) or ``drop_oldest`` (drop the
+            oldest frames and send a ``lagged`` notice).
+        max_rooms_per_connection: Rooms one connection may be in at once.
+        presence_events: Send ``joined``/``left`` of other members.
+        presence_events_max_members: Above this many members on this
+            worker, a room stops announcing joins and leaves, so that a
+            connect storm does not flood everybody (``presence`` still
+            answers).
+        presence_list_limit: Most users listed in a ``presence`` reply.
+        shutdown_close_timeout: Seconds to wait for sockets to close on
+            shutdown.
+    """
+
+    broadcaster_url: str = "memory://"
+    default_room: str = "lobby"
+    path: str = "/ws"
+    url_prefix: str = ""
+    history_size: int = 100
+    max_text_length: int = 4000
+    send_queue_size: int = 100
+    slow_consumer: SlowConsumerPolicy = "close"
+    max_rooms_per_connection: int = 50
+    presence_events: bool = True
+    presence_events_max_members: int = 100
+    presence_list_limit: int = 1000
+    shutdown_close_timeout: float = 5.0
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Names of every option, as keyword arguments spell them."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def resolve(
+        cls, options: Mapping[str, Any], app_config: Mapping[str, Any]
+    ) -> ChatConfig:
+        """Merge keyword ``options`` over ``CHAT_*`` keys over defaults.
+
+        Raises:
+            ConfigError: An unknown option, or a value of the wrong type or
+                out of range; the message names the key.
+        """
+        unknown = set(options) - set(cls.option_names())
+        if unknown:
+            raise ConfigError(
+                f"unknown sanic-chat option(s): {', '.join(sorted(unknown))}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "CHAT_" + f.name.upper()
+            if f.name in options:
+                raw, source = options[f.name], f.name
+            elif key in app_config:
+                raw, source = app_config[key], key
+            else:
+                continue
+            values[f.name] = _convert(source, raw, f.default)
+        config = cls(**values)
+        config._validate()
+        return config
+
+    def _validate(self) -> None:
+        for name in (
+            "history_size",
+            "max_text_length",
+            "send_queue_size",
+            "max_rooms_per_connection",
+            "presence_list_limit",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.presence_events_max_members < 0:
+            raise ConfigError("presence_events_max_members must be >= 0")
+        if self.shutdown_close_timeout < 0:
+            raise ConfigError("shutdown_close_timeout must be >= 0")
+        if self.slow_consumer not in ("close", "drop_oldest"):
+            raise ConfigError(
+                "slow_consumer must be 'close' or 'drop_oldest', "
+                f"not {self.slow_consumer!r}"
+            )
+        if not ROOM_NAME_RE.match(self.default_room):
+            raise ConfigError(
+                f"default_room {self.default_room!r} is not a valid room "
+                "name (^[A-Za-z0-9_.:-]{1,64}$)"
+            )
+        if not self.path.startswith("/"):
+            raise ConfigError(f"path must start with '/', not {self.path!r}")
+
+
+def _convert(key: str, raw: Any, default: Any) -> Any:
+    """Coerce ``raw`` to the type of ``default``, naming ``key`` on error."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                lowered = raw.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            if isinstance(raw, bool | int):
+                return bool(raw)
+            raise TypeError(raw)
+        if kind is int:
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise TypeError(raw)
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise TypeError(raw)
+            return float(raw)
+        if not isinstance(raw, str):
+            raise TypeError(raw)
+        return raw
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key} must be a {kind.__name__}, got {raw!r}"
+        ) from None

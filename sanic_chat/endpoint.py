@@ -1,0 +1,164 @@
+"""The ``/ws`` handler: one reader and one writer per socket.
+
+The reader parses client frames and acts on them; the writer drains the
+connection's outbox (see :mod:`sanic_chat.connection`). Whichever ends
+first ends the other, and the connection leaves every room, so no task
+outlives its socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+from sanic import Request
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.exceptions import ConnectionClosed
+
+from . import protocol
+from .auth import RoomRequest
+from .chat import Chat
+from .connection import Connection
+from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(
+    chat: Chat, request: Request, ws: WebsocketImplProtocol
+) -> None:
+    """Run one chat connection until either side closes it."""
+    if chat.closing:
+        await ws.close(CloseCode.GOING_AWAY, "server shutting down")
+        return
+    config = chat.config
+    conn = Connection(
+        ws,
+        request.ctx.chat_user,
+        queue_size=config.send_queue_size,
+        policy=config.slow_consumer,
+    )
+    hub = chat.hub
+    hub.add(conn)
+    rooms: list[RoomRequest] = request.ctx.chat_rooms
+    writer = asyncio.create_task(conn.run_writer())
+    reader = asyncio.create_task(_read(chat, conn, ws, rooms))
+    try:
+        await asyncio.wait(
+            (reader, writer), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        # Membership ends now, synchronously; the rest is shielded so that
+        # a second cancellation (Sanic cancels on connection loss too)
+        # cannot skip it.
+        left = hub.detach(conn)
+        await asyncio.shield(
+            _finish(conn, hub.departed(conn, left), reader, writer)
+        )
+
+
+async def _finish(
+    conn: Connection,
+    departed: Awaitable[None],
+    *tasks: asyncio.Task[None],
+) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await departed
+    for task in tasks:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, ConnectionClosed):
+            logger.error("connection %s failed", conn, exc_info=exc)
+
+
+async def _read(
+    chat: Chat,
+    conn: Connection,
+    ws: WebsocketImplProtocol,
+    rooms: list[RoomRequest],
+) -> None:
+    config = chat.config
+    conn.send(
+        protocol.encode(
+            {
+                "type": "welcome",
+                "protocol": 1,
+                "user": conn.user.public(),
+                "rooms": [r.room for r in rooms],
+            }
+        )
+    )
+    for request in rooms:
+        await _guarded(conn, chat.hub.join(conn, request.room, request.since))
+    while not conn.closing:
+        data = await ws.recv()
+        if data is None:
+            continue
+        try:
+            command = protocol.parse(
+                data,
+                default_room=config.default_room,
+                max_text_length=config.max_text_length,
+            )
+        except ProtocolError as exc:
+            conn.send(protocol.error(exc.code, exc.message))
+            continue
+        await _guarded(conn, _dispatch(chat, conn, command))
+
+
+async def _guarded(conn: Connection, action: Awaitable[None]) -> None:
+    """Await ``action``; turn its failure into an ``error`` frame."""
+    try:
+        await action
+    except ProtocolError as exc:
+        conn.send(protocol.error(exc.code, exc.message))
+    except BroadcasterUnavailable as exc:
+        logger.warning("broadcaster unavailable: %s", exc)
+        conn.send(
+            protocol.error("unavailable", "chat backend unavailable, retry")
+        )
+    except (asyncio.CancelledError, ConnectionClosed):
+        raise
+    except Exception:
+        logger.exception("error while serving %s", conn)
+        conn.send(protocol.error("internal_error", "internal server error"))
+
+
+async def _dispatch(
+    chat: Chat, conn: Connection, command: protocol.Command
+) -> None:
+    hub = chat.hub
+    match command:
+        case protocol.Send(room, text, ref):
+            _require_member(conn, room)
+            message_id = await hub.publish(room, conn.user, text)
+            if ref is not None:
+                conn.send(
+                    protocol.encode(
+                        {
+                            "type": "ack",
+                            "ref": ref,
+                            "id": message_id,
+                            "room": room,
+                        }
+                    )
+                )
+        case protocol.Join(room, since):
+            await hub.join(conn, room, since)
+        case protocol.Leave(room):
+            await hub.leave(conn, room)
+        case protocol.History(room, limit):
+            _require_member(conn, room)
+            conn.send(await hub.history_frame(room, limit))
+        case protocol.Presence(room):
+            _require_member(conn, room)
+            conn.send(await hub.presence_frame(room))
+        case protocol.Ping():
+            conn.send(protocol.PONG)
+
+
+def _require_member(conn: Connection, room: str) -> None:
+    if room not in conn.rooms:
+        raise ProtocolError("not_joined", f"join room {room!r} first")

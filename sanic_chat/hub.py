@@ -1,0 +1,420 @@
+"""Rooms of one process: membership, fan-out and recovery.
+
+The hub is the only stateful part of the chat. For every room with at
+least one local member it holds exactly one broadcaster subscription, in
+one task; each event from it is turned into a frame once and appended to
+the outbox of every member (:meth:`Connection.send` never waits). Whatever
+the number of sockets, a message costs one publish, one frame encoding
+per process and one queue append per recipient.
+
+Joining with ``since`` replays history without gap or duplicate: live
+events are held back while history is read, then events that the replay
+already contained are skipped. Because every subscriber sees a channel in
+the same order as its history, the held-back events that were replayed
+always come first, so the check ends at the first new event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from .backends.base import Broadcaster, Event, Gap
+from .config import ChatConfig
+from .connection import Connection
+from .errors import BroadcasterUnavailable, ProtocolError
+from .identity import User
+from .protocol import encode, message_payload, now_ms, with_id
+
+logger = logging.getLogger(__name__)
+
+_RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Room:
+    """Local state of one room: its members and its subscription task."""
+
+    __slots__ = ("members", "name", "ready", "recovering", "skip", "task")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: set[Connection] = set()
+        # Connections whose join is in progress, with the live events held
+        # back for them meanwhile.
+        self.recovering: dict[Connection, list[Event]] = {}
+        # Ids a member already got from a history replay.
+        self.skip: dict[Connection, set[str]] = {}
+        self.ready: asyncio.Future[None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    def empty(self) -> bool:
+        """Whether no connection is in or joining the room."""
+        return not self.members and not self.recovering
+
+
+class Hub:
+    """Membership and fan-out for the connections of one process.
+
+    Args:
+        broadcaster: Carries events between processes.
+        config: Limits and presence settings.
+    """
+
+    def __init__(self, broadcaster: Broadcaster, config: ChatConfig) -> None:
+        self.broadcaster = broadcaster
+        self.config = config
+        self.rooms: dict[str, Room] = {}
+        self.connections: set[Connection] = set()
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+
+    # ------------------------------------------------------------------
+    # Connections
+
+    def add(self, conn: Connection) -> None:
+        """Track ``conn`` until :meth:`remove`."""
+        self.connections.add(conn)
+        self._all_closed.clear()
+
+    def detach(self, conn: Connection) -> list[tuple[str, bool]]:
+        """Take ``conn`` out of every room at once, without awaiting.
+
+        Returns:
+            ``(room, announce)`` for each room it was a member of; pass it
+            to :meth:`departed` to update presence.
+        """
+        left = []
+        for name in list(conn.rooms):
+            announce = self._detach_room(conn, name)
+            if announce is not None:
+                left.append((name, announce))
+        self.connections.discard(conn)
+        if not self.connections:
+            self._all_closed.set()
+        return left
+
+    async def departed(
+        self, conn: Connection, rooms: list[tuple[str, bool]]
+    ) -> None:
+        """Update presence for a detached connection; never raises."""
+        for name, announce in rooms:
+            try:
+                await self._departed(conn, name, announce)
+            except Exception as exc:
+                logger.debug("presence of %s in %s: %s", conn, name, exc)
+
+    async def close_all(self, code: int, reason: str, wait: float) -> None:
+        """Close every connection after its queued frames; wait for them.
+
+        Args:
+            code: Close code, 1001 on shutdown.
+            reason: Close reason sent to clients.
+            wait: Seconds to wait for clients to finish closing.
+        """
+        for conn in list(self.connections):
+            conn.close(code, reason, flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_closed.wait(), wait)
+
+    async def stop(self) -> None:
+        """Cancel every room's subscription task."""
+        tasks = [room.task for room in self.rooms.values() if room.task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.rooms.clear()
+
+    # ------------------------------------------------------------------
+    # Rooms
+
+    async def join(
+        self, conn: Connection, name: str, since: str | None = None
+    ) -> None:
+        """Add ``conn`` to room ``name`` and confirm with ``joined``.
+
+        With ``since``, the room's stored messages after that id are sent
+        between the confirmation and the first live message.
+
+        Raises:
+            ProtocolError: ``too_many_rooms`` when the connection is
+                already in as many rooms as allowed.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        if name in conn.rooms:
+            conn.send(self._joined_frame(name, conn.user, since, None), name)
+            return
+        if len(conn.rooms) >= self.config.max_rooms_per_connection:
+            raise ProtocolError(
+                "too_many_rooms",
+                "a connection may be in at most "
+                f"{self.config.max_rooms_per_connection} rooms",
+            )
+        room = self._room(name)
+        conn.rooms.add(name)
+        room.recovering[conn] = []
+        try:
+            await asyncio.shield(room.ready)
+            found: bool | None = None
+            replayed: list[Event] = []
+            if since is not None:
+                page = await self.broadcaster.history(
+                    name, limit=self.config.history_size, after=since
+                )
+                found = page.found
+                replayed = page.events
+            conn.send(self._joined_frame(name, conn.user, since, found), name)
+            for event in replayed:
+                conn.send(self._frame(event), name)
+            held = room.recovering.pop(conn)
+            room.members.add(conn)
+            if replayed:
+                room.skip[conn] = {e.id for e in replayed if e.id is not None}
+            for event in held:
+                self._deliver(room, conn, event)
+            await self.broadcaster.presence_add(name, conn.user.public())
+        except BaseException:
+            conn.rooms.discard(name)
+            room.recovering.pop(conn, None)
+            room.members.discard(conn)
+            room.skip.pop(conn, None)
+            self._close_if_empty(room)
+            raise
+        if self._announces(room):
+            await self._publish_presence("joined", room.name, conn)
+
+    async def leave(self, conn: Connection, name: str) -> None:
+        """Take ``conn`` out of room ``name`` and confirm with ``left``.
+
+        Raises:
+            ProtocolError: ``not_joined`` if it is not in the room.
+        """
+        if name not in conn.rooms:
+            raise ProtocolError("not_joined", f"not in room {name!r}")
+        await self._leave(conn, name, confirm=True)
+
+    async def _leave(self, conn: Connection, name: str, confirm: bool) -> None:
+        announce = self._detach_room(conn, name)
+        if confirm:
+            conn.send(
+                encode(
+                    {"type": "left", "room": name, "user": conn.user.public()}
+                ),
+                name,
+            )
+        if announce is not None:
+            await self._departed(conn, name, announce)
+
+    def _detach_room(self, conn: Connection, name: str) -> bool | None:
+        """Remove ``conn`` from ``name``; ``None`` if it was not a member.
+
+        Otherwise tell whether its leaving is announced to the others.
+        """
+        conn.rooms.discard(name)
+        room = self.rooms.get(name)
+        if room is None:
+            return None
+        was_member = conn in room.members
+        room.members.discard(conn)
+        room.recovering.pop(conn, None)
+        room.skip.pop(conn, None)
+        announce = self._announces(room)
+        self._close_if_empty(room)
+        return announce if was_member else None
+
+    async def _departed(
+        self, conn: Connection, name: str, announce: bool
+    ) -> None:
+        await self.broadcaster.presence_remove(name, conn.user.public())
+        if announce:
+            await self._publish_presence("left", name, conn)
+
+    def _room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+            room.task = asyncio.create_task(
+                self._follow(room), name=f"sanic-chat room {name}"
+            )
+        return room
+
+    def _close_if_empty(self, room: Room) -> None:
+        if room.empty() and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            if room.task is not None:
+                room.task.cancel()
+            if not room.ready.done():
+                room.ready.cancel()
+
+    def _announces(self, room: Room) -> bool:
+        return (
+            self.config.presence_events
+            and len(room.members) <= self.config.presence_events_max_members
+        )
+
+    async def _publish_presence(
+        self, kind: str, room: str, conn: Connection
+    ) -> None:
+        payload = encode(
+            {"type": kind, "room": room, "user": conn.user.public()}
+        )
+        await self.broadcaster.publish(
+            room, payload, store=False, origin=conn.key
+        )
+
+    @staticmethod
+    def _joined_frame(
+        room: str, user: User, since: str | None, recovered: bool | None
+    ) -> str:
+        frame: dict[str, object] = {
+            "type": "joined",
+            "room": room,
+            "user": user.public(),
+        }
+        if since is not None:
+            frame["recovered"] = bool(recovered)
+        return encode(frame)
+
+    # ------------------------------------------------------------------
+    # Fan-out
+
+    async def _follow(self, room: Room) -> None:
+        """Deliver the room's events to its members until cancelled.
+
+        A failing subscription is logged once and retried with backoff;
+        members are told to re-sync when it is back, because events may
+        have been missed meanwhile (they are in history).
+        """
+        attempt = 0
+        while True:
+            try:
+                async with self.broadcaster.subscribe(room.name) as events:
+                    if room.ready.done():
+                        logger.info(
+                            "room %s: subscription restored", room.name
+                        )
+                        self._resync(room)
+                    else:
+                        room.ready.set_result(None)
+                    attempt = 0
+                    async for item in events:
+                        if isinstance(item, Gap):
+                            logger.warning(
+                                "room %s: fell %d events behind, asking "
+                                "members to re-sync",
+                                room.name,
+                                item.skipped,
+                            )
+                            self._resync(room)
+                        else:
+                            self._fanout(room, item)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not room.ready.done():
+                    room.ready.set_exception(
+                        BroadcasterUnavailable(f"cannot subscribe: {exc}")
+                    )
+                    return
+                if attempt == 0:
+                    logger.warning(
+                        "room %s: subscription failed (%s); retrying",
+                        room.name,
+                        exc,
+                    )
+                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def _fanout(self, room: Room, event: Event) -> None:
+        frame = self._frame(event)
+        name = room.name
+        if event.origin is None and not room.skip:
+            # The hot path: one frame, one append per member.
+            for conn in room.members:
+                conn.send(frame, name)
+        else:
+            for conn in list(room.members):
+                if conn.key != event.origin:
+                    self._deliver(room, conn, event, frame)
+        limit = self.config.send_queue_size
+        for conn, held in room.recovering.items():
+            if len(held) >= limit:
+                conn.close(1013, "slow consumer")
+            else:
+                held.append(event)
+
+    def _deliver(
+        self,
+        room: Room,
+        conn: Connection,
+        event: Event,
+        frame: str | None = None,
+    ) -> None:
+        """Send ``event`` to one member unless a replay already did."""
+        skip = room.skip.get(conn)
+        if skip is not None:
+            if event.id in skip:
+                return
+            # Events arrive in history order: nothing later was replayed.
+            room.skip.pop(conn, None)
+        conn.send(frame or self._frame(event), room.name)
+
+    def _resync(self, room: Room) -> None:
+        frame = encode({"type": "resync", "room": room.name})
+        for conn in room.members:
+            conn.send(frame, room.name)
+
+    @staticmethod
+    def _frame(event: Event) -> str:
+        if event.id is None:
+            return event.payload
+        return with_id(event.payload, event.id)
+
+    # ------------------------------------------------------------------
+    # Requests
+
+    async def publish(self, room: str, user: User, text: str) -> str:
+        """Publish a chat message; return its id.
+
+        Raises:
+            BroadcasterUnavailable: The message could not be published.
+        """
+        payload = message_payload(room, user.public(), text, now_ms())
+        event = await self.broadcaster.publish(room, payload)
+        if event.id is None:
+            raise BroadcasterUnavailable("broadcaster stored no id")
+        return event.id
+
+    async def history_frame(self, room: str, limit: int | None) -> str:
+        """Encode the ``history`` reply for ``room``, oldest first."""
+        size = self.config.history_size
+        page = await self.broadcaster.history(
+            room, limit=min(limit or size, size)
+        )
+        return _list_frame(
+            '{"type":"history","room":' + encode(room) + ',"messages":[',
+            (self._frame(event) for event in page.events),
+        )
+
+    async def presence_frame(self, room: str) -> str:
+        """Encode the ``presence`` reply for ``room``."""
+        info = await self.broadcaster.presence(
+            room, limit=self.config.presence_list_limit
+        )
+        return encode(
+            {
+                "type": "presence",
+                "room": room,
+                "users": info.users,
+                "count": info.count,
+            }
+        )
+
+
+def _list_frame(head: str, items: Iterable[str]) -> str:
+    return head + ",".join(items) + "]}"

@@ -1,0 +1,217 @@
+"""Wire protocol v1: parse client frames, encode server frames.
+
+Pure functions and value objects, no I/O, so the whole contract can be
+read (and tested) in one place. The reference is ``docs/protocol.md``.
+
+Client frames become :data:`Command` objects or raise
+:class:`~sanic_chat.errors.ProtocolError`. Server frames are encoded to
+JSON text once and the same ``str`` is sent to every recipient.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from .config import ROOM_NAME_RE
+from .errors import ProtocolError
+
+MAX_REF_LENGTH = 128
+MAX_ID_LENGTH = 128
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False
+)
+
+
+def encode(frame: object) -> str:
+    """Encode a server frame (or a JSON value) as compact JSON text."""
+    return _encoder.encode(frame)
+
+
+def now_ms() -> int:
+    """Server time in integer milliseconds, as frames carry it."""
+    return time.time_ns() // 1_000_000
+
+
+# --------------------------------------------------------------------------
+# Client -> server
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """``{"type":"join","room":R,"since"?:ID}``."""
+
+    room: str
+    since: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """``{"type":"leave","room":R}``."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """``{"type":"message","room":R,"text":T,"ref"?:S}``, or plain text."""
+
+    room: str
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """``{"type":"history","room":R,"limit"?:N}``."""
+
+    room: str
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """``{"type":"presence","room":R}``."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"type":"ping"}``: an application-level heartbeat."""
+
+
+Command = Join | Leave | Send | History | Presence | Ping
+
+
+def parse(
+    data: str | bytes, *, default_room: str, max_text_length: int
+) -> Command:
+    """Turn one client frame into a :data:`Command`.
+
+    A text frame whose first non-whitespace character is not ``{`` is a
+    plain-text message to ``default_room``, so the simplest clients
+    (``ws.send("Hello")``) work.
+
+    Raises:
+        ProtocolError: ``bad_request`` for anything that is not a valid
+            protocol object, ``too_large`` for text over the limit.
+    """
+    if not isinstance(data, str):
+        raise ProtocolError(
+            "bad_request", "binary frames are not supported; send JSON text"
+        )
+    if not data.lstrip().startswith("{"):
+        return Send(default_room, _text(data, max_text_length))
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_request", "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_request", "frame must be a JSON object")
+    kind = obj.get("type")
+    if kind == "message":
+        return Send(
+            _room(obj),
+            _text(obj.get("text"), max_text_length),
+            _optional_str(obj, "ref", MAX_REF_LENGTH),
+        )
+    if kind == "join":
+        return Join(_room(obj), _optional_str(obj, "since", MAX_ID_LENGTH))
+    if kind == "leave":
+        return Leave(_room(obj))
+    if kind == "history":
+        return History(_room(obj), _limit(obj))
+    if kind == "presence":
+        return Presence(_room(obj))
+    if kind == "ping":
+        return Ping()
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_request", "field 'type' must be a string")
+    raise ProtocolError("bad_request", f"unknown frame type {kind[:32]!r}")
+
+
+def valid_room(name: object) -> bool:
+    """Tell whether ``name`` is a valid room name."""
+    return isinstance(name, str) and bool(ROOM_NAME_RE.match(name))
+
+
+def _room(obj: dict[str, Any]) -> str:
+    room = obj.get("room")
+    if not valid_room(room):
+        raise ProtocolError(
+            "bad_request",
+            "field 'room' must match ^[A-Za-z0-9_.:-]{1,64}$",
+        )
+    return cast(str, room)
+
+
+def _text(text: object, max_length: int) -> str:
+    if not isinstance(text, str):
+        raise ProtocolError("bad_request", "field 'text' must be a string")
+    if not text.strip():
+        raise ProtocolError("bad_request", "field 'text' must not be empty")
+    if len(text) > max_length:
+        raise ProtocolError(
+            "too_large", f"text is longer than {max_length} characters"
+        )
+    return text
+
+
+def _optional_str(
+    obj: dict[str, Any], key: str, max_length: int
+) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise ProtocolError(
+            "bad_request",
+            f"field {key!r} must be a string of at most {max_length} "
+            "characters",
+        )
+    return value
+
+
+def _limit(obj: dict[str, Any]) -> int | None:
+    value = obj.get("limit")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ProtocolError(
+            "bad_request", "field 'limit' must be a positive integer"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------
+# Server -> client
+
+
+def message_payload(
+    room: str, user: dict[str, str], text: str, ts: int
+) -> str:
+    """Encode a chat message without its id, as broadcasters carry it.
+
+    The id is assigned by the broadcaster at publish time and spliced in
+    by :func:`with_id`, so the message is still encoded only once.
+    """
+    return encode(
+        {"type": "message", "room": room, "user": user, "text": text, "ts": ts}
+    )
+
+
+def with_id(payload: str, message_id: str) -> str:
+    """Return ``payload`` (a JSON object text) with ``"id"`` prepended."""
+    return '{"id":' + encode(message_id) + "," + payload[1:]
+
+
+def error(code: str, message: str) -> str:
+    """Encode ``{"type":"error","code":...,"message":...}``."""
+    return encode({"type": "error", "code": code, "message": message})
+
+
+PONG = encode({"type": "pong"})

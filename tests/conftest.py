@@ -1,0 +1,139 @@
+"""Real servers on ephemeral ports and real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sanic import Sanic
+from websockets.asyncio.client import ClientConnection, connect
+
+import sanic_chat
+
+TIMEOUT = 5.0
+_names = itertools.count()
+
+
+def make_app(**options: Any) -> Sanic:
+    """A fresh app with the chat blueprint and the given options."""
+    app = Sanic(f"chat_test_{next(_names)}")
+    app.config.TOUCHUP = False
+    app.blueprint(sanic_chat.create_blueprint(**options))
+    return app
+
+
+class LiveServer:
+    def __init__(self, app: Sanic, port: int) -> None:
+        self.app = app
+        self.port = port
+
+    @property
+    def chat(self) -> sanic_chat.Chat:
+        return sanic_chat.get_chat(self.app)
+
+    def url(self, path: str = "/ws", **query: Any) -> str:
+        from urllib.parse import urlencode
+
+        qs = urlencode(query, doseq=True)
+        return f"ws://127.0.0.1:{self.port}{path}" + (f"?{qs}" if qs else "")
+
+    @asynccontextmanager
+    async def client(
+        self, path: str = "/ws", welcome: bool = True, **query: Any
+    ) -> AsyncIterator[Client]:
+        """Connect; by default read the welcome and the joined frames."""
+        max_queue = query.pop("max_queue", 16)
+        async with connect(
+            self.url(path, **query), open_timeout=TIMEOUT, max_queue=max_queue
+        ) as ws:
+            client = Client(ws)
+            if welcome:
+                client.welcome = await client.expect("welcome")
+                for room in client.welcome["rooms"]:
+                    await client.expect("joined", room=room)
+            yield client
+
+
+class Client:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    @property
+    def user(self) -> dict[str, str]:
+        return self.welcome["user"]
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame = json.loads(data)
+        assert isinstance(frame, dict) and "type" in frame, frame
+        return frame
+
+    async def expect(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Read the next frame and check its type and fields."""
+        frame = await self.recv()
+        assert frame["type"] == type, frame
+        for key, value in fields.items():
+            assert frame[key] == value, frame
+        return frame
+
+    async def until(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """Read frames until one matches; return it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if match(frame):
+                    return frame
+
+    async def say(self, text: str, room: str = "lobby") -> dict[str, Any]:
+        """Send a message and return its echo."""
+        await self.send({"type": "message", "room": room, "text": text})
+        return await self.until(
+            lambda f: f["type"] == "message" and f["text"] == text
+        )
+
+    async def nothing(self, wait: float = 0.2) -> None:
+        """Assert that no frame arrives within ``wait`` seconds."""
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(self.ws.recv(), wait)
+
+
+@asynccontextmanager
+async def live(app: Sanic) -> AsyncIterator[LiveServer]:
+    """Run ``app`` on 127.0.0.1 and an ephemeral port, with its listeners."""
+    server = await app.create_server(
+        host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False
+    )
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    port = server.server.sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(app, port)
+    finally:
+        await server.before_stop()
+        server.close()
+        await server.wait_closed()
+        await server.after_stop()
+
+
+@pytest.fixture
+def app_factory() -> Callable[..., Sanic]:
+    return make_app
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LiveServer]:
+    async with live(make_app()) as srv:
+        yield srv

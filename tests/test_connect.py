@@ -1,0 +1,67 @@
+"""Connecting: welcome, default room, identity and refused upgrades."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from .conftest import LiveServer, live, make_app
+
+
+async def test_first_frame_is_welcome_with_guest_identity(
+    server: LiveServer,
+) -> None:
+    async with server.client(welcome=False) as alice:
+        welcome = await alice.expect("welcome", rooms=["lobby"], protocol=1)
+        assert welcome["user"]["id"].startswith("guest-")
+        joined = await alice.expect("joined", room="lobby")
+        assert joined["user"] == welcome["user"]
+        assert "recovered" not in joined
+
+
+async def test_guest_ids_are_unique_and_names_are_proposed(
+    server: LiveServer,
+) -> None:
+    async with server.client(name="alice") as a, server.client(name="alice") as b:
+        assert a.user["name"] == b.user["name"] == "alice"
+        assert a.user["id"] != b.user["id"]
+
+
+@pytest.mark.parametrize("name", ["   ", "x" * 33, "bad\x07bell", "<b>"])
+async def test_invalid_display_name_is_refused_before_upgrade(
+    server: LiveServer, name: str
+) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with server.client(name=name):
+            pass
+    assert info.value.response.status_code == 400
+    assert b"bad_request" in info.value.response.body
+
+
+async def test_rooms_from_query_are_joined_at_connect(
+    server: LiveServer,
+) -> None:
+    async with server.client(room=["dev", "ops", "dev"]) as c:
+        assert c.welcome["rooms"] == ["dev", "ops"]
+        await c.say("in dev", room="dev")
+
+
+@pytest.mark.parametrize(
+    "room", ["a b", "../x", "*", "room?", "[x]", "x" * 65, "é", "dev@"]
+)
+async def test_invalid_room_names_are_refused_before_upgrade(
+    server: LiveServer, room: str
+) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with server.client(room=room):
+            pass
+    assert info.value.response.status_code == 400
+
+
+async def test_too_many_rooms_at_connect_is_refused() -> None:
+    async with live(make_app(max_rooms_per_connection=2)) as srv:
+        with pytest.raises(InvalidStatus) as info:
+            async with srv.client(room=["a", "b", "c"]):
+                pass
+        assert info.value.response.status_code == 400
+        assert b"too_many_rooms" in info.value.response.body
