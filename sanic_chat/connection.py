@@ -39,6 +39,9 @@ class WebSocket(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake."""
 
+    def end_connection(self, code: int = 1000, reason: str = "") -> object:
+        """Queue a close frame and tear down without awaiting the client."""
+
 
 class Connection:
     """A connected client, as the hub sees it.
@@ -58,6 +61,7 @@ class Connection:
         "_queue_size",
         "_skipped",
         "_wakeup",
+        "_writer",
         "_ws",
         "key",
         "rooms",
@@ -83,6 +87,7 @@ class Connection:
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
         self._flush = False
+        self._writer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} user={self.user.id!r}>"
@@ -123,23 +128,33 @@ class Connection:
         """Ask the writer to close the socket with ``code``.
 
         With ``flush`` the frames already queued are sent first (graceful
-        shutdown); otherwise they are discarded (slow consumer).
+        shutdown); otherwise they are discarded and the close frame is
+        queued behind what the socket already holds (slow consumer): Sanic
+        aborts the TCP connection if the client does not read it within
+        ``WEBSOCKET_TIMEOUT``.
         """
         if self._close is not None:
             return
         self._close = (code, reason)
         self._flush = flush
         if not flush:
+            # The writer may be stuck on a client that does not read:
+            # end the connection now instead of waiting for it.
             self._queue.clear()
             self._skipped.clear()
+            self._ws.end_connection(code, reason)
+            if self._writer is not None:
+                self._writer.cancel()
         self._wakeup.set()
 
     async def run_writer(self) -> None:
         """Drain the outbox into the socket until a close is requested.
 
-        Ends when the close frame is sent or the socket fails; the
-        endpoint then cancels the reader.
+        Ends when the close frame is sent, when the socket fails, or at
+        once (cancelled) on a slow-consumer close; the endpoint then
+        cancels the reader and the connection leaves its rooms.
         """
+        self._writer = asyncio.current_task()
         queue = self._queue
         ws = self._ws
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,9 +29,21 @@ def make_app(**options: Any) -> Sanic:
 
 
 class LiveServer:
-    def __init__(self, app: Sanic, port: int) -> None:
+    def __init__(self, app: Sanic, server: Any, port: int) -> None:
         self.app = app
         self.port = port
+        self._server = server
+        self._stopped = False
+
+    async def stop(self) -> None:
+        """Stop the server as Sanic does on shutdown, listeners included."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._server.before_stop()
+        self._server.close()
+        await self._server.wait_closed()
+        await self._server.after_stop()
 
     @property
     def chat(self) -> sanic_chat.Chat:
@@ -111,21 +124,23 @@ class Client:
 @asynccontextmanager
 async def live(app: Sanic) -> AsyncIterator[LiveServer]:
     """Run ``app`` on 127.0.0.1 and an ephemeral port, with its listeners."""
+    # Sanic treats port=0 as "use the default"; bind the socket ourselves.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server = await app.create_server(
-        host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False
+        sock=sock, return_asyncio_server=True, access_log=False
     )
     assert server is not None
     await server.startup()
     await server.before_start()
     await server.after_start()
-    port = server.server.sockets[0].getsockname()[1]
+    srv = LiveServer(app, server, port)
     try:
-        yield LiveServer(app, port)
+        yield srv
     finally:
-        await server.before_stop()
-        server.close()
-        await server.wait_closed()
-        await server.after_stop()
+        await srv.stop()
 
 
 @pytest.fixture
