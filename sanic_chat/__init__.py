@@ -11,8 +11,6 @@ Usage::
 See ``docs/`` for the wire protocol, configuration and backends.
 """
 
-from __future__ import annotations
-
 from .__about__ import __version__
 from .backends import (
     Broadcaster,

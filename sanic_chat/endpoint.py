@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable
 
 from sanic import Request
+from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
@@ -23,6 +24,9 @@ from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 
 logger = logging.getLogger(__name__)
+
+# What a socket raises once the client has gone: normal, not an error.
+_CLOSED = (ConnectionClosed, WebsocketClosed)
 
 
 async def serve(
@@ -69,7 +73,7 @@ async def _finish(
     await departed
     for task in tasks:
         exc = None if task.cancelled() else task.exception()
-        if exc is not None and not isinstance(exc, ConnectionClosed):
+        if exc is not None and not isinstance(exc, _CLOSED):
             logger.error("connection %s failed", conn, exc_info=exc)
 
 
@@ -119,7 +123,7 @@ async def _guarded(conn: Connection, action: Awaitable[None]) -> None:
         conn.send(
             protocol.error("unavailable", "chat backend unavailable, retry")
         )
-    except (asyncio.CancelledError, ConnectionClosed):
+    except (asyncio.CancelledError, *_CLOSED):
         raise
     except Exception:
         logger.exception("error while serving %s", conn)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,10 +21,18 @@ TIMEOUT = 5.0
 _names = itertools.count()
 
 
+def new_app() -> Sanic:
+    """A fresh, empty app with a unique name."""
+    app = Sanic(f"chat_test_{next(_names)}")
+    # TouchUp rewrites Sanic's methods per app; with many apps in one
+    # process it is flaky and it buys nothing in tests.
+    app.config.TOUCHUP = False
+    return app
+
+
 def make_app(**options: Any) -> Sanic:
     """A fresh app with the chat blueprint and the given options."""
-    app = Sanic(f"chat_test_{next(_names)}")
-    app.config.TOUCHUP = False
+    app = new_app()
     app.blueprint(sanic_chat.create_blueprint(**options))
     return app
 
@@ -141,6 +150,18 @@ async def live(app: Sanic) -> AsyncIterator[LiveServer]:
         yield srv
     finally:
         await srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail any test during which sanic-chat or Sanic logged an error."""
+    yield
+    errors = [
+        r
+        for r in caplog.get_records("call") + caplog.get_records("teardown")
+        if r.levelno >= logging.ERROR
+    ]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 @pytest.fixture

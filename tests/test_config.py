@@ -1,0 +1,120 @@
+"""Configuration: keywords over ``app.config.CHAT_*`` over defaults."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+import sanic_chat
+from sanic_chat import ChatConfig, ConfigError
+
+from .conftest import live, make_app, new_app
+
+
+def test_defaults() -> None:
+    config = ChatConfig.resolve({}, {})
+    assert config.default_room == "lobby"
+    assert config.history_size == 100
+    assert config.send_queue_size == 100
+    assert config.slow_consumer == "close"
+    assert config.max_text_length == 4000
+    assert config.broadcaster_url == "memory://"
+
+
+def test_app_config_is_read_and_keywords_win() -> None:
+    app_config = {"CHAT_DEFAULT_ROOM": "general", "CHAT_HISTORY_SIZE": "7"}
+    config = ChatConfig.resolve({}, app_config)
+    assert (config.default_room, config.history_size) == ("general", 7)
+    config = ChatConfig.resolve({"default_room": "kw"}, app_config)
+    assert (config.default_room, config.history_size) == ("kw", 7)
+
+
+@pytest.mark.parametrize(
+    ("options", "app_config", "message"),
+    [
+        ({"history_size": 0}, {}, "history_size"),
+        ({}, {"CHAT_SEND_QUEUE_SIZE": "lots"}, "CHAT_SEND_QUEUE_SIZE"),
+        ({}, {"CHAT_PRESENCE_EVENTS": "maybe"}, "CHAT_PRESENCE_EVENTS"),
+        ({"slow_consumer": "ignore"}, {}, "slow_consumer"),
+        ({"default_room": "no spaces"}, {}, "default_room"),
+        ({"path": "ws"}, {}, "path"),
+        ({"colour": "blue"}, {}, "colour"),
+    ],
+)
+def test_invalid_settings_name_the_key(
+    options: dict[str, object], app_config: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ChatConfig.resolve(options, app_config)
+
+
+def test_unknown_keyword_fails_at_once() -> None:
+    with pytest.raises(ConfigError, match="colour"):
+        sanic_chat.create_blueprint(colour="blue")
+
+
+async def test_environment_variables_configure_the_chat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANIC_CHAT_DEFAULT_ROOM", "general")
+    monkeypatch.setenv("SANIC_CHAT_PRESENCE_EVENTS", "false")
+    app = make_app()
+    async with live(app) as srv:
+        assert srv.chat.config.presence_events is False
+        async with srv.client(welcome=False) as alice:
+            await alice.expect("welcome", rooms=["general"])
+
+
+async def test_url_prefix_moves_the_route() -> None:
+    async with live(make_app(url_prefix="/chat")) as srv:
+        async with srv.client("/chat/ws") as alice:
+            await alice.say("moved")
+        with pytest.raises(InvalidStatus) as info:
+            async with srv.client("/ws"):
+                pass
+        assert info.value.response.status_code == 404
+
+
+async def test_url_prefix_from_app_config() -> None:
+    app = new_app()
+    app.config.CHAT_URL_PREFIX = "/api"
+    app.blueprint(sanic_chat.create_blueprint())
+    async with live(app) as srv:
+        async with srv.client("/api/ws") as alice:
+            await alice.say("configured")
+
+
+def test_one_blueprint_per_name_and_app() -> None:
+    app = new_app()
+    app.blueprint(sanic_chat.create_blueprint())
+    with pytest.raises(Exception, match="sanic_chat"):
+        app.blueprint(sanic_chat.create_blueprint())
+
+
+async def test_two_chats_on_one_app_under_different_names() -> None:
+    app = new_app()
+    app.blueprint(sanic_chat.create_blueprint(name="public"))
+    app.blueprint(
+        sanic_chat.create_blueprint(name="staff", url_prefix="/staff")
+    )
+    async with live(app) as srv:
+        public = sanic_chat.get_chat(app, "public")
+        staff = sanic_chat.get_chat(app, "staff")
+        assert public is not staff
+        async with srv.client("/staff/ws") as alice:
+            await alice.say("staff only")
+        assert await public.history("lobby") == []
+        assert len(await staff.history("lobby")) == 1
+
+
+def test_broadcaster_url_must_be_known() -> None:
+    app = new_app()
+    with pytest.raises(ConfigError, match="nats"):
+        app.blueprint(sanic_chat.create_blueprint(broadcaster="nats://x"))
+
+
+def test_broadcaster_instance_is_used_as_given() -> None:
+    backend = sanic_chat.MemoryBroadcaster(history_size=5)
+    app = new_app()
+    app.blueprint(sanic_chat.create_blueprint(broadcaster=backend))
+    assert sanic_chat.get_chat(app).broadcaster is backend
