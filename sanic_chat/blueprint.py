@@ -15,7 +15,7 @@ from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from .auth import check_upgrade
-from .backends import Broadcaster, broadcaster_from_url
+from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, get_chat
 from .config import ChatConfig
 from .endpoint import serve
@@ -57,6 +57,19 @@ class ChatBlueprint(Blueprint):
         async def stop(app: Sanic[Any, Any]) -> None:
             await self._chat(app).stop()
 
+        def warn_if_not_shared(app: Sanic[Any, Any]) -> None:
+            chat = self._chat(app)
+            if app.state.workers > 1 and isinstance(
+                chat.broadcaster, MemoryBroadcaster
+            ):
+                logger.warning(
+                    "sanic-chat: %d workers on the in-memory broadcaster: "
+                    "rooms are NOT shared between workers; use the Redis "
+                    "broadcaster (CHAT_BROADCASTER_URL=redis://...)",
+                    app.state.workers,
+                )
+
+        self.main_process_start(warn_if_not_shared)
         self.on_request(check)
         self.before_server_start(start)
         self.before_server_stop(shutdown)

@@ -1,0 +1,64 @@
+"""Command line of the example app: ``python -m example_app --help``."""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from . import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m example_app",
+        description="Serve the sanic-chat example: a chat page at / and "
+        "the chat at /ws. Chat settings can also be given as SANIC_CHAT_* "
+        "environment variables (e.g. SANIC_CHAT_DEFAULT_ROOM=general).",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to bind (8000)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (1); the default in-memory broadcaster "
+        "does not share rooms between workers",
+    )
+    parser.add_argument(
+        "--default-room",
+        default=None,
+        help="room every connection joins (CHAT_DEFAULT_ROOM, lobby)",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request"
+    )
+    args = parser.parse_args(argv)
+    options = {}
+    if args.default_room:
+        options["default_room"] = args.default_room
+    loader = AppLoader(factory=partial(create_app, **options))
+    app = loader.load()
+    single = args.workers == 1
+    app.prepare(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=args.access_log,
+        single_process=single,
+        motd=False,
+    )
+    if single:
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
+
+
+if __name__ == "__main__":
+    main()
