@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -38,16 +39,15 @@ def example() -> Iterator[int]:
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read().decode()) from None
-                import time
-
+                    out, _ = proc.communicate()
+                    raise RuntimeError(out.decode()) from None
                 time.sleep(0.1)
         else:
             raise RuntimeError("example app did not start")
         yield port
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=10)
 
 
 def _get(port: int, path: str) -> tuple[int, str, str]:
