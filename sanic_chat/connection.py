@@ -124,6 +124,16 @@ class Connection:
         if len(queue) == 1:
             self._wakeup.set()
 
+    def offer(self, frame: str, room: str | None = None) -> None:
+        """Queue a best-effort frame (a presence notice), or drop it.
+
+        It is dropped when the outbox is already half full, so that
+        join/leave notices alone never trip the slow-consumer policy.
+        Clients learn the truth from a ``presence`` request.
+        """
+        if len(self._queue) < self._queue_size // 2:
+            self.send(frame, room)
+
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Ask the writer to close the socket with ``code``.
 

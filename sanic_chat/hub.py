@@ -333,14 +333,18 @@ class Hub:
     def _fanout(self, room: Room, event: Event) -> None:
         frame = self._frame(event)
         name = room.name
-        if event.origin is None and not room.skip:
+        if event.id is None:
+            # Ephemeral (presence) notices are best-effort.
+            for conn in room.members:
+                if conn.key != event.origin:
+                    conn.offer(frame, name)
+        elif not room.skip:
             # The hot path: one frame, one append per member.
             for conn in room.members:
                 conn.send(frame, name)
         else:
             for conn in list(room.members):
-                if conn.key != event.origin:
-                    self._deliver(room, conn, event, frame)
+                self._deliver(room, conn, event, frame)
         limit = self.config.send_queue_size
         for conn, held in room.recovering.items():
             if len(held) >= limit:
@@ -356,6 +360,10 @@ class Hub:
         frame: str | None = None,
     ) -> None:
         """Send ``event`` to one member unless a replay already did."""
+        if event.id is None:
+            if conn.key != event.origin:
+                conn.offer(frame or event.payload, room.name)
+            return
         skip = room.skip.get(conn)
         if skip is not None:
             if event.id in skip:

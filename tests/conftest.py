@@ -6,9 +6,14 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,7 +96,9 @@ class Client:
         return self.welcome["user"]
 
     async def send(self, frame: dict[str, Any] | str) -> None:
-        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+        await self.ws.send(
+            frame if isinstance(frame, str) else json.dumps(frame)
+        )
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         data = await asyncio.wait_for(self.ws.recv(), timeout)
@@ -173,3 +180,47 @@ def app_factory() -> Callable[..., Sanic]:
 async def server() -> AsyncIterator[LiveServer]:
     async with live(make_app()) as srv:
         yield srv
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def run_example(log: Path, **env: str) -> Iterator[int]:
+    """Run ``python -m example_app`` on a free port; yield the port.
+
+    Output goes to ``log`` (a pipe nobody reads would block the server).
+    """
+    port = _free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "example_app", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.1):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(log.read_text()) from None
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("example app did not start")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[int]:
+    """The example app with default settings."""
+    with run_example(tmp_path / "example.log") as port:
+        yield port

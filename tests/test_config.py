@@ -79,9 +79,8 @@ async def test_url_prefix_from_app_config() -> None:
     app = new_app()
     app.config.CHAT_URL_PREFIX = "/api"
     app.blueprint(sanic_chat.create_blueprint())
-    async with live(app) as srv:
-        async with srv.client("/api/ws") as alice:
-            await alice.say("configured")
+    async with live(app) as srv, srv.client("/api/ws") as alice:
+        await alice.say("configured")
 
 
 def test_one_blueprint_per_name_and_app() -> None:

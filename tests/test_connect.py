@@ -22,7 +22,10 @@ async def test_first_frame_is_welcome_with_guest_identity(
 async def test_guest_ids_are_unique_and_names_are_proposed(
     server: LiveServer,
 ) -> None:
-    async with server.client(name="alice") as a, server.client(name="alice") as b:
+    async with (
+        server.client(name="alice") as a,
+        server.client(name="alice") as b,
+    ):
         assert a.user["name"] == b.user["name"] == "alice"
         assert a.user["id"] != b.user["id"]
 

@@ -23,16 +23,25 @@ from .conftest import LiveServer
         ('{"type": "message", "room": "../x", "text": "a"}', "bad_request"),
         ('{"type": "message", "room": "a*", "text": "a"}', "bad_request"),
         ('{"type": "message", "room": ["lobby"], "text": "a"}', "bad_request"),
-        ('{"type": "message", "room": "lobby", "text": "a", "ref": 1}', "bad_request"),
+        (
+            '{"type": "message", "room": "lobby", "text": "a", "ref": 1}',
+            "bad_request",
+        ),
         ('{"type": "join", "room": "x", "since": 12}', "bad_request"),
         ('{"type": "history", "room": "lobby", "limit": -1}', "bad_request"),
         ('{"type": "history", "room": "lobby", "limit": true}', "bad_request"),
         ('{"type": "history", "room": "lobby", "limit": "9"}', "bad_request"),
         ('{"type": "leave", "room": "never-joined"}', "not_joined"),
         ('{"type": "history", "room": "never-joined"}', "not_joined"),
-        ('{"type": "message", "room": "never-joined", "text": "a"}', "not_joined"),
+        (
+            '{"type": "message", "room": "never-joined", "text": "a"}',
+            "not_joined",
+        ),
         ("[" * 100_000 + "]" * 100_000, "too_large"),
-        ("{" + '"a":' * 1 + "[" * 100_000 + "]" * 100_000 + "}", "bad_request"),
+        (
+            "{" + '"a":' * 1 + "[" * 100_000 + "]" * 100_000 + "}",
+            "bad_request",
+        ),
         ('{"type": "ping", "n": ' + "9" * 5000 + "}", "bad_request"),
     ],
 )
@@ -68,7 +77,9 @@ async def test_text_over_the_limit_is_too_large(app_factory) -> None:
 
     async with live(app_factory(max_text_length=10)) as srv:
         async with srv.client() as alice:
-            await alice.send({"type": "message", "room": "lobby", "text": "x" * 11})
+            await alice.send(
+                {"type": "message", "room": "lobby", "text": "x" * 11}
+            )
             await alice.expect("error", code="too_large")
             await alice.send("y" * 11)
             await alice.expect("error", code="too_large")

@@ -4,58 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
+from pathlib import Path
 
-import pytest
 from websockets.asyncio.client import connect
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def example() -> Iterator[int]:
-    port = _free_port()
-    env = {**os.environ, "SANIC_CHAT_DEFAULT_ROOM": "general"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "example_app", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.1):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    out, _ = proc.communicate()
-                    raise RuntimeError(out.decode()) from None
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("example app did not start")
-        yield port
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+from .conftest import run_example
 
 
 def _get(port: int, path: str) -> tuple[int, str, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as r:
         return r.status, r.headers["content-type"], r.read().decode()
 
 
-async def test_page_health_and_chat(example: int) -> None:
+async def test_page_health_and_chat(tmp_path: Path) -> None:
+    with run_example(
+        tmp_path / "log", SANIC_CHAT_DEFAULT_ROOM="general"
+    ) as port:
+        await _page_health_and_chat(port)
+
+
+async def _page_health_and_chat(example: int) -> None:
     status, kind, body = await asyncio.to_thread(_get, example, "/")
     assert status == 200 and kind.startswith("text/html")
     assert "<title>sanic-chat</title>" in body

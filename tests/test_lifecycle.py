@@ -23,7 +23,9 @@ async def _close_code(client: Client) -> int | None:
     return info.value.rcvd.code if info.value.rcvd else None
 
 
-async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> None:
+async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> (
+    None
+):
     async with live(make_app(send_queue_size=10)) as srv:
         async with srv.client() as fast, srv.client(max_queue=1) as slow:
             await fast.expect("joined", user=slow.user)
@@ -44,24 +46,23 @@ async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> None:
 
 async def test_drop_oldest_tells_the_client_how_much_it_lagged() -> None:
     app = make_app(send_queue_size=10, slow_consumer="drop_oldest")
-    async with live(app) as srv:
-        async with srv.client(max_queue=1) as slow:
-            chat = srv.chat
-            for _ in range(3000):
-                await chat.publish("lobby", BIG)
-            last = await chat.publish("lobby", "the end")
-            lagged = 0
-            async with asyncio.timeout(TIMEOUT * 2):
-                while True:
-                    frame = await slow.recv()
-                    if frame["type"] == "lagged":
-                        assert frame["room"] == "lobby"
-                        lagged += frame["skipped"]
-                    elif frame.get("id") == last:
-                        break
-            assert lagged > 0
-            assert chat.connection_count == 1
-            await slow.say("still connected")
+    async with live(app) as srv, srv.client(max_queue=1) as slow:
+        chat = srv.chat
+        for _ in range(3000):
+            await chat.publish("lobby", BIG)
+        last = await chat.publish("lobby", "the end")
+        lagged = 0
+        async with asyncio.timeout(TIMEOUT * 2):
+            while True:
+                frame = await slow.recv()
+                if frame["type"] == "lagged":
+                    assert frame["room"] == "lobby"
+                    lagged += frame["skipped"]
+                elif frame.get("id") == last:
+                    break
+        assert lagged > 0
+        assert chat.connection_count == 1
+        await slow.say("still connected")
 
 
 async def test_shutdown_closes_every_socket_with_1001() -> None:

@@ -11,9 +11,10 @@ from .conftest import LiveServer
 async def test_message_reaches_every_member_including_the_sender(
     server: LiveServer,
 ) -> None:
-    async with server.client(name="alice") as alice, server.client(
-        name="bob"
-    ) as bob:
+    async with (
+        server.client(name="alice") as alice,
+        server.client(name="bob") as bob,
+    ):
         await alice.expect("joined", room="lobby", user=bob.user)
         before = time.time() * 1000
         await alice.send({"type": "message", "room": "lobby", "text": "hi"})
@@ -71,7 +72,11 @@ async def test_plain_text_goes_to_the_default_room(server: LiveServer) -> None:
 
 
 async def test_all_members_see_the_same_order(server: LiveServer) -> None:
-    async with server.client() as a, server.client() as b, server.client() as c:
+    async with (
+        server.client() as a,
+        server.client() as b,
+        server.client() as c,
+    ):
         clients = [a, b, c]
         await a.expect("joined")
         await a.expect("joined")

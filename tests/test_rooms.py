@@ -30,9 +30,10 @@ async def test_messages_stay_in_their_room(server: LiveServer) -> None:
 
 
 async def test_presence_lists_users_of_the_room(server: LiveServer) -> None:
-    async with server.client(name="alice") as alice, server.client(
-        name="bob"
-    ) as bob:
+    async with (
+        server.client(name="alice") as alice,
+        server.client(name="bob") as bob,
+    ):
         await alice.send({"type": "presence", "room": "lobby"})
         presence = await alice.until(lambda f: f["type"] == "presence")
         assert presence["count"] == 2
@@ -65,7 +66,9 @@ async def test_join_since_replays_missed_messages_then_live(
         last_seen = (await bob.say("before"))["id"]
         async with server.client(room="elsewhere") as alice:
             missed = [(await bob.say(f"missed {i}"))["id"] for i in range(3)]
-            await alice.send({"type": "join", "room": "lobby", "since": last_seen})
+            await alice.send(
+                {"type": "join", "room": "lobby", "since": last_seen}
+            )
             await alice.expect("joined", room="lobby", recovered=True)
             replayed = [await alice.expect("message") for _ in missed]
             assert [m["id"] for m in replayed] == missed
@@ -82,7 +85,9 @@ async def test_join_since_unknown_id_reports_not_recovered(
         for garbage in ["nope", "0-0", "999999999999-1", "ffffff-999999"]:
             await alice.send({"type": "leave", "room": "lobby"})
             await alice.expect("left")
-            await alice.send({"type": "join", "room": "lobby", "since": garbage})
+            await alice.send(
+                {"type": "join", "room": "lobby", "since": garbage}
+            )
             await alice.expect("joined", room="lobby", recovered=False)
             await alice.nothing(0.05)
 
