@@ -1,0 +1,201 @@
+"""Conformance checks for broadcaster backends.
+
+A backend author runs them against their own :class:`Broadcaster` to
+check the contract in :mod:`sanic_chat.backends.base`; both built-in
+backends pass them. With pytest::
+
+    import pytest
+    from sanic_chat.testing import BROADCASTER_CHECKS
+
+    @pytest.mark.parametrize("check", BROADCASTER_CHECKS)
+    async def test_my_backend(check):
+        backend = MyBroadcaster(...)
+        await backend.connect()
+        try:
+            await check(backend)
+        finally:
+            await backend.disconnect()
+
+Each check takes a connected broadcaster with a history size of at least
+10, uses channels with a random prefix (so a shared server is fine), and
+raises ``AssertionError`` with a message on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+
+from .backends.base import Broadcaster, Event, Gap, Subscription
+
+Check = Callable[[Broadcaster], Awaitable[None]]
+
+TIMEOUT = 5.0
+
+
+def _channel(name: str) -> str:
+    return f"conformance-{secrets.token_hex(4)}-{name}"
+
+
+async def _take(subscription: Subscription, count: int) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(events) < count:
+            item = await anext(subscription)
+            if not isinstance(item, Gap):
+                events.append(item)
+    return events
+
+
+async def check_publish_reaches_subscribers(broadcaster: Broadcaster) -> None:
+    """Every subscriber gets every event, unchanged, with the same id."""
+    channel = _channel("fanout")
+    async with (
+        broadcaster.subscribe(channel) as one,
+        broadcaster.subscribe(channel) as two,
+    ):
+        published = await broadcaster.publish(channel, '{"n":1}')
+        assert published.id, "a stored event must get an id"
+        for subscription in (one, two):
+            (event,) = await _take(subscription, 1)
+            assert event.payload == '{"n":1}', event
+            assert event.id == published.id, (event, published)
+            assert event.channel == channel
+
+
+async def check_order_is_the_same_for_everyone(
+    broadcaster: Broadcaster,
+) -> None:
+    """Subscribers see a channel's events in one order, the order of ids."""
+    channel = _channel("order")
+    async with (
+        broadcaster.subscribe(channel) as one,
+        broadcaster.subscribe(channel) as two,
+    ):
+        sent = await asyncio.gather(
+            *(broadcaster.publish(channel, f'{{"n":{i}}}') for i in range(10))
+        )
+        ids_one = [e.id for e in await _take(one, 10)]
+        ids_two = [e.id for e in await _take(two, 10)]
+        assert ids_one == ids_two, "subscribers disagree on order"
+        assert len(set(ids_one)) == 10, "ids must be unique"
+        assert set(ids_one) == {e.id for e in sent}
+        page = await broadcaster.history(channel, limit=10)
+        assert [e.id for e in page.events] == ids_one, (
+            "history order differs from delivery order"
+        )
+
+
+async def check_channels_are_separate(broadcaster: Broadcaster) -> None:
+    """A subscriber of one channel gets nothing from another."""
+    a, b = _channel("a"), _channel("b")
+    async with broadcaster.subscribe(a) as sub_a:
+        await broadcaster.publish(b, '{"to":"b"}')
+        await broadcaster.publish(a, '{"to":"a"}')
+        (event,) = await _take(sub_a, 1)
+        assert event.payload == '{"to":"a"}'
+    assert (await broadcaster.history(a, limit=10)).events[0].channel == a
+
+
+async def check_ephemeral_events_skip_history(
+    broadcaster: Broadcaster,
+) -> None:
+    """``store=False`` events are delivered with origin, not stored."""
+    channel = _channel("ephemeral")
+    async with broadcaster.subscribe(channel) as subscription:
+        event = await broadcaster.publish(
+            channel, '{"type":"joined"}', store=False, origin="c1"
+        )
+        assert event.id is None
+        (received,) = await _take(subscription, 1)
+        assert received.id is None and received.origin == "c1"
+    page = await broadcaster.history(channel, limit=10)
+    assert page.events == [], "ephemeral events must not be stored"
+
+
+async def check_history_and_recovery(broadcaster: Broadcaster) -> None:
+    """``history`` is bounded, oldest first; ``after`` resumes exactly."""
+    channel = _channel("history")
+    ids = [
+        (await broadcaster.publish(channel, f'{{"n":{i}}}')).id
+        for i in range(6)
+    ]
+    page = await broadcaster.history(channel, limit=3)
+    assert [e.id for e in page.events] == ids[-3:] and page.found
+    page = await broadcaster.history(channel, limit=10, after=ids[2])
+    assert page.found and [e.id for e in page.events] == ids[3:]
+    page = await broadcaster.history(channel, limit=2, after=ids[2])
+    assert [e.id for e in page.events] == ids[3:5]
+    page = await broadcaster.history(channel, limit=10, after=ids[-1])
+    assert page.found and page.events == []
+    for garbage in ("", "x", "0-0", "../*", "9" * 40):
+        page = await broadcaster.history(channel, limit=10, after=garbage)
+        assert not page.found, f"garbage id {garbage!r} was found"
+    empty = await broadcaster.history(_channel("never"), limit=10)
+    assert empty.events == [] and empty.found
+
+
+async def check_presence_counts_connections(
+    broadcaster: Broadcaster,
+) -> None:
+    """Presence lists distinct users, counting each user's connections."""
+    channel = _channel("presence")
+    alice, bob = {"id": "a", "name": "alice"}, {"id": "b", "name": "bob"}
+    await broadcaster.presence_add(channel, alice)
+    await broadcaster.presence_add(channel, alice)
+    await broadcaster.presence_add(channel, bob)
+    info = await broadcaster.presence(channel, limit=10)
+    assert info.count == 2
+    assert sorted(u["name"] for u in info.users) == ["alice", "bob"]
+    assert len((await broadcaster.presence(channel, limit=1)).users) == 1
+    await broadcaster.presence_remove(channel, alice)
+    assert (await broadcaster.presence(channel, limit=10)).count == 2
+    await broadcaster.presence_remove(channel, alice)
+    await broadcaster.presence_remove(channel, bob)
+    await broadcaster.presence_remove(channel, bob)  # extra: harmless
+    assert (await broadcaster.presence(channel, limit=10)).count == 0
+
+
+async def check_unsubscribe_stops_delivery(broadcaster: Broadcaster) -> None:
+    """Leaving ``subscribe`` ends delivery; a new subscription works."""
+    channel = _channel("unsubscribe")
+    async with broadcaster.subscribe(channel) as subscription:
+        pass
+    await broadcaster.publish(channel, '{"n":1}')
+    assert [e async for e in subscription] == []
+    async with broadcaster.subscribe(channel) as again:
+        await broadcaster.publish(channel, '{"n":2}')
+        (event,) = await _take(again, 1)
+        assert event.payload == '{"n":2}'
+
+
+BROADCASTER_CHECKS: tuple[Check, ...] = (
+    check_publish_reaches_subscribers,
+    check_order_is_the_same_for_everyone,
+    check_channels_are_separate,
+    check_ephemeral_events_skip_history,
+    check_history_and_recovery,
+    check_presence_counts_connections,
+    check_unsubscribe_stops_delivery,
+)
+"""Every conformance check, to parametrize a test over."""
+
+
+async def check_broadcaster(
+    factory: Callable[[], Broadcaster],
+) -> None:
+    """Run every check against fresh broadcasters from ``factory``.
+
+    Raises:
+        AssertionError: The first check that fails, naming it.
+    """
+    for check in BROADCASTER_CHECKS:
+        broadcaster = factory()
+        await broadcaster.connect()
+        try:
+            await check(broadcaster)
+        except AssertionError as exc:
+            raise AssertionError(f"{check.__name__}: {exc}") from exc
+        finally:
+            await broadcaster.disconnect()
