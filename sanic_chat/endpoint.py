@@ -14,8 +14,10 @@ from collections.abc import Awaitable
 
 from sanic import Request
 from sanic.exceptions import WebsocketClosed
+from sanic.server.websockets.frame import WebsocketFrameAssembler
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame
 
 from . import protocol
 from .auth import RoomRequest
@@ -36,6 +38,7 @@ async def serve(
     if chat.closing:
         await ws.close(CloseCode.GOING_AWAY, "server shutting down")
         return
+    _guard_utf8(ws)
     config = chat.config
     conn = Connection(
         ws,
@@ -75,6 +78,29 @@ async def _finish(
         exc = None if task.cancelled() else task.exception()
         if exc is not None and not isinstance(exc, _CLOSED):
             logger.error("connection %s failed", conn, exc_info=exc)
+
+
+class _Utf8GuardedAssembler(WebsocketFrameAssembler):
+    """Sanic's frame assembler, closing with 1007 on invalid UTF-8.
+
+    Sanic (25.12) decodes text frames in a background task and lets a
+    ``UnicodeDecodeError`` kill it: the connection then hangs forever.
+    RFC 6455 requires failing the connection with 1007 instead.
+    """
+
+    __slots__ = ()
+
+    async def put(self, frame: Frame) -> None:
+        try:
+            await super().put(frame)
+        except UnicodeDecodeError:
+            self.protocol.fail_connection(1007, "invalid UTF-8")
+
+
+def _guard_utf8(ws: WebsocketImplProtocol) -> None:
+    # Swap the class rather than the object: frames may already be in it.
+    if type(ws.assembler) is WebsocketFrameAssembler:
+        ws.assembler.__class__ = _Utf8GuardedAssembler
 
 
 async def _read(

@@ -109,3 +109,16 @@ async def test_oversized_frame_closes_with_1009(app_factory) -> None:
             assert info.value.rcvd is not None
             assert info.value.rcvd.code == 1009
             await other.say("unaffected")
+
+
+async def test_invalid_utf8_closes_with_1007_and_others_are_unaffected(
+    server: LiveServer,
+) -> None:
+    async with server.client() as bad, server.client() as other:
+        await bad.ws.send(b'{"type":"ping","x":"\xff"}', text=True)
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await bad.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1007
+        await other.say("unaffected")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from .conftest import LiveServer, live, make_app
+import asyncio
+
+from sanic_chat import MemoryBroadcaster, create_blueprint
+from sanic_chat.protocol import message_payload
+
+from .conftest import LiveServer, live, make_app, new_app
 
 
 async def test_join_and_leave_are_confirmed_and_announced(
@@ -123,3 +128,94 @@ async def test_rooms_per_connection_are_limited() -> None:
             await alice.expect("joined", room="two")
             await alice.send({"type": "join", "room": "three"})
             await alice.expect("error", code="too_many_rooms")
+
+
+async def test_recovery_under_load_has_no_gap_and_no_duplicate(
+    server: LiveServer,
+) -> None:
+    chat = server.chat
+    published = [await chat.publish("busy", "start")]
+    stop = asyncio.Event()
+
+    async def chatter() -> None:
+        # Bursts without yielding, so joins land while the room's own
+        # subscription still holds events that history already has.
+        i = 0
+        while not stop.is_set():
+            for _ in range(5):
+                published.append(await chat.publish("busy", f"n{i}"))
+                i += 1
+            await asyncio.sleep(0.005)
+
+    # Bob keeps the room's subscription alive while Alice leaves and joins.
+    async with (
+        server.client(room="lobby") as alice,
+        server.client(room="busy", max_queue=None),
+    ):
+        publisher = asyncio.create_task(chatter())
+        try:
+            last = published[0]
+            for _ in range(15):
+                head = published[-1]
+                await alice.send(
+                    {"type": "join", "room": "busy", "since": last}
+                )
+                await alice.expect("joined", room="busy", recovered=True)
+                received: list[str] = []
+                # Read through the replay and a few live messages.
+                target = published.index(head) + 3
+                while not received or published.index(received[-1]) < target:
+                    frame = await alice.recv()
+                    if frame["type"] == "message":
+                        received.append(frame["id"])
+                # Replay then live: exactly the published sequence after it.
+                start = published.index(last) + 1
+                assert received == published[start : start + len(received)]
+                last = received[-1]
+                await alice.send({"type": "leave", "room": "busy"})
+                await alice.until(lambda f: f["type"] == "left")
+        finally:
+            stop.set()
+            await publisher
+
+
+class RacingHistory(MemoryBroadcaster):
+    """A real memory backend whose history read overlaps with publishes,
+    as a network backend's does: three messages are published just before
+    the read and three just after it, before the reply arrives.
+    """
+
+    async def history(self, channel, *, limit, after=None):  # type: ignore[no-untyped-def]
+        if after is None:
+            return await super().history(channel, limit=limit)
+        user = {"id": "racer", "name": "racer"}
+        for i in range(3):
+            await self.publish(
+                channel, message_payload(channel, user, f"b{i}", 0)
+            )
+        page = await super().history(channel, limit=limit, after=after)
+        for i in range(3):
+            await self.publish(
+                channel, message_payload(channel, user, f"a{i}", 0)
+            )
+        await asyncio.sleep(0)  # the room's task runs: the reply is "late"
+        return page
+
+
+async def test_recovery_racing_with_publishes_has_no_gap_and_no_duplicate() -> (
+    None
+):
+    app = new_app()
+    app.blueprint(create_blueprint(broadcaster=RacingHistory()))
+    async with (
+        live(app) as srv,
+        srv.client() as bob,
+        srv.client(room="elsewhere") as alice,
+    ):
+        since = (await bob.say("seen"))["id"]
+        await bob.say("missed")
+        await alice.send({"type": "join", "room": "lobby", "since": since})
+        await alice.expect("joined", room="lobby", recovered=True)
+        texts = [(await alice.expect("message"))["text"] for _ in range(7)]
+        assert texts == ["missed", "b0", "b1", "b2", "a0", "a1", "a2"]
+        await alice.nothing()
