@@ -12,7 +12,14 @@ ROOT = Path(__file__).parent.parent
 
 def test_fanout_benchmark_smoke() -> None:
     out = subprocess.run(
-        [sys.executable, "bench/fanout.py", "--receivers", "20", "--messages", "20"],
+        [
+            sys.executable,
+            "bench/fanout.py",
+            "--receivers",
+            "20",
+            "--messages",
+            "20",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
