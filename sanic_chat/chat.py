@@ -20,7 +20,7 @@ from .config import ChatConfig
 from .errors import CloseCode
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, User
-from .protocol import valid_room
+from .protocol import encodable, valid_room
 
 DEFAULT_NAME = "sanic_chat"
 
@@ -52,6 +52,7 @@ class Chat:
         """Connect the broadcaster (once per worker, before serving)."""
         self.closing = False
         await self.broadcaster.connect()
+        self.hub.start()
 
     async def shutdown(self) -> None:
         """Close every socket with 1001, after the frames it has queued."""
@@ -78,8 +79,9 @@ class Chat:
         an id, goes into history and reaches every member on every worker.
 
         Raises:
-            ValueError: ``room`` is not a valid room name or ``text`` is
-                empty or longer than ``max_text_length``.
+            ValueError: ``room`` is not a valid room name, or ``text`` is
+                empty, longer than ``max_text_length`` or not encodable
+                as UTF-8.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
         if not valid_room(room):
@@ -88,6 +90,8 @@ class Chat:
             raise ValueError(
                 f"text must be 1 to {self.config.max_text_length} characters"
             )
+        if not encodable(text):
+            raise ValueError("text is not encodable as UTF-8")
         return await self.hub.publish(room, user, text)
 
     async def history(

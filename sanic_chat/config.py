@@ -49,6 +49,9 @@ class ChatConfig:
         presence_list_limit: Most users listed in a ``presence`` reply.
         shutdown_close_timeout: Seconds to wait for sockets to close on
             shutdown.
+        send_timeout: Seconds one frame may take to be written before the
+            client is considered gone and closed with 1013 (a client that
+            stopped reading altogether).
     """
 
     broadcaster_url: str = "memory://"
@@ -64,6 +67,7 @@ class ChatConfig:
     presence_events_max_members: int = 100
     presence_list_limit: int = 1000
     shutdown_close_timeout: float = 5.0
+    send_timeout: float = 30.0
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -113,6 +117,8 @@ class ChatConfig:
             raise ConfigError("presence_events_max_members must be >= 0")
         if self.shutdown_close_timeout < 0:
             raise ConfigError("shutdown_close_timeout must be >= 0")
+        if self.send_timeout <= 0:
+            raise ConfigError("send_timeout must be > 0")
         if self.slow_consumer not in ("close", "drop_oldest"):
             raise ConfigError(
                 "slow_consumer must be 'close' or 'drop_oldest', "

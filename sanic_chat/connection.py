@@ -1,15 +1,22 @@
-"""One client socket: its identity, its rooms and its bounded outbox.
+"""One client socket: its identity, its rooms and its bounded outboxes.
 
 Fan-out never awaits a socket. The hub calls :meth:`Connection.send`,
 which only appends the already-encoded frame to a bounded queue; a single
-writer task per connection drains it. When the queue is full the
-slow-consumer policy decides, so one slow client can never hold up the
-others and its memory stays bounded:
+writer task per connection drains it. A connection has two queues:
 
-* ``close``: the queue is discarded and the socket is closed with 1013.
-* ``drop_oldest``: the oldest frames are dropped and, before the next
-  frame it does get, the client receives ``{"type":"lagged","room":R,
-  "skipped":N}`` so it can re-sync with ``join ... since``.
+* **replies** to the client's own requests (``welcome``, ``joined``, the
+  replay of a recovery, ``ack``, ``history``, ``error``, ...). They are
+  never dropped and do not count against the slow-consumer limit; they
+  are bounded because the reader stops taking requests while replies are
+  backed up (:meth:`Connection.wait_writable`), and they go out first.
+* **broadcast** frames of rooms (messages, presence notices). When this
+  queue is full the slow-consumer policy decides, so one slow client can
+  never hold up the others and its memory stays bounded:
+
+  - ``close``: the queue is discarded and the socket closed with 1013.
+  - ``drop_oldest``: the oldest frames are dropped and, before the next
+    frame of that room it does get, the client receives
+    ``{"type":"lagged","room":R,"skipped":N}`` so it can re-sync.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from typing import Protocol
 
@@ -49,22 +57,26 @@ class Connection:
     Args:
         ws: The socket frames are written to.
         user: The authenticated identity of the client.
-        queue_size: Frames buffered before ``policy`` applies.
-        policy: What to do when the buffer is full.
+        queue_size: Broadcast frames buffered before ``policy`` applies;
+            also the reply backlog at which the reader pauses.
+        policy: What to do when the broadcast queue is full.
     """
 
     __slots__ = (
         "_close",
+        "_drained",
         "_flush",
         "_policy",
         "_queue",
         "_queue_size",
+        "_replies",
         "_skipped",
         "_wakeup",
         "_writer",
         "_ws",
         "key",
         "rooms",
+        "sending_since",
         "user",
     )
 
@@ -79,12 +91,15 @@ class Connection:
         self.key = f"c{next(_ids)}"
         self.user = user
         self.rooms: set[str] = set()
+        self.sending_since: float | None = None
         self._ws = ws
-        self._queue: deque[tuple[str | None, str]] = deque()
+        self._queue: deque[tuple[str, str]] = deque()
+        self._replies: deque[str] = deque()
         self._queue_size = queue_size
         self._policy = policy
         self._skipped: dict[str, int] = {}
         self._wakeup = asyncio.Event()
+        self._drained: asyncio.Event | None = None
         self._close: tuple[int, str] | None = None
         self._flush = False
         self._writer: asyncio.Task[None] | None = None
@@ -97,42 +112,65 @@ class Connection:
         """Whether a close has been requested."""
         return self._close is not None
 
-    def send(self, frame: str, room: str | None = None) -> None:
-        """Queue ``frame`` for the client without waiting.
+    def reply(self, frame: str) -> None:
+        """Queue an answer to the client's own request; never dropped."""
+        if self._close is not None:
+            return
+        self._replies.append(frame)
+        self._wakeup.set()
 
-        ``room`` names the room a broadcast frame belongs to, so that a
-        ``lagged`` notice can say which room lost frames.
+    def send(self, frame: str, room: str) -> None:
+        """Queue a broadcast frame of ``room`` without waiting.
+
+        Applies the slow-consumer policy when the queue is full.
         """
         if self._close is not None:
             return
         queue = self._queue
         if len(queue) >= self._queue_size:
             if self._policy == "close":
-                logger.info(
-                    "closing slow consumer %s: %d frames queued",
-                    self,
-                    len(queue),
-                )
-                self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+                self.overflow(room)
                 return
             dropped_room, _ = queue.popleft()
-            if dropped_room is not None:
-                self._skipped[dropped_room] = (
-                    self._skipped.get(dropped_room, 0) + 1
-                )
+            self.overflow(dropped_room)
         queue.append((room, frame))
-        if len(queue) == 1:
-            self._wakeup.set()
+        self._wakeup.set()
 
-    def offer(self, frame: str, room: str | None = None) -> None:
+    def offer(self, frame: str, room: str) -> None:
         """Queue a best-effort frame (a presence notice), or drop it.
 
-        It is dropped when the outbox is already half full, so that
-        join/leave notices alone never trip the slow-consumer policy.
+        It is dropped when the broadcast queue is already half full, so
+        that join/leave notices alone never trip the slow-consumer policy.
         Clients learn the truth from a ``presence`` request.
         """
         if len(self._queue) < self._queue_size // 2:
             self.send(frame, room)
+
+    def overflow(self, room: str) -> None:
+        """Account for one frame of ``room`` this client will not get.
+
+        With policy ``close`` the connection is closed with 1013; with
+        ``drop_oldest`` the loss is reported in a ``lagged`` frame.
+        """
+        if self._policy == "close":
+            logger.info("closing slow consumer %s", self)
+            self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+        else:
+            self._skipped[room] = self._skipped.get(room, 0) + 1
+
+    def forget(self, room: str) -> None:
+        """Drop queued broadcast frames of ``room`` (before a re-sync)."""
+        self._skipped.pop(room, None)
+        if any(r == room for r, _ in self._queue):
+            self._queue = deque(e for e in self._queue if e[0] != room)
+
+    async def wait_writable(self) -> None:
+        """Wait while replies are backed up: the client is not reading."""
+        while len(self._replies) >= self._queue_size and self._close is None:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            await self._drained.wait()
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Ask the writer to close the socket with ``code``.
@@ -151,33 +189,37 @@ class Connection:
             # The writer may be stuck on a client that does not read:
             # end the connection now instead of waiting for it.
             self._queue.clear()
+            self._replies.clear()
             self._skipped.clear()
             self._ws.end_connection(code, reason)
             if self._writer is not None:
                 self._writer.cancel()
         self._wakeup.set()
+        if self._drained is not None:
+            self._drained.set()
 
     async def run_writer(self) -> None:
-        """Drain the outbox into the socket until a close is requested.
+        """Drain the outboxes into the socket until a close is requested.
 
         Ends when the close frame is sent, when the socket fails, or at
         once (cancelled) on a slow-consumer close; the endpoint then
         cancels the reader and the connection leaves its rooms.
         """
         self._writer = asyncio.current_task()
+        replies = self._replies
         queue = self._queue
-        ws = self._ws
         while True:
-            if not queue:
-                if self._close is not None:
-                    break
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if self._skipped:
-                lagged, self._skipped = self._skipped, {}
-                for room, skipped in lagged.items():
-                    await ws.send(
+            if replies:
+                frame = replies.popleft()
+                if self._drained is not None and len(replies) < (
+                    self._queue_size // 2
+                ):
+                    self._drained.set()
+            elif queue:
+                room, frame = queue.popleft()
+                skipped = self._skipped.pop(room, 0)
+                if skipped:
+                    await self._write(
                         encode(
                             {
                                 "type": "lagged",
@@ -186,7 +228,19 @@ class Connection:
                             }
                         )
                     )
-            _, frame = queue.popleft()
-            await ws.send(frame)
+            elif self._close is not None:
+                break
+            else:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._write(frame)
         code, reason = self._close
-        await ws.close(code, reason)
+        await self._ws.close(code, reason)
+
+    async def _write(self, frame: str) -> None:
+        # ``sending_since`` lets the hub's watchdog find a client that has
+        # stopped reading altogether (its send never completes).
+        self.sending_since = time.monotonic()
+        await self._ws.send(frame)
+        self.sending_since = None

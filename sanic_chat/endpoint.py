@@ -110,7 +110,7 @@ async def _read(
     rooms: list[RoomRequest],
 ) -> None:
     config = chat.config
-    conn.send(
+    conn.reply(
         protocol.encode(
             {
                 "type": "welcome",
@@ -121,8 +121,11 @@ async def _read(
         )
     )
     for request in rooms:
+        await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
     while not conn.closing:
+        # Take no new request while replies to earlier ones are unread.
+        await conn.wait_writable()
         data = await ws.recv()
         if data is None:
             continue
@@ -133,7 +136,7 @@ async def _read(
                 max_text_length=config.max_text_length,
             )
         except ProtocolError as exc:
-            conn.send(protocol.error(exc.code, exc.message))
+            conn.reply(protocol.error(exc.code, exc.message))
             continue
         await _guarded(conn, _dispatch(chat, conn, command))
 
@@ -143,17 +146,17 @@ async def _guarded(conn: Connection, action: Awaitable[None]) -> None:
     try:
         await action
     except ProtocolError as exc:
-        conn.send(protocol.error(exc.code, exc.message))
+        conn.reply(protocol.error(exc.code, exc.message))
     except BroadcasterUnavailable as exc:
         logger.warning("broadcaster unavailable: %s", exc)
-        conn.send(
+        conn.reply(
             protocol.error("unavailable", "chat backend unavailable, retry")
         )
     except (asyncio.CancelledError, *_CLOSED):
         raise
     except Exception:
         logger.exception("error while serving %s", conn)
-        conn.send(protocol.error("internal_error", "internal server error"))
+        conn.reply(protocol.error("internal_error", "internal server error"))
 
 
 async def _dispatch(
@@ -165,7 +168,7 @@ async def _dispatch(
             _require_member(conn, room)
             message_id = await hub.publish(room, conn.user, text)
             if ref is not None:
-                conn.send(
+                conn.reply(
                     protocol.encode(
                         {
                             "type": "ack",
@@ -181,12 +184,12 @@ async def _dispatch(
             await hub.leave(conn, room)
         case protocol.History(room, limit):
             _require_member(conn, room)
-            conn.send(await hub.history_frame(room, limit))
+            conn.reply(await hub.history_frame(room, limit))
         case protocol.Presence(room):
             _require_member(conn, room)
-            conn.send(await hub.presence_frame(room))
+            conn.reply(await hub.presence_frame(room))
         case protocol.Ping():
-            conn.send(protocol.PONG)
+            conn.reply(protocol.PONG)
 
 
 def _require_member(conn: Connection, room: str) -> None:

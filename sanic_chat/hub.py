@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Iterable
 
 from .backends.base import Broadcaster, Event, Gap
@@ -43,7 +45,7 @@ class Room:
         self.members: set[Connection] = set()
         # Connections whose join is in progress, with the live events held
         # back for them meanwhile.
-        self.recovering: dict[Connection, list[Event]] = {}
+        self.recovering: dict[Connection, deque[Event]] = {}
         # Ids a member already got from a history replay.
         self.skip: dict[Connection, set[str]] = {}
         self.ready: asyncio.Future[None] = (
@@ -71,6 +73,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self._all_closed = asyncio.Event()
         self._all_closed.set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------
     # Connections
@@ -120,9 +123,30 @@ class Hub:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_closed.wait(), wait)
 
+    def start(self) -> None:
+        """Start the watchdog that closes clients which stopped reading."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(
+                self._watch(), name="sanic-chat watchdog"
+            )
+
+    async def _watch(self) -> None:
+        timeout = self.config.send_timeout
+        while True:
+            await asyncio.sleep(min(5.0, timeout / 2))
+            now = time.monotonic()
+            for conn in list(self.connections):
+                started = conn.sending_since
+                if started is not None and now - started > timeout:
+                    logger.info("closing %s: send stuck %.0fs", conn, timeout)
+                    conn.close(1013, "slow consumer")
+
     async def stop(self) -> None:
-        """Cancel every room's subscription task."""
+        """Cancel the watchdog and every room's subscription task."""
         tasks = [room.task for room in self.rooms.values() if room.task]
+        if self._watchdog is not None:
+            tasks.append(self._watchdog)
+            self._watchdog = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -137,15 +161,30 @@ class Hub:
         """Add ``conn`` to room ``name`` and confirm with ``joined``.
 
         With ``since``, the room's stored messages after that id are sent
-        between the confirmation and the first live message.
+        between the confirmation and the first live message. Joining a
+        room the connection is already in changes nothing, unless
+        ``since`` is given: then it re-syncs (frames of the room still
+        queued are dropped and the replay starts after ``since``).
 
         Raises:
             ProtocolError: ``too_many_rooms`` when the connection is
                 already in as many rooms as allowed.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
-        if name in conn.rooms:
-            conn.send(self._joined_frame(name, conn.user, since, None), name)
+        room = self.rooms.get(name)
+        if name in conn.rooms and room is not None:
+            if since is None:
+                conn.reply(self._joined_frame(name, conn.user, None, None))
+                return
+            room.members.discard(conn)
+            room.skip.pop(conn, None)
+            conn.forget(name)
+            room.recovering[conn] = deque()
+            try:
+                await self._replay(conn, room, since)
+            except BaseException:
+                self._leave_silently(conn, room)
+                raise
             return
         if len(conn.rooms) >= self.config.max_rooms_per_connection:
             raise ProtocolError(
@@ -155,27 +194,17 @@ class Hub:
             )
         room = self._room(name)
         conn.rooms.add(name)
-        room.recovering[conn] = []
+        room.recovering[conn] = deque()
+        user = conn.user.public()
         try:
             await asyncio.shield(room.ready)
-            found: bool | None = None
-            replayed: list[Event] = []
-            if since is not None:
-                page = await self.broadcaster.history(
-                    name, limit=self.config.history_size, after=since
-                )
-                found = page.found
-                replayed = page.events
-            conn.send(self._joined_frame(name, conn.user, since, found), name)
-            for event in replayed:
-                conn.send(self._frame(event), name)
-            held = room.recovering.pop(conn)
-            room.members.add(conn)
-            if replayed:
-                room.skip[conn] = {e.id for e in replayed if e.id is not None}
-            for event in held:
-                self._deliver(room, conn, event)
-            await self.broadcaster.presence_add(name, conn.user.public())
+            await self.broadcaster.presence_add(name, user)
+            try:
+                await self._replay(conn, room, since)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self.broadcaster.presence_remove(name, user)
+                raise
         except BaseException:
             conn.rooms.discard(name)
             room.recovering.pop(conn, None)
@@ -185,6 +214,48 @@ class Hub:
             raise
         if self._announces(room):
             await self._publish_presence("joined", room.name, conn)
+
+    async def _replay(
+        self, conn: Connection, room: Room, since: str | None
+    ) -> None:
+        """Confirm a join, replay history after ``since``, then go live.
+
+        Live events of the room are held back in ``room.recovering``
+        meanwhile; events both replayed and held are delivered once.
+        """
+        name = room.name
+        found: bool | None = None
+        replayed: list[Event] = []
+        after = since
+        while after is not None:
+            # Page through the broadcaster's history, which may be longer
+            # than one page: stopping early would leave a gap.
+            page = await self.broadcaster.history(
+                name, limit=self.config.history_size, after=after
+            )
+            if not page.found:
+                found, replayed = False, []
+                break
+            found = True
+            replayed += page.events
+            full = len(page.events) >= self.config.history_size
+            after = page.events[-1].id if full else None
+        conn.reply(self._joined_frame(name, conn.user, since, found))
+        for event in replayed:
+            conn.reply(self._frame(event))
+        held = room.recovering.pop(conn)
+        room.members.add(conn)
+        if replayed:
+            room.skip[conn] = {e.id for e in replayed if e.id is not None}
+        for event in held:
+            self._deliver(room, conn, event)
+
+    def _leave_silently(self, conn: Connection, room: Room) -> None:
+        conn.rooms.discard(room.name)
+        room.recovering.pop(conn, None)
+        room.members.discard(conn)
+        room.skip.pop(conn, None)
+        self._close_if_empty(room)
 
     async def leave(self, conn: Connection, name: str) -> None:
         """Take ``conn`` out of room ``name`` and confirm with ``left``.
@@ -199,11 +270,10 @@ class Hub:
     async def _leave(self, conn: Connection, name: str, confirm: bool) -> None:
         announce = self._detach_room(conn, name)
         if confirm:
-            conn.send(
+            conn.reply(
                 encode(
                     {"type": "left", "room": name, "user": conn.user.public()}
-                ),
-                name,
+                )
             )
         if announce is not None:
             await self._departed(conn, name, announce)
@@ -311,7 +381,9 @@ class Hub:
                             self._resync(room)
                         else:
                             self._fanout(room, item)
-                return
+                # The room still has members (else this task would have
+                # been cancelled): an ended subscription is a failure.
+                raise BroadcasterUnavailable("subscription ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -347,10 +419,9 @@ class Hub:
                 self._deliver(room, conn, event, frame)
         limit = self.config.send_queue_size
         for conn, held in room.recovering.items():
-            if len(held) >= limit:
-                conn.close(1013, "slow consumer")
-            else:
-                held.append(event)
+            held.append(event)
+            if len(held) > limit and held.popleft().id is not None:
+                conn.overflow(name)
 
     def _deliver(
         self,

@@ -58,10 +58,14 @@ class Authenticator(Protocol):
 def valid_display_name(name: str) -> bool:
     """Tell whether ``name`` is an acceptable display name.
 
-    1 to 32 characters, no control characters and no ``<``/``>``, and not
-    only whitespace.
+    1 to 32 characters, no control characters, no ``<``/``>``, no lone
+    surrogates, and not only whitespace.
     """
-    return bool(_NAME_RE.match(name)) and not name.isspace()
+    return (
+        bool(_NAME_RE.match(name))
+        and not name.isspace()
+        and not any("\ud800" <= c <= "\udfff" for c in name)
+    )
 
 
 class GuestAuthenticator:

@@ -149,9 +149,27 @@ def _room(obj: dict[str, Any]) -> str:
     return cast(str, room)
 
 
+def encodable(text: str) -> bool:
+    r"""Tell whether ``text`` can be sent as UTF-8.
+
+    JSON allows escaped lone surrogates (``"\ud800"``) that Python
+    decodes into a ``str`` no socket can send; accepting one would make
+    every recipient's connection fail.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(text: object, max_length: int) -> str:
     if not isinstance(text, str):
         raise ProtocolError("bad_request", "field 'text' must be a string")
+    if not encodable(text):
+        raise ProtocolError(
+            "bad_request", "field 'text' contains a lone surrogate"
+        )
     if not text.strip():
         raise ProtocolError("bad_request", "field 'text' must not be empty")
     if len(text) > max_length:
@@ -167,7 +185,11 @@ def _optional_str(
     value = obj.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > max_length:
+    if (
+        not isinstance(value, str)
+        or len(value) > max_length
+        or not encodable(value)
+    ):
         raise ProtocolError(
             "bad_request",
             f"field {key!r} must be a string of at most {max_length} "

@@ -43,6 +43,18 @@ from .conftest import LiveServer
             "bad_request",
         ),
         ('{"type": "ping", "n": ' + "9" * 5000 + "}", "bad_request"),
+        (
+            '{"type": "message", "room": "lobby", "text": "x\\ud800"}',
+            "bad_request",
+        ),
+        (
+            '{"type": "message", "room": "lobby", "text": "x", "ref": "\\udfff"}',
+            "bad_request",
+        ),
+        (
+            '{"type": "join", "room": "lobby", "since": "\\ud800"}',
+            "bad_request",
+        ),
     ],
 )
 async def test_malformed_frames_get_an_error_and_the_connection_stays(
@@ -122,3 +134,21 @@ async def test_invalid_utf8_closes_with_1007_and_others_are_unaffected(
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1007
         await other.say("unaffected")
+
+
+async def test_lone_surrogates_never_reach_other_members(
+    server: LiveServer,
+) -> None:
+    async with server.client() as attacker, server.client() as victim:
+        await attacker.expect("joined", user=victim.user)
+        await attacker.send(
+            '{"type":"message","room":"lobby","text":"\\ud800"}'
+        )
+        await attacker.expect("error", code="bad_request")
+        with pytest.raises(ValueError, match="UTF-8"):
+            await server.chat.publish("lobby", "x\ud800")
+        await attacker.say("after")
+        await victim.expect("message", text="after")
+        await victim.send({"type": "history", "room": "lobby"})
+        history = await victim.expect("history")
+        assert [m["text"] for m in history["messages"]] == ["after"]

@@ -8,8 +8,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import sanic_chat
+from sanic_chat.protocol import message_payload
 
-from .conftest import TIMEOUT, Client, live, make_app
+from .conftest import TIMEOUT, Client, live, make_app, new_app
 
 BIG = "x" * 4000
 
@@ -116,3 +117,84 @@ def test_get_chat_names_the_missing_blueprint() -> None:
     app = make_app()
     with pytest.raises(LookupError, match="other"):
         sanic_chat.get_chat(app, "other")
+
+
+async def test_drop_oldest_never_drops_replies() -> None:
+    app = make_app(send_queue_size=10, slow_consumer="drop_oldest")
+    async with live(app) as srv, srv.client(max_queue=1) as slow:
+        await slow.send(
+            {"type": "message", "room": "lobby", "text": "mine", "ref": "r1"}
+        )
+        await slow.send({"type": "ping"})
+        for _ in range(2000):
+            await srv.chat.publish("lobby", BIG)
+        kinds = set()
+        async with asyncio.timeout(TIMEOUT * 2):
+            while not {"ack", "pong", "lagged"} <= kinds:
+                kinds.add((await slow.recv())["type"])
+        assert srv.chat.connection_count == 1
+
+
+async def test_a_client_that_stops_reading_is_closed_after_send_timeout() -> (
+    None
+):
+    app = make_app(slow_consumer="drop_oldest", send_timeout=1.0)
+    async with live(app) as srv, srv.client(max_queue=1) as stuck:
+        stuck.ws.transport.pause_reading()
+        for i in range(3000):
+            await srv.chat.publish("lobby", BIG)
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+        async with asyncio.timeout(TIMEOUT):
+            while srv.chat.connection_count:
+                await asyncio.sleep(0.05)
+        assert srv.chat.room_sizes() == {}
+        stuck.ws.transport.abort()  # it would never read the close frame
+
+
+class FloodDuringHistory(sanic_chat.MemoryBroadcaster):
+    """A real memory backend whose history read is slow while the room is
+    busy: 150 messages are published (and fanned out) before it answers.
+    """
+
+    async def history(self, channel, *, limit, after=None):  # type: ignore[no-untyped-def]
+        page = await super().history(channel, limit=limit, after=after)
+        if after is not None:
+            user = {"id": "bot", "name": "bot"}
+            for i in range(150):
+                await self.publish(
+                    channel, message_payload(channel, user, f"m{i}", 0)
+                )
+            await asyncio.sleep(0.05)
+        return page
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "close"])
+async def test_a_join_that_falls_behind_follows_the_policy(
+    policy: str,
+) -> None:
+    """Live events held back during a replay are bounded like the outbox."""
+    app = new_app()
+    app.blueprint(
+        sanic_chat.create_blueprint(
+            broadcaster=FloodDuringHistory(),
+            send_queue_size=10,
+            slow_consumer=policy,
+        )
+    )
+    async with (
+        live(app) as srv,
+        srv.client() as bob,
+        srv.client(room="elsewhere") as alice,
+    ):
+        first = (await bob.say("first"))["id"]
+        await alice.send({"type": "join", "room": "lobby", "since": first})
+        if policy == "close":
+            assert await _close_code(alice) == 1013
+            return
+        await alice.expect("joined", recovered=True)
+        lagged = await alice.expect("lagged", room="lobby")
+        assert lagged["skipped"] == 140
+        texts = [(await alice.expect("message"))["text"] for _ in range(10)]
+        assert texts == [f"m{i}" for i in range(140, 150)]
+        assert srv.chat.connection_count == 2

@@ -219,3 +219,60 @@ async def test_recovery_racing_with_publishes_has_no_gap_and_no_duplicate() -> (
         texts = [(await alice.expect("message"))["text"] for _ in range(7)]
         assert texts == ["missed", "b0", "b1", "b2", "a0", "a1", "a2"]
         await alice.nothing()
+
+
+async def test_recovering_two_full_rooms_at_connect_is_not_slow(
+    server: LiveServer,
+) -> None:
+    """Replays are replies: never a reason for the 1013 slow-consumer close."""
+    chat = server.chat
+    since = {room: await chat.publish(room, "seen") for room in ("a", "b")}
+    for i in range(60):
+        for room in ("a", "b"):
+            await chat.publish(room, f"{room}{i}")
+    async with server.client(
+        welcome=False, room=[f"{r}@{since[r]}" for r in ("a", "b")]
+    ) as alice:
+        await alice.expect("welcome", rooms=["a", "b"])
+        for room in ("a", "b"):
+            await alice.expect("joined", room=room, recovered=True)
+            texts = [
+                (await alice.expect("message"))["text"] for _ in range(60)
+            ]
+            assert texts == [f"{room}{i}" for i in range(60)]
+        await alice.send({"type": "ping"})
+        await alice.expect("pong")
+
+
+async def test_recovery_pages_through_a_longer_broadcaster_history() -> None:
+    app = new_app()
+    app.blueprint(
+        create_blueprint(broadcaster=MemoryBroadcaster(history_size=1000))
+    )
+    async with live(app) as srv:
+        first = await srv.chat.publish("lobby", "m0")
+        for i in range(1, 300):
+            await srv.chat.publish("lobby", f"m{i}")
+        async with srv.client(welcome=False, room=f"lobby@{first}") as alice:
+            await alice.expect("welcome")
+            await alice.expect("joined", recovered=True)
+            texts = [
+                (await alice.expect("message"))["text"] for _ in range(299)
+            ]
+            assert texts == [f"m{i}" for i in range(1, 300)]
+
+
+async def test_join_since_while_joined_resyncs_without_duplicates(
+    server: LiveServer,
+) -> None:
+    async with server.client() as alice:
+        first = (await alice.say("one"))["id"]
+        await alice.say("two")
+        await alice.say("three")
+        await alice.send({"type": "join", "room": "lobby", "since": first})
+        await alice.expect("joined", room="lobby", recovered=True)
+        assert (await alice.expect("message"))["text"] == "two"
+        assert (await alice.expect("message"))["text"] == "three"
+        await alice.nothing()
+        await alice.say("live")
+        await alice.nothing()
