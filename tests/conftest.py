@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sanic import Sanic
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 import sanic_chat
 
@@ -130,6 +131,14 @@ class Client:
         return await self.until(
             lambda f: f["type"] == "message" and f["text"] == text
         )
+
+    async def close_code(self) -> int | None:
+        """Read until the server closes; return the close code it sent."""
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(TIMEOUT * 2):
+                while True:
+                    await self.ws.recv()
+        return info.value.rcvd.code if info.value.rcvd else None
 
     async def nothing(self, wait: float = 0.2) -> None:
         """Assert that no frame arrives within ``wait`` seconds."""

@@ -5,23 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 import sanic_chat
 from sanic_chat.protocol import message_payload
 
-from .conftest import TIMEOUT, Client, live, make_app, new_app
+from .conftest import TIMEOUT, live, make_app, new_app
 
 BIG = "x" * 4000
-
-
-async def _close_code(client: Client) -> int | None:
-    """Read until the server closes; return the close code it sent."""
-    with pytest.raises(ConnectionClosed) as info:
-        async with asyncio.timeout(TIMEOUT * 2):
-            while True:
-                await client.ws.recv()
-    return info.value.rcvd.code if info.value.rcvd else None
 
 
 async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> (
@@ -42,7 +32,7 @@ async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> (
             assert srv.chat.room_sizes() == {"lobby": 1}
             last = await chat.publish("lobby", "after")
             await fast.until(lambda f: f.get("id") == last)
-            assert await _close_code(slow) == 1013
+            assert await slow.close_code() == 1013
 
 
 async def test_drop_oldest_tells_the_client_how_much_it_lagged() -> None:
@@ -71,7 +61,7 @@ async def test_shutdown_closes_every_socket_with_1001() -> None:
     stopped = False
     async with live(app) as srv:
         async with srv.client() as a, srv.client(room="dev") as b:
-            codes = asyncio.gather(_close_code(a), _close_code(b))
+            codes = asyncio.gather(a.close_code(), b.close_code())
             # Leaving the ``live`` block stops the server.
             await srv.stop()
             stopped = True
@@ -190,7 +180,7 @@ async def test_a_join_that_falls_behind_follows_the_policy(
         first = (await bob.say("first"))["id"]
         await alice.send({"type": "join", "room": "lobby", "since": first})
         if policy == "close":
-            assert await _close_code(alice) == 1013
+            assert await alice.close_code() == 1013
             return
         await alice.expect("joined", recovered=True)
         lagged = await alice.expect("lagged", room="lobby")
