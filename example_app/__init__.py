@@ -30,12 +30,15 @@ def create_app(name: str = "example_app", **chat_options: Any) -> Sanic:
     @app.get("/health")
     async def health(request: Request) -> HTTPResponse:
         chat = sanic_chat.get_chat(request.app)
+        healthy = chat.healthy
         return json(
             {
-                "status": "ok",
+                "status": "ok" if healthy else "unavailable",
+                "broadcaster": "ok" if chat.broadcaster.healthy else "down",
                 "connections": chat.connection_count,
                 "rooms": len(chat.room_sizes()),
-            }
+            },
+            status=200 if healthy else 503,
         )
 
     return app

@@ -109,6 +109,11 @@ class Chat:
         )
 
     @property
+    def healthy(self) -> bool:
+        """Whether this worker can reach its broadcaster (readiness)."""
+        return self.broadcaster.healthy and not self.closing
+
+    @property
     def connection_count(self) -> int:
         """Open WebSocket connections on this worker."""
         return len(self.hub.connections)

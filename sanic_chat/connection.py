@@ -22,8 +22,8 @@ writer task per connection drains it. A connection has two queues:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import secrets
 import time
 from collections import deque
 from typing import Protocol
@@ -34,8 +34,6 @@ from .identity import User
 from .protocol import encode
 
 logger = logging.getLogger(__name__)
-
-_ids = itertools.count(1)
 
 
 class WebSocket(Protocol):
@@ -88,7 +86,9 @@ class Connection:
         queue_size: int,
         policy: SlowConsumerPolicy,
     ) -> None:
-        self.key = f"c{next(_ids)}"
+        # Unique across processes: it travels through the broadcaster as
+        # the origin of this connection's presence notices.
+        self.key = secrets.token_hex(8)
         self.user = user
         self.rooms: set[str] = set()
         self.sending_since: float | None = None

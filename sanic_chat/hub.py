@@ -121,7 +121,8 @@ class Hub:
         for conn in list(self.connections):
             conn.close(code, reason, flush=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_closed.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._all_closed.wait()
 
     def start(self) -> None:
         """Start the watchdog that closes clients which stopped reading."""

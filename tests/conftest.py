@@ -23,6 +23,8 @@ from websockets.exceptions import ConnectionClosed
 
 import sanic_chat
 
+from .redis_server import RedisServer
+
 TIMEOUT = 5.0
 _names = itertools.count()
 
@@ -36,11 +38,49 @@ def new_app() -> Sanic:
     return app
 
 
+# The broadcaster URL ``make_app`` uses; the ``backend`` fixture sets it.
+BACKEND_URL = {"url": "memory://"}
+
+
 def make_app(**options: Any) -> Sanic:
-    """A fresh app with the chat blueprint and the given options."""
+    """A fresh app with the chat blueprint and the given options.
+
+    Unless ``broadcaster`` is given, it uses the backend under test, with a
+    fresh key prefix so that tests sharing one Redis share nothing.
+    """
     app = new_app()
+    if "broadcaster" not in options:
+        url = BACKEND_URL["url"]
+        if url.startswith("redis"):
+            url += f"?prefix=t{next(_names)}:&heartbeat=1"
+        options["broadcaster"] = url
     app.blueprint(sanic_chat.create_blueprint(**options))
     return app
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer]:
+    """One ``redis-server`` for the session, on a free port."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test against every built-in broadcaster."""
+    if request.param == "redis":
+        redis = request.getfixturevalue("redis_server")
+        BACKEND_URL["url"] = redis.url
+    try:
+        yield request.param
+    finally:
+        BACKEND_URL["url"] = "memory://"
 
 
 class LiveServer:
@@ -108,12 +148,31 @@ class Client:
         return frame
 
     async def expect(self, type: str, **fields: Any) -> dict[str, Any]:
-        """Read the next frame and check its type and fields."""
+        """Read the next frame and check its type and fields.
+
+        Notices about other members joining or leaving are best-effort and
+        race with everything else, so they are skipped unless expected.
+        """
         frame = await self.recv()
+        while (
+            type not in ("joined", "left")
+            and frame["type"] in ("joined", "left")
+            and frame["user"] != self.welcome.get("user")
+        ):
+            frame = await self.recv()
         assert frame["type"] == type, frame
         for key, value in fields.items():
             assert frame[key] == value, frame
         return frame
+
+    async def find(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Read frames until one has this type and these fields."""
+        return await self.until(
+            lambda f: (
+                f["type"] == type
+                and all(f.get(k) == v for k, v in fields.items())
+            )
+        )
 
     async def until(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
@@ -169,9 +228,16 @@ async def live(app: Sanic) -> AsyncIterator[LiveServer]:
 
 
 @pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Fail any test during which sanic-chat or Sanic logged an error."""
+def no_errors_logged(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Fail any test during which sanic-chat or Sanic logged an error.
+
+    Tests that provoke an error on purpose are marked ``logs_errors``.
+    """
     yield
+    if request.node.get_closest_marker("logs_errors"):
+        return
     errors = [
         r
         for r in caplog.get_records("call") + caplog.get_records("teardown")
@@ -197,35 +263,47 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def run_example(log: Path, **env: str) -> Iterator[int]:
-    """Run ``python -m example_app`` on a free port; yield the port.
+def spawn_example(
+    log: Path, *args: str, **env: str
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start ``python -m example_app`` on a free port; wait until it listens.
 
     Output goes to ``log`` (a pipe nobody reads would block the server).
     """
     port = _free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "example_app", "--port", str(port)],
+            [sys.executable, "-m", "example_app", "--port", str(port), *args],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.1):
+                return port, proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(log.read_text()) from None
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("example app did not start")
+
+
+@contextmanager
+def run_example(log: Path, **env: str) -> Iterator[int]:
+    """Run the example app for the duration of the block; yield its port."""
+    port, proc = spawn_example(log, **env)
     try:
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.1):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(log.read_text()) from None
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("example app did not start")
         yield port
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def remote(port: int) -> LiveServer:
+    """A :class:`LiveServer` handle on a server in another process."""
+    return LiveServer(None, None, port)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -14,15 +14,21 @@ from sanic_chat import (
 )
 from sanic_chat.testing import BROADCASTER_CHECKS, Check, check_broadcaster
 
-BACKENDS: dict[str, Callable[[], Broadcaster]] = {
-    "memory": lambda: broadcaster_from_url("memory://", history_size=20),
-}
+
+@pytest.fixture(params=["memory", "redis"])
+def factory(request: pytest.FixtureRequest) -> Callable[[], Broadcaster]:
+    """A factory of fresh broadcasters of each built-in kind."""
+    if request.param == "memory":
+        return lambda: broadcaster_from_url("memory://", history_size=20)
+    url = request.getfixturevalue("redis_server").url
+    return lambda: broadcaster_from_url(url, history_size=20)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("check", BROADCASTER_CHECKS, ids=lambda c: c.__name__)
-async def test_conformance(backend: str, check: Check) -> None:
-    broadcaster = BACKENDS[backend]()
+async def test_conformance(
+    factory: Callable[[], Broadcaster], check: Check
+) -> None:
+    broadcaster = factory()
     await broadcaster.connect()
     try:
         await check(broadcaster)

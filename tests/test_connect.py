@@ -7,6 +7,9 @@ from websockets.exceptions import InvalidStatus
 
 from .conftest import LiveServer, live, make_app
 
+# The whole protocol suite runs against every built-in backend.
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 async def test_first_frame_is_welcome_with_guest_identity(
     server: LiveServer,

@@ -8,6 +8,9 @@ import pytest
 
 from .conftest import LiveServer
 
+# The whole protocol suite runs against every built-in backend.
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 @pytest.mark.parametrize(
     ("frame", "code"),

@@ -11,6 +11,9 @@ from sanic_chat.protocol import message_payload
 
 from .conftest import TIMEOUT, live, make_app, new_app
 
+# The whole protocol suite runs against every built-in backend.
+pytestmark = pytest.mark.usefixtures("backend")
+
 BIG = "x" * 4000
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from .conftest import LiveServer
+
+# The whole protocol suite runs against every built-in backend.
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 async def test_message_reaches_every_member_including_the_sender(

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sanic_chat import MemoryBroadcaster, create_blueprint
 from sanic_chat.protocol import message_payload
 
 from .conftest import LiveServer, live, make_app, new_app
+
+# The whole protocol suite runs against every built-in backend.
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 async def test_join_and_leave_are_confirmed_and_announced(
     server: LiveServer,
 ) -> None:
     async with server.client() as alice, server.client() as bob:
-        await alice.expect("joined", room="lobby", user=bob.user)
+        await alice.find("joined", room="lobby", user=bob.user)
         await bob.send({"type": "join", "room": "dev"})
-        await bob.expect("joined", room="dev", user=bob.user)
+        await bob.find("joined", room="dev", user=bob.user)
         await alice.send({"type": "join", "room": "dev"})
-        await alice.expect("joined", room="dev", user=alice.user)
-        await bob.expect("joined", room="dev", user=alice.user)
+        await alice.find("joined", room="dev", user=alice.user)
+        await bob.find("joined", room="dev", user=alice.user)
         await bob.send({"type": "leave", "room": "dev"})
-        await bob.expect("left", room="dev", user=bob.user)
-        await alice.expect("left", room="dev", user=bob.user)
+        await bob.find("left", room="dev", user=bob.user)
+        await alice.find("left", room="dev", user=bob.user)
         await bob.send({"type": "message", "room": "dev", "text": "x"})
         await bob.expect("error", code="not_joined")
 

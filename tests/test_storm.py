@@ -47,7 +47,8 @@ async def test_5000_clients_in_one_room(example: int) -> None:
             readers.append(asyncio.create_task(drain(ws, len(sockets) - 1)))
     try:
         health = await asyncio.to_thread(_health, example)
-        assert health == {"status": "ok", "connections": CLIENTS, "rooms": 1}
+        assert health["status"] == "ok"
+        assert (health["connections"], health["rooms"]) == (CLIENTS, 1)
         # Welcome and own joined for everyone; join notices only while the
         # room was small (presence_events_max_members, default 100).
         async with asyncio.timeout(60):

@@ -24,6 +24,9 @@ Contract every backend keeps:
 * Memory stays bounded: history is a ring per channel and subscription
   queues are bounded; a subscriber that falls behind gets a
   :class:`Gap` instead of unbounded buffering.
+* A backend that reconnects resubscribes by itself and calls
+  :meth:`Subscription.interrupt` on every subscription, so that members
+  are told to re-sync.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Marks that a subscription lost ``skipped`` events to overflow.
+    """Marks that a subscription lost ``skipped`` events (0: unknown).
 
     The events are still in history; subscribers tell their clients to
     re-sync.
@@ -114,6 +117,7 @@ class Subscription:
         self._maxsize = maxsize
         self._items: deque[Event] = deque()
         self._lost = 0
+        self._interrupted = False
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._closed = False
@@ -126,6 +130,15 @@ class Subscription:
             self._lost += 1
         else:
             self._items.append(event)
+        self._wake()
+
+    def interrupt(self) -> None:
+        """Declare that events may have been missed (a reconnect).
+
+        The consumer gets a :class:`Gap` (``skipped`` 0: unknown) after the
+        events already queued.
+        """
+        self._interrupted = True
         self._wake()
 
     def close(self, error: BaseException | None = None) -> None:
@@ -146,9 +159,10 @@ class Subscription:
         while True:
             if self._items:
                 return self._items.popleft()
-            if self._lost:
+            if self._lost or self._interrupted:
                 gap = Gap(self.channel, self._lost)
                 self._lost = 0
+                self._interrupted = False
                 return gap
             if self._closed:
                 if self._error is not None:
@@ -248,3 +262,13 @@ class Broadcaster(ABC):
     @abstractmethod
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
         """Return the distinct users present in ``channel``."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether this process can currently publish and receive.
+
+        Backends that can lose their connection override it; the health
+        endpoint reports a worker whose broadcaster is unhealthy as not
+        ready.
+        """
+        return True

@@ -1,0 +1,534 @@
+"""The Redis broadcaster: rooms shared by every worker on every host.
+
+Requires the ``redis`` extra (``pip install 'sanic-chat[redis]'``: redis-py
+with hiredis). Keys and channels are namespaced by ``prefix``
+(``sanic-chat:`` by default), so several apps can share one Redis:
+
+=============================  =============================================
+``{prefix}room:{room}``        pub/sub channel of the room's live events
+``{prefix}history:{room}``     stream of stored messages, capped at
+                               ``history_size`` entries, expires after
+                               ``history_ttl`` seconds without a message
+``{prefix}presence:{room}``    hash ``{worker}|{user json}`` -> connections
+``{prefix}worker:{worker}``    a worker's heartbeat, expiring after
+                               ``presence_ttl`` seconds
+``{prefix}control:{worker}``   a worker's own heartbeat channel
+=============================  =============================================
+
+**One chat message costs one round trip**: a Lua script (``EVALSHA``)
+appends it to the room's stream (which assigns the id), refreshes the
+stream's TTL and publishes ``id|origin|payload`` on the room's channel,
+atomically, so the order of ids in history is the order every subscriber
+sees. Streams were chosen over a capped list because their ids are
+ordered, unique and cheap to resume from (``XRANGE (id``), which is
+exactly what ``since`` recovery needs.
+
+Every process holds one pub/sub connection, subscribed once per room that
+has local members. A listener task reads it; if the connection fails the
+backend logs once, reconnects with backoff, resubscribes every room and
+interrupts every subscription, so clients are told to re-sync. A
+heartbeat published on the worker's own control channel must come back
+within ``heartbeat`` seconds, or the worker considers itself deaf, reports
+:attr:`RedisBroadcaster.healthy` false and rebuilds its subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import BroadcasterUnavailable
+from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import PubSub
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - depends on the extra
+    raise ImportError(
+        "the Redis broadcaster needs the redis extra: "
+        "pip install 'sanic-chat[redis]'"
+    ) from exc
+
+logger = logging.getLogger(__name__)
+
+_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*',
+                      'p', ARGV[1], 'o', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', KEYS[2], id .. '|' .. ARGV[4] .. '|' .. ARGV[1])
+return id
+"""
+
+_PRESENCE_REMOVE = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+def _reraise_cancellation() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisBroadcaster(Broadcaster):
+    """Broadcaster backed by Redis pub/sub and streams.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server.
+        prefix: Namespace of every key and channel.
+        history_size: Messages kept per room.
+        history_ttl: Seconds a room's history survives without messages.
+        presence_ttl: Seconds after which the users of a worker that died
+            without cleaning up disappear from presence.
+        heartbeat: Seconds between self-checks of the subscription path;
+            a heartbeat that has not come back one interval later marks
+            the worker deaf.
+        queue_size: Events a subscription may fall behind before a gap.
+        timeout: Seconds to wait for Redis on connect and per command.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "sanic-chat:",
+        history_size: int = 100,
+        history_ttl: int = 86_400,
+        presence_ttl: int = 30,
+        heartbeat: float = 5.0,
+        queue_size: int = 10_000,
+        timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        self.presence_ttl = presence_ttl
+        self.heartbeat = heartbeat
+        self.queue_size = queue_size
+        self.timeout = timeout
+        self.worker = secrets.token_hex(6)
+        self._redis: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._online = False
+        self._deaf = False
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._echo = asyncio.Event()
+        self._reconnect = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._publish: Any = None
+        self._presence_remove: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisBroadcaster {mask_url(self.url)} prefix={self.prefix!r}>"
+        )
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the subscription path through Redis works right now."""
+        return self._online and not self._deaf
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and start the listener and the heartbeat.
+
+        Raises:
+            BroadcasterUnavailable: Redis cannot be reached at ``url``
+                (the message names the URL with its password masked).
+        """
+        self._redis = aioredis.from_url(
+            self.url,
+            socket_connect_timeout=self.timeout,
+            socket_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+        )
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            self._redis = None
+            raise BroadcasterUnavailable(
+                f"cannot connect to Redis at {mask_url(self.url)}: {exc}"
+            ) from None
+        self._closed.clear()
+        self._publish = self._redis.register_script(_PUBLISH)
+        self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
+        ready = asyncio.get_running_loop().create_future()
+        self._tasks = [
+            asyncio.create_task(self._listen(ready), name="sanic-chat redis"),
+            asyncio.create_task(self._beat(), name="sanic-chat heartbeat"),
+        ]
+        await ready
+
+    async def disconnect(self) -> None:
+        """Stop the tasks, forget this worker's presence, close Redis."""
+        # A flag as well as cancel(): redis-py can turn a cancellation into
+        # a timeout error, and a swallowed cancel must not hang shutdown.
+        self._closed.set()
+        self._echo.set()  # release a heartbeat waiting for its echo
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.timeout * 2)
+        self._tasks = []
+        for subscriptions in list(self._subscribers.values()):
+            for subscription in list(subscriptions):
+                subscription.close()
+        self._subscribers.clear()
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self._redis.delete(self._key("worker", self.worker))
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await self._redis.aclose()
+            self._redis = None
+        self._online = False
+
+    # -- publishing and history ----------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        payload: str,
+        *,
+        store: bool = True,
+        origin: str | None = None,
+    ) -> Event:
+        """Store (optionally) and publish ``payload`` in one round trip."""
+        redis = self._client()
+        tag = origin or ""
+        try:
+            if not store:
+                await redis.publish(
+                    self._key("room", channel), f"|{tag}|{payload}"
+                )
+                return Event(channel, payload, None, origin)
+            raw = await self._publish(
+                keys=[
+                    self._key("history", channel),
+                    self._key("room", channel),
+                ],
+                args=[payload, self.history_size, self.history_ttl, tag],
+            )
+        except (RedisError, OSError) as exc:
+            raise BroadcasterUnavailable(f"publish failed: {exc}") from None
+        return Event(channel, payload, raw.decode(), origin)
+
+    async def history(
+        self, channel: str, *, limit: int, after: str | None = None
+    ) -> HistoryPage:
+        """Read the room's stream: newest ``limit``, or after an id."""
+        redis = self._client()
+        key = self._key("history", channel)
+        try:
+            if after is None:
+                rows: list[Any] = list(
+                    await redis.xrevrange(key, count=limit) or ()
+                )
+                rows.reverse()
+                return HistoryPage(self._events(channel, rows))
+            if not _STREAM_ID.match(after):
+                return HistoryPage([], found=False)
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(key, after, after, count=1)
+                pipe.xrange(key, "(" + after, "+", count=limit)
+                anchor, rows = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BroadcasterUnavailable(f"history failed: {exc}") from None
+        if not anchor:
+            return HistoryPage([], found=False)
+        return HistoryPage(self._events(channel, rows))
+
+    @staticmethod
+    def _events(channel: str, rows: list[Any]) -> list[Event]:
+        events = []
+        for raw_id, fields in rows:
+            origin = fields.get(b"o", b"").decode() or None
+            events.append(
+                Event(channel, fields[b"p"].decode(), raw_id.decode(), origin)
+            )
+        return events
+
+    # -- presence -----------------------------------------------------------
+
+    def _presence_field(self, user: Mapping[str, str]) -> str:
+        return (
+            self.worker
+            + "|"
+            + json.dumps(
+                {"id": user["id"], "name": user["name"]}, separators=(",", ":")
+            )
+        )
+
+    async def presence_add(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one more connection of ``user`` on this worker."""
+        try:
+            await self._client().hincrby(
+                self._key("presence", channel), self._presence_field(user), 1
+            )
+        except (RedisError, OSError) as exc:
+            raise BroadcasterUnavailable(f"presence failed: {exc}") from None
+
+    async def presence_remove(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one connection of ``user`` on this worker less."""
+        try:
+            await self._presence_remove(
+                keys=[self._key("presence", channel)],
+                args=[self._presence_field(user)],
+            )
+        except (RedisError, OSError) as exc:
+            raise BroadcasterUnavailable(f"presence failed: {exc}") from None
+
+    async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
+        """List distinct users of live workers; prune dead workers' users."""
+        redis = self._client()
+        key = self._key("presence", channel)
+        try:
+            fields = cast(dict[bytes, bytes], await redis.hgetall(key))
+            workers = sorted({f.split(b"|", 1)[0] for f in fields})
+            alive: set[bytes] = set()
+            if workers:
+                flags = await redis.mget(
+                    [self._key("worker", w.decode()) for w in workers]
+                )
+                alive = {w for w, f in zip(workers, flags, strict=True) if f}
+            dead = [f for f in fields if f.split(b"|", 1)[0] not in alive]
+            if dead:
+                await redis.hdel(key, *dead)
+        except (RedisError, OSError) as exc:
+            raise BroadcasterUnavailable(f"presence failed: {exc}") from None
+        users: dict[str, Mapping[str, str]] = {}
+        for field, count in fields.items():
+            worker, _, data = field.partition(b"|")
+            if worker in alive and int(count) > 0:
+                user = json.loads(data)
+                users.setdefault(user["id"], user)
+        return PresenceInfo(list(users.values())[:limit], len(users))
+
+    # -- subscriptions ------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        """Follow ``channel``; returns once Redis confirmed the subscription.
+
+        Raises:
+            BroadcasterUnavailable: Redis could not confirm it in time.
+        """
+        key = self._key("room", channel)
+        subscription = Subscription(channel, self.queue_size)
+        subscribers = self._subscribers.setdefault(key, set())
+        first = not subscribers
+        subscribers.add(subscription)
+        try:
+            if first:
+                await self._redis_subscribe(key)
+            yield subscription
+        finally:
+            subscription.close()
+            subscribers.discard(subscription)
+            if not subscribers and self._subscribers.get(key) is subscribers:
+                del self._subscribers[key]
+                pubsub = self._pubsub
+                if pubsub is not None and self._online:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.unsubscribe(key)
+
+    async def _redis_subscribe(self, key: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self._online:
+            raise BroadcasterUnavailable("not connected to Redis")
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations[key] = confirmed
+        try:
+            await pubsub.subscribe(key)
+            async with asyncio.timeout(self.timeout):
+                await confirmed
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._reconnect.set()
+            raise BroadcasterUnavailable(f"subscribe failed: {exc}") from None
+        finally:
+            if self._confirmations.get(key) is confirmed:
+                del self._confirmations[key]
+
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
+        """Read the pub/sub connection; reconnect whenever it fails."""
+        attempt = 0
+        was_online = False
+        while not self._closed.is_set():
+            pubsub = self._client().pubsub()
+            try:
+                control = self._key("control", self.worker)
+                await pubsub.subscribe(control, *self._subscribers)
+                self._pubsub = pubsub
+                self._reconnect.clear()
+                async with asyncio.timeout(self.timeout):
+                    while True:  # wait for the confirmations
+                        message = await pubsub.get_message(timeout=None)
+                        if (
+                            message
+                            and message["type"] == "subscribe"
+                            and message["channel"] == control.encode()
+                        ):
+                            break
+                self._online = True
+                if was_online or attempt:
+                    logger.warning(
+                        "Redis %s: reconnected; resubscribed %d rooms",
+                        mask_url(self.url),
+                        len(self._subscribers),
+                    )
+                    for subscriptions in self._subscribers.values():
+                        for subscription in subscriptions:
+                            subscription.interrupt()
+                was_online = True
+                attempt = 0
+                if not ready.done():
+                    ready.set_result(None)
+                await self._read(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                _reraise_cancellation()
+                if attempt == 0:
+                    logger.warning(
+                        "Redis %s: connection lost (%s); reconnecting",
+                        mask_url(self.url),
+                        exc or type(exc).__name__,
+                    )
+            finally:
+                self._online = False
+                self._pubsub = None
+                # Bounded: closing can wait on a read that was cancelled.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.timeout):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+            delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+            attempt += 1
+            await self._pause(delay)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        control = self._key("control", self.worker).encode()
+        while not self._reconnect.is_set() and not self._closed.is_set():
+            message = await pubsub.get_message(timeout=0.5)
+            if message is None:
+                continue
+            kind = message["type"]
+            channel = message["channel"].decode()
+            if kind == "subscribe":
+                confirmed = self._confirmations.get(channel)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+            elif kind == "message":
+                if message["channel"] == control:
+                    self._echo.set()
+                    continue
+                self._dispatch(channel, message["data"])
+        raise TimeoutError("subscription path is deaf")
+
+    def _dispatch(self, key: str, data: bytes) -> None:
+        subscriptions = self._subscribers.get(key)
+        if not subscriptions:
+            return
+        raw_id, origin, payload = data.decode().split("|", 2)
+        event = Event(
+            key[len(self.prefix) + len("room:") :],
+            payload,
+            raw_id or None,
+            origin or None,
+        )
+        for subscription in subscriptions:
+            subscription.put(event)
+
+    async def _beat(self) -> None:
+        """Refresh this worker's liveness and check its own echo."""
+        redis = self._client()
+        worker_key = self._key("worker", self.worker)
+        control = self._key("control", self.worker)
+        while not self._closed.is_set():
+            try:
+                await redis.set(worker_key, b"1", ex=self.presence_ttl)
+                if self._online:
+                    self._echo.clear()
+                    await redis.publish(control, b"ping")
+                    try:
+                        # Not wait_for: on 3.11 it can swallow a cancel.
+                        async with asyncio.timeout(self.heartbeat):
+                            await self._echo.wait()
+                    except TimeoutError:
+                        if self._closed.is_set():
+                            break  # shutting down, not deaf
+                        if not self._deaf:
+                            logger.error(
+                                "Redis %s: own heartbeat did not come back "
+                                "within %.1fs; resubscribing",
+                                mask_url(self.url),
+                                self.heartbeat,
+                            )
+                        self._deaf = True
+                        self._reconnect.set()
+                    else:
+                        if self._deaf:
+                            logger.warning(
+                                "Redis %s: heartbeat is back; healthy",
+                                mask_url(self.url),
+                            )
+                        self._deaf = False
+            except (RedisError, OSError):
+                # The listener logs connection state changes. redis-py may
+                # turn a cancellation into an error: do not swallow it.
+                _reraise_cancellation()
+            await self._pause(min(self.heartbeat, self.presence_ttl / 3))
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when the broadcaster is closed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closed.wait()
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise BroadcasterUnavailable("Redis broadcaster is not connected")
+        return self._redis
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}:{name}"

@@ -1,0 +1,106 @@
+"""A real TCP proxy in front of Redis, to cut one worker off or make it deaf.
+
+Not a fake Redis: bytes go to a real ``redis-server``; the proxy only
+decides whether they get through, as a failing network would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class TcpProxy:
+    """Forward ``127.0.0.1:port`` to ``target_port``.
+
+    ``cut()`` drops every connection and refuses new ones until
+    ``restore()``. ``deafen()`` keeps connections up but swallows what
+    Redis sends on pub/sub connections (those that sent ``SUBSCRIBE``):
+    a silently dead subscription.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.cut_off = False
+        self.deaf = False
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self.cut_off = False
+        self.deaf = False
+
+    def deafen(self) -> None:
+        self.deaf = True
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if self.cut_off:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        state = {"pubsub": False}
+        tasks = [
+            asyncio.create_task(self._pipe(reader, up_writer, state, True)),
+            asyncio.create_task(self._pipe(up_reader, writer, state, False)),
+        ]
+        self._tasks.update(tasks)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+                self._tasks.discard(task)
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.transport.abort()
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        state: dict[str, bool],
+        upstream: bool,
+    ) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if upstream and b"SUBSCRIBE" in data.upper():
+                    state["pubsub"] = True
+                if not upstream and self.deaf and state["pubsub"]:
+                    continue
+                writer.write(data)
+                await writer.drain()

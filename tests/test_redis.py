@@ -1,0 +1,288 @@
+"""The Redis broadcaster: several workers, faults, deaf workers, presence.
+
+Every test runs its own ``redis-server`` on a free port (see
+``tests/redis_server.py``); a real TCP proxy cuts one worker off from it
+or makes its subscription silently deaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from sanic_chat import BroadcasterUnavailable
+
+from .conftest import (
+    TIMEOUT,
+    live,
+    make_app,
+    remote,
+    run_example,
+    spawn_example,
+)
+from .redis_server import RedisServer, free_port
+from .tcp_proxy import TcpProxy
+
+
+async def eventually(check: Callable[[], bool], within: float = 10) -> None:
+    async with asyncio.timeout(within):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def proxy(redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
+    tcp = TcpProxy(redis_server.port)
+    await tcp.start()
+    try:
+        yield tcp
+    finally:
+        await tcp.stop()
+
+
+def redis_app(url: str, prefix: str) -> object:
+    return make_app(broadcaster=f"{url}?prefix={prefix}:&heartbeat=0.5")
+
+
+async def test_startup_fails_fast_naming_the_url_without_password() -> None:
+    port = free_port()  # nothing listens there
+    app = make_app(broadcaster=f"redis://:s3cret@127.0.0.1:{port}/0")
+    with pytest.raises(BroadcasterUnavailable) as info:
+        async with live(app):
+            pass
+    message = str(info.value)
+    assert f"redis://:***@127.0.0.1:{port}/0" in message
+    assert "s3cret" not in message
+
+
+async def test_prefixes_keep_apps_on_one_redis_apart(
+    redis_server: RedisServer,
+) -> None:
+    one = redis_app(redis_server.url, "one")
+    two = redis_app(redis_server.url, "two")
+    async with (
+        live(one) as a,
+        live(two) as b,
+        a.client() as x,
+        b.client() as y,
+    ):
+        await x.say("only in one")
+        await y.nothing()
+        assert await b.chat.history("lobby") == []
+
+
+async def test_two_processes_share_rooms_order_history_and_presence(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"SANIC_CHAT_BROADCASTER_URL": redis_server.url + "?prefix=x:"}
+    with (
+        run_example(tmp_path / "a.log", **env) as port_a,
+        run_example(tmp_path / "b.log", **env) as port_b,
+    ):
+        async with (
+            remote(port_a).client(name="alice") as alice,
+            remote(port_b).client(name="bob") as bob,
+        ):
+            await alice.find("joined", user=bob.user)  # across processes
+
+            async def talk(client: object, who: str) -> None:
+                for i in range(20):
+                    await client.send(  # type: ignore[attr-defined]
+                        {
+                            "type": "message",
+                            "room": "lobby",
+                            "text": f"{who}{i}",
+                        }
+                    )
+
+            await asyncio.gather(talk(alice, "a"), talk(bob, "b"))
+            seen = []
+            for client in (alice, bob):
+                ids = []
+                while len(ids) < 40:
+                    frame = await client.recv()
+                    if frame["type"] == "message":
+                        ids.append((frame["id"], frame["text"]))
+                seen.append(ids)
+            assert seen[0] == seen[1], "workers disagree on order"
+            await bob.send({"type": "history", "room": "lobby", "limit": 40})
+            history = await bob.find("history")
+            assert [(m["id"], m["text"]) for m in history["messages"]] == seen[
+                0
+            ]
+            await alice.send({"type": "presence", "room": "lobby"})
+            presence = await alice.find("presence")
+            assert sorted(u["name"] for u in presence["users"]) == [
+                "alice",
+                "bob",
+            ]
+
+
+@pytest.mark.logs_errors
+async def test_redis_restart_keeps_clients_and_resumes_delivery(
+    tmp_path: Path,
+) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        app = redis_app(redis.url, "restart")
+        async with (
+            live(app) as srv,
+            srv.client() as alice,
+            srv.client() as bob,
+        ):
+            last = (await alice.say("before"))["id"]
+            await bob.find("message", id=last)
+            redis.kill()
+            await alice.send({"type": "message", "room": "lobby", "text": "x"})
+            await alice.find("error", code="unavailable")
+            await eventually(lambda: not srv.chat.healthy)
+            assert srv.chat.connection_count == 2  # nobody was dropped
+            redis.start()
+            await eventually(lambda: srv.chat.healthy)
+            await bob.find("resync", room="lobby")
+            await alice.say("after")
+            await bob.find("message", text="after")
+            await bob.send({"type": "join", "room": "lobby", "since": last})
+            await bob.find("joined", room="lobby", recovered=True)
+            await bob.find("message", text="after")
+    finally:
+        redis.kill()
+
+
+async def test_worker_cut_off_from_redis_recovers_what_it_missed(
+    redis_server: RedisServer, proxy: TcpProxy
+) -> None:
+    a = redis_app(redis_server.url, "cut")
+    b = redis_app(proxy.url, "cut")
+    async with (
+        live(a) as sa,
+        live(b) as sb,
+        sa.client() as alice,
+        sb.client() as bob,
+    ):
+        last = (await alice.say("before"))["id"]
+        await bob.find("message", id=last)
+        proxy.cut()
+        await bob.send({"type": "message", "room": "lobby", "text": "lost"})
+        await bob.find("error", code="unavailable")
+        missed = [(await alice.say(f"missed {i}"))["id"] for i in range(3)]
+        proxy.restore()
+        await bob.find("resync", room="lobby")
+        await bob.send({"type": "join", "room": "lobby", "since": last})
+        await bob.find("joined", room="lobby", recovered=True)
+        assert [(await bob.expect("message"))["id"] for _ in missed] == missed
+        await alice.say("live again")
+        await bob.find("message", text="live again")
+        assert sb.chat.connection_count == 1
+
+
+@pytest.mark.logs_errors
+async def test_a_deaf_worker_notices_reports_unhealthy_and_recovers(
+    redis_server: RedisServer, proxy: TcpProxy
+) -> None:
+    a = redis_app(redis_server.url, "deaf")
+    b = redis_app(proxy.url, "deaf")
+    async with (
+        live(a) as sa,
+        live(b) as sb,
+        sa.client() as alice,
+        sb.client() as bob,
+    ):
+        assert sb.chat.healthy
+        proxy.deafen()  # connections stay up; nothing comes back
+        await eventually(lambda: not sb.chat.healthy)
+        await alice.say("while deaf")
+        proxy.restore()
+        await eventually(lambda: sb.chat.healthy)
+        await bob.find("resync", room="lobby")
+        await alice.say("heard again")
+        await bob.find("message", text="heard again")
+
+
+async def test_a_crashed_workers_users_leave_presence(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    url = redis_server.url + "?prefix=crash:&presence_ttl=2"
+    port, proc = spawn_example(
+        tmp_path / "b.log", SANIC_CHAT_BROADCASTER_URL=url
+    )
+    try:
+        with run_example(
+            tmp_path / "a.log", SANIC_CHAT_BROADCASTER_URL=url
+        ) as port_a:
+            async with remote(port_a).client(name="alice") as alice:
+                ghost = await connect(f"ws://127.0.0.1:{port}/ws?name=ghost")
+                await alice.find("joined")
+                os.kill(proc.pid, signal.SIGKILL)  # no cleanup at all
+                proc.wait(10)
+                ghost.transport.abort()
+
+                async def names() -> list[str]:
+                    await alice.send({"type": "presence", "room": "lobby"})
+                    frame = await alice.find("presence")
+                    return sorted(u["name"] for u in frame["users"])
+
+                assert await names() == ["alice", "ghost"]
+                async with asyncio.timeout(TIMEOUT * 2):
+                    while await names() != ["alice"]:
+                        await asyncio.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _health(port: int) -> tuple[int, dict[str, object]]:
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.mark.logs_errors
+async def test_health_reports_a_worker_without_redis_as_not_ready(
+    tmp_path: Path,
+) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        url = redis.url + "?prefix=health:&heartbeat=0.5"
+        with run_example(
+            tmp_path / "a.log", SANIC_CHAT_BROADCASTER_URL=url
+        ) as port:
+            assert (await asyncio.to_thread(_health, port))[0] == 200
+            redis.kill()
+            async with asyncio.timeout(TIMEOUT * 2):
+                while (status := await asyncio.to_thread(_health, port))[
+                    0
+                ] != 503:
+                    await asyncio.sleep(0.2)
+            assert status[1]["broadcaster"] == "down"
+            redis.start()
+            async with asyncio.timeout(TIMEOUT * 2):
+                while (await asyncio.to_thread(_health, port))[0] != 200:
+                    await asyncio.sleep(0.2)
+    finally:
+        redis.kill()
+
+
+async def test_memory_broadcaster_warns_with_several_workers(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "workers.log"
+    _, proc = await asyncio.to_thread(spawn_example, log, "--workers", "2")
+    await asyncio.sleep(1)
+    proc.terminate()
+    await asyncio.to_thread(proc.wait, 30)
+    assert "rooms are NOT shared between workers" in log.read_text()
