@@ -286,3 +286,40 @@ async def test_memory_broadcaster_warns_with_several_workers(
     proc.terminate()
     await asyncio.to_thread(proc.wait, 30)
     assert "rooms are NOT shared between workers" in log.read_text()
+
+
+async def test_one_chat_message_costs_one_redis_round_trip(
+    redis_server: RedisServer,
+) -> None:
+    """Measured, not assumed: Redis counts the commands it served."""
+    import redis.asyncio as aioredis
+
+    app = make_app(broadcaster=f"{redis_server.url}?prefix=cost:&heartbeat=60")
+    counter = aioredis.from_url(redis_server.url)
+    try:
+        async with live(app) as srv, srv.client() as a, srv.client() as b:
+            await a.find("joined", user=b.user)
+            await counter.config_resetstat()
+            for i in range(20):
+                await a.send(
+                    {"type": "message", "room": "lobby", "text": f"m{i}"}
+                )
+            for client in (a, b):
+                await client.find("message", text="m19")
+            stats = await counter.info("commandstats")
+    finally:
+        await counter.aclose()
+    served = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+    assert served.pop("evalsha") == 20  # the message's one round trip
+    # Inside the script, not extra round trips: stream append, TTL, publish.
+    assert (
+        served.pop("xadd"),
+        served.pop("expire"),
+        served.pop("publish"),
+    ) == (
+        20,
+        20,
+        20,
+    )
+    served.pop("config|resetstat")  # the counter's own command
+    assert served == {}, f"other commands on the message path: {served}"

@@ -187,6 +187,10 @@ class RedisBroadcaster(Broadcaster):
         self._closed.clear()
         self._publish = self._redis.register_script(_PUBLISH)
         self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
+        # Load now, so that the first message is not the one paying for it
+        # (after a Redis restart redis-py reloads a script on NOSCRIPT).
+        for script in (_PUBLISH, _PRESENCE_REMOVE):
+            await self._redis.script_load(script)
         ready = asyncio.get_running_loop().create_future()
         self._tasks = [
             asyncio.create_task(self._listen(ready), name="sanic-chat redis"),
