@@ -161,8 +161,12 @@ class Connection:
     def forget(self, room: str) -> None:
         """Drop queued broadcast frames of ``room`` (before a re-sync)."""
         self._skipped.pop(room, None)
-        if any(r == room for r, _ in self._queue):
-            self._queue = deque(e for e in self._queue if e[0] != room)
+        queue = self._queue
+        if any(r == room for r, _ in queue):
+            # In place: the writer holds a reference to this deque.
+            kept = [entry for entry in queue if entry[0] != room]
+            queue.clear()
+            queue.extend(kept)
 
     async def wait_writable(self) -> None:
         """Wait while replies are backed up: the client is not reading."""

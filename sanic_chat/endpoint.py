@@ -148,7 +148,8 @@ async def _guarded(conn: Connection, action: Awaitable[None]) -> None:
     except ProtocolError as exc:
         conn.reply(protocol.error(exc.code, exc.message))
     except BroadcasterUnavailable as exc:
-        logger.warning("broadcaster unavailable: %s", exc)
+        # The backend logs its state changes once; not a line per frame.
+        logger.debug("broadcaster unavailable: %s", exc)
         conn.reply(
             protocol.error("unavailable", "chat backend unavailable, retry")
         )

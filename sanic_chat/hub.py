@@ -271,6 +271,8 @@ class Hub:
     async def _leave(self, conn: Connection, name: str, confirm: bool) -> None:
         announce = self._detach_room(conn, name)
         if confirm:
+            # Nothing of the room may follow its ``left`` confirmation.
+            conn.forget(name)
             conn.reply(
                 encode(
                     {"type": "left", "room": name, "user": conn.user.public()}

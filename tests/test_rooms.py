@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -281,3 +282,24 @@ async def test_join_since_while_joined_resyncs_without_duplicates(
         await alice.nothing()
         await alice.say("live")
         await alice.nothing()
+
+
+async def test_nothing_of_a_room_follows_its_left() -> None:
+    app = make_app(slow_consumer="drop_oldest")
+    async with live(app) as srv, srv.client(max_queue=1) as alice:
+        alice.ws.transport.pause_reading()
+        for i in range(3000):  # fills the socket, then the outbox
+            await srv.chat.publish("lobby", f"{i:04}" + "x" * 3990)
+        await alice.send({"type": "leave", "room": "lobby"})
+        await asyncio.sleep(0.2)
+        alice.ws.transport.resume_reading()
+        frames = []
+        async with asyncio.timeout(10):
+            while not frames or frames[-1]["type"] != "left":
+                frames.append(await alice.recv())
+        after = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                while True:
+                    after.append(await alice.recv())
+        assert after == [], [f.get("type") for f in after[:3]] + [after[0]]
