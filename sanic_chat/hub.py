@@ -184,7 +184,13 @@ class Hub:
             try:
                 await self._replay(conn, room, since)
             except BaseException:
-                self._leave_silently(conn, room)
+                # The re-sync failed (e.g. the broadcaster is down): stay a
+                # member and keep receiving; the client may try again.
+                held = room.recovering.pop(conn, deque())
+                if name in conn.rooms:
+                    room.members.add(conn)
+                    for event in held:
+                        self._deliver(room, conn, event)
                 raise
             return
         if len(conn.rooms) >= self.config.max_rooms_per_connection:
@@ -250,13 +256,6 @@ class Hub:
             room.skip[conn] = {e.id for e in replayed if e.id is not None}
         for event in held:
             self._deliver(room, conn, event)
-
-    def _leave_silently(self, conn: Connection, room: Room) -> None:
-        conn.rooms.discard(room.name)
-        room.recovering.pop(conn, None)
-        room.members.discard(conn)
-        room.skip.pop(conn, None)
-        self._close_if_empty(room)
 
     async def leave(self, conn: Connection, name: str) -> None:
         """Take ``conn`` out of room ``name`` and confirm with ``left``.

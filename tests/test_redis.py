@@ -323,3 +323,69 @@ async def test_one_chat_message_costs_one_redis_round_trip(
     )
     served.pop("config|resetstat")  # the counter's own command
     assert served == {}, f"other commands on the message path: {served}"
+
+
+async def test_malformed_messages_on_our_channels_are_ignored(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    app = redis_app(redis_server.url, "junk")
+    intruder = aioredis.from_url(redis_server.url)
+    try:
+        async with live(app) as srv, srv.client() as alice:
+            for junk in (b"\xff\xfe", b"no separators", b""):
+                await intruder.publish("junk:room:lobby", junk)
+            await alice.say("still delivered")
+            assert srv.chat.healthy
+    finally:
+        await intruder.aclose()
+
+
+async def test_startup_fails_fast_when_redis_refuses_subscriptions(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    admin = aioredis.from_url(redis_server.url)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "+@all",
+            "resetchannels",
+        )  # fmt: skip
+    finally:
+        await admin.aclose()
+    url = f"redis://nochan:pw@127.0.0.1:{redis_server.port}/0?timeout=0.5"
+    with pytest.raises(BroadcasterUnavailable, match=r"nochan:\*\*\*@"):
+        async with asyncio.timeout(5), live(make_app(broadcaster=url)):
+            pass
+
+
+@pytest.mark.logs_errors
+async def test_presence_comes_back_after_a_partition_longer_than_its_ttl(
+    redis_server: RedisServer, proxy: TcpProxy
+) -> None:
+    def app(url: str) -> object:
+        return make_app(broadcaster=f"{url}?prefix=part:&presence_ttl=1")
+
+    async with (
+        live(app(redis_server.url)) as sa,
+        live(app(proxy.url)) as sb,
+        sa.client(name="alice") as alice,
+        sb.client(name="bob"),
+    ):
+
+        async def names() -> list[str]:
+            await alice.send({"type": "presence", "room": "lobby"})
+            frame = await alice.find("presence")
+            return sorted(u["name"] for u in frame["users"])
+
+        assert await names() == ["alice", "bob"]
+        proxy.cut()
+        async with asyncio.timeout(TIMEOUT):
+            while await names() != ["alice"]:  # bob's worker looks dead
+                await asyncio.sleep(0.3)
+        proxy.restore()
+        async with asyncio.timeout(TIMEOUT * 2):
+            while await names() != ["alice", "bob"]:  # and is back
+                await asyncio.sleep(0.3)

@@ -93,7 +93,13 @@ async def test_join_since_unknown_id_reports_not_recovered(
 ) -> None:
     async with server.client() as alice:
         await alice.say("x")
-        for garbage in ["nope", "0-0", "999999999999-1", "ffffff-999999"]:
+        for garbage in [
+            "nope",
+            "0-0",
+            "999999999999-1",
+            "ffffff-999999",
+            "99999999999999999999-1",
+        ]:
             await alice.send({"type": "leave", "room": "lobby"})
             await alice.expect("left")
             await alice.send(

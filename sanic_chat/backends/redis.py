@@ -80,6 +80,13 @@ return n
 """
 
 
+def _valid_stream_id(value: str) -> bool:
+    if not _STREAM_ID.match(value):
+        return False
+    ms, _, seq = value.partition("-")
+    return int(ms) < 2**64 and int(seq) < 2**64
+
+
 def _reraise_cancellation() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
@@ -148,6 +155,9 @@ class RedisBroadcaster(Broadcaster):
         self._reconnect = asyncio.Event()
         self._closed = asyncio.Event()
         self._publish: Any = None
+        # presence key -> field -> connections of this worker
+        self._presence_local: dict[str, dict[str, int]] = {}
+        self._malformed_logged = False
         self._presence_remove: Any = None
 
     def __repr__(self) -> str:
@@ -187,16 +197,28 @@ class RedisBroadcaster(Broadcaster):
         self._closed.clear()
         self._publish = self._redis.register_script(_PUBLISH)
         self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
-        # Load now, so that the first message is not the one paying for it
-        # (after a Redis restart redis-py reloads a script on NOSCRIPT).
-        for script in (_PUBLISH, _PRESENCE_REMOVE):
-            await self._redis.script_load(script)
         ready = asyncio.get_running_loop().create_future()
-        self._tasks = [
-            asyncio.create_task(self._listen(ready), name="sanic-chat redis"),
-            asyncio.create_task(self._beat(), name="sanic-chat heartbeat"),
-        ]
-        await ready
+        try:
+            # Load now, so that the first message does not pay for it
+            # (after a Redis restart redis-py reloads on NOSCRIPT).
+            for script in (_PUBLISH, _PRESENCE_REMOVE):
+                await self._redis.script_load(script)
+            self._tasks = [
+                asyncio.create_task(
+                    self._listen(ready), name="sanic-chat redis"
+                ),
+                asyncio.create_task(self._beat(), name="sanic-chat heartbeat"),
+            ]
+            # Bounded: a subscription Redis never confirms (an ACL without
+            # channel rights, a silent network) must not hang the start.
+            async with asyncio.timeout(self.timeout * 2):
+                await asyncio.shield(ready)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self.disconnect()
+            raise BroadcasterUnavailable(
+                f"cannot use Redis at {mask_url(self.url)}: "
+                f"{exc or 'no confirmation of the subscription'}"
+            ) from None
 
     async def disconnect(self) -> None:
         """Stop the tasks, forget this worker's presence, close Redis."""
@@ -235,6 +257,8 @@ class RedisBroadcaster(Broadcaster):
         """Store (optionally) and publish ``payload`` in one round trip."""
         redis = self._client()
         tag = origin or ""
+        if "|" in tag:
+            raise ValueError("origin must not contain '|'")
         try:
             if not store:
                 await redis.publish(
@@ -265,7 +289,7 @@ class RedisBroadcaster(Broadcaster):
                 )
                 rows.reverse()
                 return HistoryPage(self._events(channel, rows))
-            if not _STREAM_ID.match(after):
+            if not _valid_stream_id(after):
                 return HistoryPage([], found=False)
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.xrange(key, after, after, count=1)
@@ -302,22 +326,34 @@ class RedisBroadcaster(Broadcaster):
         self, channel: str, user: Mapping[str, str]
     ) -> None:
         """Count one more connection of ``user`` on this worker."""
+        key = self._key("presence", channel)
+        field = self._presence_field(user)
         try:
-            await self._client().hincrby(
-                self._key("presence", channel), self._presence_field(user), 1
-            )
+            async with self._client().pipeline(transaction=False) as pipe:
+                pipe.hincrby(key, field, 1)
+                pipe.expire(key, self.presence_ttl * 3)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BroadcasterUnavailable(f"presence failed: {exc}") from None
+        # Kept locally too, to write back if Redis forgets this worker.
+        counts = self._presence_local.setdefault(key, {})
+        counts[field] = counts.get(field, 0) + 1
 
     async def presence_remove(
         self, channel: str, user: Mapping[str, str]
     ) -> None:
         """Count one connection of ``user`` on this worker less."""
+        key = self._key("presence", channel)
+        field = self._presence_field(user)
+        counts = self._presence_local.get(key, {})
+        if counts.get(field, 0) > 1:
+            counts[field] -= 1
+        else:
+            counts.pop(field, None)
+            if not counts:
+                self._presence_local.pop(key, None)
         try:
-            await self._presence_remove(
-                keys=[self._key("presence", channel)],
-                args=[self._presence_field(user)],
-            )
+            await self._presence_remove(keys=[key], args=[field])
         except (RedisError, OSError) as exc:
             raise BroadcasterUnavailable(f"presence failed: {exc}") from None
 
@@ -400,7 +436,8 @@ class RedisBroadcaster(Broadcaster):
             pubsub = self._client().pubsub()
             try:
                 control = self._key("control", self.worker)
-                await pubsub.subscribe(control, *self._subscribers)
+                rooms = list(self._subscribers)
+                await pubsub.subscribe(control, *rooms)
                 self._pubsub = pubsub
                 self._reconnect.clear()
                 async with asyncio.timeout(self.timeout):
@@ -413,6 +450,12 @@ class RedisBroadcaster(Broadcaster):
                         ):
                             break
                 self._online = True
+                # Rooms whose last member left while we were resubscribing.
+                stale = [
+                    room for room in rooms if room not in self._subscribers
+                ]
+                if stale:
+                    await pubsub.unsubscribe(*stale)
                 if was_online or attempt:
                     logger.warning(
                         "Redis %s: reconnected; resubscribed %d rooms",
@@ -435,7 +478,7 @@ class RedisBroadcaster(Broadcaster):
                     logger.warning(
                         "Redis %s: connection lost (%s); reconnecting",
                         mask_url(self.url),
-                        exc or type(exc).__name__,
+                        str(exc) or type(exc).__name__,
                     )
             finally:
                 self._online = False
@@ -471,7 +514,18 @@ class RedisBroadcaster(Broadcaster):
         subscriptions = self._subscribers.get(key)
         if not subscriptions:
             return
-        raw_id, origin, payload = data.decode().split("|", 2)
+        try:
+            raw_id, origin, payload = data.decode().split("|", 2)
+        except (UnicodeDecodeError, ValueError):
+            # A foreign publisher on our prefix must not kill the listener.
+            if not self._malformed_logged:
+                self._malformed_logged = True
+                logger.warning(
+                    "Redis %s: ignoring malformed message(s) on %s",
+                    mask_url(self.url),
+                    key,
+                )
+            return
         event = Event(
             key[len(self.prefix) + len("room:") :],
             payload,
@@ -486,9 +540,13 @@ class RedisBroadcaster(Broadcaster):
         redis = self._client()
         worker_key = self._key("worker", self.worker)
         control = self._key("control", self.worker)
+        misses = 0
         while not self._closed.is_set():
             try:
-                await redis.set(worker_key, b"1", ex=self.presence_ttl)
+                was = await redis.set(
+                    worker_key, b"1", ex=self.presence_ttl, get=True
+                )
+                await self._refresh_presence(rewrite=was is None)
                 if self._online:
                     self._echo.clear()
                     await redis.publish(control, b"ping")
@@ -499,6 +557,10 @@ class RedisBroadcaster(Broadcaster):
                     except TimeoutError:
                         if self._closed.is_set():
                             break  # shutting down, not deaf
+                        misses += 1
+                        if misses < 2:
+                            # One miss can be a reconnect in between.
+                            continue
                         if not self._deaf:
                             logger.error(
                                 "Redis %s: own heartbeat did not come back "
@@ -509,6 +571,7 @@ class RedisBroadcaster(Broadcaster):
                         self._deaf = True
                         self._reconnect.set()
                     else:
+                        misses = 0
                         if self._deaf:
                             logger.warning(
                                 "Redis %s: heartbeat is back; healthy",
@@ -520,6 +583,22 @@ class RedisBroadcaster(Broadcaster):
                 # turn a cancellation into an error: do not swallow it.
                 _reraise_cancellation()
             await self._pause(min(self.heartbeat, self.presence_ttl / 3))
+
+    async def _refresh_presence(self, rewrite: bool) -> None:
+        """Keep this worker's presence alive; restore it if Redis lost it.
+
+        ``rewrite`` is set when this worker's heartbeat key had expired (a
+        partition longer than ``presence_ttl``, or a Redis restart): other
+        workers may have pruned its users, so the counts are written back.
+        """
+        if not self._presence_local:
+            return
+        async with self._client().pipeline(transaction=False) as pipe:
+            for key, counts in self._presence_local.items():
+                if rewrite and counts:
+                    pipe.hset(key, mapping=cast(Mapping[Any, Any], counts))
+                pipe.expire(key, self.presence_ttl * 3)
+            await pipe.execute()
 
     # -- helpers ------------------------------------------------------------
 
