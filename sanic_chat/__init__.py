@@ -12,6 +12,7 @@ See ``docs/`` for the wire protocol, configuration and backends.
 """
 
 from .__about__ import __version__
+from .authenticators import JWTAuthenticator, TokenAuthenticator
 from .backends import (
     Broadcaster,
     Event,
@@ -31,6 +32,7 @@ from .errors import (
     ChatError,
     CloseCode,
     ConfigError,
+    Forbidden,
     ProtocolError,
 )
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
@@ -48,13 +50,16 @@ __all__ = [
     "CloseCode",
     "ConfigError",
     "Event",
+    "Forbidden",
     "Gap",
     "GuestAuthenticator",
     "HistoryPage",
+    "JWTAuthenticator",
     "MemoryBroadcaster",
     "PresenceInfo",
     "ProtocolError",
     "Subscription",
+    "TokenAuthenticator",
     "User",
     "__version__",
     "broadcaster_from_url",

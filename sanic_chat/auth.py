@@ -1,19 +1,25 @@
-"""Pre-upgrade checks: who is connecting and to which rooms.
+"""Pre-upgrade checks: origin, identity and rooms.
 
 This runs as blueprint request middleware, before Sanic performs the
 WebSocket handshake, so a refused client gets a plain HTTP answer with a
-JSON body (400 or 401) and never a socket.
+JSON body (400, 401 or 403) and never a socket.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
+from .authenticators import note_offered_subprotocol
 from .chat import Chat
+from .errors import Forbidden
+from .identity import GuestAuthenticator
 from .protocol import MAX_ID_LENGTH, valid_room
+
+_guests = GuestAuthenticator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +35,33 @@ def refuse(status: int, code: str, message: str) -> HTTPResponse:
     return json({"error": {"code": code, "message": message}}, status=status)
 
 
+def origin_allowed(request: Request, allowed: str) -> bool:
+    """Tell whether the request's ``Origin`` may open a socket.
+
+    Clients that send no ``Origin`` (not browsers) are allowed; a browser
+    origin must be the request's own host, or listed in ``allowed``
+    (comma separated ``scheme://host[:port]``), or ``allowed`` is ``*``.
+    This is the defence against Cross-Site WebSocket Hijacking.
+    """
+    origin: str | None = request.headers.get("origin")
+    if origin is None or allowed.strip() == "*":
+        return True
+    listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
+    if listed:
+        return origin.rstrip("/") in listed
+    return urlsplit(origin).netloc.lower() == (request.host or "").lower()
+
+
 async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
-    """Identify the client and validate its rooms, or refuse the upgrade.
+    """Check origin, rooms and identity, or refuse the upgrade.
 
     On success, ``request.ctx.chat_user`` is the :class:`User` and
     ``request.ctx.chat_rooms`` the list of :class:`RoomRequest`.
     """
+    config = chat.config
+    note_offered_subprotocol(request)
+    if not origin_allowed(request, config.allowed_origins):
+        return refuse(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []
     seen: set[str] = set()
     for value in request.args.getlist("room", []):
@@ -51,19 +78,23 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         if name not in seen:
             seen.add(name)
             rooms.append(RoomRequest(name, since if sep else None))
-    if len(rooms) > chat.config.max_rooms_per_connection:
+    if len(rooms) > config.max_rooms_per_connection:
         return refuse(
             400,
             "too_many_rooms",
             "a connection may be in at most "
-            f"{chat.config.max_rooms_per_connection} rooms",
+            f"{config.max_rooms_per_connection} rooms",
         )
     try:
         user = await chat.authenticator(request)
+        if user is None and config.allow_anonymous:
+            user = await _guests(request)
+    except Forbidden as exc:
+        return refuse(403, "forbidden", str(exc) or "not allowed")
     except ValueError as exc:
         return refuse(400, "bad_request", str(exc))
     if user is None:
         return refuse(401, "unauthorized", "authentication required")
     request.ctx.chat_user = user
-    request.ctx.chat_rooms = rooms or [RoomRequest(chat.config.default_room)]
+    request.ctx.chat_rooms = rooms or [RoomRequest(config.default_room)]
     return None

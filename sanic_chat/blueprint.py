@@ -15,8 +15,9 @@ from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from .auth import check_upgrade
+from .authenticators import AnswerIfOffered
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
-from .chat import DEFAULT_NAME, Chat, get_chat
+from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
 from .config import ChatConfig
 from .endpoint import serve
 from .errors import ConfigError
@@ -28,7 +29,13 @@ logger = logging.getLogger(__name__)
 class ChatBlueprint(Blueprint):
     """A Sanic blueprint that serves the chat; see :func:`create_blueprint`."""
 
-    __slots__ = ("_authenticator", "_broadcaster", "_chat_options", "_path")
+    __slots__ = (
+        "_authenticator",
+        "_broadcaster",
+        "_chat_options",
+        "_hooks",
+        "_path",
+    )
 
     def __init__(
         self,
@@ -36,11 +43,13 @@ class ChatBlueprint(Blueprint):
         options: dict[str, Any],
         broadcaster: Broadcaster | None,
         authenticator: Authenticator | None,
+        hooks: dict[str, RoomCheck | None],
     ) -> None:
         super().__init__(name)
         self._chat_options = options
         self._broadcaster = broadcaster
         self._authenticator = authenticator
+        self._hooks = hooks
         self._path: str | None = None
 
         # Plain functions, not bound methods: Sanic's lazy blueprint
@@ -88,12 +97,23 @@ class ChatBlueprint(Blueprint):
             config.broadcaster_url, history_size=config.history_size
         )
         chats[self.name] = Chat(
-            config, broadcaster, self._authenticator or GuestAuthenticator()
+            config,
+            broadcaster,
+            self._authenticator or GuestAuthenticator(),
+            can_join=self._hooks["can_join"],
+            can_publish=self._hooks["can_publish"],
         )
         app.ctx.sanic_chat = chats
         if self._path is None:
             self._path = config.path
-            self.add_websocket_route(self._serve, config.path, name="ws")
+            # Offering the subprotocol lets browsers pass a token as
+            # ``bearer.<token>``; we answer ``sanic-chat``, never the token.
+            self.add_websocket_route(
+                self._serve,
+                config.path,
+                name="ws",
+                subprotocols=AnswerIfOffered(),
+            )
         elif self._path != config.path:
             raise ConfigError(
                 "one blueprint cannot serve different paths on different "
@@ -116,6 +136,8 @@ def create_blueprint(
     *,
     broadcaster: Broadcaster | str | None = None,
     authenticator: Authenticator | None = None,
+    can_join: RoomCheck | None = None,
+    can_publish: RoomCheck | None = None,
     name: str = DEFAULT_NAME,
     **options: Any,
 ) -> Blueprint:
@@ -126,8 +148,12 @@ def create_blueprint(
             or a URL such as ``"memory://"``. Default: ``CHAT_BROADCASTER_URL``
             or ``memory://``. An instance is used as is: give each app its
             own.
-        authenticator: Identifies users before the upgrade. Default: every
-            connection is a guest with a server-generated id.
+        authenticator: Identifies users before the upgrade (see
+            :mod:`sanic_chat.authenticators`). Default: every connection is
+            a guest with a server-generated id.
+        can_join: ``(user, room) -> bool`` (sync or async), asked for every
+            room a connection joins, at connect or with ``join``.
+        can_publish: ``(user, room) -> bool``, asked for every message.
         name: Blueprint name; also the name :func:`get_chat` looks up.
         **options: Any :class:`~sanic_chat.config.ChatConfig` field, e.g.
             ``default_room="general"`` or ``url_prefix="/chat"``. Each can
@@ -145,4 +171,10 @@ def create_blueprint(
         raise ConfigError(
             f"unknown sanic-chat option(s): {', '.join(sorted(unknown))}"
         )
-    return ChatBlueprint(name, options, broadcaster, authenticator)
+    return ChatBlueprint(
+        name,
+        options,
+        broadcaster,
+        authenticator,
+        {"can_join": can_join, "can_publish": can_publish},
+    )

@@ -10,7 +10,9 @@ tasks with :func:`get_chat`::
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sanic import Request, Sanic
@@ -24,6 +26,9 @@ from .protocol import encodable, valid_room
 
 DEFAULT_NAME = "sanic_chat"
 
+RoomCheck = Callable[[User, str], "bool | Awaitable[bool]"]
+"""``(user, room) -> bool``, sync or async: may this user do it here?"""
+
 
 class Chat:
     """Rooms, broadcaster and settings of one chat blueprint in one app.
@@ -32,6 +37,8 @@ class Chat:
         config: Resolved settings.
         broadcaster: The backend that carries events.
         authenticator: Identifies users before the upgrade.
+        can_join: May a user join (or connect into) a room?
+        can_publish: May a user post a message to a room?
     """
 
     def __init__(
@@ -39,10 +46,15 @@ class Chat:
         config: ChatConfig,
         broadcaster: Broadcaster,
         authenticator: Authenticator,
+        *,
+        can_join: RoomCheck | None = None,
+        can_publish: RoomCheck | None = None,
     ) -> None:
         self.config = config
         self.broadcaster = broadcaster
         self.authenticator = authenticator
+        self._can_join = can_join
+        self._can_publish = can_publish
         self.hub = Hub(broadcaster, config)
         self.closing = False
 
@@ -67,6 +79,16 @@ class Chat:
         """Stop room subscriptions and disconnect the broadcaster."""
         await self.hub.stop()
         await self.broadcaster.disconnect()
+
+    # Authorization -----------------------------------------------------
+
+    async def may_join(self, user: User, room: str) -> bool:
+        """Ask the ``can_join`` hook (everyone may when there is none)."""
+        return await _ask(self._can_join, user, room)
+
+    async def may_publish(self, user: User, room: str) -> bool:
+        """Ask the ``can_publish`` hook (everyone may when there is none)."""
+        return await _ask(self._can_publish, user, room)
 
     # Server-side API ---------------------------------------------------------
 
@@ -121,6 +143,15 @@ class Chat:
     def room_sizes(self) -> dict[str, int]:
         """Members per room on this worker."""
         return {name: len(r.members) for name, r in self.hub.rooms.items()}
+
+
+async def _ask(check: RoomCheck | None, user: User, room: str) -> bool:
+    if check is None:
+        return True
+    answer = check(user, room)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return bool(answer)
 
 
 def get_chat(app: Sanic[Any, Any] | Request, name: str = DEFAULT_NAME) -> Chat:

@@ -52,6 +52,11 @@ class ChatConfig:
         send_timeout: Seconds one frame may take to be written before the
             client is considered gone and closed with 1013 (a client that
             stopped reading altogether).
+        allowed_origins: Browser origins allowed to connect, comma
+            separated; empty means the request's own host only; ``*``
+            allows every origin (unsafe with cookie authentication).
+        allow_anonymous: With an authenticator, let requests without a
+            valid identity in as guests instead of answering 401.
     """
 
     broadcaster_url: str = "memory://"
@@ -68,6 +73,8 @@ class ChatConfig:
     presence_list_limit: int = 1000
     shutdown_close_timeout: float = 5.0
     send_timeout: float = 30.0
+    allowed_origins: str = ""
+    allow_anonymous: bool = False
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

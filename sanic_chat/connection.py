@@ -72,6 +72,7 @@ class Connection:
         "_wakeup",
         "_writer",
         "_ws",
+        "expiry",
         "key",
         "rooms",
         "sending_since",
@@ -92,6 +93,7 @@ class Connection:
         self.user = user
         self.rooms: set[str] = set()
         self.sending_since: float | None = None
+        self.expiry: asyncio.TimerHandle | None = None
         self._ws = ws
         self._queue: deque[tuple[str, str]] = deque()
         self._replies: deque[str] = deque()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from sanic import Request
 from sanic.exceptions import WebsocketClosed
@@ -56,6 +58,8 @@ async def serve(
             (reader, writer), return_when=asyncio.FIRST_COMPLETED
         )
     finally:
+        if conn.expiry is not None:
+            conn.expiry.cancel()
         for task in (reader, writer):
             task.cancel()
         # Membership ends now, synchronously; the rest is shielded so that
@@ -110,17 +114,23 @@ async def _read(
     rooms: list[RoomRequest],
 ) -> None:
     config = chat.config
+    allowed = [r for r in rooms if await chat.may_join(conn.user, r.room)]
     conn.reply(
         protocol.encode(
             {
                 "type": "welcome",
                 "protocol": 1,
                 "user": conn.user.public(),
-                "rooms": [r.room for r in rooms],
+                "rooms": [r.room for r in allowed],
             }
         )
     )
     for request in rooms:
+        if request not in allowed:
+            refused = _forbidden(request.room)
+            conn.reply(protocol.error(refused.code, refused.message))
+    _schedule_expiry(conn)
+    for request in allowed:
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
     while not conn.closing:
@@ -167,6 +177,8 @@ async def _dispatch(
     match command:
         case protocol.Send(room, text, ref):
             _require_member(conn, room)
+            if not await chat.may_publish(conn.user, room):
+                raise _forbidden(room)
             message_id = await hub.publish(room, conn.user, text)
             if ref is not None:
                 conn.reply(
@@ -180,6 +192,8 @@ async def _dispatch(
                     )
                 )
         case protocol.Join(room, since):
+            if not await chat.may_join(conn.user, room):
+                raise _forbidden(room)
             await hub.join(conn, room, since)
         case protocol.Leave(room):
             await hub.leave(conn, room)
@@ -189,8 +203,48 @@ async def _dispatch(
         case protocol.Presence(room):
             _require_member(conn, room)
             conn.reply(await hub.presence_frame(room))
+        case protocol.Refresh(token):
+            await _refresh(chat, conn, token)
         case protocol.Ping():
             conn.reply(protocol.PONG)
+
+
+def _forbidden(room: str) -> ProtocolError:
+    return ProtocolError("forbidden", f"not allowed in room {room!r}")
+
+
+def _schedule_expiry(conn: Connection) -> None:
+    """Close the connection with 1008 when its identity expires."""
+    if conn.expiry is not None:
+        conn.expiry.cancel()
+        conn.expiry = None
+    expires_at = conn.user.expires_at
+    if expires_at is None:
+        return
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, expires_at - time.time())
+    conn.expiry = loop.call_later(
+        delay, conn.close, CloseCode.POLICY_VIOLATION, "token expired"
+    )
+
+
+async def _refresh(chat: Chat, conn: Connection, token: str) -> None:
+    """Extend the session with a new token for the same identity."""
+    from_token = getattr(chat.authenticator, "from_token", None)
+    if from_token is None:
+        raise ProtocolError(
+            "bad_request", "this server's authenticator cannot refresh"
+        )
+    user = await from_token(token)
+    if user is None or user.id != conn.user.id:
+        raise ProtocolError("forbidden", "token invalid or for another user")
+    conn.user = replace(
+        conn.user, claims=user.claims, expires_at=user.expires_at
+    )
+    _schedule_expiry(conn)
+    conn.reply(
+        protocol.encode({"type": "refreshed", "expires_at": user.expires_at})
+    )
 
 
 def _require_member(conn: Connection, room: str) -> None:

@@ -6,6 +6,8 @@ Exception tree::
     ├── ProtocolError         a client frame was refused: an ``error`` frame
     │                         with ``code``; the connection stays open
     ├── ConfigError           a ``CHAT_*`` setting or keyword is invalid
+    ├── Forbidden             an authenticator refuses a valid identity:
+    │                         the upgrade is answered 403
     └── BroadcasterError      the broadcaster cannot serve the request
         └── BroadcasterUnavailable
                               the backend is unreachable right now
@@ -48,6 +50,10 @@ class ProtocolError(ChatError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Forbidden(ChatError):
+    """Raised by an authenticator for an identity that may not connect."""
 
 
 class ConfigError(ChatError, ValueError):

@@ -28,11 +28,15 @@ class User:
         name: Display name shown to other members.
         claims: Extra attributes from the authenticator (never sent to
             other clients).
+        expires_at: Epoch seconds when the identity's token expires; the
+            connection is closed with 1008 then unless it sends
+            ``refresh`` with a new token first.
     """
 
     id: str
     name: str
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    expires_at: float | None = field(default=None, compare=False)
 
     def public(self) -> dict[str, str]:
         """Return the part of the user that other members may see."""

@@ -80,11 +80,18 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh:
+    """``{"type":"refresh","token":T}``: extend the session's expiry."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """``{"type":"ping"}``: an application-level heartbeat."""
 
 
-Command = Join | Leave | Send | History | Presence | Ping
+Command = Join | Leave | Send | History | Presence | Refresh | Ping
 
 
 def parse(
@@ -129,6 +136,11 @@ def parse(
         return Presence(_room(obj))
     if kind == "ping":
         return Ping()
+    if kind == "refresh":
+        token = _optional_str(obj, "token", 8192)
+        if not token:
+            raise ProtocolError("bad_request", "field 'token' is required")
+        return Refresh(token)
     if not isinstance(kind, str):
         raise ProtocolError("bad_request", "field 'type' must be a string")
     raise ProtocolError("bad_request", f"unknown frame type {kind[:32]!r}")

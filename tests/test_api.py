@@ -21,7 +21,7 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(sanic_chat, name), name
     public = {n for n in dir(sanic_chat) if not n.startswith("_")}
     modules = {
-        "auth", "backends", "blueprint", "chat", "config", "connection",
+        "auth", "authenticators", "backends", "blueprint", "chat", "config", "connection",
         "endpoint", "errors", "hub", "identity", "protocol", "testing",
     }  # fmt: skip
     assert public - modules == set(sanic_chat.__all__) - {"__version__"}

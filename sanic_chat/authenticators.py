@@ -1,0 +1,212 @@
+"""Built-in authenticators and where they find a token.
+
+An authenticator is any async callable ``(request) -> User | None`` (see
+:class:`~sanic_chat.identity.Authenticator`). It may also raise
+:class:`~sanic_chat.errors.Forbidden` for an identity that is valid but
+not allowed in (the upgrade is answered 403).
+
+Tokens are looked for in this order (:func:`token_from_request`):
+
+1. ``Authorization: Bearer <token>``;
+2. the ``token`` query parameter;
+3. a cookie, ``chat_token`` unless configured otherwise;
+4. the ``Sec-WebSocket-Protocol`` header: browsers cannot set headers on a
+   WebSocket, so they offer ``new WebSocket(url, ["sanic-chat",
+   "bearer.<token>"])``; the server answers ``sanic-chat`` and never
+   echoes the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from sanic import Request
+
+from .identity import User
+
+SUBPROTOCOL = "sanic-chat"
+BEARER_PREFIX = "bearer."
+
+_offered: ContextVar[bool] = ContextVar("sanic_chat_offered", default=False)
+
+
+def note_offered_subprotocol(request: Request) -> None:
+    """Remember whether this upgrade request offered ``sanic-chat``."""
+    offered = request.headers.get("sec-websocket-protocol", "")
+    _offered.set(SUBPROTOCOL in (p.strip() for p in offered.split(",")))
+
+
+class AnswerIfOffered:
+    """The route's subprotocols: ``sanic-chat`` only if the client offered it.
+
+    websockets refuses (400) a client that offers no subprotocol to a
+    server that has any, while browsers drop a connection whose offered
+    subprotocol is not answered. So the list is decided per request, from
+    the pre-upgrade middleware (same task, hence a context variable).
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([SUBPROTOCOL] if _offered.get() else [])
+
+
+def token_from_request(
+    request: Request, *, cookie: str = "chat_token"
+) -> str | None:
+    """Return the first token the request carries, in the documented order."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    query = request.args.get("token")
+    if isinstance(query, str) and query:
+        return query
+    from_cookie = request.cookies.get(cookie)
+    if isinstance(from_cookie, str) and from_cookie:
+        return from_cookie
+    for offered in request.headers.get("sec-websocket-protocol", "").split(
+        ","
+    ):
+        offered = offered.strip()
+        if offered.startswith(BEARER_PREFIX) and len(offered) > 7:
+            return offered[len(BEARER_PREFIX) :]
+    return None
+
+
+class JWTAuthenticator:
+    """Identify users by a JSON Web Token (PyJWT).
+
+    Requires the ``jwt`` extra (``pip install 'sanic-chat[jwt]'``).
+
+    Args:
+        key: The HMAC secret (HS256) or the PEM public key (RS256, ES256).
+        algorithms: Accepted algorithms; never ``none``. Default
+            ``["HS256"]``.
+        audience: Required ``aud``, if any.
+        issuer: Required ``iss``, if any.
+        leeway: Seconds of clock skew tolerated on ``exp``/``nbf``.
+        id_claim: Claim holding the user id (``sub``).
+        name_claim: Claim holding the display name (``name``; the id when
+            missing).
+        cookie: Name of the cookie a token may come in.
+
+    The token's ``exp`` is required and becomes :attr:`User.expires_at`,
+    so a connection whose token expires without ``refresh`` is closed.
+    """
+
+    def __init__(
+        self,
+        key: str | bytes,
+        *,
+        algorithms: Iterable[str] = ("HS256",),
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+        id_claim: str = "sub",
+        name_claim: str = "name",
+        cookie: str = "chat_token",
+    ) -> None:
+        try:
+            import jwt
+        except ImportError as exc:  # pragma: no cover - depends on extra
+            raise ImportError(
+                "JWTAuthenticator needs PyJWT: pip install 'sanic-chat[jwt]'"
+            ) from exc
+        self._jwt = jwt
+        self.algorithms = [a for a in algorithms if a.lower() != "none"]
+        if not self.algorithms:
+            raise ValueError("JWTAuthenticator needs at least one algorithm")
+        self.key = key
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway = leeway
+        self.id_claim = id_claim
+        self.name_claim = name_claim
+        self.cookie = cookie
+
+    async def __call__(self, request: Request) -> User | None:
+        """Return the token's user, or ``None`` if it is missing/invalid."""
+        token = token_from_request(request, cookie=self.cookie)
+        if token is None:
+            return None
+        return self.verify(token)
+
+    async def from_token(self, token: str) -> User | None:
+        """Return the user of ``token`` (used by ``refresh``)."""
+        return self.verify(token)
+
+    def verify(self, token: str) -> User | None:
+        """Decode and check ``token``; ``None`` if it is not valid."""
+        jwt = self._jwt
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", self.id_claim]},
+            )
+        except jwt.PyJWTError:
+            return None
+        user_id = claims.get(self.id_claim)
+        if not isinstance(user_id, str) or not user_id:
+            return None
+        name = claims.get(self.name_claim)
+        return User(
+            id=user_id,
+            name=name if isinstance(name, str) and name else user_id,
+            claims=claims,
+            expires_at=float(claims["exp"]),
+        )
+
+
+Verify = Callable[[str], "User | Awaitable[User | None] | None"]
+
+
+class TokenAuthenticator:
+    """Identify users by opaque tokens: a static map or a verify function.
+
+    Args:
+        tokens: ``{token: User}``; compared in constant time.
+        verify: Called with the token, returns the user or ``None``
+            (may be async): look it up in your session store.
+        cookie: Name of the cookie a token may come in.
+    """
+
+    def __init__(
+        self,
+        tokens: Mapping[str, User] | None = None,
+        *,
+        verify: Verify | None = None,
+        cookie: str = "chat_token",
+    ) -> None:
+        if (tokens is None) == (verify is None):
+            raise ValueError("give exactly one of tokens and verify")
+        self._tokens = dict(tokens or {})
+        self._verify = verify
+        self.cookie = cookie
+
+    async def __call__(self, request: Request) -> User | None:
+        """Return the user of the request's token, or ``None``."""
+        token = token_from_request(request, cookie=self.cookie)
+        if token is None:
+            return None
+        return await self.from_token(token)
+
+    async def from_token(self, token: str) -> User | None:
+        """Return the user of ``token``, or ``None``."""
+        if self._verify is not None:
+            result = self._verify(token)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        found = None
+        for known, user in self._tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = user
+        return found

@@ -1,0 +1,248 @@
+"""Authentication before the upgrade, origins, room hooks and refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from sanic_chat import Forbidden, User
+from sanic_chat.authenticators import JWTAuthenticator, TokenAuthenticator
+
+from .conftest import Client, LiveServer, live, make_app
+
+SECRET = "test-secret-with-enough-length-for-hs256"
+
+
+def token(sub: str = "u1", name: str = "Alice", **claims: Any) -> str:
+    payload = {"sub": sub, "name": name, "exp": int(time.time()) + 60}
+    payload.update(claims)
+    return jwt.encode(payload, SECRET, algorithm="HS256")
+
+
+def jwt_app(**options: Any) -> Any:
+    options.setdefault("authenticator", JWTAuthenticator(SECRET))
+    return make_app(**options)
+
+
+async def refused(srv: LiveServer, **kwargs: Any) -> int:
+    headers = kwargs.pop("headers", None)
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(
+            srv.url(**kwargs), additional_headers=headers, open_timeout=5
+        ):
+            pass
+    return info.value.response.status_code
+
+
+async def welcome_of(ws: Any) -> dict[str, Any]:
+    client = Client(ws)
+    return await client.expect("welcome")
+
+
+@pytest.mark.parametrize(
+    "source", ["header", "query", "cookie", "subprotocol"]
+)
+async def test_every_token_source_identifies_the_user(source: str) -> None:
+    async with live(jwt_app()) as srv:
+        tok = token()
+        url, headers, protocols = srv.url(), {}, None
+        if source == "header":
+            headers = {"Authorization": f"Bearer {tok}"}
+        elif source == "query":
+            url = srv.url(token=tok)
+        elif source == "cookie":
+            headers = {"Cookie": f"chat_token={tok}"}
+        else:
+            protocols = ["sanic-chat", f"bearer.{tok}"]
+        async with connect(
+            url, additional_headers=headers, subprotocols=protocols
+        ) as ws:
+            welcome = await welcome_of(ws)
+            assert welcome["user"] == {"id": "u1", "name": "Alice"}
+            if source == "subprotocol":
+                assert ws.subprotocol == "sanic-chat"  # never the token
+            else:
+                assert ws.subprotocol is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not-a-jwt",
+        jwt.encode({"sub": "u1", "exp": int(time.time()) - 5}, SECRET),
+        jwt.encode(
+            {"sub": "u1", "exp": int(time.time()) + 60}, "wrong-key" * 4
+        ),
+        jwt.encode({"sub": "u1"}, SECRET),  # no exp
+        jwt.encode(
+            {"sub": "u1", "exp": int(time.time()) + 60}, None, algorithm="none"
+        ),
+        jwt.encode(
+            {
+                "sub": "u1",
+                "exp": int(time.time()) + 60,
+                "nbf": time.time() + 30,
+            },
+            SECRET,
+        ),
+    ],
+    ids=["garbage", "expired", "forged", "no-exp", "alg-none", "not-yet"],
+)
+async def test_invalid_tokens_get_401_and_no_socket(bad: str) -> None:
+    async with live(jwt_app()) as srv:
+        assert await refused(srv, token=bad) == 401
+        assert await refused(srv) == 401  # no token at all
+        assert srv.chat.connection_count == 0
+
+
+async def test_audience_issuer_and_leeway() -> None:
+    auth = JWTAuthenticator(SECRET, audience="chat", issuer="me", leeway=30)
+    async with live(jwt_app(authenticator=auth)) as srv:
+        assert await refused(srv, token=token(aud="other", iss="me")) == 401
+        assert await refused(srv, token=token(aud="chat", iss="you")) == 401
+        late = token(aud="chat", iss="me", exp=int(time.time()) - 10)
+        async with connect(srv.url(token=late)) as ws:  # within leeway
+            await welcome_of(ws)
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+async def test_public_key_algorithms(algorithm: str) -> None:
+    if algorithm == "RS256":
+        private = rsa.generate_private_key(
+            public_exponent=65537, key_size=2048
+        )
+    else:
+        private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    auth = JWTAuthenticator(public, algorithms=[algorithm])
+    signed = jwt.encode(
+        {"sub": "k", "exp": int(time.time()) + 60},
+        private,
+        algorithm=algorithm,
+    )
+    async with live(jwt_app(authenticator=auth)) as srv:
+        async with connect(srv.url(token=signed)) as ws:
+            assert (await welcome_of(ws))["user"]["id"] == "k"
+        assert await refused(srv, token=_hs256_with(public)) == 401
+
+
+def _hs256_with(key: bytes) -> str:
+    """A token "signed" with the public key as an HMAC secret: the classic
+    algorithm-confusion attack (PyJWT itself refuses to make one).
+    """
+
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": "k", "exp": int(time.time()) + 60}
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(key, header + b"." + body, hashlib.sha256).digest()
+    return (header + b"." + body + b"." + b64(signature)).decode()
+
+
+async def test_token_map_verify_function_forbidden_and_anonymous() -> None:
+    alice = User("a", "Alice")
+
+    async def verify(tok: str) -> User | None:
+        if tok == "banned":
+            raise Forbidden("banned")
+        return alice if tok == "good" else None
+
+    async with live(
+        make_app(authenticator=TokenAuthenticator(verify=verify))
+    ) as srv:
+        async with connect(srv.url(token="good")) as ws:
+            assert (await welcome_of(ws))["user"] == {
+                "id": "a",
+                "name": "Alice",
+            }
+        assert await refused(srv, token="banned") == 403
+        assert await refused(srv, token="bad") == 401
+    static = TokenAuthenticator({"s3cret": alice})
+    app = make_app(authenticator=static, allow_anonymous=True)
+    async with live(app) as srv:
+        async with connect(srv.url(token="s3cret")) as ws:
+            assert (await welcome_of(ws))["user"]["id"] == "a"
+        async with connect(srv.url()) as ws:  # guests explicitly allowed
+            assert (await welcome_of(ws))["user"]["id"].startswith("guest-")
+
+
+async def test_origins_are_checked_before_the_upgrade() -> None:
+    async with live(make_app()) as srv:
+        host = f"127.0.0.1:{srv.port}"
+        assert (
+            await refused(srv, headers={"Origin": "https://evil.example"})
+            == 403
+        )
+        async with connect(srv.url(), origin=f"http://{host}") as ws:  # type: ignore[arg-type]
+            await welcome_of(ws)
+    async with live(make_app(allowed_origins="https://app.example")) as srv:
+        async with connect(srv.url(), origin="https://app.example") as ws:  # type: ignore[arg-type]
+            await welcome_of(ws)
+        assert (
+            await refused(srv, headers={"Origin": "https://evil.example"})
+            == 403
+        )
+    async with live(make_app(allowed_origins="*")) as srv:
+        async with connect(srv.url(), origin="https://any.example") as ws:  # type: ignore[arg-type]
+            await welcome_of(ws)
+
+
+async def test_room_hooks_refuse_joins_and_messages() -> None:
+    def can_join(user: User, room: str) -> bool:
+        return room != "staff"
+
+    async def can_publish(user: User, room: str) -> bool:
+        return room != "announcements"
+
+    app = make_app(can_join=can_join, can_publish=can_publish)
+    async with live(app) as srv:
+        async with srv.client(welcome=False, room=["lobby", "staff"]) as a:
+            await a.expect("welcome", rooms=["lobby"])
+            await a.expect("error", code="forbidden")
+            await a.expect("joined", room="lobby")
+            await a.send({"type": "join", "room": "staff"})
+            await a.expect("error", code="forbidden")
+            await a.send({"type": "join", "room": "announcements"})
+            await a.expect("joined", room="announcements")
+            async with srv.client(room="announcements") as b:
+                await a.send(
+                    {"type": "message", "room": "announcements", "text": "x"}
+                )
+                await a.expect("error", code="forbidden")
+                await b.nothing()
+            assert await srv.chat.history("announcements") == []
+
+
+async def test_an_expired_session_is_closed_unless_refreshed() -> None:
+    async with live(jwt_app()) as srv:
+        short = token(exp=int(time.time()) + 2)
+        async with (
+            srv.client(token=short) as stale,
+            srv.client(token=short) as kept,
+        ):
+            await kept.send({"type": "refresh", "token": token()})
+            refreshed = await kept.find("refreshed")
+            assert refreshed["expires_at"] > time.time() + 30
+            await kept.send({"type": "refresh", "token": token(sub="other")})
+            await kept.find("error", code="forbidden")
+            assert await stale.close_code() == 1008
+            await asyncio.sleep(1)
+            await kept.send({"type": "ping"})
+            await kept.find("pong")
