@@ -95,6 +95,12 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         return refuse(400, "bad_request", str(exc))
     if user is None:
         return refuse(401, "unauthorized", "authentication required")
+    if chat.hub.connections_of(user.id) >= config.max_connections_per_user:
+        return refuse(
+            429,
+            "too_many_connections",
+            f"at most {config.max_connections_per_user} connections per user",
+        )
     request.ctx.chat_user = user
     request.ctx.chat_rooms = rooms or [RoomRequest(config.default_room)]
     return None

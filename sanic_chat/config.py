@@ -57,6 +57,15 @@ class ChatConfig:
             allows every origin (unsafe with cookie authentication).
         allow_anonymous: With an authenticator, let requests without a
             valid identity in as guests instead of answering 401.
+        rate_limit: Frames per second a connection may send on average
+            (token bucket); ``join`` and ``leave`` cost ``churn_cost``.
+        rate_burst: Frames a connection may send at once (bucket size).
+        rate_limit_strikes: ``rate_limited`` errors in a row (without a
+            second of calm between them) before the connection is
+            closed with 1008.
+        churn_cost: Tokens a ``join`` or ``leave`` costs.
+        max_connections_per_user: Sockets one user id may hold on a worker;
+            more get 429 before the upgrade.
     """
 
     broadcaster_url: str = "memory://"
@@ -75,6 +84,11 @@ class ChatConfig:
     send_timeout: float = 30.0
     allowed_origins: str = ""
     allow_anonymous: bool = False
+    rate_limit: float = 10.0
+    rate_burst: int = 20
+    rate_limit_strikes: int = 20
+    churn_cost: int = 5
+    max_connections_per_user: int = 20
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -111,7 +125,13 @@ class ChatConfig:
         return config
 
     def _validate(self) -> None:
+        if self.rate_limit <= 0:
+            raise ConfigError("rate_limit must be > 0")
         for name in (
+            "rate_burst",
+            "rate_limit_strikes",
+            "churn_cost",
+            "max_connections_per_user",
             "history_size",
             "max_text_length",
             "send_queue_size",

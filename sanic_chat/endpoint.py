@@ -26,6 +26,7 @@ from .auth import RoomRequest
 from .chat import Chat
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
+from .limits import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -133,12 +134,14 @@ async def _read(
     for request in allowed:
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
+    bucket = TokenBucket(config.rate_limit, config.rate_burst)
     while not conn.closing:
         # Take no new request while replies to earlier ones are unread.
         await conn.wait_writable()
         data = await ws.recv()
         if data is None:
             continue
+        command: protocol.Command | ProtocolError
         try:
             command = protocol.parse(
                 data,
@@ -146,7 +149,22 @@ async def _read(
                 max_text_length=config.max_text_length,
             )
         except ProtocolError as exc:
-            conn.reply(protocol.error(exc.code, exc.message))
+            command = exc
+        churn = isinstance(command, protocol.Join | protocol.Leave)
+        if not bucket.take(config.churn_cost if churn else 1):
+            if bucket.strikes >= config.rate_limit_strikes:
+                conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+                break
+            conn.reply(
+                protocol.error(
+                    "rate_limited",
+                    f"too many frames; at most {config.rate_limit:g} per "
+                    "second, this one was not processed",
+                )
+            )
+            continue
+        if isinstance(command, ProtocolError):
+            conn.reply(protocol.error(command.code, command.message))
             continue
         await _guarded(conn, _dispatch(chat, conn, command))
 

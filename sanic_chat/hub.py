@@ -71,6 +71,7 @@ class Hub:
         self.config = config
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
+        self._per_user: dict[str, int] = {}
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -79,9 +80,15 @@ class Hub:
     # Connections
 
     def add(self, conn: Connection) -> None:
-        """Track ``conn`` until :meth:`remove`."""
+        """Track ``conn`` until :meth:`detach`."""
         self.connections.add(conn)
+        uid = conn.user.id
+        self._per_user[uid] = self._per_user.get(uid, 0) + 1
         self._all_closed.clear()
+
+    def connections_of(self, user_id: str) -> int:
+        """Open connections of ``user_id`` on this worker."""
+        return self._per_user.get(user_id, 0)
 
     def detach(self, conn: Connection) -> list[tuple[str, bool]]:
         """Take ``conn`` out of every room at once, without awaiting.
@@ -95,7 +102,13 @@ class Hub:
             announce = self._detach_room(conn, name)
             if announce is not None:
                 left.append((name, announce))
-        self.connections.discard(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            uid = conn.user.id
+            if self._per_user.get(uid, 0) > 1:
+                self._per_user[uid] -= 1
+            else:
+                self._per_user.pop(uid, None)
         if not self.connections:
             self._all_closed.set()
         return left

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -199,6 +200,15 @@ class Client:
                     await self.ws.recv()
         return info.value.rcvd.code if info.value.rcvd else None
 
+    async def drain(self, wait: float) -> list[dict[str, Any]]:
+        """Return every frame that arrives within ``wait`` seconds."""
+        frames: list[dict[str, Any]] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                while True:
+                    frames.append(await self.recv())
+        return frames
+
     async def nothing(self, wait: float = 0.2) -> None:
         """Assert that no frame arrives within ``wait`` seconds."""
         with pytest.raises(TimeoutError):
@@ -254,6 +264,17 @@ def app_factory() -> Callable[..., Sanic]:
 @pytest.fixture
 async def server() -> AsyncIterator[LiveServer]:
     async with live(make_app()) as srv:
+        yield srv
+
+
+# For tests that send faster than a person: the rate limit is tested apart.
+UNLIMITED = {"rate_limit": 10_000.0, "rate_burst": 10_000}
+
+
+@pytest.fixture
+async def fast_server() -> AsyncIterator[LiveServer]:
+    """A server whose rate limit does not get in the way of floods."""
+    async with live(make_app(**UNLIMITED)) as srv:
         yield srv
 
 

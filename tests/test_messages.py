@@ -76,7 +76,8 @@ async def test_plain_text_goes_to_the_default_room(server: LiveServer) -> None:
             assert message["user"] == bob.user
 
 
-async def test_all_members_see_the_same_order(server: LiveServer) -> None:
+async def test_all_members_see_the_same_order(fast_server: LiveServer) -> None:
+    server = fast_server
     async with (
         server.client() as a,
         server.client() as b,

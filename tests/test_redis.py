@@ -82,7 +82,10 @@ async def test_prefixes_keep_apps_on_one_redis_apart(
 async def test_two_processes_share_rooms_order_history_and_presence(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    env = {"SANIC_CHAT_BROADCASTER_URL": redis_server.url + "?prefix=x:"}
+    env = {
+        "SANIC_CHAT_BROADCASTER_URL": redis_server.url + "?prefix=x:",
+        "SANIC_CHAT_RATE_BURST": "100",
+    }
     with (
         run_example(tmp_path / "a.log", **env) as port_a,
         run_example(tmp_path / "b.log", **env) as port_b,

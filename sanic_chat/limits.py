@@ -1,0 +1,45 @@
+"""Per-connection rate limiting: a token bucket.
+
+Every client frame costs a token (``join``/``leave`` cost more, so room
+churn is limited too); tokens refill at ``rate`` per second up to
+``burst``. A frame without a token gets a ``rate_limited`` error frame
+and is not processed; a connection that keeps hitting the limit is closed
+with 1008. One client can therefore never make the server do more than
+``rate`` units of work per second for it.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class TokenBucket:
+    """A token bucket with a count of consecutive refusals.
+
+    Args:
+        rate: Tokens added per second.
+        burst: Most tokens held.
+    """
+
+    __slots__ = ("_stamp", "_tokens", "burst", "rate", "strikes")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self.strikes = 0
+
+    def take(self, cost: int = 1) -> bool:
+        """Take ``cost`` tokens if available; count a strike if not."""
+        now = time.monotonic()
+        elapsed = now - self._stamp
+        self._stamp = now
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        if elapsed >= 1.0:
+            self.strikes = 0  # a second of calm forgives
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return True
+        self.strikes += 1
+        return False

@@ -1,0 +1,55 @@
+"""Limits against hostile clients: none of them lets one degrade others."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from sanic_chat import TokenAuthenticator, User
+
+from .conftest import live, make_app
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+
+async def test_flooding_gets_rate_limited_then_closed_and_others_are_fine() -> (
+    None
+):
+    app = make_app(rate_limit=5, rate_burst=5, rate_limit_strikes=10)
+    async with live(app) as srv, srv.client() as flood, srv.client() as calm:
+        for i in range(40):
+            await flood.send({"type": "ping", "n": i})
+        frames = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                frames.append(await flood.recv())
+        kinds = [f["type"] for f in frames]
+        assert kinds.count("pong") == 5  # the burst was served
+        assert "rate_limited" in {f.get("code") for f in frames}
+        assert flood.ws.close_code == 1008
+        await calm.say("unaffected")
+
+
+async def test_join_leave_churn_costs_more() -> None:
+    app = make_app(rate_limit=1, rate_burst=10, churn_cost=5)
+    async with live(app) as srv, srv.client() as churner:
+        await churner.send({"type": "join", "room": "a"})
+        await churner.find("joined", room="a")
+        await churner.send({"type": "leave", "room": "a"})
+        await churner.find("left", room="a")
+        await churner.send({"type": "join", "room": "a"})
+        await churner.find("error", code="rate_limited")
+
+
+async def test_connections_per_user_are_limited_before_the_upgrade() -> None:
+    alice = User("a", "Alice")
+    auth = TokenAuthenticator({"t": alice})
+    app = make_app(authenticator=auth, max_connections_per_user=2)
+    async with live(app) as srv:
+        async with srv.client(token="t"), srv.client(token="t"):
+            with pytest.raises(InvalidStatus) as info:
+                async with srv.client(token="t"):
+                    pass
+            assert info.value.response.status_code == 429
+        async with srv.client(token="t"):  # freed again
+            pass
