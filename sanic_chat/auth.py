@@ -8,8 +8,9 @@ JSON body (400, 401 or 403) and never a socket.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from httptools import parse_url
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
@@ -52,6 +53,24 @@ def origin_allowed(request: Request, allowed: str) -> bool:
     return urlsplit(origin).netloc.lower() == (request.host or "").lower()
 
 
+def _redact_token(request: Request) -> None:
+    """Keep a ``token`` query parameter out of every log line.
+
+    Sanic's access log (for the upgrade and for a refused request) prints
+    ``request.url``; the query has already been parsed into
+    ``request.args``, so the URL itself can safely lose the token.
+    """
+    if "token" not in request.args:
+        return
+    pairs = [
+        (key, "REDACTED" if key == "token" else value)
+        for key, values in request.args.items()
+        for value in values
+    ]
+    raw = request.path + "?" + urlencode(pairs)
+    request._parsed_url = parse_url(raw.encode())
+
+
 async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     """Check origin, rooms and identity, or refuse the upgrade.
 
@@ -60,6 +79,8 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     """
     config = chat.config
     note_offered_subprotocol(request)
+    request.args  # noqa: B018 - parse (and cache) the query before redacting
+    _redact_token(request)
     if not origin_allowed(request, config.allowed_origins):
         return refuse(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []

@@ -216,7 +216,9 @@ class Client:
 
 
 @asynccontextmanager
-async def live(app: Sanic) -> AsyncIterator[LiveServer]:
+async def live(
+    app: Sanic, access_log: bool = False
+) -> AsyncIterator[LiveServer]:
     """Run ``app`` on 127.0.0.1 and an ephemeral port, with its listeners."""
     # Sanic treats port=0 as "use the default"; bind the socket ourselves.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -224,7 +226,7 @@ async def live(app: Sanic) -> AsyncIterator[LiveServer]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = await app.create_server(
-        sock=sock, return_asyncio_server=True, access_log=False
+        sock=sock, return_asyncio_server=True, access_log=access_log
     )
     assert server is not None
     await server.startup()

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from typing import Any
 
@@ -246,3 +247,25 @@ async def test_an_expired_session_is_closed_unless_refreshed() -> None:
             await asyncio.sleep(1)
             await kept.send({"type": "ping"})
             await kept.find("pong")
+
+
+async def test_query_string_tokens_never_reach_the_access_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret_token = token(sub="logged")
+    caplog.set_level(logging.INFO)
+    async with live(jwt_app(), access_log=True) as srv:
+        async with srv.client(token=secret_token, room="dev") as client:
+            await client.say("hi", room="dev")
+        assert await refused(srv, token=secret_token + "x") == 401
+        await asyncio.sleep(0.1)
+    records = [r for r in caplog.records if r.name.startswith("sanic")]
+    assert any("/ws" in str(getattr(r, "request", "")) for r in records), (
+        "access log did not record the upgrade"
+    )
+    for record in records:
+        text = record.getMessage() + " " + str(record.__dict__)
+        assert secret_token not in text
+        assert "REDACTED" in text or "/ws" not in str(
+            getattr(record, "request", "")
+        )
