@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace) -> None:
     port = free_port()
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "example_app",
-         "--port", str(port)],
+         "--port", str(port), "--allow-anonymous"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

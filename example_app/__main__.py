@@ -8,7 +8,7 @@ from functools import partial
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
-from . import create_app
+from . import create_app, jwt_secret
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m example_app",
         description="Serve the sanic-chat example: a chat page at / and "
         "the chat at /ws. Chat settings can also be given as SANIC_CHAT_* "
-        "environment variables (e.g. SANIC_CHAT_DEFAULT_ROOM=general).",
+        "environment variables (e.g. SANIC_CHAT_DEFAULT_ROOM=general); "
+        "SANIC_CHAT_JWT_SECRET signs the demo login's tokens.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (127.0.0.1)"
@@ -39,10 +40,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--access-log", action="store_true", help="log every request"
     )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="let clients without a token in as guests (demos, load tests, "
+        "the browser-console client)",
+    )
     args = parser.parse_args(argv)
-    options = {}
+    options: dict[str, object] = {"allow_anonymous": args.allow_anonymous}
     if args.default_room:
         options["default_room"] = args.default_room
+    jwt_secret()  # decided once here, inherited by every worker
     loader = AppLoader(factory=partial(create_app, **options))
     app = loader.load()
     single = args.workers == 1

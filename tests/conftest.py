@@ -314,9 +314,9 @@ def spawn_example(
 
 
 @contextmanager
-def run_example(log: Path, **env: str) -> Iterator[int]:
+def run_example(log: Path, *args: str, **env: str) -> Iterator[int]:
     """Run the example app for the duration of the block; yield its port."""
-    port, proc = spawn_example(log, **env)
+    port, proc = spawn_example(log, *args, **env)
     try:
         yield port
     finally:
@@ -331,8 +331,8 @@ def remote(port: int) -> LiveServer:
 
 @pytest.fixture
 def example(tmp_path: Path) -> Iterator[int]:
-    """The example app with default settings."""
-    with run_example(tmp_path / "example.log") as port:
+    """The example app with default settings, guests allowed."""
+    with run_example(tmp_path / "example.log", "--allow-anonymous") as port:
         yield port
 
 

@@ -8,38 +8,99 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from .conftest import run_example
 
 
-def _get(port: int, path: str) -> tuple[int, str, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as r:
-        return r.status, r.headers["content-type"], r.read().decode()
+def _http(
+    port: int, path: str, body: Any = None, raw: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    data = (
+        raw
+        if raw is not None
+        else (json.dumps(body).encode() if body is not None else None)
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="POST" if data is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(request) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
 
 
-async def test_page_health_and_chat(tmp_path: Path) -> None:
+async def test_page_login_and_chat(tmp_path: Path) -> None:
     with run_example(
         tmp_path / "log", SANIC_CHAT_DEFAULT_ROOM="general"
     ) as port:
-        await _page_health_and_chat(port)
+        status, headers, body = await asyncio.to_thread(_http, port, "/")
+        assert status == 200 and headers["content-type"].startswith(
+            "text/html"
+        )
+        assert b"<title>sanic-chat</title>" in body
+        status, _, body = await asyncio.to_thread(_http, port, "/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+
+        status, headers, body = await asyncio.to_thread(
+            _http, port, "/login", {"name": "alice"}
+        )
+        assert status == 200
+        login = json.loads(body)
+        assert login["user"] == {"id": "user:alice", "name": "alice"}
+        cookie = headers["Set-Cookie"]
+        assert "chat_token=" in cookie and "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+
+        url = f"ws://127.0.0.1:{port}/ws"
+        try:
+            async with connect(url):
+                raise AssertionError("connected without a token")
+        except InvalidStatus as refused:
+            assert refused.response.status_code == 401
+        token = login["token"]
+        async with connect(
+            url, additional_headers={"Cookie": f"chat_token={token}"}
+        ) as ws:
+            welcome = json.loads(await ws.recv())
+            assert welcome["user"]["name"] == "alice"
+            assert welcome["rooms"] == ["general"]  # SANIC_CHAT_DEFAULT_ROOM
+            assert json.loads(await ws.recv())["type"] == "joined"
+            await ws.send(json.dumps({"type": "refresh", "token": token}))
+            assert json.loads(await ws.recv())["type"] == "refreshed"
 
 
-async def _page_health_and_chat(example: int) -> None:
-    status, kind, body = await asyncio.to_thread(_get, example, "/")
-    assert status == 200 and kind.startswith("text/html")
-    assert "<title>sanic-chat</title>" in body
-    status, kind, body = await asyncio.to_thread(_get, example, "/health")
-    assert status == 200 and json.loads(body)["status"] == "ok"
-    async with connect(f"ws://127.0.0.1:{example}/ws?name=js") as ws:
-        welcome = json.loads(await ws.recv())
-        assert welcome["rooms"] == ["general"]  # from SANIC_CHAT_DEFAULT_ROOM
-        assert json.loads(await ws.recv())["type"] == "joined"
-        await ws.send("Hello from JS!")
-        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert message["text"] == "Hello from JS!"
-        assert message["user"]["name"] == "js"
+async def test_login_refuses_bad_names(tmp_path: Path) -> None:
+    with run_example(tmp_path / "log") as port:
+        for body in ({"name": ""}, {"name": "<script>"}, {"nom": "x"}, [1]):
+            status, _, raw = await asyncio.to_thread(
+                _http, port, "/login", body
+            )
+            assert status == 400, body
+            assert json.loads(raw)["error"]["code"] == "bad_request"
+        status, _, raw = await asyncio.to_thread(
+            _http, port, "/login", None, b"{not json"
+        )
+        assert status == 400
+
+
+async def test_the_browser_console_client_with_anonymous_guests(
+    tmp_path: Path,
+) -> None:
+    with run_example(tmp_path / "log", "--allow-anonymous") as port:
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            assert json.loads(await ws.recv())["type"] == "joined"
+            await ws.send("Hello from JS!")
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message["text"] == "Hello from JS!"
 
 
 def test_help_documents_every_flag() -> None:
@@ -49,6 +110,8 @@ def test_help_documents_every_flag() -> None:
         text=True,
         check=True,
     ).stdout
-    for flag in ("--host", "--port", "--workers", "--default-room"):
+    for flag in (
+        "--host", "--port", "--workers", "--default-room", "--allow-anonymous"
+    ):  # fmt: skip
         assert flag in out
     assert "SANIC_CHAT_" in out

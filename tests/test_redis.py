@@ -87,8 +87,8 @@ async def test_two_processes_share_rooms_order_history_and_presence(
         "SANIC_CHAT_RATE_BURST": "100",
     }
     with (
-        run_example(tmp_path / "a.log", **env) as port_a,
-        run_example(tmp_path / "b.log", **env) as port_b,
+        run_example(tmp_path / "a.log", "--allow-anonymous", **env) as port_a,
+        run_example(tmp_path / "b.log", "--allow-anonymous", **env) as port_b,
     ):
         async with (
             remote(port_a).client(name="alice") as alice,
@@ -216,11 +216,13 @@ async def test_a_crashed_workers_users_leave_presence(
 ) -> None:
     url = redis_server.url + "?prefix=crash:&presence_ttl=2"
     port, proc = spawn_example(
-        tmp_path / "b.log", SANIC_CHAT_BROADCASTER_URL=url
+        tmp_path / "b.log", "--allow-anonymous", SANIC_CHAT_BROADCASTER_URL=url
     )
     try:
         with run_example(
-            tmp_path / "a.log", SANIC_CHAT_BROADCASTER_URL=url
+            tmp_path / "a.log",
+            "--allow-anonymous",
+            SANIC_CHAT_BROADCASTER_URL=url,
         ) as port_a:
             async with remote(port_a).client(name="alice") as alice:
                 ghost = await connect(f"ws://127.0.0.1:{port}/ws?name=ghost")
