@@ -17,10 +17,7 @@ from sanic.response import json
 from .authenticators import note_offered_subprotocol
 from .chat import Chat
 from .errors import Forbidden
-from .identity import GuestAuthenticator
 from .protocol import MAX_ID_LENGTH, valid_room
-
-_guests = GuestAuthenticator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +104,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
             f"{config.max_rooms_per_connection} rooms",
         )
     try:
-        user = await chat.authenticator(request)
-        if user is None and config.allow_anonymous:
-            user = await _guests(request)
+        user = await chat.identify(request)
     except Forbidden as exc:
         return refuse(403, "forbidden", str(exc) or "not allowed")
     except ValueError as exc:

@@ -21,7 +21,7 @@ from .backends.base import Broadcaster, PresenceInfo
 from .config import ChatConfig
 from .errors import CloseCode
 from .hub import Hub
-from .identity import SYSTEM_USER, Authenticator, User
+from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 from .protocol import encodable, valid_room
 
 DEFAULT_NAME = "sanic_chat"
@@ -79,6 +79,20 @@ class Chat:
         """Stop room subscriptions and disconnect the broadcaster."""
         await self.hub.stop()
         await self.broadcaster.disconnect()
+
+    async def identify(self, request: Request) -> User | None:
+        """Run the chat's authenticator for one of the app's own requests.
+
+        The ``/ws`` route stores its user on ``request.ctx.chat_user``; the
+        app's other handlers can get the same identity with this.
+
+        Raises:
+            Forbidden: The authenticator refuses the identity.
+        """
+        user = await self.authenticator(request)
+        if user is None and self.config.allow_anonymous:
+            user = await GuestAuthenticator()(request)
+        return user
 
     # Authorization -----------------------------------------------------
 

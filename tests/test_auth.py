@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import time
+import urllib.request
 from typing import Any
 
 import jwt
@@ -269,3 +270,24 @@ async def test_query_string_tokens_never_reach_the_access_log(
         assert "REDACTED" in text or "/ws" not in str(
             getattr(record, "request", "")
         )
+
+
+async def test_the_apps_own_handlers_get_the_same_identity() -> None:
+    from sanic import Request
+    from sanic.response import json as json_response
+
+    import sanic_chat
+
+    app = jwt_app()
+
+    @app.get("/me")
+    async def me(request: Request) -> Any:
+        user = await sanic_chat.get_chat(request).identify(request)
+        return json_response(user.public() if user else None)
+
+    async with live(app) as srv:
+        url = f"http://127.0.0.1:{srv.port}/me?token={token()}"
+        body = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(url).read()
+        )
+        assert json.loads(body) == {"id": "u1", "name": "Alice"}
