@@ -47,7 +47,11 @@ def origin_allowed(request: Request, allowed: str) -> bool:
     listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
     if listed:
         return origin.rstrip("/") in listed
-    return urlsplit(origin).netloc.lower() == (request.host or "").lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # e.g. "http://[": not an origin at all
+        return False
+    return netloc.lower() == (request.host or "").lower()
 
 
 def _redact_token(request: Request) -> None:
@@ -75,6 +79,8 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     ``request.ctx.chat_rooms`` the list of :class:`RoomRequest`.
     """
     config = chat.config
+    if request.headers.get("upgrade", "").lower() != "websocket":
+        return refuse(426, "upgrade_required", "this is a WebSocket endpoint")
     note_offered_subprotocol(request)
     request.args  # noqa: B018 - parse (and cache) the query before redacting
     _redact_token(request)
@@ -117,6 +123,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
             "too_many_connections",
             f"at most {config.max_connections_per_user} connections per user",
         )
+    chat.hub.reserve(user.id)  # counted from now: no burst can bypass it
     request.ctx.chat_user = user
     request.ctx.chat_rooms = rooms or [RoomRequest(config.default_room)]
     return None

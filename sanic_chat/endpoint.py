@@ -24,6 +24,7 @@ from websockets.frames import Frame
 from . import protocol
 from .auth import RoomRequest
 from .chat import Chat
+from .config import ChatConfig
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .limits import TokenBucket
@@ -141,6 +142,11 @@ async def _read(
         data = await ws.recv()
         if data is None:
             continue
+        # Charged before parsing, by size too: refused frames cost no work.
+        if not bucket.take(1 + len(data) // 16384):
+            if _rate_limited(conn, bucket, config):
+                break
+            continue
         command: protocol.Command | ProtocolError
         try:
             command = protocol.parse(
@@ -151,22 +157,31 @@ async def _read(
         except ProtocolError as exc:
             command = exc
         churn = isinstance(command, protocol.Join | protocol.Leave)
-        if not bucket.take(config.churn_cost if churn else 1):
-            if bucket.strikes >= config.rate_limit_strikes:
-                conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        if churn and not bucket.take(config.churn_cost - 1):
+            if _rate_limited(conn, bucket, config):
                 break
-            conn.reply(
-                protocol.error(
-                    "rate_limited",
-                    f"too many frames; at most {config.rate_limit:g} per "
-                    "second, this one was not processed",
-                )
-            )
             continue
         if isinstance(command, ProtocolError):
             conn.reply(protocol.error(command.code, command.message))
             continue
         await _guarded(conn, _dispatch(chat, conn, command))
+
+
+def _rate_limited(
+    conn: Connection, bucket: TokenBucket, config: ChatConfig
+) -> bool:
+    """Answer ``rate_limited``, or close on sustained abuse (True)."""
+    if bucket.strikes >= config.rate_limit_strikes:
+        conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        return True
+    conn.reply(
+        protocol.error(
+            "rate_limited",
+            f"too many frames; at most {config.rate_limit:g} per second, "
+            "this one was not processed",
+        )
+    )
+    return False
 
 
 async def _guarded(conn: Connection, action: Awaitable[None]) -> None:

@@ -72,6 +72,8 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
         self._per_user: dict[str, int] = {}
+        # Upgrades accepted but not yet connected: user id -> deadlines.
+        self._pending: dict[str, list[float]] = {}
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -84,11 +86,31 @@ class Hub:
         self.connections.add(conn)
         uid = conn.user.id
         self._per_user[uid] = self._per_user.get(uid, 0) + 1
+        pending = self._pending.get(uid)
+        if pending:
+            pending.pop(0)
+            if not pending:
+                del self._pending[uid]
         self._all_closed.clear()
 
+    def reserve(self, user_id: str) -> None:
+        """Count an accepted upgrade of ``user_id`` before its socket exists.
+
+        Concurrent upgrades would otherwise all see the old count. A
+        reservation that no connection claims (a failed handshake) lapses
+        after 10 seconds.
+        """
+        self._pending.setdefault(user_id, []).append(time.monotonic() + 10)
+
     def connections_of(self, user_id: str) -> int:
-        """Open connections of ``user_id`` on this worker."""
-        return self._per_user.get(user_id, 0)
+        """Open (or about to open) connections of ``user_id`` here."""
+        pending = self._pending.get(user_id)
+        if pending:
+            now = time.monotonic()
+            pending[:] = [d for d in pending if d > now]
+            if not pending:
+                del self._pending[user_id]
+        return self._per_user.get(user_id, 0) + len(pending or ())
 
     def detach(self, conn: Connection) -> list[tuple[str, bool]]:
         """Take ``conn`` out of every room at once, without awaiting.

@@ -1,7 +1,8 @@
 """Per-connection rate limiting: a token bucket.
 
-Every client frame costs a token (``join``/``leave`` cost more, so room
-churn is limited too); tokens refill at ``rate`` per second up to
+Every client frame costs a token, plus one per started 16 KiB, charged
+before it is parsed (``join``/``leave`` cost more, so room churn is
+limited too); tokens refill at ``rate`` per second up to
 ``burst``. A frame without a token gets a ``rate_limited`` error frame
 and is not processed; a connection that keeps hitting the limit is closed
 with 1008. One client can therefore never make the server do more than
@@ -30,8 +31,12 @@ class TokenBucket:
         self._stamp = time.monotonic()
         self.strikes = 0
 
-    def take(self, cost: int = 1) -> bool:
-        """Take ``cost`` tokens if available; count a strike if not."""
+    def take(self, cost: float = 1) -> bool:
+        """Take ``cost`` tokens if available; count a strike if not.
+
+        ``strikes`` counts refusals in a row: an accepted frame, or a
+        second without any frame, resets it.
+        """
         now = time.monotonic()
         elapsed = now - self._stamp
         self._stamp = now
@@ -40,6 +45,7 @@ class TokenBucket:
             self.strikes = 0  # a second of calm forgives
         if self._tokens >= cost:
             self._tokens -= cost
+            self.strikes = 0
             return True
         self.strikes += 1
         return False

@@ -291,3 +291,21 @@ async def test_the_apps_own_handlers_get_the_same_identity() -> None:
             lambda: urllib.request.urlopen(url).read()
         )
         assert json.loads(body) == {"id": "u1", "name": "Alice"}
+
+
+async def test_malformed_origins_and_plain_http_are_refused_cleanly() -> None:
+    async with live(make_app()) as srv:
+        for origin in ("http://[", "null", "http://[abc]"):
+            assert await refused(srv, headers={"Origin": origin}) == 403
+        status, body = await asyncio.to_thread(_plain_get, srv.port)
+        assert status == 426 and json.loads(body)["error"]["code"] == (
+            "upgrade_required"
+        )
+
+
+def _plain_get(port: int) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ws") as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sanic_chat import TokenAuthenticator, User
@@ -53,3 +56,31 @@ async def test_connections_per_user_are_limited_before_the_upgrade() -> None:
             assert info.value.response.status_code == 429
         async with srv.client(token="t"):  # freed again
             pass
+
+
+async def test_concurrent_upgrades_cannot_bypass_the_per_user_limit() -> None:
+    auth = TokenAuthenticator({"t": User("a", "Alice")})
+    app = make_app(authenticator=auth, max_connections_per_user=2)
+    async with live(app) as srv:
+        attempts = await asyncio.gather(
+            *(connect(srv.url(token="t")) for _ in range(20)),
+            return_exceptions=True,
+        )
+        opened = [ws for ws in attempts if not isinstance(ws, BaseException)]
+        refused = [e for e in attempts if isinstance(e, InvalidStatus)]
+        assert len(opened) == 2 and len(refused) == 18
+        assert {e.response.status_code for e in refused} == {429}
+        await asyncio.gather(*(ws.close() for ws in opened))
+
+
+async def test_an_occasionally_limited_client_is_not_disconnected() -> None:
+    app = make_app(rate_limit=10, rate_burst=2, rate_limit_strikes=3)
+    async with live(app) as srv, srv.client() as eager:
+        limited = 0
+        for _ in range(30):  # ~15/s against a limit of 10/s
+            await eager.send({"type": "ping"})
+            frame = await eager.recv()
+            limited += frame.get("code") == "rate_limited"
+            await asyncio.sleep(1 / 15)
+        assert limited >= 3  # more refusals than strikes, never in a row
+        assert eager.ws.close_code is None
