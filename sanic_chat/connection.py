@@ -26,12 +26,17 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+from sanic.exceptions import WebsocketClosed
+from websockets.protocol import State
 
 from .config import SlowConsumerPolicy
 from .errors import CloseCode
 from .identity import User
 from .protocol import encode
+from .wire import frame_text, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +100,8 @@ class Connection:
         self.sending_since: float | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self._ws = ws
-        self._queue: deque[tuple[str, str]] = deque()
-        self._replies: deque[str] = deque()
+        self._queue: deque[tuple[str, bytes]] = deque()
+        self._replies: deque[bytes] = deque()
         self._queue_size = queue_size
         self._policy = policy
         self._skipped: dict[str, int] = {}
@@ -114,17 +119,23 @@ class Connection:
         """Whether a close has been requested."""
         return self._close is not None
 
-    def reply(self, frame: str) -> None:
-        """Queue an answer to the client's own request; never dropped."""
+    def reply(self, frame: str | bytes) -> None:
+        """Queue an answer to the client's own request; never dropped.
+
+        ``frame`` is JSON text, or a wire frame from :mod:`sanic_chat.wire`.
+        """
         if self._close is not None:
             return
-        self._replies.append(frame)
+        self._replies.append(
+            frame if isinstance(frame, bytes) else text_frame(frame)
+        )
         self._wakeup.set()
 
-    def send(self, frame: str, room: str) -> None:
-        """Queue a broadcast frame of ``room`` without waiting.
+    def send(self, frame: bytes, room: str) -> None:
+        """Queue a broadcast wire frame of ``room`` without waiting.
 
-        Applies the slow-consumer policy when the queue is full.
+        The same ``bytes`` object goes to every member (built once by the
+        hub). Applies the slow-consumer policy when the queue is full.
         """
         if self._close is not None:
             return
@@ -138,7 +149,7 @@ class Connection:
         queue.append((room, frame))
         self._wakeup.set()
 
-    def offer(self, frame: str, room: str) -> None:
+    def offer(self, frame: bytes, room: str) -> None:
         """Queue a best-effort frame (a presence notice), or drop it.
 
         It is dropped when the broadcast queue is already half full, so
@@ -207,46 +218,91 @@ class Connection:
     async def run_writer(self) -> None:
         """Drain the outboxes into the socket until a close is requested.
 
-        Ends when the close frame is sent, when the socket fails, or at
-        once (cancelled) on a slow-consumer close; the endpoint then
-        cancels the reader and the connection leaves its rooms.
+        Frames queued meanwhile are written together (replies first), in
+        one ``write`` of at most about 64 KiB. Ends when the close frame
+        is sent, when the socket fails, or at once (cancelled) on a
+        slow-consumer close; the endpoint then cancels the reader and the
+        connection leaves its rooms.
         """
         self._writer = asyncio.current_task()
         replies = self._replies
         queue = self._queue
+        write = self._raw_writer()
         while True:
-            if replies:
-                frame = replies.popleft()
-                if self._drained is not None and len(replies) < (
-                    self._queue_size // 2
-                ):
-                    self._drained.set()
-            elif queue:
-                room, frame = queue.popleft()
-                skipped = self._skipped.pop(room, 0)
-                if skipped:
-                    await self._write(
-                        encode(
-                            {
-                                "type": "lagged",
-                                "room": room,
-                                "skipped": skipped,
-                            }
-                        )
-                    )
-            elif self._close is not None:
-                break
-            else:
+            if not replies and not queue:
+                if self._close is not None:
+                    break
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            await self._write(frame)
+            batch: list[bytes] = []
+            size = 0
+            while replies and size < _BATCH_BYTES:
+                frame = replies.popleft()
+                batch.append(frame)
+                size += len(frame)
+            while queue and size < _BATCH_BYTES:
+                room, frame = queue.popleft()
+                skipped = self._skipped.pop(room, 0)
+                if skipped:
+                    batch.append(
+                        text_frame(
+                            encode(
+                                {
+                                    "type": "lagged",
+                                    "room": room,
+                                    "skipped": skipped,
+                                }
+                            )
+                        )
+                    )
+                batch.append(frame)
+                size += len(frame)
+            drained = self._drained
+            if drained is not None and len(replies) < self._queue_size // 2:
+                drained.set()
+            self.sending_since = time.monotonic()
+            await write(batch[0] if len(batch) == 1 else b"".join(batch))
+            self.sending_since = None
         code, reason = self._close
         await self._ws.close(code, reason)
 
-    async def _write(self, frame: str) -> None:
-        # ``sending_since`` lets the hub's watchdog find a client that has
-        # stopped reading altogether (its send never completes).
-        self.sending_since = time.monotonic()
-        await self._ws.send(frame)
-        self.sending_since = None
+    def _raw_writer(self) -> Callable[[bytes], Awaitable[None]]:
+        """How to put prebuilt frames on this socket.
+
+        Straight to Sanic's transport (with its flow control) when the
+        connection negotiated no extension, as Sanic's always do;
+        otherwise through ``ws.send``, one frame at a time.
+        """
+        ws = self._ws
+        io_proto = getattr(ws, "io_proto", None)
+        ws_proto = getattr(ws, "ws_proto", None)
+        if io_proto is not None and ws_proto and not ws_proto.extensions:
+
+            async def write(data: bytes) -> None:
+                if ws_proto.state is not State.OPEN:
+                    raise WebsocketClosed("socket is closing")
+                await io_proto.send(data)
+
+            return write
+
+        async def send_each(data: bytes) -> None:
+            while data:
+                size = len(_frame_at(data))
+                await ws.send(frame_text(data[:size]))
+                data = data[size:]
+
+        return send_each
+
+
+_BATCH_BYTES = 65536
+
+
+def _frame_at(data: bytes) -> bytes:
+    """The first frame in ``data`` (a concatenation of our frames)."""
+    size = data[1] & 0x7F
+    if size == 126:
+        return data[: 4 + int.from_bytes(data[2:4], "big")]
+    if size == 127:
+        return data[: 10 + int.from_bytes(data[2:10], "big")]
+    return data[: 2 + size]

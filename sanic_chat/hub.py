@@ -29,6 +29,7 @@ from .connection import Connection
 from .errors import BroadcasterUnavailable, ProtocolError
 from .identity import User
 from .protocol import encode, message_payload, now_ms, with_id
+from .wire import text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -465,12 +466,12 @@ class Hub:
         room: Room,
         conn: Connection,
         event: Event,
-        frame: str | None = None,
+        frame: bytes | None = None,
     ) -> None:
         """Send ``event`` to one member unless a replay already did."""
         if event.id is None:
             if conn.key != event.origin:
-                conn.offer(frame or event.payload, room.name)
+                conn.offer(frame or self._frame(event), room.name)
             return
         skip = room.skip.get(conn)
         if skip is not None:
@@ -481,15 +482,20 @@ class Hub:
         conn.send(frame or self._frame(event), room.name)
 
     def _resync(self, room: Room) -> None:
-        frame = encode({"type": "resync", "room": room.name})
+        frame = text_frame(encode({"type": "resync", "room": room.name}))
         for conn in room.members:
             conn.send(frame, room.name)
 
     @staticmethod
-    def _frame(event: Event) -> str:
+    def _text(event: Event) -> str:
         if event.id is None:
             return event.payload
         return with_id(event.payload, event.id)
+
+    @classmethod
+    def _frame(cls, event: Event) -> bytes:
+        """The event as a wire frame: built once, written to every member."""
+        return text_frame(cls._text(event))
 
     # ------------------------------------------------------------------
     # Requests
@@ -514,7 +520,7 @@ class Hub:
         )
         return _list_frame(
             '{"type":"history","room":' + encode(room) + ',"messages":[',
-            (self._frame(event) for event in page.events),
+            (self._text(event) for event in page.events),
         )
 
     async def presence_frame(self, room: str) -> str:
