@@ -24,6 +24,7 @@ __all__ = [
     "PresenceInfo",
     "Subscription",
     "broadcaster_from_url",
+    "mask_url",
 ]
 
 
@@ -75,7 +76,7 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             )
     except ValueError:
         raise ConfigError(
-            f"invalid parameter in broadcaster URL {_masked(url)!r}"
+            f"invalid parameter in broadcaster URL {mask_url(url)!r}"
         ) from None
     raise ConfigError(
         f"unknown broadcaster URL scheme {parts.scheme!r}; "
@@ -83,7 +84,8 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
     )
 
 
-def _masked(url: str) -> str:
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password (if any) replaced by ``***``."""
     parts = urlsplit(url)
     if parts.password is None:
         return url

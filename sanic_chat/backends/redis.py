@@ -43,9 +43,9 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BroadcasterUnavailable
+from . import mask_url
 from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
 
 try:
@@ -91,19 +91,6 @@ def _reraise_cancellation() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class RedisBroadcaster(Broadcaster):
