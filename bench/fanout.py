@@ -42,9 +42,19 @@ def rss_kib(pid: int) -> int:
 
 async def run(args: argparse.Namespace) -> None:
     port = free_port()
+    if args.target == "bare":
+        command = [sys.executable, "bench/bare_server.py", str(port)]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "example_app",
+            "--port",
+            str(port),
+            "--allow-anonymous",
+        ]
     server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "example_app",
-         "--port", str(port), "--allow-anonymous"],
+        ["taskset", "-c", "0", *command],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # The sender is a trusted publisher here: no per-connection limit.
         env={**os.environ, "SANIC_CHAT_RATE_LIMIT": "1000000",
@@ -116,6 +126,7 @@ async def run(args: argparse.Namespace) -> None:
         print(
             json.dumps(
                 {
+                    "target": args.target,
                     "receivers": args.receivers,
                     "messages": args.messages,
                     "deliveries": got,
@@ -142,6 +153,12 @@ def main() -> None:
     parser.add_argument("--receivers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--window", type=int, default=20)
+    parser.add_argument(
+        "--target",
+        choices=["sanic-chat", "bare"],
+        default="sanic-chat",
+        help="the example app, or the bare websockets.broadcast() server",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     try:

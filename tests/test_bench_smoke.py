@@ -7,14 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
-def test_fanout_benchmark_smoke() -> None:
+@pytest.mark.parametrize("target", ["sanic-chat", "bare"])
+def test_fanout_benchmark_smoke(target: str) -> None:
     out = subprocess.run(
         [
             sys.executable,
             "bench/fanout.py",
+            "--target",
+            target,
             "--receivers",
             "20",
             "--messages",
