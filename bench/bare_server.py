@@ -28,7 +28,7 @@ async def handler(ws: ServerConnection) -> None:
             if frame.get("type") != "message":
                 continue
             out = {"type": "message", "room": "lobby", "text": frame["text"]}
-            broadcast(CLIENTS, json.dumps(out))
+            broadcast(CLIENTS, json.dumps(out, separators=(",", ":")))
             if "ref" in frame:
                 await ws.send(json.dumps({"type": "ack", "ref": frame["ref"]}))
     finally:
