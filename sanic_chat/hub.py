@@ -283,10 +283,14 @@ class Hub:
             replayed += page.events
             full = len(page.events) >= self.config.history_size
             after = page.events[-1].id if full else None
+        held = room.recovering.pop(conn, None)
+        if held is None:
+            # The connection was detached while history was read (it is
+            # closing; its task's cancellation is still on the way).
+            raise asyncio.CancelledError
         conn.reply(self._joined_frame(name, conn.user, since, found))
         for event in replayed:
             conn.reply(self._frame(event))
-        held = room.recovering.pop(conn)
         room.members.add(conn)
         if replayed:
             room.skip[conn] = {e.id for e in replayed if e.id is not None}

@@ -528,12 +528,14 @@ class RedisBroadcaster(Broadcaster):
         worker_key = self._key("worker", self.worker)
         control = self._key("control", self.worker)
         misses = 0
+        beaten = False  # a first beat finds no key: that is not a loss
         while not self._closed.is_set():
             try:
                 was = await redis.set(
                     worker_key, b"1", ex=self.presence_ttl, get=True
                 )
-                await self._refresh_presence(rewrite=was is None)
+                await self._refresh_presence(rewrite=beaten and was is None)
+                beaten = True
                 if self._online:
                     self._echo.clear()
                     await redis.publish(control, b"ping")
@@ -582,8 +584,11 @@ class RedisBroadcaster(Broadcaster):
             return
         async with self._client().pipeline(transaction=False) as pipe:
             for key, counts in self._presence_local.items():
-                if rewrite and counts:
-                    pipe.hset(key, mapping=cast(Mapping[Any, Any], counts))
+                if rewrite:
+                    # HSETNX: never clobber a count that a concurrent
+                    # join or leave has already written.
+                    for field, count in counts.items():
+                        pipe.hsetnx(key, field, count)
                 pipe.expire(key, self.presence_ttl * 3)
             await pipe.execute()
 
