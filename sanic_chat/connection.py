@@ -68,7 +68,6 @@ class Connection:
     __slots__ = (
         "_close",
         "_drained",
-        "_flush",
         "_policy",
         "_queue",
         "_queue_size",
@@ -108,7 +107,6 @@ class Connection:
         self._wakeup = asyncio.Event()
         self._drained: asyncio.Event | None = None
         self._close: tuple[int, str] | None = None
-        self._flush = False
         self._writer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -201,7 +199,6 @@ class Connection:
         if self._close is not None:
             return
         self._close = (code, reason)
-        self._flush = flush
         if not flush:
             # The writer may be stuck on a client that does not read:
             # end the connection now instead of waiting for it.
