@@ -13,6 +13,7 @@ import os
 import signal
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from sanic_chat import BroadcasterUnavailable
 
 from .conftest import (
     TIMEOUT,
+    Client,
+    LiveServer,
     live,
     make_app,
     remote,
@@ -50,6 +53,22 @@ async def proxy(redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
 
 def redis_app(url: str, prefix: str) -> object:
     return make_app(broadcaster=f"{url}?prefix={prefix}:&heartbeat=0.5")
+
+
+@asynccontextmanager
+async def two_workers(
+    redis_server: RedisServer, proxy: TcpProxy, query: str
+) -> AsyncIterator[tuple[LiveServer, LiveServer, Client, Client]]:
+    """Worker A on Redis directly, worker B through ``proxy``; a client
+    on each (alice on A, bob on B). ``query`` configures both backends.
+    """
+    async with (
+        live(make_app(broadcaster=f"{redis_server.url}?{query}")) as sa,
+        live(make_app(broadcaster=f"{proxy.url}?{query}")) as sb,
+        sa.client(name="alice") as alice,
+        sb.client(name="bob") as bob,
+    ):
+        yield sa, sb, alice, bob
 
 
 async def test_startup_fails_fast_naming_the_url_without_password() -> None:
@@ -164,14 +183,9 @@ async def test_redis_restart_keeps_clients_and_resumes_delivery(
 async def test_worker_cut_off_from_redis_recovers_what_it_missed(
     redis_server: RedisServer, proxy: TcpProxy
 ) -> None:
-    a = redis_app(redis_server.url, "cut")
-    b = redis_app(proxy.url, "cut")
-    async with (
-        live(a) as sa,
-        live(b) as sb,
-        sa.client() as alice,
-        sb.client() as bob,
-    ):
+    async with two_workers(
+        redis_server, proxy, "prefix=cut:&heartbeat=0.5"
+    ) as (_, sb, alice, bob):
         last = (await alice.say("before"))["id"]
         await bob.find("message", id=last)
         proxy.cut()
@@ -192,14 +206,9 @@ async def test_worker_cut_off_from_redis_recovers_what_it_missed(
 async def test_a_deaf_worker_notices_reports_unhealthy_and_recovers(
     redis_server: RedisServer, proxy: TcpProxy
 ) -> None:
-    a = redis_app(redis_server.url, "deaf")
-    b = redis_app(proxy.url, "deaf")
-    async with (
-        live(a) as sa,
-        live(b) as sb,
-        sa.client() as alice,
-        sb.client() as bob,
-    ):
+    async with two_workers(
+        redis_server, proxy, "prefix=deaf:&heartbeat=0.5"
+    ) as (_, sb, alice, bob):
         assert sb.chat.healthy
         proxy.deafen()  # connections stay up; nothing comes back
         await eventually(lambda: not sb.chat.healthy)
@@ -370,15 +379,9 @@ async def test_startup_fails_fast_when_redis_refuses_subscriptions(
 async def test_presence_comes_back_after_a_partition_longer_than_its_ttl(
     redis_server: RedisServer, proxy: TcpProxy
 ) -> None:
-    def app(url: str) -> object:
-        return make_app(broadcaster=f"{url}?prefix=part:&presence_ttl=1")
-
-    async with (
-        live(app(redis_server.url)) as sa,
-        live(app(proxy.url)) as sb,
-        sa.client(name="alice") as alice,
-        sb.client(name="bob"),
-    ):
+    async with two_workers(
+        redis_server, proxy, "prefix=part:&presence_ttl=1"
+    ) as (_, _, alice, _):
 
         async def names() -> list[str]:
             await alice.send({"type": "presence", "room": "lobby"})
