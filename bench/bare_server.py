@@ -1,10 +1,12 @@
 """The Python ceiling: a bare ``websockets`` server using ``broadcast()``.
 
-Speaks just enough of the sanic-chat protocol for ``bench/fanout.py``:
-every text frame ``{"type":"message","text":T,"ref":R}`` is broadcast as
-``{"type":"message","room":"lobby","text":T}`` to every connection with
-``websockets.broadcast`` (encode once, no per-recipient work beyond the
-write), and acknowledged to its sender.
+Speaks just enough for ``bench/loadgen.mjs``: a client joins the rooms
+named by ``?room=`` in its URL (``lobby`` by default); every text frame
+``{"type":"message","room":R,"text":T}`` is broadcast as
+``{"type":"message","room":R,"text":T}`` to the members of ``R`` with
+``websockets.broadcast`` (encoded once, no per-recipient work beyond the
+write). No auth, ids, history or queues: the least work per delivery
+the Python ecosystem offers.
 
     python bench/bare_server.py PORT
 """
@@ -14,25 +16,30 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections import defaultdict
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-CLIENTS: set[ServerConnection] = set()
+ROOMS: defaultdict[str, set[ServerConnection]] = defaultdict(set)
 
 
 async def handler(ws: ServerConnection) -> None:
-    CLIENTS.add(ws)
+    query = parse_qs(urlsplit(ws.request.path if ws.request else "").query)
+    rooms = query.get("room") or ["lobby"]
+    for room in rooms:
+        ROOMS[room].add(ws)
     try:
         async for data in ws:
             frame = json.loads(data)
             if frame.get("type") != "message":
                 continue
-            out = {"type": "message", "room": "lobby", "text": frame["text"]}
-            broadcast(CLIENTS, json.dumps(out, separators=(",", ":")))
-            if "ref" in frame:
-                await ws.send(json.dumps({"type": "ack", "ref": frame["ref"]}))
+            room = frame["room"]
+            out = {"type": "message", "room": room, "text": frame["text"]}
+            broadcast(ROOMS[room], json.dumps(out, separators=(",", ":")))
     finally:
-        CLIENTS.discard(ws)
+        for room in rooms:
+            ROOMS[room].discard(ws)
 
 
 async def main(port: int) -> None:
@@ -41,10 +48,7 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
+    import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
+    uvloop.install()
     asyncio.run(main(int(sys.argv[1])))

@@ -14,7 +14,6 @@ from httptools import parse_url
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
-from .authenticators import note_offered_subprotocol
 from .chat import Chat
 from .errors import Forbidden
 from .protocol import MAX_ID_LENGTH, valid_room
@@ -81,7 +80,6 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     config = chat.config
     if request.headers.get("upgrade", "").lower() != "websocket":
         return refuse(426, "upgrade_required", "this is a WebSocket endpoint")
-    note_offered_subprotocol(request)
     request.args  # noqa: B018 - parse (and cache) the query before redacting
     _redact_token(request)
     if not origin_allowed(request, config.allowed_origins):

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import hmac
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from sanic import Request
@@ -30,27 +29,6 @@ from .identity import User
 
 SUBPROTOCOL = "sanic-chat"
 BEARER_PREFIX = "bearer."
-
-_offered: ContextVar[bool] = ContextVar("sanic_chat_offered", default=False)
-
-
-def note_offered_subprotocol(request: Request) -> None:
-    """Remember whether this upgrade request offered ``sanic-chat``."""
-    offered = request.headers.get("sec-websocket-protocol", "")
-    _offered.set(SUBPROTOCOL in (p.strip() for p in offered.split(",")))
-
-
-class AnswerIfOffered:
-    """The route's subprotocols: ``sanic-chat`` only if the client offered it.
-
-    websockets refuses (400) a client that offers no subprotocol to a
-    server that has any, while browsers drop a connection whose offered
-    subprotocol is not answered. So the list is decided per request, from
-    the pre-upgrade middleware (same task, hence a context variable).
-    """
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([SUBPROTOCOL] if _offered.get() else [])
 
 
 def token_from_request(

@@ -12,10 +12,8 @@ import logging
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
-from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from .auth import check_upgrade
-from .authenticators import AnswerIfOffered
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
 from .config import ChatConfig
@@ -35,6 +33,7 @@ class ChatBlueprint(Blueprint):
         "_chat_options",
         "_hooks",
         "_path",
+        "_serve",
     )
 
     def __init__(
@@ -78,6 +77,14 @@ class ChatBlueprint(Blueprint):
                     app.state.workers,
                 )
 
+        async def serve_chat(request: Request) -> HTTPResponse | None:
+            return await serve(self._chat(request.app), request)
+
+        # Sanic's marker for handlers that answer by upgrading: no
+        # "handler produced no response" error when it returns None.
+        serve_chat.is_websocket = True  # type: ignore[attr-defined]
+        self._serve = serve_chat
+
         self.main_process_start(warn_if_not_shared)
         self.on_request(check)
         self.before_server_start(start)
@@ -106,13 +113,12 @@ class ChatBlueprint(Blueprint):
         app.ctx.sanic_chat = chats
         if self._path is None:
             self._path = config.path
-            # Offering the subprotocol lets browsers pass a token as
-            # ``bearer.<token>``; we answer ``sanic-chat``, never the token.
-            self.add_websocket_route(
-                self._serve,
-                config.path,
-                name="ws",
-                subprotocols=AnswerIfOffered(),
+            # A plain GET route: the handler upgrades the connection itself
+            # (see sanic_chat.transport). Sanic must still use its
+            # websocket-capable protocol for the app's connections.
+            app.enable_websocket()
+            self.add_route(
+                self._serve, config.path, methods=["GET"], name="ws"
             )
         elif self._path != config.path:
             raise ConfigError(
@@ -125,11 +131,6 @@ class ChatBlueprint(Blueprint):
 
     def _chat(self, app: Sanic[Any, Any]) -> Chat:
         return get_chat(app, self.name)
-
-    async def _serve(
-        self, request: Request, ws: WebsocketImplProtocol
-    ) -> None:
-        await serve(self._chat(request.app), request, ws)
 
 
 def create_blueprint(

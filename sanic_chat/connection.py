@@ -1,8 +1,11 @@
 """One client socket: its identity, its rooms and its bounded outboxes.
 
-Fan-out never awaits a socket. The hub calls :meth:`Connection.send`,
-which only appends the already-encoded frame to a bounded queue; a single
-writer task per connection drains it. A connection has two queues:
+Fan-out never awaits a socket. The hub calls :meth:`Connection.send`
+with a prebuilt frame: while the socket keeps up, the frame is written
+to its transport at once (no task, no copy); while the transport is
+above its high-water mark, frames wait in bounded queues that a flush
+task, alive only during the backlog, drains. A connection has two
+queues:
 
 * **replies** to the client's own requests (``welcome``, ``joined``, the
   replay of a recovery, ``ack``, ``history``, ``error``, ...). They are
@@ -26,70 +29,58 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Protocol
-
-from sanic.exceptions import WebsocketClosed
-from websockets.protocol import State
 
 from .config import SlowConsumerPolicy
 from .errors import CloseCode
 from .identity import User
 from .protocol import encode
-from .wire import frame_text, text_frame
+from .transport import WebSocket
+from .wire import text_frame
 
 logger = logging.getLogger(__name__)
-
-
-class WebSocket(Protocol):
-    """The part of Sanic's ``Websocket`` that the writer uses."""
-
-    async def send(self, data: str) -> None:
-        """Send one text frame."""
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake."""
-
-    def end_connection(self, code: int = 1000, reason: str = "") -> object:
-        """Queue a close frame and tear down without awaiting the client."""
 
 
 class Connection:
     """A connected client, as the hub sees it.
 
     Args:
-        ws: The socket frames are written to.
+        socket: The WebSocket frames are written to.
         user: The authenticated identity of the client.
         queue_size: Broadcast frames buffered before ``policy`` applies;
             also the reply backlog at which the reader pauses.
         policy: What to do when the broadcast queue is full.
+        ping_interval: Seconds between keepalive pings (None: never).
+        ping_timeout: Seconds to wait for the pong before closing 1011.
     """
 
     __slots__ = (
         "_close",
         "_drained",
+        "_flusher",
         "_policy",
         "_queue",
         "_queue_size",
         "_replies",
         "_skipped",
-        "_wakeup",
-        "_writer",
-        "_ws",
         "expiry",
         "key",
+        "ping_interval",
+        "ping_timeout",
         "rooms",
         "sending_since",
+        "socket",
         "user",
     )
 
     def __init__(
         self,
-        ws: WebSocket,
+        socket: WebSocket,
         user: User,
         *,
         queue_size: int,
         policy: SlowConsumerPolicy,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
     ) -> None:
         # Unique across processes: it travels through the broadcaster as
         # the origin of this connection's presence notices.
@@ -98,44 +89,56 @@ class Connection:
         self.rooms: set[str] = set()
         self.sending_since: float | None = None
         self.expiry: asyncio.TimerHandle | None = None
-        self._ws = ws
+        self.socket = socket
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self._queue: deque[tuple[str, bytes]] = deque()
         self._replies: deque[bytes] = deque()
         self._queue_size = queue_size
         self._policy = policy
         self._skipped: dict[str, int] = {}
-        self._wakeup = asyncio.Event()
         self._drained: asyncio.Event | None = None
         self._close: tuple[int, str] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        socket.on_lost = self._lost
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} user={self.user.id!r}>"
 
     @property
     def closing(self) -> bool:
-        """Whether a close has been requested."""
+        """Whether a close has been requested (or the socket is gone)."""
         return self._close is not None
 
     def reply(self, frame: str | bytes) -> None:
-        """Queue an answer to the client's own request; never dropped.
+        """Send an answer to the client's own request; never dropped.
 
         ``frame`` is JSON text, or a wire frame from :mod:`sanic_chat.wire`.
         """
         if self._close is not None:
             return
-        self._replies.append(
-            frame if isinstance(frame, bytes) else text_frame(frame)
-        )
-        self._wakeup.set()
+        data = frame if isinstance(frame, bytes) else text_frame(frame)
+        if self._flusher is None and self.socket.writable():
+            self.socket.write(data)
+            return
+        self._replies.append(data)
+        self._backlog()
 
     def send(self, frame: bytes, room: str) -> None:
-        """Queue a broadcast wire frame of ``room`` without waiting.
+        """Send a broadcast wire frame of ``room`` without waiting.
 
         The same ``bytes`` object goes to every member (built once by the
-        hub). Applies the slow-consumer policy when the queue is full.
+        hub). Queued while the socket is backed up; the slow-consumer
+        policy applies when that queue is full.
         """
         if self._close is not None:
+            return
+        if (
+            self._flusher is None
+            and not self._skipped
+            and self.socket.writable()
+        ):
+            self.socket.write(frame)
             return
         queue = self._queue
         if len(queue) >= self._queue_size:
@@ -145,10 +148,10 @@ class Connection:
             dropped_room, _ = queue.popleft()
             self.overflow(dropped_room)
         queue.append((room, frame))
-        self._wakeup.set()
+        self._backlog()
 
     def offer(self, frame: bytes, room: str) -> None:
-        """Queue a best-effort frame (a presence notice), or drop it.
+        """Send a best-effort frame (a presence notice), or drop it.
 
         It is dropped when the broadcast queue is already half full, so
         that join/leave notices alone never trip the slow-consumer policy.
@@ -174,7 +177,7 @@ class Connection:
         self._skipped.pop(room, None)
         queue = self._queue
         if any(r == room for r, _ in queue):
-            # In place: the writer holds a reference to this deque.
+            # In place: the flush task holds a reference to this deque.
             kept = [entry for entry in queue if entry[0] != room]
             queue.clear()
             queue.extend(kept)
@@ -187,119 +190,114 @@ class Connection:
             self._drained.clear()
             await self._drained.wait()
 
+    def keepalive(self, now: float) -> None:
+        """Ping the client when due; close 1011 if the last ping is unanswered.
+
+        Called periodically by the hub for every connection: one sweep
+        per process instead of a keepalive task per socket.
+        """
+        if self.ping_interval is None or self._close is not None:
+            return
+        sent = self.socket.ping_sent_at
+        if sent is None:
+            if now - self.socket.last_ping >= self.ping_interval:
+                self.socket.ping()
+        elif self.ping_timeout is not None and now - sent > self.ping_timeout:
+            logger.info("closing %s: keepalive ping unanswered", self)
+            self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
-        """Ask the writer to close the socket with ``code``.
+        """Close the socket with ``code``.
 
         With ``flush`` the frames already queued are sent first (graceful
-        shutdown); otherwise they are discarded and the close frame is
-        queued behind what the socket already holds (slow consumer): Sanic
-        aborts the TCP connection if the client does not read it within
-        ``WEBSOCKET_TIMEOUT``.
+        shutdown); otherwise they are discarded (a slow consumer) and the
+        close frame follows what the transport already holds. A client
+        that does not complete the closing handshake within
+        ``WEBSOCKET_TIMEOUT`` seconds is disconnected.
         """
         if self._close is not None:
             return
         self._close = (code, reason)
-        if not flush:
-            # The writer may be stuck on a client that does not read:
-            # end the connection now instead of waiting for it.
-            self._queue.clear()
-            self._replies.clear()
-            self._skipped.clear()
-            self._ws.end_connection(code, reason)
-            if self._writer is not None:
-                self._writer.cancel()
-        self._wakeup.set()
+        if self._drained is not None:
+            self._drained.set()
+        if flush and self._flusher is not None:
+            return  # the flush task closes once the queues are empty
+        self._discard()
+        self.socket.start_closing(code, reason)
+
+    def _lost(self) -> None:
+        """The socket is gone: nothing more can be sent."""
+        if self._close is None:
+            self._close = (CloseCode.ABNORMAL_CLOSURE, "connection lost")
+        self._discard()
         if self._drained is not None:
             self._drained.set()
 
-    async def run_writer(self) -> None:
-        """Drain the outboxes into the socket until a close is requested.
+    def _discard(self) -> None:
+        self._queue.clear()
+        self._replies.clear()
+        self._skipped.clear()
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and flusher is not asyncio.current_task():
+            flusher.cancel()
+        self.sending_since = None
+
+    def _backlog(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush()
+            )
+
+    async def _flush(self) -> None:
+        """Drain the queues as the transport accepts more; then end.
 
         Frames queued meanwhile are written together (replies first), in
-        one ``write`` of at most about 64 KiB. Ends when the close frame
-        is sent, when the socket fails, or at once (cancelled) on a
-        slow-consumer close; the endpoint then cancels the reader and the
-        connection leaves its rooms.
+        one ``write`` of at most about 64 KiB. ``sending_since`` tells the
+        hub's watchdog how long the socket has refused more data.
         """
-        self._writer = asyncio.current_task()
+        socket = self.socket
         replies = self._replies
         queue = self._queue
-        write = self._raw_writer()
-        while True:
-            if not replies and not queue:
+        try:
+            while replies or queue:
+                if not socket.writable():
+                    if not socket.open:
+                        return
+                    if self.sending_since is None:
+                        self.sending_since = time.monotonic()
+                    await socket.wait_writable()
+                    continue
+                self.sending_since = None
+                batch: list[bytes] = []
+                size = 0
+                while replies and size < _BATCH_BYTES:
+                    frame = replies.popleft()
+                    batch.append(frame)
+                    size += len(frame)
+                while queue and size < _BATCH_BYTES:
+                    room, frame = queue.popleft()
+                    skipped = self._skipped.pop(room, 0)
+                    if skipped:
+                        batch.append(_lagged(room, skipped))
+                    batch.append(frame)
+                    size += len(frame)
+                drained = self._drained
+                half = self._queue_size // 2
+                if drained is not None and len(replies) <= half:
+                    drained.set()
+                socket.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        finally:
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
+                self.sending_since = None
                 if self._close is not None:
-                    break
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch: list[bytes] = []
-            size = 0
-            while replies and size < _BATCH_BYTES:
-                frame = replies.popleft()
-                batch.append(frame)
-                size += len(frame)
-            while queue and size < _BATCH_BYTES:
-                room, frame = queue.popleft()
-                skipped = self._skipped.pop(room, 0)
-                if skipped:
-                    batch.append(
-                        text_frame(
-                            encode(
-                                {
-                                    "type": "lagged",
-                                    "room": room,
-                                    "skipped": skipped,
-                                }
-                            )
-                        )
-                    )
-                batch.append(frame)
-                size += len(frame)
-            drained = self._drained
-            if drained is not None and len(replies) < self._queue_size // 2:
-                drained.set()
-            self.sending_since = time.monotonic()
-            await write(batch[0] if len(batch) == 1 else b"".join(batch))
-            self.sending_since = None
-        code, reason = self._close
-        await self._ws.close(code, reason)
-
-    def _raw_writer(self) -> Callable[[bytes], Awaitable[None]]:
-        """How to put prebuilt frames on this socket.
-
-        Straight to Sanic's transport (with its flow control) when the
-        connection negotiated no extension, as Sanic's always do;
-        otherwise through ``ws.send``, one frame at a time.
-        """
-        ws = self._ws
-        io_proto = getattr(ws, "io_proto", None)
-        ws_proto = getattr(ws, "ws_proto", None)
-        if io_proto is not None and ws_proto and not ws_proto.extensions:
-
-            async def write(data: bytes) -> None:
-                if ws_proto.state is not State.OPEN:
-                    raise WebsocketClosed("socket is closing")
-                await io_proto.send(data)
-
-            return write
-
-        async def send_each(data: bytes) -> None:
-            while data:
-                size = len(_frame_at(data))
-                await ws.send(frame_text(data[:size]))
-                data = data[size:]
-
-        return send_each
+                    socket.start_closing(*self._close)
 
 
 _BATCH_BYTES = 65536
 
 
-def _frame_at(data: bytes) -> bytes:
-    """The first frame in ``data`` (a concatenation of our frames)."""
-    size = data[1] & 0x7F
-    if size == 126:
-        return data[: 4 + int.from_bytes(data[2:4], "big")]
-    if size == 127:
-        return data[: 10 + int.from_bytes(data[2:10], "big")]
-    return data[: 2 + size]
+def _lagged(room: str, skipped: int) -> bytes:
+    return text_frame(
+        encode({"type": "lagged", "room": room, "skipped": skipped})
+    )

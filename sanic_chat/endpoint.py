@@ -1,9 +1,12 @@
-"""The ``/ws`` handler: one reader and one writer per socket.
+"""The ``/ws`` handler: upgrade, then one read loop per socket.
 
-The reader parses client frames and acts on them; the writer drains the
-connection's outbox (see :mod:`sanic_chat.connection`). Whichever ends
-first ends the other, and the connection leaves every room, so no task
-outlives its socket.
+Sanic runs this like any route, after the blueprint's checks
+(:mod:`sanic_chat.auth`). It completes the WebSocket handshake itself
+(:mod:`sanic_chat.transport`), then reads client frames and acts on them
+until the socket closes; the connection then leaves every room. Frames
+to the client never wait for this loop: the hub writes them directly
+(:mod:`sanic_chat.connection`), so a connection needs no task of its own
+besides the one Sanic already runs for its request.
 """
 
 from __future__ import annotations
@@ -14,105 +17,71 @@ import time
 from collections.abc import Awaitable
 from dataclasses import replace
 
-from sanic import Request
-from sanic.exceptions import WebsocketClosed
-from sanic.server.websockets.frame import WebsocketFrameAssembler
-from sanic.server.websockets.impl import WebsocketImplProtocol
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame
+from sanic import HTTPResponse, Request
 
 from . import protocol
 from .auth import RoomRequest
+from .authenticators import SUBPROTOCOL
 from .chat import Chat
 from .config import ChatConfig
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .limits import TokenBucket
+from .transport import WebSocket, accept
 
 logger = logging.getLogger(__name__)
 
-# What a socket raises once the client has gone: normal, not an error.
-_CLOSED = (ConnectionClosed, WebsocketClosed)
 
+async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
+    """Upgrade ``request`` and run its chat connection until it closes.
 
-async def serve(
-    chat: Chat, request: Request, ws: WebsocketImplProtocol
-) -> None:
-    """Run one chat connection until either side closes it."""
+    Returns an HTTP error response when the handshake itself is invalid.
+    """
+    offered = request.headers.get("sec-websocket-protocol", "")
+    socket = accept(
+        request,
+        subprotocol=SUBPROTOCOL
+        if SUBPROTOCOL in (p.strip() for p in offered.split(","))
+        else None,
+    )
+    if isinstance(socket, HTTPResponse):
+        return socket
     if chat.closing:
-        await ws.close(CloseCode.GOING_AWAY, "server shutting down")
-        return
-    _guard_utf8(ws)
+        socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
+        return None
     config = chat.config
     conn = Connection(
-        ws,
+        socket,
         request.ctx.chat_user,
         queue_size=config.send_queue_size,
         policy=config.slow_consumer,
+        ping_interval=socket.ping_interval,
+        ping_timeout=socket.ping_timeout,
     )
     hub = chat.hub
     hub.add(conn)
     rooms: list[RoomRequest] = request.ctx.chat_rooms
-    writer = asyncio.create_task(conn.run_writer())
-    reader = asyncio.create_task(_read(chat, conn, ws, rooms))
     try:
-        await asyncio.wait(
-            (reader, writer), return_when=asyncio.FIRST_COMPLETED
-        )
+        await _read(chat, conn, socket, rooms)
+    except Exception:
+        logger.exception("connection %s failed", conn)
+        conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
     finally:
         if conn.expiry is not None:
             conn.expiry.cancel()
-        for task in (reader, writer):
-            task.cancel()
-        # Membership ends now, synchronously; the rest is shielded so that
-        # a second cancellation (Sanic cancels on connection loss too)
-        # cannot skip it.
+        if not conn.closing:
+            conn.close(CloseCode.GOING_AWAY, "")
+        # Membership ends now, synchronously; presence is shielded so that
+        # a cancellation (Sanic cancels on shutdown) cannot skip it.
         left = hub.detach(conn)
-        await asyncio.shield(
-            _finish(conn, hub.departed(conn, left), reader, writer)
-        )
-
-
-async def _finish(
-    conn: Connection,
-    departed: Awaitable[None],
-    *tasks: asyncio.Task[None],
-) -> None:
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await departed
-    for task in tasks:
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None and not isinstance(exc, _CLOSED):
-            logger.error("connection %s failed", conn, exc_info=exc)
-
-
-class _Utf8GuardedAssembler(WebsocketFrameAssembler):
-    """Sanic's frame assembler, closing with 1007 on invalid UTF-8.
-
-    Sanic (25.12) decodes text frames in a background task and lets a
-    ``UnicodeDecodeError`` kill it: the connection then hangs forever.
-    RFC 6455 requires failing the connection with 1007 instead.
-    """
-
-    __slots__ = ()
-
-    async def put(self, frame: Frame) -> None:
-        try:
-            await super().put(frame)
-        except UnicodeDecodeError:
-            self.protocol.fail_connection(1007, "invalid UTF-8")
-
-
-def _guard_utf8(ws: WebsocketImplProtocol) -> None:
-    # Swap the class rather than the object: frames may already be in it.
-    if type(ws.assembler) is WebsocketFrameAssembler:
-        ws.assembler.__class__ = _Utf8GuardedAssembler
+        await asyncio.shield(hub.departed(conn, left))
+    return None
 
 
 async def _read(
     chat: Chat,
     conn: Connection,
-    ws: WebsocketImplProtocol,
+    socket: WebSocket,
     rooms: list[RoomRequest],
 ) -> None:
     config = chat.config
@@ -139,9 +108,9 @@ async def _read(
     while not conn.closing:
         # Take no new request while replies to earlier ones are unread.
         await conn.wait_writable()
-        data = await ws.recv()
+        data = await socket.recv()
         if data is None:
-            continue
+            break
         # Charged before parsing, by size too: refused frames cost no work.
         if not bucket.take(1 + len(data) // 16384):
             if _rate_limited(conn, bucket, config):
@@ -196,7 +165,7 @@ async def _guarded(conn: Connection, action: Awaitable[None]) -> None:
         conn.reply(
             protocol.error("unavailable", "chat backend unavailable, retry")
         )
-    except (asyncio.CancelledError, *_CLOSED):
+    except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("error while serving %s", conn)

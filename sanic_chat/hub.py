@@ -152,16 +152,20 @@ class Hub:
         Args:
             code: Close code, 1001 on shutdown.
             reason: Close reason sent to clients.
-            wait: Seconds to wait for clients to finish closing.
+            wait: Seconds to wait for clients to finish closing; those
+                still connected then are disconnected.
         """
         for conn in list(self.connections):
             conn.close(code, reason, flush=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._all_closed.wait()
+        for conn in list(self.connections):
+            # It had ``wait`` seconds to read its frames and the close.
+            conn.socket.abort()
 
     def start(self) -> None:
-        """Start the watchdog that closes clients which stopped reading."""
+        """Start the watchdog: keepalive pings, stuck clients closed."""
         if self._watchdog is None:
             self._watchdog = asyncio.create_task(
                 self._watch(), name="sanic-chat watchdog"
@@ -173,6 +177,7 @@ class Hub:
             await asyncio.sleep(min(5.0, timeout / 2))
             now = time.monotonic()
             for conn in list(self.connections):
+                conn.keepalive(now)
                 started = conn.sending_since
                 if started is not None and now - started > timeout:
                     logger.info("closing %s: send stuck %.0fs", conn, timeout)

@@ -1,0 +1,390 @@
+// Load generator for the sanic-chat benchmarks (driven by bench/run.py).
+//
+// One Node.js process with the `ws` package: cheap enough per delivery
+// that the server, not the client, is what gets measured (run.py pins it
+// to its own CPU and reports its CPU use). It speaks three dialects:
+//
+//   chat      sanic-chat's /ws protocol, every socket with its own JWT
+//   bare      bench/bare_server.py (plain websockets.broadcast())
+//   socketio  bench/socketio_server.py (Engine.IO 4 over a WebSocket)
+//
+// Every message text is "m|<sender>|<seq>|<send time ms>|" padded to 64
+// bytes, so receivers compute latency (one clock: one process) and check
+// that every member of a room saw the same messages in the same order.
+//
+// Usage: node bench/loadgen.mjs '<json spec>'  (see run.py for the spec)
+// Output: JSON lines on stdout: {"event":"start"} when the measured phase
+// begins, {"event":"connected"} for the idle scenario (then it waits for
+// a line on stdin), and a final {"event":"result", ...}.
+
+import { createHmac } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import WebSocket from "ws";
+
+const spec = {
+  protocol: "chat",
+  urls: ["ws://127.0.0.1:8000"],
+  scenario: "fanout",
+  receivers: 100,
+  rooms: 1,
+  senders: 1,
+  window: 20,
+  messages: 200,
+  rate: 20,
+  seconds: 5,
+  drainSeconds: 5,
+  concurrency: 100,
+  secret: null,
+  timeout: 300,
+  ...JSON.parse(process.argv[2] ?? "{}"),
+};
+
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const b64url = (s) => Buffer.from(s).toString("base64url");
+
+// Latency samples (ms) and per-receiver order digests.
+let latencies = new Float64Array(1 << 16);
+let deliveries = 0;
+const remaining = new Map(); // "sender|seq" -> receivers still to reach
+let completed = 0;
+let onComplete = () => {};
+
+function record(ms) {
+  if (deliveries === latencies.length) {
+    const bigger = new Float64Array(latencies.length * 2);
+    bigger.set(latencies);
+    latencies = bigger;
+  }
+  latencies[deliveries++] = ms;
+}
+
+function token(i) {
+  const header = b64url('{"alg":"HS256","typ":"JWT"}');
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const payload = b64url(
+    JSON.stringify({ sub: `bench:${i}`, name: `b${i}`, exp }),
+  );
+  const sig = createHmac("sha256", spec.secret)
+    .update(`${header}.${payload}`)
+    .digest("base64url");
+  return `${header}.${payload}.${sig}`;
+}
+
+const MARK = Buffer.from("m|");
+
+// A client: opens, becomes ready (member of its rooms), counts deliveries.
+class Client {
+  constructor(i, rooms, counted) {
+    this.i = i;
+    this.rooms = rooms;
+    this.counted = counted; // receivers count; senders only send
+    this.digest = 0;
+    this.got = 0;
+    const base = spec.urls[i % spec.urls.length];
+    let url;
+    if (spec.protocol === "chat") {
+      const q = rooms.map((r) => `room=${r}`);
+      if (spec.secret) q.push(`token=${token(i)}`);
+      url = `${base}/ws?${q.join("&")}`;
+    } else if (spec.protocol === "bare") {
+      url = `${base}/?${rooms.map((r) => `room=${r}`).join("&")}`;
+    } else {
+      url = `${base}/socket.io/?EIO=4&transport=websocket`;
+    }
+    this.ready = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.pending = rooms.length;
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    this.ws = ws;
+    ws.on("error", (e) => this.reject(e));
+    ws.on("close", () => this.reject(new Error("closed before ready")));
+    ws.on("unexpected-response", (_req, res) =>
+      this.reject(new Error(`HTTP ${res.statusCode}`)),
+    );
+    if (spec.protocol === "bare") ws.on("open", () => this.resolve());
+    ws.on("message", (data) => this.onMessage(data));
+  }
+
+  onMessage(data) {
+    const at = data.indexOf(MARK);
+    if (at >= 0) {
+      if (this.counted) this.deliver(data, at);
+      return;
+    }
+    if (spec.protocol === "chat") {
+      if (this.pending && data.includes('"type":"joined"')) {
+        if (--this.pending === 0) this.resolve();
+      }
+    } else if (spec.protocol === "socketio") {
+      const s = data.toString();
+      if (s === "2") this.ws.send("3");
+      else if (s.startsWith("0{")) this.ws.send("40");
+      else if (s.startsWith("40")) {
+        for (const r of this.rooms) this.ws.send(`42["join","${r}"]`);
+      } else if (s.startsWith('42["joined"')) {
+        if (--this.pending === 0) this.resolve();
+      }
+    }
+  }
+
+  deliver(data, at) {
+    const parts = data.toString("latin1", at, at + 48).split("|");
+    const key = `${parts[1]}|${parts[2]}`;
+    record(performance.now() - Number(parts[3]));
+    this.got++;
+    // An order digest: equal digests mean equal sequences (whp).
+    this.digest = (Math.imul(this.digest, 31) + hash(key)) | 0;
+    const left = remaining.get(key) - 1;
+    if (left === 0) {
+      remaining.delete(key);
+      completed++;
+      onComplete();
+    } else remaining.set(key, left);
+  }
+
+  send(room, seq) {
+    const key = `${this.i}|${seq}`;
+    const text = `m|${key}|${performance.now().toFixed(3)}|`.padEnd(64, ".");
+    if (spec.protocol === "socketio") {
+      this.ws.send(`42["say","${room}","${text}"]`);
+    } else {
+      this.ws.send(`{"type":"message","room":"${room}","text":"${text}"}`);
+    }
+    return key;
+  }
+}
+
+function hash(s) {
+  let h = 0;
+  for (let k = 0; k < s.length; k++) h = (Math.imul(h, 31) + s.charCodeAt(k)) | 0;
+  return h;
+}
+
+// Open clients with at most `concurrency` handshakes in flight.
+async function openAll(specs) {
+  const clients = [];
+  let failures = 0;
+  let next = 0;
+  const errors = {};
+  async function worker() {
+    while (next < specs.length) {
+      const [i, rooms, counted] = specs[next++];
+      const c = new Client(i, rooms, counted);
+      try {
+        await c.ready;
+        clients.push(c);
+      } catch (e) {
+        failures++;
+        errors[e.message] = (errors[e.message] ?? 0) + 1;
+        c.ws.terminate();
+      }
+    }
+  }
+  await Promise.all(
+    Array.from({ length: Math.min(spec.concurrency, specs.length) }, worker),
+  );
+  return { clients, failures, errors };
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+function latencyStats() {
+  const sorted = latencies.slice(0, deliveries).sort();
+  return {
+    p50_ms: percentile(sorted, 0.5),
+    p99_ms: percentile(sorted, 0.99),
+    max_ms: sorted.length ? sorted[sorted.length - 1] : null,
+  };
+}
+
+// Rooms r0..r(n-1); receiver k is in room k % rooms.
+const roomName = (k) => (spec.rooms === 1 ? "lobby" : `r${k}`);
+
+function membersByRoom(receivers) {
+  const by = new Map();
+  for (const c of receivers) {
+    for (const r of c.rooms) {
+      if (!by.has(r)) by.set(r, []);
+      by.get(r).push(c);
+    }
+  }
+  return by;
+}
+
+function orderCheck(receivers) {
+  let rooms = 0;
+  let disagreeing = 0;
+  for (const members of membersByRoom(receivers).values()) {
+    rooms++;
+    const first = members[0];
+    if (members.some((c) => c.digest !== first.digest || c.got !== first.got))
+      disagreeing++;
+  }
+  return { rooms, rooms_out_of_order: disagreeing };
+}
+
+async function setup() {
+  const specs = [];
+  for (let k = 0; k < spec.receivers; k++)
+    specs.push([k, [roomName(k % spec.rooms)], true]);
+  const { clients, failures, errors } = await openAll(specs);
+  const senderSpecs = [];
+  const perSender = Math.max(1, Math.ceil(spec.rooms / spec.senders));
+  for (let s = 0; s < spec.senders; s++) {
+    const rooms = [];
+    for (let j = 0; j < perSender; j++) {
+      const k = s * perSender + j;
+      if (k < spec.rooms) rooms.push(roomName(k));
+    }
+    senderSpecs.push([spec.receivers + s, rooms, false]);
+  }
+  const opened = await openAll(senderSpecs);
+  if (opened.failures) throw new Error(`senders failed: ${JSON.stringify(opened.errors)}`);
+  const sizes = new Map();
+  for (const [r, members] of membersByRoom(clients)) sizes.set(r, members.length);
+  return { receivers: clients, senders: opened.clients, failures, errors, sizes };
+}
+
+function expect(sizes, key, room) {
+  remaining.set(key, sizes.get(room) ?? 0);
+}
+
+async function fanout() {
+  const { receivers, senders, failures, errors, sizes } = await setup();
+  await sleep(500);
+  const sender = senders[0];
+  const room = sender.rooms[0];
+  let sent = 0;
+  const deadline = performance.now() + spec.seconds * 1000;
+  let finish;
+  const done = new Promise((r) => (finish = r));
+  let sending = true;
+  const pump = () => {
+    while (sending && sent - completed < spec.window) {
+      if (sent >= spec.messages || performance.now() > deadline) {
+        sending = false;
+        break;
+      }
+      expect(sizes, `${sender.i}|${sent}`, room);
+      sender.send(room, sent++);
+    }
+    if (!sending && completed === sent) finish();
+  };
+  onComplete = pump;
+  const begin = measure();
+  pump();
+  await Promise.race([done, sleep((spec.seconds + spec.drainSeconds) * 1000)]);
+  return finishRun(begin, receivers, sent, sizes.get(room), failures, errors);
+}
+
+async function rate() {
+  const { receivers, senders, failures, errors, sizes } = await setup();
+  await sleep(500);
+  const total = Math.round(spec.rate * spec.seconds);
+  let sent = 0;
+  let expected = 0;
+  const begin = measure();
+  const rooms = senders.flatMap((s) => s.rooms.map((r) => [s, r]));
+  await new Promise((resolve) => {
+    const tick = setInterval(() => {
+      const due = Math.min(
+        total,
+        Math.floor(((performance.now() - begin.t) / 1000) * spec.rate) + 1,
+      );
+      while (sent < due) {
+        const [s, r] = rooms[sent % rooms.length];
+        expect(sizes, `${s.i}|${sent}`, r);
+        expected += sizes.get(r) ?? 0;
+        s.send(r, sent++);
+      }
+      if (sent >= total) {
+        clearInterval(tick);
+        resolve();
+      }
+    }, 2);
+  });
+  let finish;
+  const done = new Promise((r) => (finish = r));
+  onComplete = () => completed === sent && finish();
+  onComplete();
+  await Promise.race([done, sleep(spec.drainSeconds * 1000)]);
+  return finishRun(begin, receivers, sent, null, failures, errors, expected);
+}
+
+function measure() {
+  emit({ event: "start" });
+  return { t: performance.now(), cpu: process.cpuUsage() };
+}
+
+function finishRun(begin, receivers, sent, members, failures, errors, expected) {
+  const elapsed = (performance.now() - begin.t) / 1000;
+  const cpu = process.cpuUsage(begin.cpu);
+  expected ??= sent * members;
+  return {
+    sent,
+    deliveries,
+    expected,
+    lost: expected - deliveries,
+    seconds: elapsed,
+    deliveries_per_s: deliveries / elapsed,
+    ...latencyStats(),
+    client_cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
+    connect_failures: failures,
+    connect_errors: errors,
+    ...orderCheck(receivers),
+    clients: receivers,
+  };
+}
+
+async function idle() {
+  const specs = [];
+  for (let k = 0; k < spec.receivers; k++) specs.push([k, ["lobby"], true]);
+  const { clients, failures, errors } = await openAll(specs);
+  emit({ event: "connected", connected: clients.length, failures, errors });
+  const lines = createInterface({ input: process.stdin });
+  await new Promise((r) => lines.once("line", r));
+  lines.close();
+  return { connected: clients.length, connect_failures: failures, connect_errors: errors, clients };
+}
+
+async function storm() {
+  const specs = [];
+  for (let k = 0; k < spec.receivers; k++) specs.push([k, ["lobby"], true]);
+  const begin = measure();
+  const { clients, failures, errors } = await openAll(specs);
+  const elapsed = (performance.now() - begin.t) / 1000;
+  const cpu = process.cpuUsage(begin.cpu);
+  return {
+    connected: clients.length,
+    connect_failures: failures,
+    connect_errors: errors,
+    seconds: elapsed,
+    connections_per_s: clients.length / elapsed,
+    client_cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
+    clients,
+  };
+}
+
+const scenarios = { fanout, rate, idle, storm };
+
+setTimeout(() => {
+  emit({ event: "result", error: `timed out after ${spec.timeout} s` });
+  process.exit(2);
+}, spec.timeout * 1000).unref();
+
+try {
+  const { clients, ...result } = await scenarios[spec.scenario]();
+  emit({ event: "result", ...result });
+  for (const c of clients) c.ws.terminate();
+  process.exit(0);
+} catch (e) {
+  emit({ event: "result", error: String(e?.stack ?? e) });
+  process.exit(1);
+}

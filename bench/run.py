@@ -1,0 +1,528 @@
+"""Run the sanic-chat benchmarks side by side and print one table.
+
+Every scenario runs against every target in the same run, on loopback:
+
+* ``sanic-chat``: ``python -m example_app`` as users run it (one worker,
+  in-memory broadcaster, every client authenticated with its own JWT);
+* ``bare``: ``bench/bare_server.py``, ``websockets.broadcast()`` on uvloop;
+* ``socketio``: ``bench/socketio_server.py``, python-socketio on aiohttp
+  and uvloop;
+* ``sanic-chat-redis`` and ``socketio-redis``: two server processes
+  sharing a Redis server that this script starts on a free port.
+
+Servers (and Redis) are pinned to CPU 0, the load generator
+(``bench/loadgen.mjs``, Node.js with ``ws``) to CPU 1. Each run starts
+fresh servers. Medians of ``--repeat`` runs are reported with their
+spread; results go to ``bench/results/latest.json`` and, with
+``--chart``, a PNG chart.
+
+    python bench/run.py                      # everything (~15 minutes)
+    python bench/run.py --smoke              # tiny sizes, a few seconds each
+    python bench/run.py --only S1 --targets sanic-chat,bare
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SECRET = "bench-secret-bench-secret-bench-secret"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured situation, as a load generator spec."""
+
+    name: str
+    title: str
+    spec: dict[str, Any]
+
+
+def scenarios(smoke: bool) -> list[Scenario]:
+    """The issue's scenarios (tiny versions with ``smoke``)."""
+    n = (lambda full, tiny: tiny) if smoke else (lambda full, tiny: full)
+    fan = {"scenario": "fanout", "window": 20, "seconds": n(10, 2)}
+    return [
+        Scenario("S1", "fan-out, 1000 receivers", {
+            **fan, "receivers": n(1000, 20), "messages": n(300, 20)}),
+        Scenario("S2", "20 msg/s to 1000 receivers", {
+            "scenario": "rate", "receivers": n(1000, 20), "rate": 20,
+            "seconds": n(5, 1), "drainSeconds": 5}),
+        Scenario("S3", "100 rooms of 20, 50 senders, 200 msg/s", {
+            "scenario": "rate", "receivers": n(2000, 40),
+            "rooms": n(100, 4), "senders": n(50, 2), "rate": n(200, 20),
+            "seconds": n(5, 1), "drainSeconds": 5}),
+        Scenario("S4", "5000 idle connections", {
+            "scenario": "idle", "receivers": n(5000, 50)}),
+        Scenario("S5", "connect storm, 2000 connections", {
+            "scenario": "storm", "receivers": n(2000, 50)}),
+        Scenario("S1-100", "fan-out, 100 receivers", {
+            **fan, "receivers": n(100, 5), "messages": n(1000, 20)}),
+        Scenario("S1-5000", "fan-out, 5000 receivers", {
+            **fan, "receivers": n(5000, 40), "messages": n(100, 10)}),
+        Scenario("S4-1000", "1000 idle connections", {
+            "scenario": "idle", "receivers": n(1000, 20)}),
+        Scenario("S4-10000", "10000 idle connections", {
+            "scenario": "idle", "receivers": n(10000, 80)}),
+    ]  # fmt: skip
+
+
+# Which scenarios each target runs: Redis targets test the shared path.
+SINGLE = ["S1", "S2", "S3", "S4", "S5", "S1-100", "S1-5000", "S4-1000",
+          "S4-10000"]  # fmt: skip
+SHARED = ["S1", "S3"]
+
+
+@dataclass
+class Target:
+    """A server under test: how to start it and which dialect it speaks."""
+
+    name: str
+    protocol: str
+    processes: int = 1
+    redis: bool = False
+    runs: list[str] = field(default_factory=lambda: SINGLE)
+
+    def commands(
+        self, ports: list[int], redis_url: str | None
+    ) -> list[list[str]]:
+        py = sys.executable
+        cmds = []
+        for port in ports:
+            if self.protocol == "chat":
+                cmds.append([py, "-m", "example_app", "--port", str(port)])
+            elif self.protocol == "bare":
+                cmds.append([py, str(BENCH / "bare_server.py"), str(port)])
+            else:
+                cmd = [py, str(BENCH / "socketio_server.py"), str(port)]
+                if redis_url:
+                    cmd += ["--redis", redis_url]
+                cmds.append(cmd)
+        return cmds
+
+    def env(self, redis_url: str | None) -> dict[str, str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.protocol == "chat":
+            env.update(
+                SANIC_CHAT_JWT_SECRET=SECRET,
+                # The benchmark's senders are trusted publishers.
+                SANIC_CHAT_RATE_LIMIT="1000000",
+                SANIC_CHAT_RATE_BURST="1000000",
+            )
+            if redis_url:
+                env["SANIC_CHAT_BROADCASTER_URL"] = redis_url
+        return env
+
+
+TARGETS = {
+    t.name: t
+    for t in [
+        Target("sanic-chat", "chat"),
+        Target("bare", "bare"),
+        Target("socketio", "socketio"),
+        Target("sanic-chat-redis", "chat", 2, True, SHARED),
+        Target("socketio-redis", "socketio", 2, True, SHARED),
+    ]
+}
+
+
+RATIOS = [
+    ("sanic-chat", "bare"),
+    ("sanic-chat", "socketio"),
+    ("sanic-chat-redis", "socketio-redis"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free port, pinned with the servers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, "redis-server", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def servers(
+    target: Target, redis_url: str | None
+) -> Iterator[tuple[list[int], list[subprocess.Popen[bytes]]]]:
+    ports = [free_port() for _ in range(target.processes)]
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *cmd],
+            cwd=ROOT,
+            env=target.env(redis_url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for cmd in target.commands(ports, redis_url)
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_port(port, proc)
+        time.sleep(0.3)  # let start-up work (imports, listeners) settle
+        yield ports, procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run_once(
+    target: Target, scenario: Scenario, redis_url: str | None
+) -> dict[str, Any]:
+    """Start fresh servers, drive one scenario, return its figures."""
+    with servers(target, redis_url) as (ports, procs):
+        pids = [p.pid for p in procs]
+        base_rss = sum(rss_kib(pid) for pid in pids)
+        spec = {
+            **scenario.spec,
+            "protocol": target.protocol,
+            "urls": [f"ws://127.0.0.1:{p}" for p in ports],
+            "secret": SECRET if target.protocol == "chat" else None,
+        }
+        gen = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CPU, "node", str(BENCH / "loadgen.mjs"),
+             json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert gen.stdout is not None and gen.stdin is not None
+        result: dict[str, Any] = {}
+        started = (0.0, 0.0)
+        for line in gen.stdout:
+            event = json.loads(line)
+            kind = event.pop("event")
+            if kind == "start":
+                started = (time.monotonic(), sum(map(cpu_seconds, pids)))
+            elif kind == "connected":
+                time.sleep(2)  # let buffers and the allocator settle
+                idle = sum(rss_kib(pid) for pid in pids)
+                conns = max(event["connected"], 1)
+                result["rss_per_conn_kib"] = (idle - base_rss) / conns
+                result.update(event)
+                gen.stdin.write("done\n")
+                gen.stdin.flush()
+            elif kind == "result":
+                if started[0]:
+                    elapsed = time.monotonic() - started[0]
+                    cpu = sum(map(cpu_seconds, pids)) - started[1]
+                    result["server_cpu"] = cpu / elapsed
+                result.update(event)
+        gen.wait(30)
+        if "error" in result:
+            raise RuntimeError(
+                f"{target.name} {scenario.name}: {result['error']}"
+            )
+        return result
+
+
+METRICS = {  # scenario kind -> (metric, label, higher is better)
+    "fanout": [("deliveries_per_s", "deliveries/s", True),
+               ("p99_ms", "p99 ms", False), ("lost", "lost", False),
+               ("server_cpu", "server CPU", True),
+               ("client_cpu", "client CPU", False)],
+    "rate": [("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
+             ("max_ms", "max ms", False), ("lost", "lost", False),
+             ("rooms_out_of_order", "rooms out of order", False),
+             ("deliveries_per_s", "deliveries/s", True)],
+    "idle": [("rss_per_conn_kib", "KiB per connection", False),
+             ("connect_failures", "failures", False)],
+    "storm": [("connections_per_s", "connections/s", True),
+              ("connect_failures", "failures", False),
+              ("client_cpu", "client CPU", False)],
+}  # fmt: skip
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def fmt(value: float | None, metric: str) -> str:
+    if value is None:
+        return "-"
+    if metric.endswith("cpu"):
+        return f"{value * 100:.0f} %"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def machine() -> dict[str, str]:
+    def version(mod: str) -> str:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as v
+
+        try:
+            return v(mod)
+        except PackageNotFoundError:
+            return "-"
+
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    node = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    redis = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True
+    ).stdout.split()[2:3]
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "node": node,
+        "redis": "".join(redis),
+        **{
+            m: version(m)
+            for m in [
+                "sanic-chat",
+                "sanic",
+                "websockets",
+                "uvloop",
+                "python-socketio",
+                "aiohttp",
+                "redis",
+                "hiredis",
+            ]
+        },
+    }
+
+
+def table(
+    results: dict[str, Any], names: list[str], order: list[Scenario]
+) -> str:
+    lines = []
+    cols = [t for t in TARGETS if t in names]
+    pairs = [(a, b) for a, b in RATIOS if a in cols and b in cols]
+    header = ["scenario", "metric", *cols, *(f"{a} / {b}" for a, b in pairs)]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for sc in order:
+        rows = results.get(sc.name)
+        if not rows:
+            continue
+        for metric, label, _ in METRICS[sc.spec["scenario"]]:
+            cells = [sc.name, label]
+            med: dict[str, float] = {}
+            for t in cols:
+                s = rows.get(t, {}).get(metric)
+                if s is None:
+                    cells.append("")
+                    continue
+                med[t] = s["median"]
+                spread = (
+                    f" ({fmt(s['min'], metric)}-{fmt(s['max'], metric)})"
+                    if s["min"] != s["max"]
+                    else ""
+                )
+                cells.append(fmt(s["median"], metric) + spread)
+            for a, b in pairs:
+                x, y = med.get(a), med.get(b)
+                cells.append(f"{x / y:.2f}x" if x is not None and y else "")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    colors = {"sanic-chat": "#d9534f", "bare": "#777777",
+              "socketio": "#337ab7", "sanic-chat-redis": "#f0ad4e",
+              "socketio-redis": "#5bc0de"}  # fmt: skip
+
+    def bars(ax: Any, scenario: str, metric: str, title: str) -> None:
+        rows = results.get(scenario, {})
+        names = [t for t in TARGETS if metric in rows.get(t, {})]
+        meds = [rows[t][metric]["median"] for t in names]
+        errs = [
+            [
+                m - rows[t][metric]["min"]
+                for t, m in zip(names, meds, strict=True)
+            ],
+            [
+                rows[t][metric]["max"] - m
+                for t, m in zip(names, meds, strict=True)
+            ],
+        ]
+        ax.bar(names, meds, yerr=errs, capsize=4,
+               color=[colors[t] for t in names])  # fmt: skip
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=20)
+
+    def curve(ax: Any, points: list[tuple[int, str]], metric: str,
+              title: str, xlabel: str) -> None:  # fmt: skip
+        for t in TARGETS:
+            xs, ys = [], []
+            for x, scenario in points:
+                s = results.get(scenario, {}).get(t, {}).get(metric)
+                if s:
+                    xs.append(x)
+                    ys.append(s["median"])
+            if xs:
+                ax.plot(xs, ys, marker="o", label=t, color=colors[t])
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.legend()
+
+    bars(axes[0][0], "S1", "deliveries_per_s", "S1 fan-out: deliveries/s")
+    curve(
+        axes[0][1],
+        [(100, "S1-100"), (1000, "S1"), (5000, "S1-5000")],
+        "deliveries_per_s",
+        "Fan-out scaling: deliveries/s",
+        "receivers",
+    )
+    curve(
+        axes[1][0],
+        [(1000, "S4-1000"), (5000, "S4"), (10000, "S4-10000")],
+        "rss_per_conn_kib",
+        "Memory: KiB per idle connection",
+        "connections",
+    )
+    bars(
+        axes[1][1],
+        "S5",
+        "connections_per_s",
+        "S5 connect storm: connections/s",
+    )
+    fig.suptitle("sanic-chat vs websockets.broadcast() vs python-socketio "
+                 "(medians, bars: min-max)")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--only", default="", help="scenarios, e.g. S1,S4")
+    parser.add_argument("--chart", type=Path, default=None, help="PNG path")
+    parser.add_argument(
+        "--out", type=Path, default=BENCH / "results" / "latest.json"
+    )
+    args = parser.parse_args()
+    for tool in ("node", "taskset", "redis-server"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is required (see docs/benchmarks.md)")
+    if not (BENCH / "node_modules" / "ws").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"],
+                       cwd=BENCH, check=True)  # fmt: skip
+    names = [t for t in args.targets.split(",") if t]
+    only = set(filter(None, args.only.split(",")))
+    order = [s for s in scenarios(args.smoke) if not only or s.name in only]
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for name in names:
+        target = TARGETS[name]
+        with contextlib.ExitStack() as stack:
+            redis_url = (
+                stack.enter_context(redis_server()) if target.redis else None
+            )
+            for sc in order:
+                if sc.name not in target.runs:
+                    continue
+                for i in range(args.repeat):
+                    r = run_once(target, sc, redis_url)
+                    raw.setdefault(sc.name, {}).setdefault(name, []).append(r)
+                    shown = {m: fmt(r.get(m), m) for m, _, _ in
+                             METRICS[sc.spec["scenario"]]}  # fmt: skip
+                    print(
+                        f"{name:>17} {sc.name:<8} #{i + 1}: {shown}",
+                        flush=True,
+                    )
+    results: dict[str, Any] = {
+        sc: {
+            t: {
+                m: summarize([r[m] for r in runs if r.get(m) is not None])
+                for m, _, _ in METRICS[
+                    next(s for s in order if s.name == sc).spec["scenario"]
+                ]
+                if any(r.get(m) is not None for r in runs)
+            }
+            for t, runs in by_target.items()
+        }
+        for sc, by_target in raw.items()
+    }
+    report = {"machine": machine(), "argv": sys.argv[1:], "results": results,
+              "runs": raw}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print()
+    print(table(results, names, order))
+    if args.chart:
+        chart(results, args.chart)
+        print(f"\nchart: {args.chart}")
+
+
+if __name__ == "__main__":
+    main()

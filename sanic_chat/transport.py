@@ -1,0 +1,326 @@
+"""A lean WebSocket on Sanic's own TCP transport.
+
+Sanic's websocket object (``WebsocketImplProtocol``) is built for
+application code that awaits ``recv``/``send``: per connection it keeps
+a keepalive task, a closer task, a task per ``recv``, several locks and
+queues, and every ``send`` frames the text again under a lock. A chat
+server holds thousands of mostly idle sockets and writes the same frame
+to all of them, so ``/ws`` speaks WebSocket itself, on the connection
+Sanic accepted:
+
+* the opening handshake and incoming frames go through the sans-I/O
+  ``websockets.server.ServerProtocol`` (RFC 6455 parsing, masking,
+  control frames, size limits, the closing handshake): nothing
+  hand-rolled where correctness matters;
+* outgoing frames are prebuilt bytes (:mod:`sanic_chat.wire`) written
+  straight to the transport; Sanic's protocol object keeps doing flow
+  control (``pause_writing``) and the server's connection bookkeeping;
+* an idle socket costs no task at all: messages wait in a small inbox
+  for the handler's single ``recv`` loop, and the keepalive ping is one
+  sweep per process (:meth:`Keepalive.sweep`), not a task per socket.
+
+:func:`accept` performs the upgrade inside an ordinary Sanic handler and
+installs a :class:`WebSocket` where Sanic's ``WebSocketProtocol``
+forwards the connection's bytes and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sanic import HTTPResponse, Request
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as HandshakeRequest
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from .errors import CloseCode
+
+logger = logging.getLogger(__name__)
+
+# How many complete client messages may wait unread before the socket
+# stops reading (TCP back-pressure on a client that floods).
+_INBOX_HIGH = 16
+_INBOX_LOW = 4
+_EOF = b""  # websockets' marker in data_to_send(): close the TCP stream
+
+
+class WebSocket:
+    """One upgraded connection; Sanic's protocol forwards its I/O here.
+
+    Attributes:
+        ws_proto: The sans-I/O protocol state (Sanic reads its ``state``).
+        loop: The connection's event loop.
+        on_lost: Called once when the connection is gone for good.
+        ping_sent_at: When an unanswered keepalive ping went out.
+        last_ping: When the last keepalive ping (or the handshake) was.
+    """
+
+    __slots__ = (
+        "_close_timeout",
+        "_close_timer",
+        "_eof",
+        "_fragments",
+        "_inbox",
+        "_io_proto",
+        "_paused",
+        "_transport",
+        "_waiter",
+        "last_ping",
+        "loop",
+        "on_lost",
+        "ping_interval",
+        "ping_sent_at",
+        "ping_timeout",
+        "ws_proto",
+    )
+
+    def __init__(
+        self,
+        io_proto: Any,
+        ws_proto: ServerProtocol,
+        *,
+        close_timeout: float,
+    ) -> None:
+        self.ws_proto = ws_proto
+        self.loop = asyncio.get_running_loop()
+        self.on_lost: Callable[[], None] | None = None
+        self.ping_sent_at: float | None = None
+        self.last_ping = time.monotonic()
+        # Sanic's WEBSOCKET_PING_* settings; Connection.keepalive acts.
+        self.ping_interval: float | None = io_proto.websocket_ping_interval
+        self.ping_timeout: float | None = io_proto.websocket_ping_timeout
+        self._io_proto = io_proto
+        self._transport: asyncio.Transport = io_proto.transport
+        self._close_timeout = close_timeout
+        self._inbox: deque[str | bytes] = deque()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._fragments: list[bytes] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._paused = False
+
+    # ------------------------------------------------------------------
+    # Writing
+
+    @property
+    def open(self) -> bool:
+        """Whether data frames may still be sent."""
+        return self.ws_proto.state is State.OPEN
+
+    def writable(self) -> bool:
+        """Whether a write goes out now rather than into the buffer.
+
+        False while the transport's buffer is above its high-water mark
+        (Sanic's ``pause_writing``) or once the socket is closing.
+        """
+        return (
+            self.ws_proto.state is State.OPEN
+            and self._io_proto._can_write.is_set()
+        )
+
+    async def wait_writable(self) -> None:
+        """Wait until the transport drains below its low-water mark."""
+        await self._io_proto._can_write.wait()
+
+    def write(self, data: bytes) -> None:
+        """Write prebuilt frames; dropped once the socket is closing."""
+        if self.ws_proto.state is State.OPEN:
+            self._transport.write(data)
+
+    def ping(self) -> None:
+        """Send a keepalive ping (answered by a pong)."""
+        if self.ws_proto.state is State.OPEN:
+            self.ws_proto.send_ping(b"")
+            self.ping_sent_at = self.last_ping = time.monotonic()
+            self._flush()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (Sanic calls this when it stops)."""
+        self.start_closing(code, reason)
+
+    def start_closing(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; abort if the client ignores it.
+
+        Frames already in the transport's buffer go out first, the close
+        frame last; a client that does not answer within ``close_timeout``
+        seconds (Sanic's ``WEBSOCKET_TIMEOUT``) is disconnected.
+        """
+        self._end()
+        if self._paused:  # the client's close frame must get through
+            self._paused = False
+            self._transport.resume_reading()
+        if self.ws_proto.state is State.OPEN:
+            self.ws_proto.send_close(code, reason)
+            self._flush()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        if self._close_timer is None:
+            self._close_timer = self.loop.call_later(
+                self._close_timeout, self._transport.abort
+            )
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a closing handshake."""
+        self._end()
+        self._transport.abort()
+
+    def end_connection(self, code: int = 1000, reason: str = "") -> None:
+        """Sanic's hook when its connection task ends: close, then drop.
+
+        Called after the handler returned, or by Sanic when it stops.
+        """
+        self.start_closing(code, reason)
+
+    # ------------------------------------------------------------------
+    # Reading
+
+    async def recv(self) -> str | bytes | None:
+        """Return the next message, or None once reading is over.
+
+        Reading ends when the connection closes or a close starts; the
+        messages that arrived before that are still returned first.
+        """
+        while not self._inbox:
+            if self._eof:
+                return None
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.popleft()
+        if self._paused and len(self._inbox) <= _INBOX_LOW:
+            self._paused = False
+            self._transport.resume_reading()
+        return message
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes from the client; queue complete messages."""
+        proto = self.ws_proto
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            assert isinstance(frame, Frame)  # after the handshake: frames
+            opcode = frame.opcode
+            if opcode is Opcode.PONG:
+                self.ping_sent_at = None
+            elif opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                self._assemble(opcode, bytes(frame.data), frame.fin)
+        self._flush()
+        if len(self._inbox) >= _INBOX_HIGH and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _assemble(self, opcode: Opcode, data: bytes, fin: bool) -> None:
+        if opcode is not Opcode.CONT:
+            self._fragments = [b"\x01" if opcode is Opcode.TEXT else b""]
+        fragments = self._fragments
+        if fragments is None:  # the parser has already refused this
+            return
+        fragments.append(data)
+        if not fin:
+            return
+        self._fragments = None
+        payload = b"".join(fragments[1:])
+        if not fragments[0]:
+            self._deliver(payload)
+            return
+        try:
+            self._deliver(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            self.ws_proto.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+
+    def _deliver(self, message: str | bytes) -> None:
+        self._inbox.append(message)
+        self._wake()
+
+    def _end(self) -> None:
+        """No more messages: ``recv`` returns None once the inbox is empty."""
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _flush(self) -> None:
+        """Write what the protocol produced (pongs, close frames)."""
+        transport = self._transport
+        for chunk in self.ws_proto.data_to_send():
+            if chunk != _EOF:
+                transport.write(chunk)
+            elif transport.get_write_buffer_size() > len(chunk):
+                # The closing handshake is over but our frames still sit
+                # in the buffer: the client stopped reading long ago.
+                transport.abort()
+            else:
+                transport.close()
+                self._abort_later()
+        if self.ws_proto.state is State.CLOSED:
+            self._end()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: the connection is over."""
+        self.ws_proto.receive_eof()
+        self._flush()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The TCP connection is gone: wake the reader, tell the owner."""
+        if self.ws_proto.state is not State.CLOSED:
+            self.ws_proto.state = State.CLOSED
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._end()
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+
+def accept(
+    request: Request, *, subprotocol: str | None
+) -> WebSocket | HTTPResponse:
+    """Complete the opening handshake of ``request`` on its connection.
+
+    Returns the :class:`WebSocket`, or the HTTP error response to send
+    when the handshake is invalid (a bad ``Sec-WebSocket-Key``, say).
+    ``subprotocol`` is answered if the client offered it. Sanic's
+    ``WEBSOCKET_MAX_SIZE`` and close timeout apply, as on its own
+    websocket routes.
+    """
+    io_proto: Any = request.transport.get_protocol()
+    ws_proto = ServerProtocol(
+        max_size=io_proto.websocket_max_size,
+        subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
+        state=State.OPEN,
+        logger=logger,
+    )
+    response = ws_proto.accept(
+        HandshakeRequest(path=request.path, headers=Headers(request.headers))
+    )
+    if response.status_code != 101:
+        return HTTPResponse(
+            response.body,
+            status=response.status_code,
+            content_type="text/plain",
+        )
+    head = [f"HTTP/1.1 101 {response.reason_phrase}\r\n"]
+    head += [f"{k}: {v}\r\n" for k, v in response.headers.raw_items()]
+    head.append("\r\n")
+    socket = WebSocket(
+        io_proto, ws_proto, close_timeout=io_proto.websocket_timeout
+    )
+    io_proto.transport.write("".join(head).encode())
+    # From now on Sanic's WebSocketProtocol forwards bytes, EOF, loss and
+    # end-of-task to this object.
+    io_proto.websocket = socket
+    return socket
