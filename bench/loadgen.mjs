@@ -1,8 +1,11 @@
 // Load generator for the sanic-chat benchmarks (driven by bench/run.py).
 //
-// One Node.js process with the `ws` package: cheap enough per delivery
-// that the server, not the client, is what gets measured (run.py pins it
-// to its own CPU and reports its CPU use). It speaks three dialects:
+// One Node.js process, no dependencies. Its WebSocket client (RawSocket
+// below) does the least a client can: a plain HTTP/1.1 upgrade, then
+// unmasked server frames parsed in place from the TCP stream, masked
+// frames out. Per delivery it costs well under the server's work, so the
+// server, not the client, is what gets measured (run.py pins the two to
+// different CPUs and reports both CPU uses). It speaks three dialects:
 //
 //   chat      sanic-chat's /ws protocol, every socket with its own JWT
 //   bare      bench/bare_server.py (plain websockets.broadcast())
@@ -17,10 +20,10 @@
 // begins, {"event":"connected"} for the idle scenario (then it waits for
 // a line on stdin), and a final {"event":"result", ...}.
 
-import { createHmac } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
-import WebSocket from "ws";
 
 const spec = {
   protocol: "chat",
@@ -47,7 +50,8 @@ const b64url = (s) => Buffer.from(s).toString("base64url");
 // Latency samples (ms) and per-receiver order digests.
 let latencies = new Float64Array(1 << 16);
 let deliveries = 0;
-const remaining = new Map(); // "sender|seq" -> receivers still to reach
+// remaining[sender][seq]: receivers a message has still to reach.
+const remaining = [];
 let completed = 0;
 let onComplete = () => {};
 
@@ -70,6 +74,98 @@ function token(i) {
     .update(`${header}.${payload}`)
     .digest("base64url");
   return `${header}.${payload}.${sig}`;
+}
+
+const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// A minimal RFC 6455 client: text frames, ping/pong, close. Callbacks, not
+// events: onopen(), onmessage(payload: Buffer), onerror(Error), onclose().
+class RawSocket {
+  constructor(url) {
+    const u = new URL(url);
+    this.key = randomBytes(16).toString("base64");
+    this.buf = null;
+    this.open = false;
+    this.sock = connect(Number(u.port), u.hostname);
+    this.sock.setNoDelay(true);
+    this.sock.on("connect", () =>
+      this.sock.write(
+        `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n` +
+          "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Key: ${this.key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      ),
+    );
+    this.sock.on("data", (d) => this.data(d));
+    this.sock.on("error", (e) => this.onerror(e));
+    this.sock.on("close", () => this.onclose());
+  }
+
+  data(chunk) {
+    let buf = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (!this.open) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return void (this.buf = buf);
+      const head = buf.toString("latin1", 0, end);
+      const status = Number(head.split(" ", 2)[1]);
+      const accept = createHash("sha1").update(this.key + WS_GUID).digest("base64");
+      if (status !== 101 || !head.includes(accept)) {
+        this.onerror(new Error(`HTTP ${status}`));
+        return this.terminate();
+      }
+      this.open = true;
+      this.onopen();
+      buf = buf.subarray(end + 4);
+    }
+    let at = 0;
+    while (buf.length - at >= 2) {
+      const op = buf[at] & 0x0f;
+      let len = buf[at + 1] & 0x7f;
+      let start = at + 2;
+      if (len === 126) {
+        if (buf.length - at < 4) break;
+        len = buf.readUInt16BE(at + 2);
+        start = at + 4;
+      } else if (len === 127) {
+        if (buf.length - at < 10) break;
+        len = Number(buf.readBigUInt64BE(at + 2));
+        start = at + 10;
+      }
+      if (buf.length < start + len) break;
+      const payload = buf.subarray(start, start + len);
+      at = start + len;
+      if (op === 1 || op === 2) this.onmessage(payload);
+      else if (op === 9) this.frame(0x8a, payload);
+      else if (op === 8) {
+        this.frame(0x88, payload.subarray(0, 2));
+        this.sock.end();
+      }
+    }
+    this.buf = at < buf.length ? Buffer.from(buf.subarray(at)) : null;
+  }
+
+  frame(first, payload) {
+    const len = payload.length;
+    const head = len < 126 ? 2 : 4;
+    const out = Buffer.allocUnsafe(head + 4 + len);
+    out[0] = first;
+    if (len < 126) out[1] = 0x80 | len;
+    else {
+      out[1] = 0x80 | 126;
+      out.writeUInt16BE(len, 2);
+    }
+    const mask = randomBytes(4);
+    mask.copy(out, head);
+    for (let k = 0; k < len; k++) out[head + 4 + k] = payload[k] ^ mask[k & 3];
+    this.sock.write(out);
+  }
+
+  send(text) {
+    this.frame(0x81, Buffer.from(text));
+  }
+
+  terminate() {
+    this.sock.destroy();
+  }
 }
 
 const MARK = Buffer.from("m|");
@@ -98,15 +194,12 @@ class Client {
       this.reject = reject;
     });
     this.pending = rooms.length;
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const ws = new RawSocket(url);
     this.ws = ws;
-    ws.on("error", (e) => this.reject(e));
-    ws.on("close", () => this.reject(new Error("closed before ready")));
-    ws.on("unexpected-response", (_req, res) =>
-      this.reject(new Error(`HTTP ${res.statusCode}`)),
-    );
-    if (spec.protocol === "bare") ws.on("open", () => this.resolve());
-    ws.on("message", (data) => this.onMessage(data));
+    ws.onerror = (e) => this.reject(e);
+    ws.onclose = () => this.reject(new Error("closed before ready"));
+    ws.onopen = spec.protocol === "bare" ? () => this.resolve() : () => {};
+    ws.onmessage = (data) => this.onMessage(data);
   }
 
   onMessage(data) {
@@ -132,36 +225,40 @@ class Client {
   }
 
   deliver(data, at) {
-    const parts = data.toString("latin1", at, at + 48).split("|");
-    const key = `${parts[1]}|${parts[2]}`;
-    record(performance.now() - Number(parts[3]));
+    // "m|<sender>|<seq>|<ms>|": parsed from the bytes, no strings made.
+    let k = at + 2;
+    let sender = 0;
+    for (let c = data[k]; c !== 124; c = data[++k]) sender = sender * 10 + c - 48;
+    let seq = 0;
+    for (let c = data[++k]; c !== 124; c = data[++k]) seq = seq * 10 + c - 48;
+    let ms = 0;
+    let scale = 0;
+    for (let c = data[++k]; c !== 124; c = data[++k]) {
+      if (c === 46) scale = 1;
+      else {
+        ms = ms * 10 + c - 48;
+        if (scale) scale *= 10;
+      }
+    }
+    record(performance.now() - (scale ? ms / scale : ms));
     this.got++;
     // An order digest: equal digests mean equal sequences (whp).
-    this.digest = (Math.imul(this.digest, 31) + hash(key)) | 0;
-    const left = remaining.get(key) - 1;
-    if (left === 0) {
-      remaining.delete(key);
+    this.digest = (Math.imul(this.digest, 31) + Math.imul(sender, 1000003) + seq) | 0;
+    const row = remaining[sender - spec.receivers];
+    if (--row[seq] === 0) {
       completed++;
       onComplete();
-    } else remaining.set(key, left);
+    }
   }
 
   send(room, seq) {
-    const key = `${this.i}|${seq}`;
-    const text = `m|${key}|${performance.now().toFixed(3)}|`.padEnd(64, ".");
+    const text = `m|${this.i}|${seq}|${performance.now().toFixed(3)}|`.padEnd(64, ".");
     if (spec.protocol === "socketio") {
       this.ws.send(`42["say","${room}","${text}"]`);
     } else {
       this.ws.send(`{"type":"message","room":"${room}","text":"${text}"}`);
     }
-    return key;
   }
-}
-
-function hash(s) {
-  let h = 0;
-  for (let k = 0; k < s.length; k++) h = (Math.imul(h, 31) + s.charCodeAt(k)) | 0;
-  return h;
 }
 
 // Open clients with at most `concurrency` handshakes in flight.
@@ -252,8 +349,10 @@ async function setup() {
   return { receivers: clients, senders: opened.clients, failures, errors, sizes };
 }
 
-function expect(sizes, key, room) {
-  remaining.set(key, sizes.get(room) ?? 0);
+function expect(sizes, sender, seq, room) {
+  const s = sender.i - spec.receivers;
+  remaining[s] ??= new Int32Array(1 << 16);
+  remaining[s][seq] = sizes.get(room) ?? 0;
 }
 
 async function fanout() {
@@ -272,7 +371,7 @@ async function fanout() {
         sending = false;
         break;
       }
-      expect(sizes, `${sender.i}|${sent}`, room);
+      expect(sizes, sender, sent, room);
       sender.send(room, sent++);
     }
     if (!sending && completed === sent) finish();
@@ -300,7 +399,7 @@ async function rate() {
       );
       while (sent < due) {
         const [s, r] = rooms[sent % rooms.length];
-        expect(sizes, `${s.i}|${sent}`, r);
+        expect(sizes, s, sent, r);
         expected += sizes.get(r) ?? 0;
         s.send(r, sent++);
       }

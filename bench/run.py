@@ -11,7 +11,7 @@ Every scenario runs against every target in the same run, on loopback:
   sharing a Redis server that this script starts on a free port.
 
 Servers (and Redis) are pinned to CPU 0, the load generator
-(``bench/loadgen.mjs``, Node.js with ``ws``) to CPU 1. Each run starts
+(``bench/loadgen.mjs``, Node.js, no dependencies) to CPU 1. Each run starts
 fresh servers. Medians of ``--repeat`` runs are reported with their
 spread; results go to ``bench/results/latest.json`` and, with
 ``--chart``, a PNG chart.
@@ -475,9 +475,6 @@ def main() -> None:
     for tool in ("node", "taskset", "redis-server"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (see docs/benchmarks.md)")
-    if not (BENCH / "node_modules" / "ws").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"],
-                       cwd=BENCH, check=True)  # fmt: skip
     names = [t for t in args.targets.split(",") if t]
     only = set(filter(None, args.only.split(",")))
     order = [s for s in scenarios(args.smoke) if not only or s.name in only]

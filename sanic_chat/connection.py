@@ -29,6 +29,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 
 from .config import SlowConsumerPolicy
 from .errors import CloseCode
@@ -54,6 +55,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_can_write",
         "_close",
         "_drained",
         "_flusher",
@@ -62,6 +64,7 @@ class Connection:
         "_queue_size",
         "_replies",
         "_skipped",
+        "_write",
         "expiry",
         "key",
         "ping_interval",
@@ -100,6 +103,10 @@ class Connection:
         self._drained: asyncio.Event | None = None
         self._close: tuple[int, str] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        # The hot path: set while frames may go straight to the transport
+        # (open, no backlog, no pending ``lagged``); None otherwise.
+        self._write: Callable[[bytes], object] | None = socket.write_direct
+        self._can_write = socket.can_write
         socket.on_lost = self._lost
 
     def __repr__(self) -> str:
@@ -118,8 +125,9 @@ class Connection:
         if self._close is not None:
             return
         data = frame if isinstance(frame, bytes) else text_frame(frame)
-        if self._flusher is None and self.socket.writable():
-            self.socket.write(data)
+        write = self._write
+        if write is not None and self._can_write.is_set():
+            write(data)
             return
         self._replies.append(data)
         self._backlog()
@@ -131,14 +139,11 @@ class Connection:
         hub). Queued while the socket is backed up; the slow-consumer
         policy applies when that queue is full.
         """
-        if self._close is not None:
+        write = self._write
+        if write is not None and self._can_write.is_set():
+            write(frame)
             return
-        if (
-            self._flusher is None
-            and not self._skipped
-            and self.socket.writable()
-        ):
-            self.socket.write(frame)
+        if self._close is not None:
             return
         queue = self._queue
         if len(queue) >= self._queue_size:
@@ -171,6 +176,7 @@ class Connection:
             self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
         else:
             self._skipped[room] = self._skipped.get(room, 0) + 1
+            self._write = None  # the next frame of the room: lagged first
 
     def forget(self, room: str) -> None:
         """Drop queued broadcast frames of ``room`` (before a re-sync)."""
@@ -234,6 +240,7 @@ class Connection:
             self._drained.set()
 
     def _discard(self) -> None:
+        self._write = None
         self._queue.clear()
         self._replies.clear()
         self._skipped.clear()
@@ -243,6 +250,7 @@ class Connection:
         self.sending_since = None
 
     def _backlog(self) -> None:
+        self._write = None
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(
                 self._flush()
@@ -292,6 +300,8 @@ class Connection:
                 self.sending_since = None
                 if self._close is not None:
                     socket.start_closing(*self._close)
+                elif not self._skipped and socket.open:
+                    self._write = socket.write_direct
 
 
 _BATCH_BYTES = 65536

@@ -105,7 +105,7 @@ async def _read(
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
     bucket = TokenBucket(config.rate_limit, config.rate_burst)
-    while not conn.closing:
+    while True:
         # Take no new request while replies to earlier ones are unread.
         await conn.wait_writable()
         data = await socket.recv()

@@ -58,7 +58,8 @@ class WebSocket:
     Attributes:
         ws_proto: The sans-I/O protocol state (Sanic reads its ``state``).
         loop: The connection's event loop.
-        on_lost: Called once when the connection is gone for good.
+        on_lost: Called once, as soon as the socket is no longer open
+            (a close started by either side, or the connection lost).
         ping_sent_at: When an unanswered keepalive ping went out.
         last_ping: When the last keepalive ping (or the handshake) was.
     """
@@ -73,12 +74,14 @@ class WebSocket:
         "_paused",
         "_transport",
         "_waiter",
+        "can_write",
         "last_ping",
         "loop",
         "on_lost",
         "ping_interval",
         "ping_sent_at",
         "ping_timeout",
+        "write_direct",
         "ws_proto",
     )
 
@@ -99,6 +102,11 @@ class WebSocket:
         self.ping_timeout: float | None = io_proto.websocket_ping_timeout
         self._io_proto = io_proto
         self._transport: asyncio.Transport = io_proto.transport
+        # Set by Sanic's protocol while the transport takes more data.
+        self.can_write: asyncio.Event = io_proto._can_write
+        # The transport's own ``write``, for frames while the socket is
+        # OPEN; ``on_lost`` fires as soon as it is not.
+        self.write_direct = self._transport.write
         self._close_timeout = close_timeout
         self._inbox: deque[str | bytes] = deque()
         self._eof = False
@@ -121,14 +129,11 @@ class WebSocket:
         False while the transport's buffer is above its high-water mark
         (Sanic's ``pause_writing``) or once the socket is closing.
         """
-        return (
-            self.ws_proto.state is State.OPEN
-            and self._io_proto._can_write.is_set()
-        )
+        return self.ws_proto.state is State.OPEN and self.can_write.is_set()
 
     async def wait_writable(self) -> None:
         """Wait until the transport drains below its low-water mark."""
-        await self._io_proto._can_write.wait()
+        await self.can_write.wait()
 
     def write(self, data: bytes) -> None:
         """Write prebuilt frames; dropped once the socket is closing."""
@@ -159,7 +164,7 @@ class WebSocket:
             self._transport.resume_reading()
         if self.ws_proto.state is State.OPEN:
             self.ws_proto.send_close(code, reason)
-            self._flush()
+        self._flush()
         self._abort_later()
 
     def _abort_later(self) -> None:
@@ -265,8 +270,11 @@ class WebSocket:
             else:
                 transport.close()
                 self._abort_later()
-        if self.ws_proto.state is State.CLOSED:
-            self._end()
+        state = self.ws_proto.state
+        if state is not State.OPEN:
+            self._not_open()
+            if state is State.CLOSED:
+                self._end()
 
     def eof_received(self) -> bool:
         """The client half-closed: the connection is over."""
@@ -281,6 +289,9 @@ class WebSocket:
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._end()
+        self._not_open()
+
+    def _not_open(self) -> None:
         on_lost, self.on_lost = self.on_lost, None
         if on_lost is not None:
             on_lost()

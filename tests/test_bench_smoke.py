@@ -1,8 +1,16 @@
-"""The benchmark runs (tiny), so it cannot rot; speed is judged in bench/."""
+"""The benchmark runs (tiny), so it cannot rot; speed is judged in bench/.
+
+``bench/run.py --smoke`` drives every target (sanic-chat, the bare
+``websockets.broadcast()`` server, python-socketio, and both on Redis with
+two processes) through the scenarios with a handful of clients, using the
+same Node.js load generator as the real run. Every delivery must arrive,
+in the same order for every member of a room.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,25 +20,28 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("target", ["sanic-chat", "bare"])
-def test_fanout_benchmark_smoke(target: str) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "bench/fanout.py",
-            "--target",
-            target,
-            "--receivers",
-            "20",
-            "--messages",
-            "20",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["deliveries"] == result["expected"] == 400
-    assert result["deliveries_per_s"] > 0
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+@pytest.mark.timeout(240)
+def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--repeat", "1",
+         "--only", "S1,S3,S4,S5", "--out", str(out),
+         "--chart", str(tmp_path / "chart.png")],
+        cwd=ROOT, check=True, timeout=220,
+    )  # fmt: skip
+    results = json.loads(out.read_text())["results"]
+    fanout, rooms = results["S1"], results["S3"]
+    assert set(fanout) == {
+        "sanic-chat", "bare", "socketio", "sanic-chat-redis", "socketio-redis"
+    }  # fmt: skip
+    for target in fanout:
+        assert fanout[target]["deliveries_per_s"]["median"] > 0, target
+        assert fanout[target]["lost"]["max"] == 0, target
+        assert rooms[target]["lost"]["max"] == 0, target
+        assert rooms[target]["rooms_out_of_order"]["max"] == 0, target
+    for target in ("sanic-chat", "bare", "socketio"):
+        assert results["S4"][target]["connect_failures"]["max"] == 0
+        assert results["S4"][target]["rss_per_conn_kib"]["median"] > 0
+        assert results["S5"][target]["connections_per_s"]["median"] > 0
+    assert (tmp_path / "chart.png").stat().st_size > 10_000
