@@ -7,6 +7,7 @@ JSON body (400, 401 or 403) and never a socket.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -53,6 +54,9 @@ def origin_allowed(request: Request, allowed: str) -> bool:
     return netloc.lower() == (request.host or "").lower()
 
 
+_TOKEN_PARAM = re.compile(r"(^|&)token=[^&]*")
+
+
 def _redact_token(request: Request) -> None:
     """Keep a ``token`` query parameter out of every log line.
 
@@ -62,13 +66,16 @@ def _redact_token(request: Request) -> None:
     """
     if "token" not in request.args:
         return
-    pairs = [
-        (key, "REDACTED" if key == "token" else value)
-        for key, values in request.args.items()
-        for value in values
-    ]
-    raw = request.path + "?" + urlencode(pairs)
-    request._parsed_url = parse_url(raw.encode())
+    query, found = _TOKEN_PARAM.subn(r"\1token=REDACTED", request.query_string)
+    if found < len(request.args.getlist("token")):  # escaped spellings
+        query = urlencode(
+            [
+                (key, "REDACTED" if key == "token" else value)
+                for key, values in request.args.items()
+                for value in values
+            ]
+        )
+    request._parsed_url = parse_url(f"{request.path}?{query}".encode())
 
 
 async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:

@@ -97,6 +97,7 @@ class JWTAuthenticator:
         self.algorithms = [a for a in algorithms if a.lower() != "none"]
         if not self.algorithms:
             raise ValueError("JWTAuthenticator needs at least one algorithm")
+        self._decoder = _decoder_with_key_cache(jwt, self.algorithms)
         self.key = key
         self.audience = audience
         self.issuer = issuer
@@ -120,7 +121,7 @@ class JWTAuthenticator:
         """Decode and check ``token``; ``None`` if it is not valid."""
         jwt = self._jwt
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = self._decoder.decode(
                 token,
                 self.key,
                 algorithms=self.algorithms,
@@ -188,3 +189,41 @@ class TokenAuthenticator:
             if hmac.compare_digest(known.encode(), token.encode()):
                 found = user
         return found
+
+
+class _KeyCache:
+    """A PyJWT algorithm whose ``prepare_key`` remembers its last key.
+
+    PyJWT prepares the key on every decode: for HMAC it scans the secret
+    for PEM and SSH markers, for RS256/ES256 it parses the PEM. The key
+    of an authenticator never changes, so that work is done once.
+    """
+
+    def __init__(self, algorithm: Any) -> None:
+        self._algorithm = algorithm
+        self._key: object = None
+        self._prepared: Any = None
+
+    def prepare_key(self, key: Any) -> Any:
+        if key is not self._key or self._prepared is None:
+            self._prepared = self._algorithm.prepare_key(key)
+            self._key = key
+        return self._prepared
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._algorithm, name)
+
+
+def _decoder_with_key_cache(jwt: Any, algorithms: list[str]) -> Any:
+    """A private ``PyJWT`` whose algorithms cache their prepared key.
+
+    Falls back to PyJWT's module-level decoder if its internals differ.
+    """
+    decoder = jwt.PyJWT()
+    registry = getattr(getattr(decoder, "_jws", None), "_algorithms", None)
+    if not isinstance(registry, dict):
+        return jwt
+    for name in algorithms:
+        if name in registry:
+            registry[name] = _KeyCache(registry[name])
+    return decoder

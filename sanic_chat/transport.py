@@ -8,10 +8,10 @@ server holds thousands of mostly idle sockets and writes the same frame
 to all of them, so ``/ws`` speaks WebSocket itself, on the connection
 Sanic accepted:
 
-* the opening handshake and incoming frames go through the sans-I/O
-  ``websockets.server.ServerProtocol`` (RFC 6455 parsing, masking,
-  control frames, size limits, the closing handshake): nothing
-  hand-rolled where correctness matters;
+* the opening handshake is checked here (RFC 6455, section 4.2: four
+  headers and a key); incoming frames go through the sans-I/O
+  ``websockets.server.ServerProtocol`` (parsing, unmasking, control
+  frames, size limits, the closing handshake), as in Sanic itself;
 * outgoing frames are prebuilt bytes (:mod:`sanic_chat.wire`) written
   straight to the transport; Sanic's protocol object keeps doing flow
   control (``pause_writing``) and the server's connection bookkeeping;
@@ -27,6 +27,8 @@ forwards the connection's bytes and events.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import time
 from collections import deque
@@ -34,12 +36,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sanic import HTTPResponse, Request
-from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request as HandshakeRequest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
 
 from .errors import CloseCode
 
@@ -303,35 +302,68 @@ def accept(
     """Complete the opening handshake of ``request`` on its connection.
 
     Returns the :class:`WebSocket`, or the HTTP error response to send
-    when the handshake is invalid (a bad ``Sec-WebSocket-Key``, say).
-    ``subprotocol`` is answered if the client offered it. Sanic's
-    ``WEBSOCKET_MAX_SIZE`` and close timeout apply, as on its own
+    when the handshake is invalid (400, or 426 for another WebSocket
+    version). ``subprotocol`` is answered if the client offered it.
+    Sanic's ``WEBSOCKET_MAX_SIZE`` and close timeout apply, as on its own
     websocket routes.
     """
+    headers = request.headers
+    key = headers.get("sec-websocket-key", "")
+    if not _has_token(headers.getall("upgrade", []), "websocket"):
+        return _refuse(400, "missing Upgrade: websocket")
+    if not _has_token(headers.getall("connection", []), "upgrade"):
+        return _refuse(400, "missing Connection: Upgrade")
+    if headers.get("sec-websocket-version", "") != "13":
+        refused = _refuse(426, "unsupported WebSocket version; use 13")
+        refused.headers["Sec-WebSocket-Version"] = "13"
+        return refused
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        valid_key = False
+    if not valid_key:
+        return _refuse(400, "invalid Sec-WebSocket-Key")
+    # SHA-1 is what RFC 6455 prescribes here; it proves nothing secret.
+    digest = hashlib.sha1(
+        (key + _GUID).encode(), usedforsecurity=False
+    ).digest()
+    head = (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        + base64.b64encode(digest).decode()
+        + "\r\n"
+    )
+    if subprotocol is not None:
+        head += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
     io_proto: Any = request.transport.get_protocol()
     ws_proto = ServerProtocol(
-        max_size=io_proto.websocket_max_size,
-        subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
-        state=State.OPEN,
-        logger=logger,
+        max_size=io_proto.websocket_max_size, state=State.OPEN, logger=logger
     )
-    response = ws_proto.accept(
-        HandshakeRequest(path=request.path, headers=Headers(request.headers))
-    )
-    if response.status_code != 101:
-        return HTTPResponse(
-            response.body,
-            status=response.status_code,
-            content_type="text/plain",
-        )
-    head = [f"HTTP/1.1 101 {response.reason_phrase}\r\n"]
-    head += [f"{k}: {v}\r\n" for k, v in response.headers.raw_items()]
-    head.append("\r\n")
     socket = WebSocket(
         io_proto, ws_proto, close_timeout=io_proto.websocket_timeout
     )
-    io_proto.transport.write("".join(head).encode())
+    io_proto.transport.write((head + "\r\n").encode())
     # From now on Sanic's WebSocketProtocol forwards bytes, EOF, loss and
     # end-of-task to this object.
     io_proto.websocket = socket
     return socket
+
+
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+
+
+def _has_token(values: list[str], token: str) -> bool:
+    """Whether comma-separated header ``values`` contain ``token``."""
+    return any(
+        part.strip().lower() == token
+        for value in values
+        for part in value.split(",")
+    )
+
+
+def _refuse(status: int, reason: str) -> HTTPResponse:
+    return HTTPResponse(
+        f"Failed to open a WebSocket connection: {reason}.\n",
+        status=status,
+        content_type="text/plain",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -71,3 +73,49 @@ async def test_too_many_rooms_at_connect_is_refused() -> None:
                 pass
         assert info.value.response.status_code == 400
         assert b"too_many_rooms" in info.value.response.body
+
+
+async def _handshake(port: int, **headers: str) -> tuple[bytes, bytes]:
+    """Send an upgrade request with ``headers`` replaced; return the head."""
+    fields = {
+        "Host": f"127.0.0.1:{port}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        **{k.replace("_", "-"): v for k, v in headers.items()},
+    }
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = "GET /ws HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in fields.items() if v
+    )
+    writer.write((request + "\r\n").encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    return head.split(b"\r\n", 1)[0], head
+
+
+async def test_the_handshake_follows_rfc_6455() -> None:
+    async with live(make_app()) as srv:
+        status, head = await _handshake(srv.port)
+        assert status == b"HTTP/1.1 101 Switching Protocols"
+        # The RFC's own example key and answer (section 1.3).
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        assert b"Sec-WebSocket-Protocol" not in head
+        status, head = await _handshake(
+            srv.port, Sec_WebSocket_Protocol="sanic-chat, bearer.x"
+        )
+        assert b"Sec-WebSocket-Protocol: sanic-chat\r\n" in head
+
+
+async def test_a_broken_handshake_gets_an_http_error_and_no_socket() -> None:
+    async with live(make_app()) as srv:
+        for key in ("", "short", "dGhlIHNhbXBsZSBub25jZQ==AA", "é" * 24):
+            status, _ = await _handshake(srv.port, Sec_WebSocket_Key=key)
+            assert status.startswith(b"HTTP/1.1 400"), key
+        status, head = await _handshake(srv.port, Sec_WebSocket_Version="8")
+        assert status.startswith(b"HTTP/1.1 426")
+        assert b"sec-websocket-version: 13" in head.lower()
+        status, _ = await _handshake(srv.port, Connection="keep-alive")
+        assert status.startswith(b"HTTP/1.1 400")
+        assert srv.chat.connection_count == 0
