@@ -63,6 +63,11 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
     rooms: list[RoomRequest] = request.ctx.chat_rooms
     try:
         await _read(chat, conn, socket, rooms)
+    except asyncio.CancelledError:
+        # Sanic cancels the request's task when the TCP connection is
+        # lost: a normal end here, not worth an error response.
+        if not request.conn_info or not request.conn_info.lost:
+            raise
     except Exception:
         logger.exception("connection %s failed", conn)
         conn.close(CloseCode.INTERNAL_ERROR, "internal server error")

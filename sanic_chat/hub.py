@@ -245,7 +245,8 @@ class Hub:
         room.recovering[conn] = deque()
         user = conn.user.public()
         try:
-            await asyncio.shield(room.ready)
+            if not room.ready.done():
+                await asyncio.shield(room.ready)
             await self.broadcaster.presence_add(name, user)
             try:
                 await self._replay(conn, room, since)

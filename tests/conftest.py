@@ -118,7 +118,12 @@ class LiveServer:
         """Connect; by default read the welcome and the joined frames."""
         max_queue = query.pop("max_queue", 16)
         async with connect(
-            self.url(path, **query), open_timeout=TIMEOUT, max_queue=max_queue
+            self.url(path, **query),
+            open_timeout=TIMEOUT,
+            max_queue=max_queue,
+            # A test client that stopped reading cannot see the server's
+            # close frame behind unread messages; do not wait 10 s for it.
+            close_timeout=1,
         ) as ws:
             client = Client(ws)
             if welcome:
