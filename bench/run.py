@@ -336,7 +336,7 @@ def machine() -> dict[str, str]:
         "cpu": f"{cpu}, {os.cpu_count()} cores",
         "python": platform.python_version(),
         "node": node,
-        "redis": "".join(redis),
+        "redis-server": "".join(redis),
         **{
             m: version(m)
             for m in [

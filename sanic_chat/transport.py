@@ -304,8 +304,8 @@ def accept(
     Returns the :class:`WebSocket`, or the HTTP error response to send
     when the handshake is invalid (400, or 426 for another WebSocket
     version). ``subprotocol`` is answered if the client offered it.
-    Sanic's ``WEBSOCKET_MAX_SIZE`` and close timeout apply, as on its own
-    websocket routes.
+    Sanic's ``WEBSOCKET_MAX_SIZE`` applies, as on its own websocket
+    routes, and ``WEBSOCKET_TIMEOUT`` (10 s) bounds the closing handshake.
     """
     headers = request.headers
     key = headers.get("sec-websocket-key", "")
@@ -339,9 +339,11 @@ def accept(
     ws_proto = ServerProtocol(
         max_size=io_proto.websocket_max_size, state=State.OPEN, logger=logger
     )
-    socket = WebSocket(
-        io_proto, ws_proto, close_timeout=io_proto.websocket_timeout
+    # Sanic (25.12) has no setting for it; honour one if the app sets it.
+    close_timeout = float(
+        request.app.config.get("WEBSOCKET_TIMEOUT", io_proto.websocket_timeout)
     )
+    socket = WebSocket(io_proto, ws_proto, close_timeout=close_timeout)
     io_proto.transport.write((head + "\r\n").encode())
     # From now on Sanic's WebSocketProtocol forwards bytes, EOF, loss and
     # end-of-task to this object.

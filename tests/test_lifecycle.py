@@ -191,3 +191,21 @@ async def test_a_join_that_falls_behind_follows_the_policy(
         texts = [(await alice.expect("message"))["text"] for _ in range(10)]
         assert texts == [f"m{i}" for i in range(140, 150)]
         assert srv.chat.connection_count == 2
+
+
+async def test_keepalive_pings_close_a_silent_client_and_keep_the_rest() -> (
+    None
+):
+    app = make_app(send_timeout=1.0)  # the watchdog sweeps every 0.5 s
+    app.config.WEBSOCKET_PING_INTERVAL = 0.5
+    app.config.WEBSOCKET_PING_TIMEOUT = 1.0
+    async with live(app) as srv, srv.client() as alive, srv.client() as gone:
+        gone.ws.transport.pause_reading()  # it will never answer a ping
+        async with asyncio.timeout(TIMEOUT):
+            while srv.chat.connection_count == 2:
+                await asyncio.sleep(0.1)
+        # The client that answers pings (websockets does) stays connected.
+        await asyncio.sleep(1.5)
+        assert srv.chat.connection_count == 1
+        await alive.say("still here")
+        gone.ws.transport.abort()
