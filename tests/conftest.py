@@ -292,14 +292,15 @@ def _free_port() -> int:
 
 
 def spawn_example(
-    log: Path, *args: str, **env: str
+    log: Path, *args: str, port: int | None = None, **env: str
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    """Start ``python -m example_app`` on a free port; wait until it listens.
+    """Start ``python -m example_app`` (on a free port unless ``port``).
 
-    Output goes to ``log`` (a pipe nobody reads would block the server).
+    Waits until it listens. Output is appended to ``log`` (a pipe nobody
+    reads would block the server).
     """
-    port = _free_port()
-    with log.open("wb") as out:
+    port = port or _free_port()
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "example_app", "--port", str(port), *args],
             env={**os.environ, **env},

@@ -1,0 +1,281 @@
+"""The example app's chat page, used in real headless Chromium.
+
+Each test runs ``python -m example_app`` and drives the page at ``/``
+through Playwright with the system's Chromium (``playwright install``
+cannot download browsers here). Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import spawn_example
+
+playwright_api = pytest.importorskip("playwright.async_api")
+Browser = playwright_api.Browser
+Page = playwright_api.Page
+expect = playwright_api.expect
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+SECRET = "browser-tests-secret-browser-tests-secret"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Chromium (apt chromium)"
+    ),
+    pytest.mark.timeout(120),
+]
+
+
+class ExampleServer:
+    """The example app in a subprocess that can be stopped and restarted."""
+
+    def __init__(self, log: Path, *args: str, **env: str) -> None:
+        self.log, self.args, self.env = log, args, env
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        self.port, self.proc = spawn_example(
+            self.log,
+            *self.args,
+            port=self.port or None,
+            SANIC_CHAT_JWT_SECRET=SECRET,
+            **self.env,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            self.proc = None
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ExampleServer]:
+    srv = ExampleServer(tmp_path / "example.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with playwright_api.async_playwright() as pw:
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=ARGS
+        )
+        yield launched
+        await launched.close()
+
+
+class ChatPage:
+    """One person using the chat page in their own browser context."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.logs: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _console(self, message: object) -> None:
+        text = message.text  # type: ignore[attr-defined]
+        self.logs.append(text)
+        if message.type == "error":  # type: ignore[attr-defined]
+            self.errors.append(text)
+
+    @classmethod
+    async def open(
+        cls, browser: Browser, url: str, name: str | None = None
+    ) -> ChatPage:
+        context = await browser.new_context()
+        chat = cls(await context.new_page())
+        await chat.page.goto(url)
+        if name is not None:
+            await chat.sign_in(name)
+        return chat
+
+    @property
+    def status(self) -> object:
+        return self.page.locator("#status")
+
+    async def sign_in(self, name: str) -> None:
+        await self.page.fill("#name", name)
+        await self.page.click("#login button")
+        await expect(self.status).to_have_attribute("data-state", "online")
+        await expect(self.page.locator("#send")).to_be_enabled()
+
+    async def say(self, text: str) -> None:
+        await self.page.fill("#text", text)
+        await self.page.press("#text", "Enter")
+
+    def messages(self) -> object:
+        return self.page.locator("#messages li:not(.notice) .text")
+
+    async def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+async def test_two_people_chat_and_a_late_joiner_sees_history(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    await alice.say("Hi Bob!")
+    await expect(bob.messages()).to_have_text(["Hi Bob!"])
+    await bob.say("Hello Alice, nice to see you.")
+    await expect(alice.messages()).to_have_text(
+        ["Hi Bob!", "Hello Alice, nice to see you."]
+    )
+    # Own messages are told apart, and every message names its sender.
+    own = alice.page.locator("#messages li.mine .text")
+    await expect(own).to_have_text(["Hi Bob!"])
+    await expect(alice.page.locator("#messages li .who")).to_have_text(
+        ["Alice", "Bob"]
+    )
+    await expect(alice.page.locator("#presence li")).to_contain_text(
+        ["Alice", "Bob"]
+    )
+    carol = await ChatPage.open(browser, server.url, "Carol")
+    await expect(carol.messages()).to_have_text(
+        ["Hi Bob!", "Hello Alice, nice to see you."]
+    )
+    await carol.say("Sorry I'm late")
+    await expect(alice.messages()).to_have_count(3)
+    await alice.shot("chat")
+    for person in (alice, bob, carol):
+        assert person.errors == []
+
+
+async def test_offline_then_online_shows_every_missed_message_once(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    await alice.say("before")
+    await expect(bob.messages()).to_have_text(["before"])
+    await bob.page.context.set_offline(True)
+    await expect(bob.status).to_have_attribute("data-state", "offline")
+    missed = [f"missed {i}" for i in range(1, 8)]
+    for text in missed:
+        await alice.say(text)
+    await expect(alice.messages()).to_have_count(1 + len(missed))
+    await bob.shot("offline")
+    await bob.page.context.set_offline(False)
+    await expect(bob.status).to_have_attribute("data-state", "online")
+    await expect(bob.messages()).to_have_text(["before", *missed])
+    await bob.say("back")
+    await expect(alice.messages()).to_have_text(["before", *missed, "back"])
+    assert alice.errors == bob.errors == []
+
+
+async def test_message_text_is_shown_as_text_and_never_runs(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    payloads = [
+        '<img src=x onerror="window.__xss = 1">',
+        "<script>window.__xss = 2</script>",
+        "**bold** & <b>tags</b>",
+    ]
+    for text in payloads:
+        await alice.say(text)
+    await expect(bob.messages()).to_have_text(payloads)
+    assert await bob.page.evaluate("window.__xss") is None
+    assert await bob.page.locator("#messages img, #messages b").count() == 0
+    assert alice.errors == bob.errors == []
+
+
+async def test_a_server_outage_is_shown_and_the_page_recovers(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    await alice.say("before the outage")
+    await expect(alice.messages()).to_have_text(["before the outage"])
+    server.stop()
+    await expect(alice.status).to_have_attribute("data-state", "offline")
+    await expect(alice.page.locator("#notice")).to_have_text(
+        re.compile("restarting|Cannot reach the chat server")
+    )
+    await expect(alice.page.locator("#send")).to_be_disabled()
+    await alice.shot("outage")
+    server.start()  # same port; the in-memory history is gone
+    await expect(alice.status).to_have_attribute(
+        "data-state", "online", timeout=20_000
+    )
+    await expect(alice.page.locator("#notice")).to_have_text("")
+    await alice.say("after the outage")
+    await expect(alice.messages()).to_contain_text(["after the outage"])
+    # While the server was down the browser reported refused connections;
+    # nothing else may have gone wrong.
+    unexpected = [e for e in alice.errors if "ERR_CONNECTION_REFUSED" not in e]
+    assert unexpected == [], unexpected
+
+
+async def test_a_refused_upgrade_is_explained(
+    browser: Browser, tmp_path: Path
+) -> None:
+    srv = ExampleServer(
+        tmp_path / "example.log",
+        SANIC_CHAT_ALLOWED_ORIGINS="https://somewhere-else.example",
+    )
+    srv.start()
+    try:
+        page = await ChatPage.open(browser, srv.url)
+        await page.page.fill("#name", "Mallory")
+        await page.page.click("#login button")
+        await expect(page.page.locator("#notice")).to_contain_text(
+            "refused the connection"
+        )
+        await expect(page.status).not_to_have_attribute("data-state", "online")
+        await page.shot("refused")
+    finally:
+        srv.stop()
+
+
+async def test_the_recipe_console_client_works_with_guests(
+    browser: Browser, tmp_path: Path
+) -> None:
+    srv = ExampleServer(tmp_path / "example.log", "--allow-anonymous")
+    srv.start()
+    try:
+        page = await ChatPage.open(browser, srv.url)
+        # The cookbook's console snippet, waiting for `open` as a person
+        # typing it line by line does.
+        received = await page.page.evaluate(
+            """() => new Promise((resolve) => {
+                let ws = new WebSocket(`ws://${location.host}/ws`);
+                ws.onmessage = e => {
+                    console.log(e.data);
+                    if (e.data.includes("Hello from JS!")) resolve(e.data);
+                };
+                ws.onopen = () => ws.send("Hello from JS!");
+            })"""
+        )
+        assert '"type":"message"' in received
+        assert any("Hello from JS!" in line for line in page.logs)
+        assert page.errors == []
+    finally:
+        srv.stop()
