@@ -7,6 +7,7 @@ cannot download browsers here). Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import spawn_example
+from .test_docs_samples import samples
 
 playwright_api = pytest.importorskip("playwright.async_api")
 Browser = playwright_api.Browser
@@ -279,3 +281,37 @@ async def test_the_recipe_console_client_works_with_guests(
         assert page.errors == []
     finally:
         srv.stop()
+
+
+async def test_the_readme_console_snippets_run_typed_line_by_line(
+    browser: Browser, tmp_path: Path
+) -> None:
+    lines = [
+        line
+        for where, code in samples("javascript")
+        if where.startswith("README.md")
+        for line in code.splitlines()
+    ]
+    assert any('ws.send("Hello from JS!")' in line for line in lines)
+    srv = ExampleServer(tmp_path / "example.log", "--allow-anonymous")
+    srv.start()
+    try:
+        page = await ChatPage.open(browser, srv.url)
+        for line in lines:
+            # As typed into the console: each line once the socket is open.
+            await page.page.add_script_tag(
+                content=line.replace("localhost:8000", f"127.0.0.1:{srv.port}")
+            )
+            await page.page.wait_for_function("ws.readyState === 1")
+        for needle in ("Hello from JS!", '"text":"hi"', '"ref":"1"'):
+            await _logged(page, needle)
+        assert page.errors == []
+    finally:
+        srv.stop()
+
+
+async def _logged(page: ChatPage, needle: str) -> None:
+    """Wait until the page's console has shown ``needle``."""
+    async with asyncio.timeout(5):
+        while not any(needle in line for line in page.logs):
+            await asyncio.sleep(0.05)
