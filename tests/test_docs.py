@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,17 @@ def test_readme_starts_with_the_two_quickstart_commands() -> None:
     quickstart = text.split("## Quickstart", 1)[1]
     assert "python -m example_app" in quickstart
     assert ".venv/bin/pytest" in quickstart
+
+
+def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
+    """``mkdocs build --strict``: a broken link or reference fails."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
+         "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    # The API reference is generated from the docstrings.
+    assert "Create the chat blueprint" in api
+    assert "JWTAuthenticator" in api

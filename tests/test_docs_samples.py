@@ -64,8 +64,12 @@ def test_the_docs_have_samples_to_run() -> None:
 
 
 @pytest.mark.parametrize("sample", PYTHON, ids=[w for w, _ in PYTHON])
-def test_python_sample_runs(sample: tuple[str, str]) -> None:
+def test_python_sample_runs(
+    sample: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     where, code = sample
+    # Several samples create Sanic("myapp"), as readers would.
+    monkeypatch.setattr(Sanic, "test_mode", True)
     namespace = prelude()
     namespace["MyBroadcaster"] = MemoryBroadcaster  # docs/backends.md
     exec(compile(code, where, "exec"), namespace)
