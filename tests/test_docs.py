@@ -20,6 +20,14 @@ def test_every_option_is_documented(doc: str) -> None:
         assert f"CHAT_{name.upper()}" in text, f"{name} missing from {doc}"
 
 
+def test_the_configuration_reference_names_every_environment_variable() -> (
+    None
+):
+    text = (ROOT / "docs/configuration.md").read_text()
+    for name in ChatConfig.option_names():
+        assert f"SANIC_CHAT_{name.upper()}" in text, name
+
+
 def test_protocol_doc_lists_every_error_code_the_server_sends() -> None:
     text = (ROOT / "docs/protocol.md").read_text()
     sources = "".join(
