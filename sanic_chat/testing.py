@@ -33,9 +33,30 @@ Check = Callable[[Broadcaster], Awaitable[None]]
 
 TIMEOUT = 5.0
 
+# Ids that no backend can have stored, whatever its id format.
+_GARBAGE_IDS = (
+    "",
+    "x",
+    "0-0",
+    "../*",
+    "9" * 40,
+    f"{2**64 - 1}-{2**64 - 1}",
+)
+
 
 def _channel(name: str) -> str:
     return f"conformance-{secrets.token_hex(4)}-{name}"
+
+
+async def _publish_many(
+    broadcaster: Broadcaster, channel: str, count: int
+) -> list[str]:
+    ids = []
+    for i in range(count):
+        event = await broadcaster.publish(channel, f'{{"n":{i}}}')
+        assert event.id, "a stored event must get an id"
+        ids.append(event.id)
+    return ids
 
 
 async def _take(subscription: Subscription, count: int) -> list[Event]:
@@ -129,11 +150,78 @@ async def check_history_and_recovery(broadcaster: Broadcaster) -> None:
     assert [e.id for e in page.events] == ids[3:5]
     page = await broadcaster.history(channel, limit=10, after=ids[-1])
     assert page.found and page.events == []
-    for garbage in ("", "x", "0-0", "../*", "9" * 40):
+    for garbage in (*_GARBAGE_IDS, f"{ids[0]}\n"):
         page = await broadcaster.history(channel, limit=10, after=garbage)
         assert not page.found, f"garbage id {garbage!r} was found"
     empty = await broadcaster.history(_channel("never"), limit=10)
     assert empty.events == [] and empty.found
+
+
+async def check_history_pages_backwards(broadcaster: Broadcaster) -> None:
+    """``before`` pages back, oldest first; with ``after`` it is a range."""
+    channel = _channel("paging")
+    ids = await _publish_many(broadcaster, channel, 6)
+    page = await broadcaster.history(channel, limit=10, before=ids[4])
+    assert page.found and [e.id for e in page.events] == ids[:4]
+    page = await broadcaster.history(channel, limit=2, before=ids[4])
+    assert [e.id for e in page.events] == ids[2:4], (
+        "before must return the newest events before the id, oldest first"
+    )
+    page = await broadcaster.history(channel, limit=10, before=ids[0])
+    assert page.found and page.events == []
+    # Paging back from the newest page meets every event once, in order.
+    seen: list[str | None] = []
+    page = await broadcaster.history(channel, limit=4)
+    for _ in range(len(ids)):  # bounded, should before be ignored
+        if not page.events:
+            break
+        seen[:0] = [e.id for e in page.events]
+        page = await broadcaster.history(
+            channel, limit=4, before=page.events[0].id
+        )
+        assert page.found, "paging back lost its place"
+    assert seen == ids, "paging back skipped or repeated events"
+    page = await broadcaster.history(
+        channel, limit=10, after=ids[0], before=ids[5]
+    )
+    assert page.found and [e.id for e in page.events] == ids[1:5]
+    page = await broadcaster.history(
+        channel, limit=2, after=ids[0], before=ids[5]
+    )
+    assert [e.id for e in page.events] == ids[1:3], (
+        "after and before must return the oldest events between them"
+    )
+    for after, before in (
+        (ids[2], ids[3]),
+        (ids[3], ids[3]),
+        (ids[4], ids[1]),
+    ):
+        page = await broadcaster.history(
+            channel, limit=10, after=after, before=before
+        )
+        assert page.found and page.events == [], (after, before, page)
+    for garbage in (*_GARBAGE_IDS, f"{ids[0]}\n"):
+        bounds: tuple[tuple[str | None, str], ...] = (
+            (None, garbage),
+            (ids[0], garbage),
+        )
+        for low, high in bounds:
+            page = await broadcaster.history(
+                channel, limit=10, after=low, before=high
+            )
+            assert not page.found and page.events == [], (
+                f"garbage id {garbage!r} was found as before"
+            )
+        page = await broadcaster.history(
+            channel, limit=10, after=garbage, before=ids[5]
+        )
+        assert not page.found and page.events == [], (
+            f"garbage id {garbage!r} was found as after"
+        )
+    page = await broadcaster.history(
+        _channel("never"), limit=10, before=ids[5]
+    )
+    assert not page.found, "an id of another channel was found"
 
 
 async def check_presence_counts_connections(
@@ -176,6 +264,7 @@ BROADCASTER_CHECKS: tuple[Check, ...] = (
     check_channels_are_separate,
     check_ephemeral_events_skip_history,
     check_history_and_recovery,
+    check_history_pages_backwards,
     check_presence_counts_connections,
     check_unsubscribe_stops_delivery,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import pytest
@@ -42,13 +43,44 @@ async def test_check_broadcaster_runs_the_whole_suite() -> None:
 
 async def test_the_suite_catches_a_broken_backend() -> None:
     class Forgetful(MemoryBroadcaster):
-        async def history(self, channel, *, limit, after=None):  # type: ignore[no-untyped-def]
-            page = await super().history(channel, limit=limit, after=after)
+        async def history(self, channel, *, limit, after=None, before=None):  # type: ignore[no-untyped-def]
+            page = await super().history(
+                channel, limit=limit, after=after, before=before
+            )
             page.events.reverse()
             return page
 
     with pytest.raises(AssertionError, match="check_order"):
         await check_broadcaster(Forgetful)
+
+
+async def test_ids_pushed_out_of_history_are_not_found(
+    factory: Callable[[], Broadcaster],
+) -> None:
+    broadcaster = factory()  # history_size=20
+    channel = f"paging-{secrets.token_hex(4)}"
+    await broadcaster.connect()
+    try:
+        ids = [
+            (await broadcaster.publish(channel, f'{{"n":{i}}}')).id
+            for i in range(25)
+        ]
+        gone, oldest = ids[0], ids[5]
+        for after, before in ((gone, None), (None, gone), (gone, ids[10])):
+            page = await broadcaster.history(
+                channel, limit=10, after=after, before=before
+            )
+            assert not page.found and page.events == [], (after, before)
+        page = await broadcaster.history(channel, limit=10, before=oldest)
+        assert page.found and page.events == []
+        page = await broadcaster.history(channel, limit=10, before=ids[10])
+        assert [e.id for e in page.events] == ids[5:10]
+        page = await broadcaster.history(
+            channel, limit=10, after=oldest, before=ids[-1]
+        )
+        assert [e.id for e in page.events] == ids[6:16]
+    finally:
+        await broadcaster.disconnect()
 
 
 async def test_memory_history_ring_and_channel_limit() -> None:

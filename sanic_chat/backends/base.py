@@ -9,8 +9,9 @@ are easy to write and to check with :mod:`sanic_chat.testing`:
   channel; stored payloads get an id and go into the channel's history.
 * :meth:`Broadcaster.subscribe`: an async context manager yielding a
   :class:`Subscription`, an async iterator of :class:`Event`.
-* :meth:`Broadcaster.history`: recent stored events, for ``history`` and
-  for recovery after a reconnect (``join ... since``).
+* :meth:`Broadcaster.history`: recent stored events, for ``history``,
+  for recovery after a reconnect (``join ... since``) and for paging
+  through a room's history (``before`` / ``after`` an id).
 * ``presence_*``: who is in a channel, across every process.
 
 The hub keeps exactly one subscription per room per process, however many
@@ -76,9 +77,9 @@ class HistoryPage:
 
     Attributes:
         events: Stored events, oldest first.
-        found: ``False`` when an ``after`` id was given but is no longer
-            (or never was) in history: the caller cannot know what it
-            missed.
+        found: ``False`` when an ``after`` or ``before`` id was given
+            but is no longer (or never was) in the channel's history: the
+            caller cannot know what it missed.
     """
 
     events: list[Event]
@@ -236,15 +237,33 @@ class Broadcaster(ABC):
 
     @abstractmethod
     async def history(
-        self, channel: str, *, limit: int, after: str | None = None
+        self,
+        channel: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
     ) -> HistoryPage:
         """Return stored events of ``channel``, oldest first.
 
+        Without ``after`` and ``before``, the newest ``limit`` events.
+        With ``after`` alone, the oldest ``limit`` events published after
+        it: recovery, and paging forwards. With ``before`` alone, the
+        newest ``limit`` events published before it: paging backwards.
+        With both, the oldest ``limit`` events published after ``after``
+        and before ``before`` (none if ``before`` is not newer than
+        ``after``). Both bounds are exclusive.
+
         Args:
             channel: The channel.
-            limit: Most events returned: the newest ``limit`` ones, or
-                with ``after`` the oldest ``limit`` ones after it.
+            limit: Most events returned (positive).
             after: Return only events published after this id.
+            before: Return only events published before this id.
+
+        Returns:
+            The events, oldest first; ``found`` is ``False`` (and
+            ``events`` empty) when ``after`` or ``before`` is not an id
+            in the channel's history (any more).
         """
 
     @abstractmethod

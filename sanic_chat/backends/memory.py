@@ -112,22 +112,48 @@ class MemoryBroadcaster(Broadcaster):
                     del self._subscribers[channel]
 
     async def history(
-        self, channel: str, *, limit: int, after: str | None = None
+        self,
+        channel: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
     ) -> HistoryPage:
         """Return stored events from the channel's ring."""
         ring = self._history.get(channel)
         entries = list(ring) if ring is not None else []
-        if after is None:
+        if after is None and before is None:
             return HistoryPage([e for _, e in entries[-limit:]])
-        seq = self._sequence(after)
+        start, end = 0, len(entries)
+        if after is not None:
+            index = self._index(entries, after)
+            if index is None:
+                return HistoryPage([], found=False)
+            start = index + 1
+        if before is not None:
+            index = self._index(entries, before)
+            if index is None:
+                return HistoryPage([], found=False)
+            end = index
+        if after is None:
+            # Paging backwards: the newest ``limit`` before ``before``.
+            start = max(end - limit, 0)
+        else:
+            end = min(end, start + limit)
+        return HistoryPage([e for _, e in entries[start:end]])
+
+    def _index(
+        self, entries: list[tuple[int, Event]], event_id: str
+    ) -> int | None:
+        """Position of ``event_id`` in ``entries``, ``None`` if absent."""
+        seq = self._sequence(event_id)
         if seq is None:
-            return HistoryPage([], found=False)
+            return None
         index = bisect.bisect_left(entries, seq, key=lambda entry: entry[0])
         if index == len(entries) or entries[index][0] != seq:
             # Never a stored id of this channel, or pushed out of the ring.
-            return HistoryPage([], found=False)
-        start = index + 1
-        return HistoryPage([e for _, e in entries[start : start + limit]])
+            return None
+        return index
 
     def _sequence(self, event_id: str) -> int | None:
         epoch, _, seq = event_id.partition("-")

@@ -21,7 +21,8 @@ stream's TTL and publishes ``id|origin|payload`` on the room's channel,
 atomically, so the order of ids in history is the order every subscriber
 sees. Streams were chosen over a capped list because their ids are
 ordered, unique and cheap to resume from (``XRANGE (id``), which is
-exactly what ``since`` recovery needs.
+exactly what ``since`` recovery needs, and to page back from
+(``XREVRANGE (id``).
 
 Every process holds one pub/sub connection, subscribed once per room that
 has local members. A listener task reads it; if the connection fails the
@@ -62,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 
 logger = logging.getLogger(__name__)
 
-_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 _PUBLISH = """
@@ -81,10 +82,21 @@ return n
 
 
 def _valid_stream_id(value: str) -> bool:
-    if not _STREAM_ID.match(value):
+    """Whether ``value`` can be the id of an entry added with ``XADD *``.
+
+    ``0-0`` and the largest id never are, and they are the two ids that
+    Redis refuses as exclusive range bounds (``(0-0`` as an end,
+    ``(18446744073709551615-18446744073709551615`` as a start).
+    """
+    if not _STREAM_ID.fullmatch(value):
         return False
-    ms, _, seq = value.partition("-")
-    return int(ms) < 2**64 and int(seq) < 2**64
+    ms, seq = (int(part) for part in value.split("-"))
+    largest = 2**64 - 1
+    return (
+        ms <= largest
+        and seq <= largest
+        and (ms, seq) not in ((0, 0), (largest, largest))
+    )
 
 
 def _reraise_cancellation() -> None:
@@ -264,28 +276,47 @@ class RedisBroadcaster(Broadcaster):
         return Event(channel, payload, raw.decode(), origin)
 
     async def history(
-        self, channel: str, *, limit: int, after: str | None = None
+        self,
+        channel: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
     ) -> HistoryPage:
-        """Read the room's stream: newest ``limit``, or after an id."""
+        """Read the room's stream: newest ``limit``, or between ids.
+
+        With ids, one round trip: a pipeline that checks each id is still
+        in the stream (``XRANGE id id``) and reads the page with an
+        exclusive bound, ``XRANGE (after`` (up to ``(before``), or
+        ``XREVRANGE (before`` for ``before`` alone.
+        """
         redis = self._client()
         key = self._key("history", channel)
+        anchors = [i for i in (after, before) if i is not None]
+        if not all(_valid_stream_id(anchor) for anchor in anchors):
+            return HistoryPage([], found=False)
         try:
-            if after is None:
+            if not anchors:
                 rows: list[Any] = list(
                     await redis.xrevrange(key, count=limit) or ()
                 )
                 rows.reverse()
                 return HistoryPage(self._events(channel, rows))
-            if not _valid_stream_id(after):
-                return HistoryPage([], found=False)
             async with redis.pipeline(transaction=False) as pipe:
-                pipe.xrange(key, after, after, count=1)
-                pipe.xrange(key, "(" + after, "+", count=limit)
-                anchor, rows = await pipe.execute()
+                for anchor in anchors:
+                    pipe.xrange(key, anchor, anchor, count=1)
+                if after is not None:
+                    end = "+" if before is None else "(" + before
+                    pipe.xrange(key, "(" + after, end, count=limit)
+                elif before is not None:
+                    pipe.xrevrange(key, "(" + before, "-", count=limit)
+                *found, rows = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BroadcasterUnavailable(f"history failed: {exc}") from None
-        if not anchor:
+        if not all(found):
             return HistoryPage([], found=False)
+        if after is None:
+            rows.reverse()
         return HistoryPage(self._events(channel, rows))
 
     @staticmethod
