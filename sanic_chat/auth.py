@@ -59,14 +59,14 @@ def origin_allowed(request: Request, allowed: str) -> bool:
 _TOKEN_PARAM = re.compile(r"(?<![^&])token=[^&]*")
 
 
-def _redact_token(request: Request) -> None:
+def redact_token(request: Request) -> None:
     """Keep a ``token`` query parameter out of every log line.
 
     Sanic's access log (for the upgrade and for a refused request) prints
     ``request.url``; the query has already been parsed into
     ``request.args``, so the URL itself can safely lose the token.
     """
-    if "token" not in request.args:
+    if "token" not in request.args:  # parses (and caches) the query
         return
     query, found = _TOKEN_PARAM.subn("token=REDACTED", request.query_string)
     if found < len(request.args.getlist("token")):  # escaped spellings
@@ -89,8 +89,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     config = chat.config
     if request.headers.get("upgrade", "").lower() != "websocket":
         return refuse(426, "upgrade_required", "this is a WebSocket endpoint")
-    request.args  # noqa: B018 - parse (and cache) the query before redacting
-    _redact_token(request)
+    redact_token(request)
     if not origin_allowed(request, config.allowed_origins):
         return refuse(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []

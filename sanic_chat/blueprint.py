@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic_ext import openapi
 
 from .auth import check_upgrade
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
@@ -20,8 +21,11 @@ from .config import ChatConfig
 from .endpoint import serve
 from .errors import ConfigError
 from .identity import Authenticator, GuestAuthenticator
+from .routes import add_api_routes, inject_chat
 
 logger = logging.getLogger(__name__)
+
+WS_ROUTE = "ws"
 
 
 class ChatBlueprint(Blueprint):
@@ -54,6 +58,9 @@ class ChatBlueprint(Blueprint):
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
         async def check(request: Request) -> HTTPResponse | None:
+            route = request.route
+            if route is None or not route.name.endswith(f".{WS_ROUTE}"):
+                return None  # the HTTP API identifies callers itself
             return await check_upgrade(self._chat(request.app), request)
 
         async def start(app: Sanic[Any, Any]) -> None:
@@ -83,7 +90,14 @@ class ChatBlueprint(Blueprint):
         # Sanic's marker for handlers that answer by upgrading: no
         # "handler produced no response" error when it returns None.
         serve_chat.is_websocket = True  # type: ignore[attr-defined]
-        self._serve = serve_chat
+        self._serve = openapi.definition(
+            summary="The chat WebSocket",
+            description="Upgrade to a WebSocket speaking the chat protocol "
+            "(docs/protocol.md). Query: `room` (repeatable, `NAME` or "
+            "`NAME@LAST_ID`), `token`, `name` (guests). 101, or 400, 401, "
+            "403, 426, 429 before any socket exists.",
+            tag="chat",
+        )(serve_chat)
 
         self.main_process_start(warn_if_not_shared)
         self.on_request(check)
@@ -118,8 +132,12 @@ class ChatBlueprint(Blueprint):
             # websocket-capable protocol for the app's connections.
             app.enable_websocket()
             self.add_route(
-                self._serve, config.path, methods=["GET"], name="ws"
+                self._serve, config.path, methods=["GET"], name=WS_ROUTE
             )
+            if config.http_api:
+                add_api_routes(self, config.api_path)
+        if config.http_api:
+            inject_chat(app, self.name)
         elif self._path != config.path:
             raise ConfigError(
                 "one blueprint cannot serve different paths on different "

@@ -138,6 +138,17 @@ class Chat:
         messages: list[dict[str, Any]] = json.loads(frame)["messages"]
         return messages
 
+    async def disconnect_user(
+        self, user_id: str, reason: str = "disconnected by the server"
+    ) -> int:
+        """Close every connection of ``user_id`` on every worker with 1008.
+
+        Returns:
+            How many were closed on this worker; other workers close
+            theirs when the notice reaches them through the broadcaster.
+        """
+        return await self.hub.disconnect_user(user_id, reason)
+
     async def presence(self, room: str) -> PresenceInfo:
         """Return the users connected to ``room`` (on every worker)."""
         return await self.broadcaster.presence(

@@ -66,6 +66,12 @@ class ChatConfig:
         churn_cost: Tokens a ``join`` or ``leave`` costs.
         max_connections_per_user: Sockets one user id may hold on a worker;
             more get 429 before the upgrade.
+        http_api: Serve the HTTP API (rooms, history, presence,
+            publishing, disconnecting users, health) under ``api_path``.
+        api_path: Prefix of the HTTP API's routes, inside the blueprint.
+        api_key: Secret that lets a backend publish as the system and
+            disconnect users over the HTTP API (``X-API-Key`` header);
+            empty: only users whose token has the ``chat_admin`` claim.
     """
 
     broadcaster_url: str = "memory://"
@@ -89,6 +95,9 @@ class ChatConfig:
     rate_limit_strikes: int = 20
     churn_cost: int = 5
     max_connections_per_user: int = 20
+    http_api: bool = True
+    api_path: str = "/api"
+    api_key: str = ""
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -156,8 +165,14 @@ class ChatConfig:
                 f"default_room {self.default_room!r} is not a valid room "
                 "name (^[A-Za-z0-9_.:-]{1,64}$)"
             )
-        if not self.path.startswith("/"):
-            raise ConfigError(f"path must start with '/', not {self.path!r}")
+        for name in ("path", "api_path"):
+            value = getattr(self, name)
+            if not value.startswith("/"):
+                raise ConfigError(f"{name} must start with '/', not {value!r}")
+        if self.http_api and self.api_path.rstrip("/") == self.path.rstrip(
+            "/"
+        ):
+            raise ConfigError("api_path and path must differ")
 
 
 def _convert(key: str, raw: Any, default: Any) -> Any:

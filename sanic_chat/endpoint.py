@@ -45,6 +45,7 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         else None,
     )
     if isinstance(socket, HTTPResponse):
+        chat.hub.release(request.ctx.chat_user.id)
         return socket
     if chat.closing:
         socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")

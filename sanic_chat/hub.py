@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 from .backends.base import Broadcaster, Event, Gap
 from .config import ChatConfig
 from .connection import Connection
-from .errors import BroadcasterUnavailable, ProtocolError
+from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .identity import User
 from .protocol import encode, message_payload, now_ms, with_id
 from .wire import text_frame
@@ -34,6 +35,10 @@ from .wire import text_frame
 logger = logging.getLogger(__name__)
 
 _RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+# Carries notices between workers (disconnect a user). Not a valid room
+# name, so no client can join or publish to it.
+CONTROL_CHANNEL = "#sanic-chat-control"
 
 
 class Room:
@@ -78,6 +83,7 @@ class Hub:
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._control: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------
     # Connections
@@ -102,6 +108,14 @@ class Hub:
         after 10 seconds.
         """
         self._pending.setdefault(user_id, []).append(time.monotonic() + 10)
+
+    def release(self, user_id: str) -> None:
+        """Drop one reservation of ``user_id`` (its handshake failed)."""
+        pending = self._pending.get(user_id)
+        if pending:
+            pending.pop(0)
+            if not pending:
+                del self._pending[user_id]
 
     def connections_of(self, user_id: str) -> int:
         """Open (or about to open) connections of ``user_id`` here."""
@@ -165,11 +179,74 @@ class Hub:
             conn.socket.abort()
 
     def start(self) -> None:
-        """Start the watchdog: keepalive pings, stuck clients closed."""
+        """Start the watchdog and the control channel.
+
+        The watchdog sends keepalive pings and closes stuck clients; the
+        control channel carries disconnect notices between workers.
+        """
         if self._watchdog is None:
             self._watchdog = asyncio.create_task(
                 self._watch(), name="sanic-chat watchdog"
             )
+        if self._control is None:
+            self._control = asyncio.create_task(
+                self._follow_control(), name="sanic-chat control"
+            )
+
+    async def disconnect_user(self, user_id: str, reason: str) -> int:
+        """Close ``user_id``'s connections here and tell other workers.
+
+        Returns:
+            How many connections were closed on this worker.
+        """
+        closed = self._close_user(user_id, reason)
+        await self.broadcaster.publish(
+            CONTROL_CHANNEL,
+            encode({"op": "disconnect", "user": user_id, "reason": reason}),
+            store=False,
+        )
+        return closed
+
+    def _close_user(self, user_id: str, reason: str) -> int:
+        closed = 0
+        for conn in list(self.connections):
+            if conn.user.id == user_id and not conn.closing:
+                conn.close(CloseCode.POLICY_VIOLATION, reason)
+                closed += 1
+        if closed:
+            logger.info(
+                "disconnected user %r (%d connections)", user_id, closed
+            )
+        return closed
+
+    async def _follow_control(self) -> None:
+        """Act on control notices (published by any worker) until cancelled."""
+        attempt = 0
+        while True:
+            try:
+                async with self.broadcaster.subscribe(
+                    CONTROL_CHANNEL
+                ) as events:
+                    attempt = 0
+                    async for item in events:
+                        if isinstance(item, Gap):
+                            continue
+                        notice = json.loads(item.payload)
+                        if notice.get("op") == "disconnect":
+                            self._close_user(
+                                str(notice["user"]), str(notice["reason"])
+                            )
+                raise BroadcasterUnavailable("subscription ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == 0:
+                    logger.warning(
+                        "control channel failed (%s); retrying", exc
+                    )
+                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+                attempt += 1
+                await asyncio.sleep(delay)
 
     async def _watch(self) -> None:
         timeout = self.config.send_timeout
@@ -186,9 +263,10 @@ class Hub:
     async def stop(self) -> None:
         """Cancel the watchdog and every room's subscription task."""
         tasks = [room.task for room in self.rooms.values() if room.task]
-        if self._watchdog is not None:
-            tasks.append(self._watchdog)
-            self._watchdog = None
+        for task in (self._watchdog, self._control):
+            if task is not None:
+                tasks.append(task)
+        self._watchdog = self._control = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -495,6 +573,13 @@ class Hub:
         frame = text_frame(encode({"type": "resync", "room": room.name}))
         for conn in room.members:
             conn.send(frame, room.name)
+
+    @staticmethod
+    def event_text(event: Event) -> str:
+        """The event as the JSON text clients receive."""
+        if event.id is None:
+            return event.payload
+        return with_id(event.payload, event.id)
 
     @staticmethod
     def _text(event: Event) -> str:

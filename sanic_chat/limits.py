@@ -12,6 +12,7 @@ with 1008. One client can therefore never make the server do more than
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 
 class TokenBucket:
@@ -49,3 +50,21 @@ class TokenBucket:
             return True
         self.strikes += 1
         return False
+
+
+class PublishLimiter:
+    """Token buckets per publisher for the publish route (bounded LRU)."""
+
+    def __init__(self, rate: float, burst: int, size: int = 10_000) -> None:
+        self.rate, self.burst, self.size = rate, burst, size
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, key: str) -> bool:
+        """Charge one publish to ``key``; False when over the limit."""
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst)
+        self._buckets[key] = bucket
+        if len(self._buckets) > self.size:
+            self._buckets.popitem(last=False)
+        return bucket.take(1)

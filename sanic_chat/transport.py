@@ -48,6 +48,11 @@ logger = logging.getLogger(__name__)
 # stops reading (TCP back-pressure on a client that floods).
 _INBOX_HIGH = 16
 _INBOX_LOW = 4
+_INBOX_HIGH_BYTES = 1 << 20
+_INBOX_LOW_BYTES = 1 << 18
+# Pongs and close frames go out even when the client does not read; a
+# client that floods pings without reading is cut off past this.
+_MAX_WRITE_BACKLOG = 4 << 20
 _EOF = b""  # websockets' marker in data_to_send(): close the TCP stream
 
 
@@ -68,7 +73,9 @@ class WebSocket:
         "_close_timer",
         "_eof",
         "_fragments",
+        "_gone",
         "_inbox",
+        "_inbox_bytes",
         "_io_proto",
         "_paused",
         "_transport",
@@ -108,7 +115,9 @@ class WebSocket:
         self.write_direct = self._transport.write
         self._close_timeout = close_timeout
         self._inbox: deque[str | bytes] = deque()
+        self._inbox_bytes = 0
         self._eof = False
+        self._gone = False
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -155,9 +164,12 @@ class WebSocket:
 
         Frames already in the transport's buffer go out first, the close
         frame last; a client that does not answer within ``close_timeout``
-        seconds (Sanic's ``WEBSOCKET_TIMEOUT``) is disconnected.
+        seconds (Sanic's ``WEBSOCKET_TIMEOUT``) is disconnected. Messages
+        the client sends from now on are dropped.
         """
         self._end()
+        if self._gone:
+            return
         if self._paused:  # the client's close frame must get through
             self._paused = False
             self._transport.resume_reading()
@@ -167,7 +179,7 @@ class WebSocket:
         self._abort_later()
 
     def _abort_later(self) -> None:
-        if self._close_timer is None:
+        if self._close_timer is None and not self._gone:
             self._close_timer = self.loop.call_later(
                 self._close_timeout, self._transport.abort
             )
@@ -176,6 +188,14 @@ class WebSocket:
         """Drop the TCP connection now, without a closing handshake."""
         self._end()
         self._transport.abort()
+
+    def fail_connection(self, code: int = 1006, reason: str = "") -> bool:
+        """Sanic's hook when its graceful shutdown runs out of time."""
+        if self.ws_proto.state is State.OPEN:
+            self.ws_proto.send_close(code, reason)
+            self._flush()
+        self.abort()
+        return True
 
     def end_connection(self, code: int = 1000, reason: str = "") -> None:
         """Sanic's hook when its connection task ends: close, then drop.
@@ -202,7 +222,12 @@ class WebSocket:
             finally:
                 self._waiter = None
         message = self._inbox.popleft()
-        if self._paused and len(self._inbox) <= _INBOX_LOW:
+        self._inbox_bytes -= len(message)
+        if (
+            self._paused
+            and len(self._inbox) <= _INBOX_LOW
+            and self._inbox_bytes <= _INBOX_LOW_BYTES
+        ):
             self._paused = False
             self._transport.resume_reading()
         return message
@@ -216,10 +241,19 @@ class WebSocket:
             opcode = frame.opcode
             if opcode is Opcode.PONG:
                 self.ping_sent_at = None
+            elif self._eof:
+                continue  # a close has started: no more requests
             elif opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
                 self._assemble(opcode, bytes(frame.data), frame.fin)
         self._flush()
-        if len(self._inbox) >= _INBOX_HIGH and not self._paused:
+        if (
+            not self._paused
+            and not self._eof
+            and (
+                len(self._inbox) >= _INBOX_HIGH
+                or self._inbox_bytes >= _INBOX_HIGH_BYTES
+            )
+        ):
             self._paused = True
             self._transport.pause_reading()
 
@@ -240,10 +274,12 @@ class WebSocket:
         try:
             self._deliver(payload.decode("utf-8"))
         except UnicodeDecodeError:
+            self._end()  # nothing after the bad frame is taken either
             self.ws_proto.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
 
     def _deliver(self, message: str | bytes) -> None:
         self._inbox.append(message)
+        self._inbox_bytes += len(message)
         self._wake()
 
     def _end(self) -> None:
@@ -262,13 +298,14 @@ class WebSocket:
         for chunk in self.ws_proto.data_to_send():
             if chunk != _EOF:
                 transport.write(chunk)
-            elif transport.get_write_buffer_size() > len(chunk):
-                # The closing handshake is over but our frames still sit
-                # in the buffer: the client stopped reading long ago.
-                transport.abort()
             else:
+                # Flush, then FIN; the timer aborts a client that never
+                # reads what is still buffered.
                 transport.close()
                 self._abort_later()
+        if transport.get_write_buffer_size() > _MAX_WRITE_BACKLOG:
+            logger.info("aborting a client that sends but never reads")
+            self.abort()
         state = self.ws_proto.state
         if state is not State.OPEN:
             self._not_open()
@@ -283,6 +320,7 @@ class WebSocket:
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """The TCP connection is gone: wake the reader, tell the owner."""
+        self._gone = True
         if self.ws_proto.state is not State.CLOSED:
             self.ws_proto.state = State.CLOSED
         if self._close_timer is not None:
@@ -308,12 +346,20 @@ def accept(
     routes, and ``WEBSOCKET_TIMEOUT`` (10 s) bounds the closing handshake.
     """
     headers = request.headers
-    key = headers.get("sec-websocket-key", "")
+    keys = headers.getall("sec-websocket-key", [])
+    key = keys[0] if len(keys) == 1 else ""
+    if request.version == "1.0" or "host" not in headers:
+        return _refuse(400, "an upgrade needs HTTP/1.1 and a Host header")
+    if "content-length" in headers or "transfer-encoding" in headers:
+        return _refuse(400, "an upgrade request has no body")
     if not _has_token(headers.getall("upgrade", []), "websocket"):
         return _refuse(400, "missing Upgrade: websocket")
     if not _has_token(headers.getall("connection", []), "upgrade"):
         return _refuse(400, "missing Connection: Upgrade")
-    if headers.get("sec-websocket-version", "") != "13":
+    versions = headers.getall("sec-websocket-version", [])
+    if len(versions) > 1:
+        return _refuse(400, "repeated Sec-WebSocket-Version")
+    if versions != ["13"]:
         refused = _refuse(426, "unsupported WebSocket version; use 13")
         refused.headers["Sec-WebSocket-Version"] = "13"
         return refused
@@ -345,9 +391,14 @@ def accept(
     )
     socket = WebSocket(io_proto, ws_proto, close_timeout=close_timeout)
     io_proto.transport.write((head + "\r\n").encode())
+    # Sanic's access log lines for websockets (OPEN, then CLOSE with the
+    # codes); the URL has its token redacted already.
+    io_proto.websocket_url = request.url
+    io_proto.websocket_peer = f"{request.client_ip}:{request.port}"
     # From now on Sanic's WebSocketProtocol forwards bytes, EOF, loss and
     # end-of-task to this object.
     io_proto.websocket = socket
+    io_proto.log_websocket("OPEN")
     return socket
 
 

@@ -16,6 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sanic import Request
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -273,7 +274,6 @@ async def test_query_string_tokens_never_reach_the_access_log(
 
 
 async def test_the_apps_own_handlers_get_the_same_identity() -> None:
-    from sanic import Request
     from sanic.response import json as json_response
 
     import sanic_chat

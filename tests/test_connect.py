@@ -119,3 +119,29 @@ async def test_a_broken_handshake_gets_an_http_error_and_no_socket() -> None:
         status, _ = await _handshake(srv.port, Connection="keep-alive")
         assert status.startswith(b"HTTP/1.1 400")
         assert srv.chat.connection_count == 0
+
+
+async def test_odd_upgrade_requests_are_refused_before_any_socket() -> None:
+    async with live(make_app()) as srv:
+        base = (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+        )
+        key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        for raw in (
+            base + key + key,  # two keys
+            base + key + "Sec-WebSocket-Version: 13\r\n",  # two versions
+            base + key + "Content-Length: 5\r\n\r\nhello",  # a body
+            base.replace("HTTP/1.1", "HTTP/1.0") + key,
+        ):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", srv.port
+            )
+            writer.write(
+                (raw if raw.endswith("hello") else raw + "\r\n").encode()
+            )
+            status = (await reader.readuntil(b"\r\n")).decode()
+            writer.close()
+            assert status.startswith("HTTP/1.1 400"), (status, raw)
+        assert srv.chat.connection_count == 0

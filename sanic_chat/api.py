@@ -1,0 +1,369 @@
+"""The HTTP API: rooms, history, presence, publishing, disconnecting.
+
+Routes live in the chat's blueprint under ``api_path`` (``/api``) and are
+built with sanic-ext: request bodies and queries are validated with
+pydantic models through :func:`sanic_ext.validate`, and every route is
+described for the OpenAPI document that sanic-ext serves at ``/docs``.
+Pydantic because sanic-ext (25.12) already imports it, so it costs users
+nothing, and its errors name each invalid field, which the API returns
+as ``fields``.
+
+Every route identifies the caller with the chat's own authenticator, as
+``/ws`` does. Reading a room needs the right to join it (``can_join``);
+publishing and disconnecting need the *system* permission: the
+``X-API-Key`` header equal to ``CHAT_API_KEY``, or a token whose claims
+have ``"chat_admin": true``. A message published here takes the same
+path as one sent over a socket: same ids, order, history, limits and
+fan-out to every worker.
+
+Errors are JSON: ``{"error": {"code": ..., "message": ..., "fields":
+[...]}}`` with 400, 401, 403, 404, 413, 429 or 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sanic import HTTPResponse, Request
+from sanic.response import json
+from sanic_ext import openapi, validate
+from sanic_ext.exceptions import ValidationError
+
+from .auth import redact_token
+from .chat import Chat
+from .errors import BroadcasterUnavailable, Forbidden
+from .identity import SYSTEM_USER, User, valid_display_name
+from .limits import PublishLimiter
+from .protocol import MAX_ID_LENGTH, encodable, encode, valid_room
+
+API_KEY_HEADER = "x-api-key"
+ADMIN_CLAIM = "chat_admin"
+
+
+class Sender(BaseModel):
+    """Whom a published message shows as its sender."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128, examples=["ci"])
+    name: str = Field(min_length=1, max_length=32, examples=["CI bot"])
+
+
+class PublishBody(BaseModel):
+    """A message to publish into a room."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, examples=["Deploy finished"])
+    user: Sender | None = Field(
+        default=None,
+        description="Sender shown to clients; the system user if omitted.",
+    )
+
+
+class HistoryQuery(BaseModel):
+    """Paging of a room's history by message id."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=50, ge=1, le=1000)
+    before: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH
+    )
+    after: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH
+    )
+
+
+class ApiError(Exception):
+    """An API error answer: status, stable code, message, fields."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.fields = fields
+
+    def response(self) -> HTTPResponse:
+        """The JSON answer."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields is not None:
+            error["fields"] = self.fields
+        return json({"error": error}, status=self.status)
+
+
+def error_response(exc: Exception) -> HTTPResponse:
+    """Turn an exception raised on an API route into its JSON answer."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, ValidationError):
+        return ApiError(
+            400, "bad_request", "invalid request", _fields(exc)
+        ).response()
+    if isinstance(exc, BroadcasterUnavailable):
+        return ApiError(
+            503, "unavailable", "chat backend unavailable, retry"
+        ).response()
+    status = getattr(exc, "status_code", 500)
+    if status == 413:
+        return ApiError(413, "too_large", "request too large").response()
+    if 400 <= status < 500:
+        return ApiError(status, "bad_request", str(exc)).response()
+    raise exc
+
+
+def _fields(exc: ValidationError) -> list[dict[str, str]]:
+    # sanic-ext raises its own error from pydantic's, keeping it as the
+    # context: that one knows which field failed and why.
+    cause = exc.__context__
+    errors = getattr(cause, "errors", None)
+    if errors is None:
+        return [{"field": "", "message": str(exc)}]
+    return [
+        {
+            "field": ".".join(str(p) for p in error["loc"]),
+            "message": error["msg"],
+        }
+        for error in errors()
+    ]
+
+
+class Caller:
+    """Who is calling the API and what they may do."""
+
+    __slots__ = ("system", "user")
+
+    def __init__(self, user: User | None, system: bool) -> None:
+        self.user, self.system = user, system
+
+
+async def identify(chat: Chat, request: Request) -> Caller:
+    """Authenticate an API request, or raise 401/403."""
+    redact_token(request)
+    key = chat.config.api_key
+    offered = request.headers.get(API_KEY_HEADER)
+    if offered is not None:
+        if key and hmac.compare_digest(offered.encode(), key.encode()):
+            return Caller(None, system=True)
+        raise ApiError(401, "unauthorized", "invalid API key")
+    try:
+        user = await chat.identify(request)
+    except Forbidden as exc:
+        raise ApiError(403, "forbidden", str(exc) or "not allowed") from None
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    if user is None:
+        raise ApiError(401, "unauthorized", "authentication required")
+    return Caller(user, system=user.claims.get(ADMIN_CLAIM) is True)
+
+
+async def _readable_room(chat: Chat, caller: Caller, room: str) -> None:
+    if not valid_room(room):
+        raise ApiError(400, "bad_request", "invalid room name")
+    user = caller.user
+    if (
+        user is not None
+        and not caller.system
+        and not await chat.may_join(user, room)
+    ):
+        raise ApiError(403, "forbidden", f"not allowed in room {room!r}")
+
+
+def _require_system(caller: Caller) -> None:
+    if not caller.system:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"needs the {API_KEY_HEADER} header or the {ADMIN_CLAIM} claim",
+        )
+
+
+# ----------------------------------------------------------------------
+# Handlers. Each takes the chat as its first argument; the blueprint
+# binds it (see ChatBlueprint.register).
+
+TAG = "chat"
+ERRORS = {
+    400: "Invalid request (`fields` names what is wrong)",
+    401: "No valid identity",
+    403: "Not allowed",
+    503: "Chat backend unavailable",
+}
+
+
+def _responses(*codes: int, **more: str) -> dict[int, Any]:
+    answers: dict[int, Any] = {c: {"application/json": dict} for c in codes}
+    return {**answers, **{int(k[1:]): v for k, v in more.items()}}
+
+
+async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
+    """Rooms with members on this worker, and their member counts.
+
+    ``members`` counts connections on this worker; ``users`` is the number
+    of distinct users in the room on every worker (from presence).
+    """
+    caller = await identify(chat, request)
+    rooms = []
+    for name, local in sorted(chat.room_sizes().items()):
+        user = caller.user
+        if (
+            user is not None
+            and not caller.system
+            and not await chat.may_join(user, name)
+        ):
+            continue
+        info = await chat.presence(name)
+        rooms.append({"room": name, "members": local, "users": info.count})
+    return json({"rooms": rooms})
+
+
+async def room_history(
+    chat: Chat, request: Request, room: str, query: HistoryQuery
+) -> HTTPResponse:
+    """A room's stored messages, oldest first, with id paging.
+
+    Without ``before``/``after``: the newest ``limit`` messages. With
+    ``before``: the newest ``limit`` older than that id; with ``after``:
+    the oldest ``limit`` newer than it. 404 for a room with no history
+    and no members, or an id no longer in history.
+    """
+    caller = await identify(chat, request)
+    await _readable_room(chat, caller, room)
+    page = await chat.broadcaster.history(
+        room, limit=query.limit, before=query.before, after=query.after
+    )
+    if not page.found:
+        raise ApiError(404, "not_found", "message id not in history")
+    if not page.events and not _known(chat, room) and not query.before:
+        info = await chat.presence(room)
+        if not info.count:
+            raise ApiError(404, "not_found", f"no room {room!r}")
+    # Stored messages are already JSON: splice them, do not re-encode.
+    body = ",".join(chat.hub.event_text(event) for event in page.events)
+    return HTTPResponse(
+        '{"room":' + encode(room) + ',"messages":[' + body + "]}",
+        content_type="application/json",
+    )
+
+
+async def room_presence(
+    chat: Chat, request: Request, room: str
+) -> HTTPResponse:
+    """Users in a room on every worker (at most ``presence_list_limit``)."""
+    caller = await identify(chat, request)
+    await _readable_room(chat, caller, room)
+    info = await chat.presence(room)
+    if not info.count and not _known(chat, room):
+        raise ApiError(404, "not_found", f"no room {room!r}")
+    return json({"room": room, "users": info.users, "count": info.count})
+
+
+async def publish(
+    chat: Chat,
+    limiter: PublishLimiter,
+    request: Request,
+    room: str,
+    body: PublishBody,
+) -> HTTPResponse:
+    """Publish a message as the system (or a named sender).
+
+    Needs the system permission. Same path as a socket's message: an id,
+    history, every member on every worker. 201 with the id.
+    """
+    caller = await identify(chat, request)
+    _require_system(caller)
+    if not valid_room(room):
+        raise ApiError(400, "bad_request", "invalid room name")
+    text = body.text
+    if len(text) > chat.config.max_text_length:
+        raise ApiError(
+            413,
+            "too_large",
+            f"text longer than {chat.config.max_text_length} characters",
+        )
+    if not text.strip() or not encodable(text):
+        raise ApiError(
+            400,
+            "bad_request",
+            "invalid request",
+            [{"field": "text", "message": "empty or not valid Unicode"}],
+        )
+    sender = SYSTEM_USER
+    if body.user is not None:
+        if not valid_display_name(body.user.name):
+            raise ApiError(
+                400,
+                "bad_request",
+                "invalid request",
+                [{"field": "user.name", "message": "not a valid name"}],
+            )
+        sender = User(body.user.id, body.user.name)
+    key = caller.user.id if caller.user is not None else "api-key"
+    if not limiter.allow(key):
+        raise ApiError(429, "rate_limited", "too many messages, slow down")
+    message_id = await chat.publish(room, text, user=sender)
+    return json({"id": message_id, "room": room}, status=201)
+
+
+async def disconnect_user(
+    chat: Chat, request: Request, user_id: str
+) -> HTTPResponse:
+    """Close every connection of a user, on every worker (1008).
+
+    Answers with the number closed on the worker that took the request;
+    the other workers close theirs when the notice reaches them.
+    """
+    caller = await identify(chat, request)
+    _require_system(caller)
+    closed = await chat.disconnect_user(user_id)
+    return json({"user": user_id, "closed_here": closed})
+
+
+async def health(chat: Chat, request: Request) -> HTTPResponse:
+    """Liveness and readiness of the worker that answers.
+
+    200 when this worker can reach its broadcaster and is not shutting
+    down, 503 otherwise; no authentication, for load balancers.
+    """
+    ready = chat.healthy
+    return json(
+        {
+            "live": True,
+            "ready": ready,
+            "broadcaster": "ok" if chat.broadcaster.healthy else "down",
+            "closing": chat.closing,
+            "connections": chat.connection_count,
+        },
+        status=200 if ready else 503,
+    )
+
+
+def _known(chat: Chat, room: str) -> bool:
+    return room in chat.hub.rooms
+
+
+def document(handler: Any, *, summary: str, **kwargs: Any) -> Any:
+    """Describe ``handler`` for OpenAPI (sanic-ext)."""
+    return openapi.definition(summary=summary, tag=TAG, **kwargs)(handler)
+
+
+__all__ = [
+    "ApiError",
+    "HistoryQuery",
+    "PublishBody",
+    "Sender",
+    "disconnect_user",
+    "document",
+    "error_response",
+    "health",
+    "identify",
+    "list_rooms",
+    "publish",
+    "room_history",
+    "room_presence",
+    "validate",
+]

@@ -1,0 +1,156 @@
+"""Registration of the HTTP API's routes on the chat blueprint.
+
+The handlers are in :mod:`sanic_chat.api`; this module binds them to the
+blueprint's chat, wraps them with sanic-ext's validation and OpenAPI
+descriptions, and makes :class:`~sanic_chat.Chat` injectable into the
+app's own handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic.exceptions import SanicException
+from sanic_ext import openapi, validate
+from sanic_ext.exceptions import ValidationError
+
+from . import api
+from .chat import Chat, get_chat
+from .errors import BroadcasterUnavailable
+from .limits import PublishLimiter
+
+_ERRORS: dict[int, str] = {
+    400: "Invalid request; `error.fields` names each invalid field",
+    401: "No valid identity (token or API key)",
+    403: "Not allowed",
+    503: "Chat backend unavailable on this worker",
+}
+
+
+def _answers(ok: int, what: str, *errors: int) -> list[Any]:
+    codes = {ok: what, **{code: _ERRORS.get(code, "") for code in errors}}
+    return [
+        openapi.definitions.Response(
+            {"application/json": dict}, status=code, description=text
+        )
+        for code, text in codes.items()
+    ]
+
+
+def add_api_routes(bp: Blueprint, api_path: str) -> None:
+    """Add the HTTP API under ``api_path`` to the chat blueprint ``bp``."""
+    prefix = api_path.rstrip("/")
+    name = bp.name
+    limiters: dict[int, PublishLimiter] = {}
+
+    def chat_of(request: Request) -> Chat:
+        return get_chat(request.app, name)
+
+    @openapi.definition(
+        summary="List rooms",
+        description=api.list_rooms.__doc__,
+        tag=api.TAG,
+        response=_answers(200, "Rooms and member counts", 401, 403),
+    )
+    async def rooms(request: Request) -> HTTPResponse:
+        return await api.list_rooms(chat_of(request), request)
+
+    @openapi.definition(
+        summary="Read a room's history",
+        description=api.room_history.__doc__,
+        tag=api.TAG,
+        parameter=[
+            openapi.definitions.Parameter("limit", int, "query"),
+            openapi.definitions.Parameter("before", str, "query"),
+            openapi.definitions.Parameter("after", str, "query"),
+        ],
+        response=_answers(200, "Messages, oldest first", 400, 401, 403, 404),
+    )
+    @validate(query=api.HistoryQuery)
+    async def history(
+        request: Request, room: str, query: api.HistoryQuery
+    ) -> HTTPResponse:
+        return await api.room_history(chat_of(request), request, room, query)
+
+    @openapi.definition(
+        summary="Who is in a room",
+        description=api.room_presence.__doc__,
+        tag=api.TAG,
+        response=_answers(200, "Users and count", 400, 401, 403, 404),
+    )
+    async def presence(request: Request, room: str) -> HTTPResponse:
+        return await api.room_presence(chat_of(request), request, room)
+
+    @openapi.definition(
+        summary="Publish a message (system permission)",
+        description=api.publish.__doc__,
+        tag=api.TAG,
+        body={"application/json": api.PublishBody},
+        secured={"apiKey": []},
+        response=_answers(
+            201, "The new message's id", 400, 401, 403, 413, 429, 503
+        ),
+    )
+    @validate(json=api.PublishBody)
+    async def publish(
+        request: Request, room: str, body: api.PublishBody
+    ) -> HTTPResponse:
+        chat = chat_of(request)
+        limiter = limiters.get(id(chat))
+        if limiter is None:
+            config = chat.config
+            limiter = PublishLimiter(config.rate_limit, config.rate_burst)
+            limiters[id(chat)] = limiter
+        return await api.publish(chat, limiter, request, room, body)
+
+    @openapi.definition(
+        summary="Disconnect a user (system permission)",
+        description=api.disconnect_user.__doc__,
+        tag=api.TAG,
+        secured={"apiKey": []},
+        response=_answers(200, "Connections closed here", 401, 403, 503),
+    )
+    async def disconnect(request: Request, user_id: str) -> HTTPResponse:
+        return await api.disconnect_user(chat_of(request), request, user_id)
+
+    @openapi.definition(
+        summary="Liveness and readiness of this worker",
+        description=api.health.__doc__,
+        tag=api.TAG,
+        response=_answers(200, "Ready", 503),
+    )
+    async def health(request: Request) -> HTTPResponse:
+        return await api.health(chat_of(request), request)
+
+    async def on_error(request: Request, exc: Exception) -> HTTPResponse:
+        return api.error_response(exc)
+
+    routes = [
+        (rooms, "/rooms", "GET", "api_rooms"),
+        (history, "/rooms/<room:str>/history", "GET", "api_history"),
+        (presence, "/rooms/<room:str>/presence", "GET", "api_presence"),
+        (publish, "/rooms/<room:str>/messages", "POST", "api_publish"),
+        (disconnect, "/users/<user_id:str>/connections", "DELETE",
+         "api_disconnect"),
+        (health, "/health", "GET", "api_health"),
+    ]  # fmt: skip
+    for handler, path, method, route_name in routes:
+        bp.add_route(
+            handler,  # type: ignore[arg-type]
+            prefix + path,
+            methods=[method],
+            name=route_name,
+        )
+    bp.exception(
+        api.ApiError, ValidationError, BroadcasterUnavailable, SanicException
+    )(on_error)
+
+
+def inject_chat(app: Sanic[Any, Any], name: str) -> None:
+    """Let the app's handlers take a ``chat: Chat`` argument (sanic-ext)."""
+
+    def constructor(request: Request) -> Chat:
+        return get_chat(request.app, name)
+
+    app.ext.add_dependency(Chat, constructor)
