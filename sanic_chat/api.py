@@ -149,14 +149,17 @@ async def identify(chat: Chat, request: Request) -> Caller:
     if offered is not None:
         if key and hmac.compare_digest(offered.encode(), key.encode()):
             return Caller(None, system=True)
+        chat.metrics.auth_failure("invalid_api_key")
         raise ApiError(401, "unauthorized", "invalid API key")
     try:
         user = await chat.identify(request)
     except Forbidden as exc:
+        chat.metrics.auth_failure("forbidden")
         raise ApiError(403, "forbidden", str(exc) or "not allowed") from None
     except ValueError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
     if user is None:
+        chat.metrics.auth_failure("unauthorized")
         raise ApiError(401, "unauthorized", "authentication required")
     return Caller(user, system=user.claims.get(ADMIN_CLAIM) is True)
 
@@ -304,6 +307,7 @@ async def publish(
         sender = User(body.user.id, body.user.name)
     key = caller.user.id if caller.user is not None else "api-key"
     if not limiter.allow(key):
+        chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many messages, slow down")
     message_id = await chat.publish(room, text, user=sender)
     return json({"id": message_id, "room": room}, status=201)

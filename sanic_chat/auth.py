@@ -7,6 +7,7 @@ JSON body (400, 401 or 403) and never a socket.
 
 from __future__ import annotations
 
+import json as _json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
@@ -31,6 +32,15 @@ class RoomRequest:
 def refuse(status: int, code: str, message: str) -> HTTPResponse:
     """Build the JSON error answer of a refused upgrade."""
     return json({"error": {"code": code, "message": message}}, status=status)
+
+
+def refusal_code(response: HTTPResponse) -> str:
+    """The ``error.code`` of an answer made by :func:`refuse`."""
+    try:
+        code = _json.loads(response.body or b"")["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return str(response.status)
+    return str(code)
 
 
 def origin_allowed(request: Request, allowed: str) -> bool:

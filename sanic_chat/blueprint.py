@@ -9,12 +9,15 @@ on ``app.ctx.sanic_chat`` and found with :func:`~sanic_chat.get_chat`.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic.response import json
 from sanic_ext import openapi
 
-from .auth import check_upgrade
+from .auth import check_upgrade, refusal_code
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
 from .config import ChatConfig
@@ -36,6 +39,7 @@ class ChatBlueprint(Blueprint):
         "_broadcaster",
         "_chat_options",
         "_hooks",
+        "_metrics",
         "_path",
         "_serve",
     )
@@ -61,7 +65,11 @@ class ChatBlueprint(Blueprint):
             route = request.route
             if route is None or not route.name.endswith(f".{WS_ROUTE}"):
                 return None  # the HTTP API identifies callers itself
-            return await check_upgrade(self._chat(request.app), request)
+            chat = self._chat(request.app)
+            refused = await check_upgrade(chat, request)
+            if refused is not None:
+                chat.metrics.auth_failure(refusal_code(refused))
+            return refused
 
         async def start(app: Sanic[Any, Any]) -> None:
             await self._chat(app).start()
@@ -71,6 +79,33 @@ class ChatBlueprint(Blueprint):
 
         async def stop(app: Sanic[Any, Any]) -> None:
             await self._chat(app).stop()
+
+        def share_metrics(app: Sanic[Any, Any]) -> None:
+            # prometheus-client aggregates workers through files in this
+            # directory; it must be set before the workers start.
+            if app.state.workers > 1 and not os.environ.get(
+                "PROMETHEUS_MULTIPROC_DIR"
+            ):
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+                    prefix="sanic-chat-metrics-"
+                )
+
+        async def metrics(request: Request) -> HTTPResponse:
+            exporter = self._chat(request.app).exporter
+            if exporter is None:
+                return json(
+                    {
+                        "error": {
+                            "code": "unavailable",
+                            "message": "metrics need prometheus-client",
+                        }
+                    },
+                    status=503,
+                )
+            body, content_type = exporter.render()
+            return HTTPResponse(body, content_type=content_type)
+
+        self._metrics = metrics
 
         def warn_if_not_shared(app: Sanic[Any, Any]) -> None:
             chat = self._chat(app)
@@ -100,6 +135,7 @@ class ChatBlueprint(Blueprint):
         )(serve_chat)
 
         self.main_process_start(warn_if_not_shared)
+        self.main_process_start(share_metrics)
         self.on_request(check)
         self.before_server_start(start)
         self.before_server_stop(shutdown)
@@ -136,6 +172,18 @@ class ChatBlueprint(Blueprint):
             )
             if config.http_api:
                 add_api_routes(self, config.api_path)
+            if config.metrics_path:
+                self.add_route(
+                    openapi.definition(
+                        summary="Prometheus metrics of the chat",
+                        description="Text exposition; every name starts "
+                        "with sanic_chat_ (docs/metrics.md).",
+                        tag="chat",
+                    )(self._metrics),
+                    config.metrics_path,
+                    methods=["GET"],
+                    name="metrics",
+                )
         if config.http_api:
             inject_chat(app, self.name)
         elif self._path != config.path:

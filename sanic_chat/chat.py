@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +23,10 @@ from .config import ChatConfig
 from .errors import CloseCode
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
+from .metrics import Metrics, PrometheusExporter
 from .protocol import encodable, valid_room
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_NAME = "sanic_chat"
 
@@ -55,28 +59,50 @@ class Chat:
         self.authenticator = authenticator
         self._can_join = can_join
         self._can_publish = can_publish
-        self.hub = Hub(broadcaster, config)
+        self.metrics = Metrics()
+        self.hub = Hub(broadcaster, config, self.metrics)
         self.closing = False
+        # Prometheus exposition, when prometheus-client is installed and a
+        # metrics route is configured (created per worker, at start).
+        self.exporter: PrometheusExporter | None = None
 
     # Lifecycle, driven by the blueprint's listeners -----------------------
 
     async def start(self) -> None:
         """Connect the broadcaster (once per worker, before serving)."""
         self.closing = False
+        if self.config.metrics_path and self.exporter is None:
+            try:
+                self.exporter = PrometheusExporter(self.metrics_snapshot)
+            except ImportError:
+                logger.info(
+                    "sanic-chat: no /metrics (pip install prometheus-client)"
+                )
         await self.broadcaster.connect()
         self.hub.start()
+        if self.exporter is not None:
+            self.exporter.start()
 
     async def shutdown(self) -> None:
-        """Close every socket with 1001, after the frames it has queued."""
+        """Close every socket with 1012 (service restart), in batches.
+
+        Each socket gets the frames already queued for it first; the
+        batches are spread over ``shutdown_spread`` seconds so clients do
+        not reconnect all at once. Messages in flight are in history, so
+        clients that reconnect with ``since`` lose nothing.
+        """
         self.closing = True
         await self.hub.close_all(
-            CloseCode.GOING_AWAY,
-            "server shutting down",
+            CloseCode.SERVICE_RESTART,
+            "server restarting",
             self.config.shutdown_close_timeout,
+            self.config.shutdown_spread,
         )
 
     async def stop(self) -> None:
         """Stop room subscriptions and disconnect the broadcaster."""
+        if self.exporter is not None:
+            await self.exporter.stop()
         await self.hub.stop()
         await self.broadcaster.disconnect()
 
@@ -159,6 +185,19 @@ class Chat:
     def healthy(self) -> bool:
         """Whether this worker can reach its broadcaster (readiness)."""
         return self.broadcaster.healthy and not self.closing
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """This worker's counters and gauges (see :mod:`sanic_chat.metrics`).
+
+        Counters count since the worker started: ``messages_received``
+        (published), ``messages_sent`` (frames handed to sockets),
+        ``messages_dropped``, ``slow_consumer_disconnects``, ``lagged``,
+        ``rate_limited``, ``auth_failures`` by reason, ``publish_count``
+        and ``publish_seconds``, ``broadcaster_reconnects``; gauges:
+        ``connections``, ``rooms``, ``room_members`` (largest rooms),
+        ``broadcaster_healthy``.
+        """
+        return self.metrics.snapshot(self)
 
     @property
     def connection_count(self) -> int:

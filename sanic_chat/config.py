@@ -48,7 +48,9 @@ class ChatConfig:
             answers).
         presence_list_limit: Most users listed in a ``presence`` reply.
         shutdown_close_timeout: Seconds to wait for sockets to close on
-            shutdown.
+            shutdown (after the last batch).
+        shutdown_spread: Seconds over which shutdown closes sockets, in
+            random batches, so clients do not all reconnect at once.
         send_timeout: Seconds one frame may take to be written before the
             client is considered gone and closed with 1013 (a client that
             stopped reading altogether).
@@ -72,6 +74,8 @@ class ChatConfig:
         api_key: Secret that lets a backend publish as the system and
             disconnect users over the HTTP API (``X-API-Key`` header);
             empty: only users whose token has the ``chat_admin`` claim.
+        metrics_path: Route of the Prometheus metrics (needs the
+            ``prometheus-client`` package); empty: no route.
     """
 
     broadcaster_url: str = "memory://"
@@ -87,6 +91,7 @@ class ChatConfig:
     presence_events_max_members: int = 100
     presence_list_limit: int = 1000
     shutdown_close_timeout: float = 5.0
+    shutdown_spread: float = 1.0
     send_timeout: float = 30.0
     allowed_origins: str = ""
     allow_anonymous: bool = False
@@ -98,6 +103,7 @@ class ChatConfig:
     http_api: bool = True
     api_path: str = "/api"
     api_key: str = ""
+    metrics_path: str = "/metrics"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -151,6 +157,8 @@ class ChatConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if self.presence_events_max_members < 0:
             raise ConfigError("presence_events_max_members must be >= 0")
+        if self.shutdown_spread < 0:
+            raise ConfigError("shutdown_spread must be >= 0")
         if self.shutdown_close_timeout < 0:
             raise ConfigError("shutdown_close_timeout must be >= 0")
         if self.send_timeout <= 0:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from .config import SlowConsumerPolicy
 from .errors import CloseCode
 from .identity import User
+from .metrics import Metrics
 from .protocol import encode
 from .transport import WebSocket
 from .wire import text_frame
@@ -59,6 +60,7 @@ class Connection:
         "_close",
         "_drained",
         "_flusher",
+        "_metrics",
         "_policy",
         "_queue",
         "_queue_size",
@@ -84,6 +86,7 @@ class Connection:
         policy: SlowConsumerPolicy,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # Unique across processes: it travels through the broadcaster as
         # the origin of this connection's presence notices.
@@ -103,6 +106,7 @@ class Connection:
         self._drained: asyncio.Event | None = None
         self._close: tuple[int, str] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._metrics = metrics or Metrics()
         # The hot path: set while frames may go straight to the transport
         # (open, no backlog, no pending ``lagged``); None otherwise.
         self._write: Callable[[bytes], object] | None = socket.write_direct
@@ -111,6 +115,11 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} user={self.user.id!r}>"
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the server chose, if it started the close."""
+        return self._close[0] if self._close is not None else None
 
     @property
     def closing(self) -> bool:
@@ -164,6 +173,8 @@ class Connection:
         """
         if len(self._queue) < self._queue_size // 2:
             self.send(frame, room)
+        else:
+            self._metrics.messages_dropped += 1
 
     def overflow(self, room: str) -> None:
         """Account for one frame of ``room`` this client will not get.
@@ -172,9 +183,12 @@ class Connection:
         ``drop_oldest`` the loss is reported in a ``lagged`` frame.
         """
         if self._policy == "close":
-            logger.info("closing slow consumer %s", self)
+            if self._close is None:
+                logger.info("closing slow consumer %s", self)
+                self._metrics.slow_consumer_disconnects += 1
             self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
         else:
+            self._metrics.messages_dropped += 1
             self._skipped[room] = self._skipped.get(room, 0) + 1
             self._write = None  # the next frame of the room: lagged first
 
@@ -286,6 +300,7 @@ class Connection:
                     room, frame = queue.popleft()
                     skipped = self._skipped.pop(room, 0)
                     if skipped:
+                        self._metrics.lagged += 1
                         batch.append(_lagged(room, skipped))
                     batch.append(frame)
                     size += len(frame)

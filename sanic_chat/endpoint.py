@@ -27,9 +27,16 @@ from .config import ChatConfig
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .limits import TokenBucket
+from .metrics import Metrics
 from .transport import WebSocket, accept
 
 logger = logging.getLogger(__name__)
+# One line per connection opened and closed, with ``extra`` fields for
+# structured handlers; never a token. Opens and ordinary closes are DEBUG
+# (thousands per second under load), closes an operator should see
+# (policy, slow consumer, errors) are INFO.
+connection_log = logging.getLogger("sanic_chat.connections")
+_ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
 
 
 async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
@@ -58,9 +65,20 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         policy=config.slow_consumer,
         ping_interval=socket.ping_interval,
         ping_timeout=socket.ping_timeout,
+        metrics=chat.metrics,
     )
     hub = chat.hub
     hub.add(conn)
+    opened = time.monotonic()
+    user_id = conn.user.id
+    connection_log.debug(
+        "open %s user=%r peer=%s",
+        conn.key,
+        user_id,
+        request.client_ip,
+        extra={"chat_event": "open", "connection": conn.key,
+               "user_id": user_id, "peer": request.client_ip},
+    )  # fmt: skip
     rooms: list[RoomRequest] = request.ctx.chat_rooms
     try:
         await _read(chat, conn, socket, rooms)
@@ -80,8 +98,28 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         # Membership ends now, synchronously; presence is shielded so that
         # a cancellation (Sanic cancels on shutdown) cannot skip it.
         left = hub.detach(conn)
+        _log_close(conn, socket, time.monotonic() - opened, len(left))
         await asyncio.shield(hub.departed(conn, left))
     return None
+
+
+def _log_close(
+    conn: Connection, socket: WebSocket, duration: float, rooms: int
+) -> None:
+    received = socket.ws_proto.close_rcvd
+    if received is not None:
+        code, by = received.code, "client"
+    else:
+        code, by = conn.close_code or 1006, "server"
+    connection_log.log(
+        logging.DEBUG if code in _ORDINARY_CLOSES else logging.INFO,
+        "close %s user=%r code=%d by=%s duration=%.1fs rooms=%d",
+        conn.key, conn.user.id, code, by, duration, rooms,
+        extra={"chat_event": "close", "connection": conn.key,
+               "user_id": conn.user.id, "close_code": code,
+               "closed_by": by, "duration": round(duration, 3),
+               "rooms": rooms},
+    )  # fmt: skip
 
 
 async def _read(
@@ -119,7 +157,7 @@ async def _read(
             break
         # Charged before parsing, by size too: refused frames cost no work.
         if not bucket.take(1 + len(data) // 16384):
-            if _rate_limited(conn, bucket, config):
+            if _rate_limited(conn, bucket, config, chat.metrics):
                 break
             continue
         command: protocol.Command | ProtocolError
@@ -133,7 +171,7 @@ async def _read(
             command = exc
         churn = isinstance(command, protocol.Join | protocol.Leave)
         if churn and not bucket.take(config.churn_cost - 1):
-            if _rate_limited(conn, bucket, config):
+            if _rate_limited(conn, bucket, config, chat.metrics):
                 break
             continue
         if isinstance(command, ProtocolError):
@@ -143,9 +181,13 @@ async def _read(
 
 
 def _rate_limited(
-    conn: Connection, bucket: TokenBucket, config: ChatConfig
+    conn: Connection,
+    bucket: TokenBucket,
+    config: ChatConfig,
+    metrics: Metrics,
 ) -> bool:
     """Answer ``rate_limited``, or close on sustained abuse (True)."""
+    metrics.rate_limited += 1
     if bucket.strikes >= config.rate_limit_strikes:
         conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         return True

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -29,12 +30,16 @@ from .config import ChatConfig
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .identity import User
+from .metrics import Metrics
 from .protocol import encode, message_payload, now_ms, with_id
 from .wire import text_frame
 
 logger = logging.getLogger(__name__)
 
 _RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+# Shutdown closes sockets in batches at least this far apart (seconds).
+_CLOSE_BATCH_GAP = 0.05
 
 # Carries notices between workers (disconnect a user). Not a valid room
 # name, so no client can join or publish to it.
@@ -72,9 +77,15 @@ class Hub:
         config: Limits and presence settings.
     """
 
-    def __init__(self, broadcaster: Broadcaster, config: ChatConfig) -> None:
+    def __init__(
+        self,
+        broadcaster: Broadcaster,
+        config: ChatConfig,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.broadcaster = broadcaster
         self.config = config
+        self.metrics = metrics or Metrics()
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
         self._per_user: dict[str, int] = {}
@@ -160,17 +171,31 @@ class Hub:
             except Exception as exc:
                 logger.debug("presence of %s in %s: %s", conn, name, exc)
 
-    async def close_all(self, code: int, reason: str, wait: float) -> None:
+    async def close_all(
+        self, code: int, reason: str, wait: float, spread: float = 0.0
+    ) -> None:
         """Close every connection after its queued frames; wait for them.
 
+        Connections are closed in random order, in batches spread over
+        ``spread`` seconds, so that thousands of clients do not all
+        reconnect in the same millisecond.
+
         Args:
-            code: Close code, 1001 on shutdown.
+            code: Close code, 1012 on shutdown.
             reason: Close reason sent to clients.
-            wait: Seconds to wait for clients to finish closing; those
-                still connected then are disconnected.
+            wait: Seconds to wait, after the last batch, for clients to
+                finish closing; those still connected then are dropped.
+            spread: Seconds over which the batches are spread.
         """
-        for conn in list(self.connections):
-            conn.close(code, reason, flush=True)
+        conns = list(self.connections)
+        random.shuffle(conns)
+        batches = max(1, min(len(conns), int(spread / _CLOSE_BATCH_GAP)))
+        size = max(1, -(-len(conns) // batches))  # ceiling division
+        for start in range(0, len(conns), size):
+            if start:
+                await asyncio.sleep(spread / batches)
+            for conn in conns[start : start + size]:
+                conn.close(code, reason, flush=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._all_closed.wait()
@@ -258,6 +283,7 @@ class Hub:
                 started = conn.sending_since
                 if started is not None and now - started > timeout:
                     logger.info("closing %s: send stuck %.0fs", conn, timeout)
+                    self.metrics.slow_consumer_disconnects += 1
                     conn.close(1013, "slow consumer")
 
     async def stop(self) -> None:
@@ -537,7 +563,8 @@ class Hub:
                 if conn.key != event.origin:
                     conn.offer(frame, name)
         elif not room.skip:
-            # The hot path: one frame, one append per member.
+            # The hot path: one frame, one write (or append) per member.
+            self.metrics.messages_sent += len(room.members)
             for conn in room.members:
                 conn.send(frame, name)
         else:
@@ -602,7 +629,11 @@ class Hub:
             BroadcasterUnavailable: The message could not be published.
         """
         payload = message_payload(room, user.public(), text, now_ms())
+        started = time.perf_counter()
         event = await self.broadcaster.publish(room, payload)
+        metrics = self.metrics
+        metrics.observe_publish(time.perf_counter() - started)
+        metrics.messages_received += 1
         if event.id is None:
             raise BroadcasterUnavailable("broadcaster stored no id")
         return event.id

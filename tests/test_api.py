@@ -22,7 +22,7 @@ def test_all_is_sorted_and_complete() -> None:
     public = {n for n in dir(sanic_chat) if not n.startswith("_")}
     modules = {
         "auth", "authenticators", "backends", "blueprint", "chat", "config", "connection",
-        "endpoint", "errors", "hub", "identity", "limits", "protocol", "testing", "transport", "wire", "api", "routes",
+        "endpoint", "errors", "hub", "identity", "limits", "protocol", "testing", "transport", "wire", "api", "routes", "metrics",
     }  # fmt: skip
     assert public - modules == set(sanic_chat.__all__) - {"__version__"}
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from typing import Any
 
 import pytest
 
@@ -59,7 +62,7 @@ async def test_drop_oldest_tells_the_client_how_much_it_lagged() -> None:
         await slow.say("still connected")
 
 
-async def test_shutdown_closes_every_socket_with_1001() -> None:
+async def test_shutdown_closes_every_socket_with_1012() -> None:
     app = make_app()
     stopped = False
     async with live(app) as srv:
@@ -68,7 +71,7 @@ async def test_shutdown_closes_every_socket_with_1001() -> None:
             # Leaving the ``live`` block stops the server.
             await srv.stop()
             stopped = True
-            assert await codes == [1001, 1001]
+            assert await codes == [1012, 1012]
     assert stopped
 
 
@@ -209,3 +212,49 @@ async def test_keepalive_pings_close_a_silent_client_and_keep_the_rest() -> (
         assert srv.chat.connection_count == 1
         await alive.say("still here")
         gone.ws.transport.abort()
+
+
+async def test_shutdown_spreads_closes_over_time_in_random_order() -> None:
+    app = make_app(shutdown_spread=0.5)
+    async with live(app) as srv, contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(srv.client()) for _ in range(20)
+        ]
+        loop = asyncio.get_running_loop()
+
+        async def closed_at(client: Any) -> float:
+            await client.close_code()
+            return loop.time()
+
+        times = asyncio.gather(*(closed_at(c) for c in clients))
+        started = loop.time()
+        await srv.stop()
+        spread = [t - started for t in await times]
+        assert max(spread) - min(spread) >= 0.3  # not all at once
+        assert max(spread) < 0.5 + 2.0  # within the spread (and slack)
+        codes = {c.ws.close_code for c in clients}
+        assert codes == {1012}
+
+
+async def test_connections_are_logged_without_tokens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from .test_auth import jwt_app, token
+
+    caplog.set_level(logging.DEBUG, logger="sanic_chat.connections")
+    secret = token("u1", "Alice")
+    async with live(jwt_app()) as srv:
+        async with srv.client(token=secret) as alice:
+            await alice.say("hi")
+        async with asyncio.timeout(TIMEOUT):
+            while not any("close" in r.message for r in caplog.records):
+                await asyncio.sleep(0.05)
+    records = [r for r in caplog.records if r.name == "sanic_chat.connections"]
+    events = [r.chat_event for r in records]  # type: ignore[attr-defined]
+    assert events == ["open", "close"]
+    close = records[1]
+    assert close.user_id == "u1"  # type: ignore[attr-defined]
+    assert close.close_code == 1000  # type: ignore[attr-defined]
+    assert close.closed_by == "client"  # type: ignore[attr-defined]
+    assert close.levelno == logging.DEBUG  # an ordinary close
+    assert all(secret not in r.getMessage() for r in caplog.records)

@@ -282,6 +282,9 @@ class Broadcaster(ABC):
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
         """Return the distinct users present in ``channel``."""
 
+    #: Times this process reconnected to its backend (a metric).
+    reconnects: int = 0
+
     @property
     def healthy(self) -> bool:
         """Whether this process can currently publish and receive.

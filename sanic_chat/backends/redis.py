@@ -475,6 +475,7 @@ class RedisBroadcaster(Broadcaster):
                 if stale:
                     await pubsub.unsubscribe(*stale)
                 if was_online or attempt:
+                    self.reconnects += 1
                     logger.warning(
                         "Redis %s: reconnected; resubscribed %d rooms",
                         mask_url(self.url),
