@@ -141,8 +141,12 @@ class PrometheusExporter:
         last = self._last
         for name, gauge in self._gauges.items():
             gauge.set(float(now[name]))
-        self._members.clear()
-        for room, size in now["room_members"].items():
+        members = now["room_members"]
+        for room in self._last.get("room_members", {}):
+            if room not in members:
+                # Multiprocess mode cannot remove a series: zero it.
+                self._members.labels(room=room).set(0)
+        for room, size in members.items():
             self._members.labels(room=room).set(size)
         for name, counter in self._counters.items():
             delta = now[name] - last.get(name, 0)

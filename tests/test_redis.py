@@ -296,9 +296,14 @@ async def test_memory_broadcaster_warns_with_several_workers(
 ) -> None:
     log = tmp_path / "workers.log"
     _, proc = await asyncio.to_thread(spawn_example, log, "--workers", "2")
-    await asyncio.sleep(1)
-    proc.terminate()
-    await asyncio.to_thread(proc.wait, 30)
+    try:
+        await asyncio.sleep(1)
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:  # never leave a server behind
+            proc.kill()
+            proc.wait()
     assert "rooms are NOT shared between workers" in log.read_text()
 
 
