@@ -84,8 +84,10 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         await _read(chat, conn, socket, rooms)
     except asyncio.CancelledError:
         # Sanic cancels the request's task when the TCP connection is
-        # lost: a normal end here, not worth an error response.
-        if not request.conn_info or not request.conn_info.lost:
+        # lost, and what is left when it stops: normal ends here, not
+        # worth an error response or a logged traceback.
+        lost = request.conn_info is not None and request.conn_info.lost
+        if not (lost or chat.closing):
             raise
     except Exception:
         logger.exception("connection %s failed", conn)
