@@ -23,15 +23,13 @@ Errors are JSON: ``{"error": {"code": ..., "message": ..., "fields":
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sanic import HTTPResponse, Request
 from sanic.response import json
-from sanic_ext import openapi, validate
 from sanic_ext.exceptions import ValidationError
 
-from .auth import redact_token
+from .auth import redact_token, refuse
 from .chat import Chat
 from .errors import BroadcasterUnavailable, Forbidden
 from .identity import SYSTEM_USER, User, valid_display_name
@@ -90,10 +88,7 @@ class ApiError(Exception):
 
     def response(self) -> HTTPResponse:
         """The JSON answer."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.fields is not None:
-            error["fields"] = self.fields
-        return json({"error": error}, status=self.status)
+        return refuse(self.status, self.code, self.message, self.fields)
 
 
 def error_response(exc: Exception) -> HTTPResponse:
@@ -190,17 +185,6 @@ def _require_system(caller: Caller) -> None:
 # binds it (see ChatBlueprint.register).
 
 TAG = "chat"
-ERRORS = {
-    400: "Invalid request (`fields` names what is wrong)",
-    401: "No valid identity",
-    403: "Not allowed",
-    503: "Chat backend unavailable",
-}
-
-
-def _responses(*codes: int, **more: str) -> dict[int, Any]:
-    answers: dict[int, Any] = {c: {"application/json": dict} for c in codes}
-    return {**answers, **{int(k[1:]): v for k, v in more.items()}}
 
 
 async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
@@ -350,18 +334,12 @@ def _known(chat: Chat, room: str) -> bool:
     return room in chat.hub.rooms
 
 
-def document(handler: Any, *, summary: str, **kwargs: Any) -> Any:
-    """Describe ``handler`` for OpenAPI (sanic-ext)."""
-    return openapi.definition(summary=summary, tag=TAG, **kwargs)(handler)
-
-
 __all__ = [
     "ApiError",
     "HistoryQuery",
     "PublishBody",
     "Sender",
     "disconnect_user",
-    "document",
     "error_response",
     "health",
     "identify",
@@ -369,5 +347,4 @@ __all__ = [
     "publish",
     "room_history",
     "room_presence",
-    "validate",
 ]

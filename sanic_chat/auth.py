@@ -7,9 +7,9 @@ JSON body (400, 401 or 403) and never a socket.
 
 from __future__ import annotations
 
-import json as _json
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from httptools import parse_url
@@ -29,18 +29,21 @@ class RoomRequest:
     since: str | None = None
 
 
-def refuse(status: int, code: str, message: str) -> HTTPResponse:
-    """Build the JSON error answer of a refused upgrade."""
-    return json({"error": {"code": code, "message": message}}, status=status)
+def refuse(
+    status: int,
+    code: str,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+) -> HTTPResponse:
+    """Build the JSON error answer shared by the upgrade and the HTTP API.
 
-
-def refusal_code(response: HTTPResponse) -> str:
-    """The ``error.code`` of an answer made by :func:`refuse`."""
-    try:
-        code = _json.loads(response.body or b"")["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return str(response.status)
-    return str(code)
+    ``{"error": {"code": ..., "message": ..., "fields": [...]}}``, with
+    ``fields`` only when given.
+    """
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields is not None:
+        error["fields"] = fields
+    return json({"error": error}, status=status)
 
 
 def origin_allowed(request: Request, allowed: str) -> bool:
@@ -94,14 +97,20 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     """Check origin, rooms and identity, or refuse the upgrade.
 
     On success, ``request.ctx.chat_user`` is the :class:`User` and
-    ``request.ctx.chat_rooms`` the list of :class:`RoomRequest`.
+    ``request.ctx.chat_rooms`` the list of :class:`RoomRequest`. Every
+    refusal is counted in the chat's metrics by its code.
     """
+
+    def deny(status: int, code: str, message: str) -> HTTPResponse:
+        chat.metrics.auth_failure(code)
+        return refuse(status, code, message)
+
     config = chat.config
     if request.headers.get("upgrade", "").lower() != "websocket":
-        return refuse(426, "upgrade_required", "this is a WebSocket endpoint")
+        return deny(426, "upgrade_required", "this is a WebSocket endpoint")
     redact_token(request)
     if not origin_allowed(request, config.allowed_origins):
-        return refuse(403, "forbidden_origin", "origin not allowed")
+        return deny(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []
     seen: set[str] = set()
     for value in request.args.getlist("room", []):
@@ -109,7 +118,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         if not valid_room(name) or (
             sep and not 0 < len(since) <= MAX_ID_LENGTH
         ):
-            return refuse(
+            return deny(
                 400,
                 "bad_request",
                 "room must match ^[A-Za-z0-9_.:-]{1,64}$, optionally "
@@ -119,7 +128,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
             seen.add(name)
             rooms.append(RoomRequest(name, since if sep else None))
     if len(rooms) > config.max_rooms_per_connection:
-        return refuse(
+        return deny(
             400,
             "too_many_rooms",
             "a connection may be in at most "
@@ -128,13 +137,13 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     try:
         user = await chat.identify(request)
     except Forbidden as exc:
-        return refuse(403, "forbidden", str(exc) or "not allowed")
+        return deny(403, "forbidden", str(exc) or "not allowed")
     except ValueError as exc:
-        return refuse(400, "bad_request", str(exc))
+        return deny(400, "bad_request", str(exc))
     if user is None:
-        return refuse(401, "unauthorized", "authentication required")
+        return deny(401, "unauthorized", "authentication required")
     if chat.hub.connections_of(user.id) >= config.max_connections_per_user:
-        return refuse(
+        return deny(
             429,
             "too_many_connections",
             f"at most {config.max_connections_per_user} connections per user",

@@ -14,10 +14,9 @@ import tempfile
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
-from sanic.response import json
 from sanic_ext import openapi
 
-from .auth import check_upgrade, refusal_code
+from .auth import check_upgrade, refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
 from .config import ChatConfig
@@ -65,11 +64,7 @@ class ChatBlueprint(Blueprint):
             route = request.route
             if route is None or not route.name.endswith(f".{WS_ROUTE}"):
                 return None  # the HTTP API identifies callers itself
-            chat = self._chat(request.app)
-            refused = await check_upgrade(chat, request)
-            if refused is not None:
-                chat.metrics.auth_failure(refusal_code(refused))
-            return refused
+            return await check_upgrade(self._chat(request.app), request)
 
         async def start(app: Sanic[Any, Any]) -> None:
             await self._chat(app).start()
@@ -93,14 +88,8 @@ class ChatBlueprint(Blueprint):
         async def metrics(request: Request) -> HTTPResponse:
             exporter = self._chat(request.app).exporter
             if exporter is None:
-                return json(
-                    {
-                        "error": {
-                            "code": "unavailable",
-                            "message": "metrics need prometheus-client",
-                        }
-                    },
-                    status=503,
+                return refuse(
+                    503, "unavailable", "metrics need prometheus-client"
                 )
             body, content_type = exporter.render()
             return HTTPResponse(body, content_type=content_type)

@@ -608,16 +608,10 @@ class Hub:
             return event.payload
         return with_id(event.payload, event.id)
 
-    @staticmethod
-    def _text(event: Event) -> str:
-        if event.id is None:
-            return event.payload
-        return with_id(event.payload, event.id)
-
     @classmethod
     def _frame(cls, event: Event) -> bytes:
         """The event as a wire frame: built once, written to every member."""
-        return text_frame(cls._text(event))
+        return text_frame(cls.event_text(event))
 
     # ------------------------------------------------------------------
     # Requests
@@ -646,7 +640,7 @@ class Hub:
         )
         return _list_frame(
             '{"type":"history","room":' + encode(room) + ',"messages":[',
-            (self._text(event) for event in page.events),
+            (self.event_text(event) for event in page.events),
         )
 
     async def presence_frame(self, room: str) -> str:
