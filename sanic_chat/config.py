@@ -54,6 +54,14 @@ class ChatConfig:
         send_timeout: Seconds one frame may take to be written before the
             client is considered gone and closed with 1013 (a client that
             stopped reading altogether).
+        max_unsent_bytes: Bytes one connection may have produced but not
+            yet sent (its queues plus its socket's write buffer). Broadcast
+            frames beyond it follow ``slow_consumer``; a reply beyond it
+            closes the connection with 1013. The reader pauses at half of
+            it, and a ``history`` reply is cut to a quarter of it.
+        max_worker_unsent_bytes: Unsent bytes of every connection and HTTP
+            response of a worker together; while they exceed it, new
+            upgrades and HTTP history reads get 503.
         allowed_origins: Browser origins allowed to connect, comma
             separated; empty means the request's own host only; ``*``
             allows every origin (unsafe with cookie authentication).
@@ -93,6 +101,8 @@ class ChatConfig:
     shutdown_close_timeout: float = 5.0
     shutdown_spread: float = 1.0
     send_timeout: float = 30.0
+    max_unsent_bytes: int = 1 << 20
+    max_worker_unsent_bytes: int = 128 << 20
     allowed_origins: str = ""
     allow_anonymous: bool = False
     rate_limit: float = 10.0
@@ -163,6 +173,12 @@ class ChatConfig:
             raise ConfigError("shutdown_close_timeout must be >= 0")
         if self.send_timeout <= 0:
             raise ConfigError("send_timeout must be > 0")
+        if self.max_unsent_bytes < 65536:
+            raise ConfigError("max_unsent_bytes must be at least 65536")
+        if self.max_worker_unsent_bytes < self.max_unsent_bytes:
+            raise ConfigError(
+                "max_worker_unsent_bytes must be at least max_unsent_bytes"
+            )
         if self.slow_consumer not in ("close", "drop_oldest"):
             raise ConfigError(
                 "slow_consumer must be 'close' or 'drop_oldest', "

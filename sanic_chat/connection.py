@@ -10,7 +10,7 @@ queues:
 * **replies** to the client's own requests (``welcome``, ``joined``, the
   replay of a recovery, ``ack``, ``history``, ``error``, ...). They are
   never dropped and do not count against the slow-consumer limit; they
-  are bounded because the reader stops taking requests while replies are
+  stay bounded because the reader stops taking requests while replies are
   backed up (:meth:`Connection.wait_writable`), and they go out first.
 * **broadcast** frames of rooms (messages, presence notices). When this
   queue is full the slow-consumer policy decides, so one slow client can
@@ -20,6 +20,14 @@ queues:
   - ``drop_oldest``: the oldest frames are dropped and, before the next
     frame of that room it does get, the client receives
     ``{"type":"lagged","room":R,"skipped":N}`` so it can re-sync.
+
+Both are bounded in frames (``send_queue_size``) and, together with the
+socket's own write buffer, in bytes (``max_unsent_bytes``): a reply that
+would go over the byte bound closes the connection with 1013 at once
+(the reader pauses at half of it, so a client that reads never gets
+there), and broadcast frames over it follow the slow-consumer policy.
+Every queued byte is also counted in the worker's
+:class:`~sanic_chat.budget.UnsentBytes`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .budget import UnsentBytes
 from .config import SlowConsumerPolicy
 from .errors import CloseCode
 from .identity import User
@@ -51,19 +60,27 @@ class Connection:
         queue_size: Broadcast frames buffered before ``policy`` applies;
             also the reply backlog at which the reader pauses.
         policy: What to do when the broadcast queue is full.
+        max_unsent_bytes: Bytes queued or in the socket's write buffer
+            beyond which ``policy`` applies to broadcast frames and a
+            reply closes the connection with 1013.
+        budget: The worker's account of unsent bytes, shared by every
+            connection of the chat.
         ping_interval: Seconds between keepalive pings (None: never).
         ping_timeout: Seconds to wait for the pong before closing 1011.
     """
 
     __slots__ = (
+        "_budget",
         "_can_write",
         "_close",
         "_drained",
         "_flusher",
+        "_max_unsent",
         "_metrics",
         "_policy",
         "_queue",
         "_queue_size",
+        "_queued_bytes",
         "_replies",
         "_skipped",
         "_write",
@@ -71,6 +88,7 @@ class Connection:
         "key",
         "ping_interval",
         "ping_timeout",
+        "replied",
         "rooms",
         "sending_since",
         "socket",
@@ -87,6 +105,8 @@ class Connection:
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         metrics: Metrics | None = None,
+        max_unsent_bytes: int = 1 << 20,
+        budget: UnsentBytes | None = None,
     ) -> None:
         # Unique across processes: it travels through the broadcaster as
         # the origin of this connection's presence notices.
@@ -101,6 +121,12 @@ class Connection:
         self._queue: deque[tuple[str, bytes]] = deque()
         self._replies: deque[bytes] = deque()
         self._queue_size = queue_size
+        self._max_unsent = max_unsent_bytes
+        self._queued_bytes = 0  # in _replies and _queue
+        self._budget = budget or UnsentBytes(1 << 62)
+        # Bytes of replies produced so far: the reader charges them to the
+        # client's rate limit (a small request can cost a large reply).
+        self.replied = 0
         self._policy = policy
         self._skipped: dict[str, int] = {}
         self._drained: asyncio.Event | None = None
@@ -134,11 +160,19 @@ class Connection:
         if self._close is not None:
             return
         data = frame if isinstance(frame, bytes) else text_frame(frame)
+        size = len(data)
+        self.replied += size
         write = self._write
         if write is not None and self._can_write.is_set():
             write(data)
             return
+        if self.unsent + size > self._max_unsent:
+            logger.info("closing %s: over its unsent bytes bound", self)
+            self._metrics.slow_consumer_disconnects += 1
+            self.close(CloseCode.TRY_AGAIN_LATER, "too much unsent data")
+            return
         self._replies.append(data)
+        self._count(size)
         self._backlog()
 
     def send(self, frame: bytes, room: str) -> None:
@@ -155,14 +189,38 @@ class Connection:
         if self._close is not None:
             return
         queue = self._queue
-        if len(queue) >= self._queue_size:
+        size = len(frame)
+        if self._full(size):
             if self._policy == "close":
                 self.overflow(room)
                 return
-            dropped_room, _ = queue.popleft()
-            self.overflow(dropped_room)
+            while queue and self._full(size):
+                dropped_room, dropped = queue.popleft()
+                self._count(-len(dropped))
+                self.overflow(dropped_room)
+            if self._full(size):  # the socket's own buffer is that full
+                self.overflow(room)
+                return
         queue.append((room, frame))
+        self._count(size)
         self._backlog()
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued here or waiting in the socket's write buffer."""
+        return self._queued_bytes + self.socket.buffered()
+
+    def _full(self, size: int) -> bool:
+        """Whether a broadcast frame of ``size`` bytes finds no room."""
+        return (
+            len(self._queue) >= self._queue_size
+            or self.unsent + size > self._max_unsent
+        )
+
+    def _count(self, size: int) -> None:
+        """Account for ``size`` bytes queued (negative: written or gone)."""
+        self._queued_bytes += size
+        self._budget.queued += size
 
     def offer(self, frame: bytes, room: str) -> None:
         """Send a best-effort frame (a presence notice), or drop it.
@@ -171,7 +229,10 @@ class Connection:
         that join/leave notices alone never trip the slow-consumer policy.
         Clients learn the truth from a ``presence`` request.
         """
-        if len(self._queue) < self._queue_size // 2:
+        if (
+            len(self._queue) < self._queue_size // 2
+            and self._queued_bytes < self._max_unsent // 2
+        ):
             self.send(frame, room)
         else:
             self._metrics.messages_dropped += 1
@@ -199,12 +260,32 @@ class Connection:
         if any(r == room for r, _ in queue):
             # In place: the flush task holds a reference to this deque.
             kept = [entry for entry in queue if entry[0] != room]
+            dropped = sum(len(f) for r, f in queue if r == room)
+            self._count(-dropped)
             queue.clear()
             queue.extend(kept)
 
+    def backed_up(self) -> bool:
+        """Whether replies pile up: the client is not reading them.
+
+        True from ``queue_size`` queued replies, or from half of
+        ``max_unsent_bytes`` unsent, so that a client that keeps asking
+        without reading is paused long before its byte bound.
+        """
+        return (
+            len(self._replies) >= self._queue_size
+            or self.unsent >= self._max_unsent // 2
+        )
+
     async def wait_writable(self) -> None:
         """Wait while replies are backed up: the client is not reading."""
-        while len(self._replies) >= self._queue_size and self._close is None:
+        while self._close is None and self.backed_up():
+            if self._flusher is None:
+                # Nothing queued: only the socket's buffer is that full.
+                if self._can_write.is_set():
+                    return
+                await self.socket.wait_writable()
+                continue
             if self._drained is None:
                 self._drained = asyncio.Event()
             self._drained.clear()
@@ -217,6 +298,10 @@ class Connection:
         per process instead of a keepalive task per socket.
         """
         if self.ping_interval is None or self._close is not None:
+            return
+        if self.socket.reading_paused:
+            # We are not reading: a pong may be waiting unread behind the
+            # client's requests. The send timeout covers a stuck client.
             return
         sent = self.socket.ping_sent_at
         if sent is None:
@@ -257,6 +342,7 @@ class Connection:
         self._write = None
         self._queue.clear()
         self._replies.clear()
+        self._count(-self._queued_bytes)
         self._skipped.clear()
         flusher, self._flusher = self._flusher, None
         if flusher is not None and flusher is not asyncio.current_task():
@@ -304,11 +390,11 @@ class Connection:
                         batch.append(_lagged(room, skipped))
                     batch.append(frame)
                     size += len(frame)
-                drained = self._drained
-                half = self._queue_size // 2
-                if drained is not None and len(replies) <= half:
-                    drained.set()
+                self._count(-size)
                 socket.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                drained = self._drained
+                if drained is not None and not self.backed_up():
+                    drained.set()
         finally:
             if self._flusher is asyncio.current_task():
                 self._flusher = None
@@ -317,6 +403,8 @@ class Connection:
                     socket.start_closing(*self._close)
                 elif not self._skipped and socket.open:
                     self._write = socket.write_direct
+                if self._drained is not None:
+                    self._drained.set()
 
 
 _BATCH_BYTES = 65536

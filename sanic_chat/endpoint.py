@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 # (policy, slow consumer, errors) are INFO.
 connection_log = logging.getLogger("sanic_chat.connections")
 _ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
+# Replies are charged to the rate limit at one token per this many bytes
+# (requests pay one per 16 KiB they carry).
+_REPLY_BYTES_PER_TOKEN = 65536
 
 
 async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
@@ -66,6 +69,8 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         ping_interval=socket.ping_interval,
         ping_timeout=socket.ping_timeout,
         metrics=chat.metrics,
+        max_unsent_bytes=config.max_unsent_bytes,
+        budget=chat.hub.unsent,
     )
     hub = chat.hub
     hub.add(conn)
@@ -147,13 +152,23 @@ async def _read(
             refused = _forbidden(request.room)
             conn.reply(protocol.error(refused.code, refused.message))
     _schedule_expiry(conn)
+    bucket = TokenBucket(config.rate_limit, config.rate_burst)
+    socket.limiter = bucket
+    socket.max_strikes = config.rate_limit_strikes
+    replied = conn.replied
     for request in allowed:
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
-    bucket = TokenBucket(config.rate_limit, config.rate_burst)
     while True:
+        # Replies cost by their size too: a small request can ask for a
+        # large reply. Pay before the next request, by waiting.
+        bucket.charge((conn.replied - replied) // _REPLY_BYTES_PER_TOKEN)
+        delay = bucket.debt_delay()
+        if delay:
+            await asyncio.sleep(delay)
         # Take no new request while replies to earlier ones are unread.
         await conn.wait_writable()
+        replied = conn.replied
         data = await socket.recv()
         if data is None:
             break
@@ -249,9 +264,16 @@ async def _dispatch(
             await hub.join(conn, room, since)
         case protocol.Leave(room):
             await hub.leave(conn, room)
-        case protocol.History(room, limit):
+        case protocol.History(room, limit, before):
             _require_member(conn, room)
-            conn.reply(await hub.history_frame(room, limit))
+            conn.reply(
+                await hub.history_frame(
+                    room,
+                    limit,
+                    before=before,
+                    max_bytes=chat.config.max_unsent_bytes // 4,
+                )
+            )
         case protocol.Presence(room):
             _require_member(conn, room)
             conn.reply(await hub.presence_frame(room))

@@ -23,9 +23,9 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
 
 from .backends.base import Broadcaster, Event, Gap
+from .budget import UnsentBytes
 from .config import ChatConfig
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
@@ -88,6 +88,8 @@ class Hub:
         self.metrics = metrics or Metrics()
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
+        # Bytes produced for this worker's clients and not yet read.
+        self.unsent = UnsentBytes(config.max_worker_unsent_bytes)
         self._per_user: dict[str, int] = {}
         # Upgrades accepted but not yet connected: user id -> deadlines.
         self._pending: dict[str, list[float]] = {}
@@ -274,11 +276,24 @@ class Hub:
                 await asyncio.sleep(delay)
 
     async def _watch(self) -> None:
+        """Measure unsent bytes each second; ping and close stuck clients.
+
+        The sockets' write buffers are summed into :attr:`unsent` once a
+        second (one cheap call per socket); keepalive and the send timeout
+        are checked every ``min(5, send_timeout / 2)`` seconds.
+        """
         timeout = self.config.send_timeout
+        every = min(5.0, timeout / 2)
+        checked = time.monotonic()
         while True:
-            await asyncio.sleep(min(5.0, timeout / 2))
+            await asyncio.sleep(min(1.0, every))
             now = time.monotonic()
-            for conn in list(self.connections):
+            conns = list(self.connections)
+            self.unsent.buffered = sum(c.socket.buffered() for c in conns)
+            if now - checked < every:
+                continue
+            checked = now
+            for conn in conns:
                 conn.keepalive(now)
                 started = conn.sending_since
                 if started is not None and now - started > timeout:
@@ -401,6 +416,12 @@ class Hub:
         conn.reply(self._joined_frame(name, conn.user, since, found))
         for event in replayed:
             conn.reply(self._frame(event))
+            if conn.backed_up():
+                # A long replay goes out as fast as the client reads it,
+                # within its byte bound; live events stay held meanwhile.
+                await conn.wait_writable()
+                if name not in conn.rooms:
+                    raise asyncio.CancelledError  # detached: closing
         room.members.add(conn)
         if replayed:
             room.skip[conn] = {e.id for e in replayed if e.id is not None}
@@ -632,15 +653,43 @@ class Hub:
             raise BroadcasterUnavailable("broadcaster stored no id")
         return event.id
 
-    async def history_frame(self, room: str, limit: int | None) -> str:
-        """Encode the ``history`` reply for ``room``, oldest first."""
+    async def history_frame(
+        self,
+        room: str,
+        limit: int | None,
+        *,
+        before: str | None = None,
+        max_bytes: int | None = None,
+    ) -> str:
+        """Encode the ``history`` reply for ``room``, oldest first.
+
+        Args:
+            room: The room.
+            limit: Most messages (at most ``history_size``).
+            before: Only messages older than this id (paging backwards).
+            max_bytes: Most bytes of messages in the reply: the oldest
+                ones that do not fit are left out and the frame says
+                ``"truncated":true`` (ask again with ``before``).
+
+        Raises:
+            ProtocolError: ``not_found`` when ``before`` is not an id in
+                the room's history (any more).
+        """
         size = self.config.history_size
         page = await self.broadcaster.history(
-            room, limit=min(limit or size, size)
+            room, limit=min(limit or size, size), before=before
         )
-        return _list_frame(
-            '{"type":"history","room":' + encode(room) + ',"messages":[',
-            (self.event_text(event) for event in page.events),
+        if not page.found:
+            raise ProtocolError("not_found", "message id not in history")
+        texts, truncated = fit(
+            [self.event_text(event) for event in page.events], max_bytes
+        )
+        return (
+            '{"type":"history","room":'
+            + encode(room)
+            + ',"messages":['
+            + ",".join(texts)
+            + ('],"truncated":true}' if truncated else "]}")
         )
 
     async def presence_frame(self, room: str) -> str:
@@ -658,5 +707,17 @@ class Hub:
         )
 
 
-def _list_frame(head: str, items: Iterable[str]) -> str:
-    return head + ",".join(items) + "]}"
+def fit(texts: list[str], max_bytes: int | None) -> tuple[list[str], bool]:
+    """The newest of ``texts`` (oldest first) whose UTF-8 fits ``max_bytes``.
+
+    Returns:
+        The texts kept, still oldest first, and whether any was left out.
+    """
+    if max_bytes is None:
+        return texts, False
+    total = 0
+    for index in range(len(texts) - 1, -1, -1):
+        total += len(texts[index].encode()) + 1
+        if total > max_bytes:
+            return texts[index + 1 :], True
+    return texts, False

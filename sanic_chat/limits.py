@@ -38,11 +38,7 @@ class TokenBucket:
         ``strikes`` counts refusals in a row: an accepted frame, or a
         second without any frame, resets it.
         """
-        now = time.monotonic()
-        elapsed = now - self._stamp
-        self._stamp = now
-        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        if elapsed >= 1.0:
+        if self._refill() >= 1.0:
             self.strikes = 0  # a second of calm forgives
         if self._tokens >= cost:
             self._tokens -= cost
@@ -50,6 +46,33 @@ class TokenBucket:
             return True
         self.strikes += 1
         return False
+
+    def _refill(self) -> float:
+        """Add the tokens earned since the last call; return the seconds."""
+        now = time.monotonic()
+        elapsed = now - self._stamp
+        self._stamp = now
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        return elapsed
+
+    def charge(self, cost: float) -> None:
+        """Take ``cost`` tokens after the fact, going into debt if need be.
+
+        Work whose cost is known only once it is done (the size of a
+        reply) is charged here: it never counts as a strike, but the
+        connection waits :meth:`debt_delay` before its next frame is
+        read, so a client that keeps asking for large replies is slowed
+        down rather than refused. The debt is capped at one ``burst``.
+        """
+        self._refill()
+        self._tokens = max(-float(self.burst), self._tokens - cost)
+
+    def debt_delay(self) -> float:
+        """Seconds until the bucket is out of debt (0.0 when it is not)."""
+        if self._tokens >= 0:
+            return 0.0
+        elapsed = time.monotonic() - self._stamp
+        return max(0.0, -self._tokens / self.rate - elapsed)
 
 
 class PublishLimiter:

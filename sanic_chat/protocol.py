@@ -66,10 +66,11 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """``{"type":"history","room":R,"limit"?:N}``."""
+    """``{"type":"history","room":R,"limit"?:N,"before"?:ID}``."""
 
     room: str
     limit: int | None = None
+    before: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,8 @@ def parse(
     if kind == "leave":
         return Leave(_room(obj))
     if kind == "history":
-        return History(_room(obj), _limit(obj))
+        before = _optional_str(obj, "before", MAX_ID_LENGTH)
+        return History(_room(obj), _limit(obj), before)
     if kind == "presence":
         return Presence(_room(obj))
     if kind == "ping":

@@ -41,6 +41,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from .errors import CloseCode
+from .limits import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ _INBOX_LOW_BYTES = 1 << 18
 # client that floods pings without reading is cut off past this.
 _MAX_WRITE_BACKLOG = 4 << 20
 _EOF = b""  # websockets' marker in data_to_send(): close the TCP stream
+# A message in more pieces than this is refused (1008): websockets bounds
+# a message's bytes, not its count of (possibly empty) fragments.
+_MAX_FRAGMENTS = 256
 
 
 class WebSocket:
@@ -72,6 +76,7 @@ class WebSocket:
         "_close_timeout",
         "_close_timer",
         "_eof",
+        "_fragment_count",
         "_fragments",
         "_gone",
         "_inbox",
@@ -82,7 +87,9 @@ class WebSocket:
         "_waiter",
         "can_write",
         "last_ping",
+        "limiter",
         "loop",
+        "max_strikes",
         "on_lost",
         "ping_interval",
         "ping_sent_at",
@@ -120,6 +127,12 @@ class WebSocket:
         self._gone = False
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] | None = None
+        self._fragment_count = 0
+        # The connection's rate limit, which control frames (pings and
+        # pongs) are charged to as they arrive: websockets answers pings
+        # by itself, so they never reach the reader's own accounting.
+        self.limiter: TokenBucket | None = None
+        self.max_strikes = 20
         self._close_timer: asyncio.TimerHandle | None = None
         self._paused = False
 
@@ -130,6 +143,15 @@ class WebSocket:
     def open(self) -> bool:
         """Whether data frames may still be sent."""
         return self.ws_proto.state is State.OPEN
+
+    def buffered(self) -> int:
+        """Bytes written to the socket that the client has not taken yet."""
+        return self._transport.get_write_buffer_size()
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether reading is paused because the inbox is full."""
+        return self._paused
 
     def writable(self) -> bool:
         """Whether a write goes out now rather than into the buffer.
@@ -230,6 +252,9 @@ class WebSocket:
         ):
             self._paused = False
             self._transport.resume_reading()
+            if self.ping_sent_at is not None:
+                # Its pong may have waited unread: time it from now.
+                self.ping_sent_at = time.monotonic()
         return message
 
     def data_received(self, data: bytes) -> None:
@@ -239,10 +264,15 @@ class WebSocket:
         for frame in proto.events_received():
             assert isinstance(frame, Frame)  # after the handshake: frames
             opcode = frame.opcode
-            if opcode is Opcode.PONG:
-                self.ping_sent_at = None
-            elif self._eof:
+            if self._eof:
+                if opcode is Opcode.PONG:
+                    self.ping_sent_at = None
                 continue  # a close has started: no more requests
+            if opcode is Opcode.PING or opcode is Opcode.PONG:
+                if opcode is Opcode.PONG:
+                    self.ping_sent_at = None
+                if not self._charge_control():
+                    break
             elif opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
                 self._assemble(opcode, bytes(frame.data), frame.fin)
         self._flush()
@@ -257,13 +287,35 @@ class WebSocket:
             self._paused = True
             self._transport.pause_reading()
 
+    def _charge_control(self) -> bool:
+        """Charge a ping or pong to the rate limit; False: closed 1008."""
+        limiter = self.limiter
+        if limiter is None or limiter.take(1):
+            return True
+        if limiter.strikes < self.max_strikes:
+            return True
+        logger.info("closing a client that floods control frames")
+        self._policy_close("too many control frames")
+        return False
+
+    def _policy_close(self, reason: str) -> None:
+        self._end()  # nothing after this frame is taken
+        self.ws_proto.fail(CloseCode.POLICY_VIOLATION, reason)
+
     def _assemble(self, opcode: Opcode, data: bytes, fin: bool) -> None:
         if opcode is not Opcode.CONT:
             self._fragments = [b"\x01" if opcode is Opcode.TEXT else b""]
+            self._fragment_count = 0
         fragments = self._fragments
         if fragments is None:  # the parser has already refused this
             return
-        fragments.append(data)
+        self._fragment_count += 1
+        if self._fragment_count > _MAX_FRAGMENTS:
+            self._fragments = None
+            self._policy_close("too many fragments in one message")
+            return
+        if data:
+            fragments.append(data)
         if not fin:
             return
         self._fragments = None
