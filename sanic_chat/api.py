@@ -34,7 +34,7 @@ from .chat import Chat
 from .errors import BroadcasterUnavailable, Forbidden
 from .identity import SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
-from .protocol import MAX_ID_LENGTH, encodable, encode, valid_room
+from .protocol import MAX_ID_LENGTH, encodable, encode, fit, valid_room
 
 API_KEY_HEADER = "x-api-key"
 ADMIN_CLAIM = "chat_admin"
@@ -209,17 +209,33 @@ async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
 
 
 async def room_history(
-    chat: Chat, request: Request, room: str, query: HistoryQuery
-) -> HTTPResponse:
+    chat: Chat,
+    limiter: PublishLimiter,
+    request: Request,
+    room: str,
+    query: HistoryQuery,
+) -> None:
     """A room's stored messages, oldest first, with id paging.
 
     Without ``before``/``after``: the newest ``limit`` messages. With
     ``before``: the newest ``limit`` older than that id; with ``after``:
     the oldest ``limit`` newer than it. 404 for a room with no history
-    and no members, or an id no longer in history.
+    and no members, or an id no longer in history. At most a quarter of
+    ``max_unsent_bytes`` of messages per answer: when the newest ones
+    fill it, the older ones are left out and ``truncated`` is true (ask
+    again with ``before``). Rate limited per user (per address for
+    guests), by count and by size; 503 while the worker holds too many
+    unsent bytes.
     """
     caller = await identify(chat, request)
     await _readable_room(chat, caller, room)
+    unsent = chat.hub.unsent
+    if unsent.full:
+        raise ApiError(503, "overloaded", "server busy, retry later")
+    key = _limit_key(caller, request)
+    if key is not None and not limiter.allow(key):
+        chat.metrics.rate_limited += 1
+        raise ApiError(429, "rate_limited", "too many requests, slow down")
     page = await chat.broadcaster.history(
         room, limit=query.limit, before=query.before, after=query.after
     )
@@ -230,11 +246,48 @@ async def room_history(
         if not info.count:
             raise ApiError(404, "not_found", f"no room {room!r}")
     # Stored messages are already JSON: splice them, do not re-encode.
-    body = ",".join(chat.hub.event_text(event) for event in page.events)
-    return HTTPResponse(
-        '{"room":' + encode(room) + ',"messages":[' + body + "]}",
-        content_type="application/json",
+    texts, truncated = fit(
+        page.events, chat.hub.event_text, chat.config.max_unsent_bytes // 4
     )
+    body = (
+        '{"room":'
+        + encode(room)
+        + ',"messages":['
+        + ",".join(texts)
+        + ('],"truncated":true}' if truncated else "]}")
+    ).encode()
+    if key is not None:
+        limiter.charge(key, len(body) // _BYTES_PER_TOKEN)
+    # Written in pieces, each once the client took the previous ones, and
+    # counted as the worker's unsent bytes until then: a client that does
+    # not read holds at most one piece in the socket (Sanic's response
+    # timeout ends it).
+    unsent.in_flight += len(body)
+    try:
+        response = await request.respond(content_type="application/json")
+        for start in range(0, len(body), _BYTES_PER_TOKEN):
+            await response.send(body[start : start + _BYTES_PER_TOKEN])
+        await response.eof()
+    finally:
+        unsent.in_flight -= len(body)
+
+
+# History answers cost one more token of the caller's limit per this
+# many bytes; also the size of the pieces they are written in.
+_BYTES_PER_TOKEN = 65536
+
+
+def _limit_key(caller: Caller, request: Request) -> str | None:
+    """Whose rate limit an API read is charged to (None: the system's).
+
+    Guests get a new id per request, so they share their address's.
+    """
+    if caller.system:
+        return None
+    user = caller.user
+    if user is None or user.id.startswith("guest-"):
+        return "ip:" + (request.client_ip or "")
+    return "user:" + user.id
 
 
 async def room_presence(

@@ -109,6 +109,12 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     if request.headers.get("upgrade", "").lower() != "websocket":
         return deny(426, "upgrade_required", "this is a WebSocket endpoint")
     redact_token(request)
+    if chat.hub.unsent.full:
+        # Clients that do not read hold too much of this worker's memory:
+        # take no new work until they drain or are closed.
+        busy = deny(503, "overloaded", "server busy, retry later")
+        busy.headers["Retry-After"] = "5"
+        return busy
     if not origin_allowed(request, config.allowed_origins):
         return deny(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []

@@ -162,10 +162,10 @@ async def _read(
     while True:
         # Replies cost by their size too: a small request can ask for a
         # large reply. Pay before the next request, by waiting.
-        bucket.charge((conn.replied - replied) // _REPLY_BYTES_PER_TOKEN)
-        delay = bucket.debt_delay()
-        if delay:
-            await asyncio.sleep(delay)
+        cost = (conn.replied - replied) // _REPLY_BYTES_PER_TOKEN
+        if cost:
+            bucket.charge(cost)
+            await asyncio.sleep(bucket.delay())
         # Take no new request while replies to earlier ones are unread.
         await conn.wait_writable()
         replied = conn.replied
@@ -316,6 +316,10 @@ async def _refresh(chat: Chat, conn: Connection, token: str) -> None:
         conn.user, claims=user.claims, expires_at=user.expires_at
     )
     _schedule_expiry(conn)
+    # The new claims may no longer grant every room: ask again.
+    for room in sorted(conn.rooms):
+        if not await chat.may_join(conn.user, room):
+            await chat.hub.leave(conn, room, reason="forbidden")
     conn.reply(
         protocol.encode({"type": "refreshed", "expires_at": user.expires_at})
     )

@@ -31,7 +31,7 @@ from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .identity import User
 from .metrics import Metrics
-from .protocol import encode, message_payload, now_ms, with_id
+from .protocol import encode, fit, message_payload, now_ms, with_id
 from .wire import text_frame
 
 logger = logging.getLogger(__name__)
@@ -428,26 +428,33 @@ class Hub:
         for event in held:
             self._deliver(room, conn, event)
 
-    async def leave(self, conn: Connection, name: str) -> None:
+    async def leave(
+        self, conn: Connection, name: str, reason: str | None = None
+    ) -> None:
         """Take ``conn`` out of room ``name`` and confirm with ``left``.
+
+        Args:
+            conn: The connection.
+            name: The room.
+            reason: Why the server took it out (``"forbidden"``), carried
+                in the ``left`` frame; ``None`` when the client asked.
 
         Raises:
             ProtocolError: ``not_joined`` if it is not in the room.
         """
         if name not in conn.rooms:
             raise ProtocolError("not_joined", f"not in room {name!r}")
-        await self._leave(conn, name, confirm=True)
-
-    async def _leave(self, conn: Connection, name: str, confirm: bool) -> None:
         announce = self._detach_room(conn, name)
-        if confirm:
-            # Nothing of the room may follow its ``left`` confirmation.
-            conn.forget(name)
-            conn.reply(
-                encode(
-                    {"type": "left", "room": name, "user": conn.user.public()}
-                )
-            )
+        # Nothing of the room may follow its ``left`` confirmation.
+        conn.forget(name)
+        frame: dict[str, object] = {
+            "type": "left",
+            "room": name,
+            "user": conn.user.public(),
+        }
+        if reason is not None:
+            frame["reason"] = reason
+        conn.reply(encode(frame))
         if announce is not None:
             await self._departed(conn, name, announce)
 
@@ -681,9 +688,7 @@ class Hub:
         )
         if not page.found:
             raise ProtocolError("not_found", "message id not in history")
-        texts, truncated = fit(
-            [self.event_text(event) for event in page.events], max_bytes
-        )
+        texts, truncated = fit(page.events, self.event_text, max_bytes)
         return (
             '{"type":"history","room":'
             + encode(room)
@@ -705,19 +710,3 @@ class Hub:
                 "count": info.count,
             }
         )
-
-
-def fit(texts: list[str], max_bytes: int | None) -> tuple[list[str], bool]:
-    """The newest of ``texts`` (oldest first) whose UTF-8 fits ``max_bytes``.
-
-    Returns:
-        The texts kept, still oldest first, and whether any was left out.
-    """
-    if max_bytes is None:
-        return texts, False
-    total = 0
-    for index in range(len(texts) - 1, -1, -1):
-        total += len(texts[index].encode()) + 1
-        if total > max_bytes:
-            return texts[index + 1 :], True
-    return texts, False

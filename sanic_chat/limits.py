@@ -60,23 +60,22 @@ class TokenBucket:
 
         Work whose cost is known only once it is done (the size of a
         reply) is charged here: it never counts as a strike, but the
-        connection waits :meth:`debt_delay` before its next frame is
-        read, so a client that keeps asking for large replies is slowed
-        down rather than refused. The debt is capped at one ``burst``.
+        connection waits :meth:`delay` before its next frame is read, so
+        a client that keeps asking for large replies is slowed down
+        rather than refused. The debt is capped at one ``burst``.
         """
         self._refill()
         self._tokens = max(-float(self.burst), self._tokens - cost)
 
-    def debt_delay(self) -> float:
-        """Seconds until the bucket is out of debt (0.0 when it is not)."""
-        if self._tokens >= 0:
-            return 0.0
+    def delay(self, cost: float = 1) -> float:
+        """Seconds until ``cost`` tokens are available (0.0: now)."""
         elapsed = time.monotonic() - self._stamp
-        return max(0.0, -self._tokens / self.rate - elapsed)
+        missing = cost - self._tokens - elapsed * self.rate
+        return max(0.0, missing / self.rate)
 
 
 class PublishLimiter:
-    """Token buckets per publisher for the publish route (bounded LRU)."""
+    """Token buckets per caller for the HTTP API's routes (bounded LRU)."""
 
     def __init__(self, rate: float, burst: int, size: int = 10_000) -> None:
         self.rate, self.burst, self.size = rate, burst, size
@@ -91,3 +90,9 @@ class PublishLimiter:
         if len(self._buckets) > self.size:
             self._buckets.popitem(last=False)
         return bucket.take(1)
+
+    def charge(self, key: str, cost: float) -> None:
+        """Charge ``key`` after the fact (a large answer), into debt."""
+        bucket = self._buckets.get(key)
+        if bucket is not None and cost > 0:
+            bucket.charge(cost)

@@ -76,6 +76,7 @@ class Metrics:
             "publish_buckets": list(self.publish_buckets),
             "broadcaster_healthy": chat.broadcaster.healthy,
             "broadcaster_reconnects": chat.broadcaster.reconnects,
+            "unsent_bytes": chat.hub.unsent.total,
         }
 
 
@@ -101,6 +102,10 @@ class PrometheusExporter:
                 registry=r, **live),
             "rooms": prom.Gauge(
                 "sanic_chat_rooms", "Rooms with members (per worker, summed)",
+                registry=r, **live),
+            "unsent_bytes": prom.Gauge(
+                "sanic_chat_unsent_bytes",
+                "Bytes produced for clients and not yet read by them",
                 registry=r, **live),
             "broadcaster_healthy": prom.Gauge(
                 "sanic_chat_broadcaster_up",

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from .config import ROOM_NAME_RE
 from .errors import ProtocolError
+
+T = TypeVar("T")
 
 MAX_REF_LENGTH = 128
 MAX_ID_LENGTH = 128
@@ -243,6 +246,31 @@ def message_payload(
 def with_id(payload: str, message_id: str) -> str:
     """Return ``payload`` (a JSON object text) with ``"id"`` prepended."""
     return '{"id":' + encode(message_id) + "," + payload[1:]
+
+
+def fit(
+    items: Sequence[T], render: Callable[[T], str], max_bytes: int | None
+) -> tuple[list[str], bool]:
+    """Render the newest of ``items`` (oldest first) that fit ``max_bytes``.
+
+    Items are rendered newest first and only while they fit, so a large
+    history is never rendered whole to be cut afterwards.
+
+    Returns:
+        The texts kept, still oldest first, and whether any was left out.
+    """
+    if max_bytes is None:
+        return [render(item) for item in items], False
+    kept: list[str] = []
+    total = 0
+    for item in reversed(items):
+        text = render(item)
+        total += len(text.encode()) + 1  # and its comma
+        if total > max_bytes:
+            break
+        kept.append(text)
+    kept.reverse()
+    return kept, len(kept) < len(items)
 
 
 def error(code: str, message: str) -> str:

@@ -42,10 +42,22 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
     """Add the HTTP API under ``api_path`` to the chat blueprint ``bp``."""
     prefix = api_path.rstrip("/")
     name = bp.name
-    limiters: dict[int, PublishLimiter] = {}
+    # Per app (one blueprint may serve several): publishers and readers.
+    publishers: dict[int, PublishLimiter] = {}
+    readers: dict[int, PublishLimiter] = {}
 
     def chat_of(request: Request) -> Chat:
         return get_chat(request.app, name)
+
+    def limiter_of(
+        chat: Chat, limiters: dict[int, PublishLimiter]
+    ) -> PublishLimiter:
+        limiter = limiters.get(id(chat))
+        if limiter is None:
+            config = chat.config
+            limiter = PublishLimiter(config.rate_limit, config.rate_burst)
+            limiters[id(chat)] = limiter
+        return limiter
 
     @openapi.definition(
         summary="List rooms",
@@ -70,8 +82,11 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
     @validate(query=api.HistoryQuery)
     async def history(
         request: Request, room: str, query: api.HistoryQuery
-    ) -> HTTPResponse:
-        return await api.room_history(chat_of(request), request, room, query)
+    ) -> None:
+        chat = chat_of(request)
+        await api.room_history(
+            chat, limiter_of(chat, readers), request, room, query
+        )
 
     @openapi.definition(
         summary="Who is in a room",
@@ -97,11 +112,7 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         request: Request, room: str, body: api.PublishBody
     ) -> HTTPResponse:
         chat = chat_of(request)
-        limiter = limiters.get(id(chat))
-        if limiter is None:
-            config = chat.config
-            limiter = PublishLimiter(config.rate_limit, config.rate_burst)
-            limiters[id(chat)] = limiter
+        limiter = limiter_of(chat, publishers)
         return await api.publish(chat, limiter, request, room, body)
 
     @openapi.definition(

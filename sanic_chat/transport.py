@@ -82,6 +82,7 @@ class WebSocket:
         "_inbox",
         "_inbox_bytes",
         "_io_proto",
+        "_muted",
         "_paused",
         "_transport",
         "_waiter",
@@ -128,6 +129,7 @@ class WebSocket:
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] | None = None
         self._fragment_count = 0
+        self._muted = False
         # The connection's rate limit, which control frames (pings and
         # pongs) are charged to as they arrive: websockets answers pings
         # by itself, so they never reach the reader's own accounting.
@@ -192,7 +194,8 @@ class WebSocket:
         self._end()
         if self._gone:
             return
-        if self._paused:  # the client's close frame must get through
+        if self._paused and self.ws_proto.state is State.OPEN:
+            # The client's close frame must get through.
             self._paused = False
             self._transport.resume_reading()
         if self.ws_proto.state is State.OPEN:
@@ -259,6 +262,8 @@ class WebSocket:
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes from the client; queue complete messages."""
+        if self._muted:
+            return  # closed for abuse: not even parsed
         proto = self.ws_proto
         proto.receive_data(data)
         for frame in proto.events_received():
@@ -299,8 +304,29 @@ class WebSocket:
         return False
 
     def _policy_close(self, reason: str) -> None:
+        """Close 1008 and read nothing more from an abusive client.
+
+        Not ``fail()``: closing TCP with the flood unread would reset the
+        connection and could destroy our close frame before the client
+        reads it. Instead the close frame goes out followed by a FIN (a
+        half-close), and whatever the client still sends is discarded
+        unparsed until it closes its side (or the abort timer fires);
+        the client sees a clean close.
+        """
         self._end()  # nothing after this frame is taken
-        self.ws_proto.fail(CloseCode.POLICY_VIOLATION, reason)
+        self._muted = True
+        if self.ws_proto.state is State.OPEN:
+            self.ws_proto.send_close(CloseCode.POLICY_VIOLATION, reason)
+        transport = self._transport
+        for chunk in self.ws_proto.data_to_send():
+            if chunk != _EOF:
+                transport.write(chunk)
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._abort_later()
 
     def _assemble(self, opcode: Opcode, data: bytes, fin: bool) -> None:
         if opcode is not Opcode.CONT:

@@ -309,3 +309,40 @@ def _plain_get(port: int) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+async def test_a_refresh_that_loses_a_claim_leaves_the_rooms_it_granted() -> (
+    None
+):
+    """can_join is asked again on refresh: lost rights end membership."""
+    app = jwt_app(
+        can_join=lambda user, room: (
+            room != "staff" or bool(user.claims.get("staff"))
+        )
+    )
+    async with live(app) as srv:
+        async with (
+            srv.client(token=token(staff=True), room="staff") as ann,
+            srv.client(token=token(sub="u2", staff=True), room="staff") as bo,
+        ):
+            await ann.send({"type": "join", "room": "lobby"})
+            await ann.find("joined", room="lobby")
+            await ann.send({"type": "refresh", "token": token()})
+            left = await ann.find("left", room="staff")
+            assert left["reason"] == "forbidden"
+            assert left["user"]["id"] == "u1"
+            await ann.find("refreshed")
+            # No longer receiving, posting or reading the room.
+            await bo.say("staff only", room="staff")
+            await ann.send({"type": "history", "room": "staff"})
+            await ann.find("error", code="not_joined")
+            await ann.send(
+                {"type": "message", "room": "staff", "text": "still here?"}
+            )
+            await ann.find("error", code="not_joined")
+            frames = await ann.drain(0.3)
+            assert all(f.get("room") != "staff" for f in frames), frames
+            await ann.say("lobby is fine", room="lobby")
+            # Rejoining needs the claim again.
+            await ann.send({"type": "join", "room": "staff"})
+            await ann.find("error", code="forbidden")

@@ -10,7 +10,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sanic_chat import TokenAuthenticator, User
 
-from .conftest import live, make_app
+from .conftest import UNLIMITED, live, make_app
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -84,3 +84,69 @@ async def test_an_occasionally_limited_client_is_not_disconnected() -> None:
             await asyncio.sleep(1 / 15)
         assert limited >= 3  # more refusals than strikes, never in a row
         assert eager.ws.close_code is None
+
+
+async def test_a_ping_flood_is_closed_and_bystanders_keep_their_latency() -> (
+    None
+):
+    """Control frames are charged to the rate limit like messages."""
+    async with live(make_app()) as srv, srv.client() as calm:
+        async with connect(srv.url(), close_timeout=1) as flood:
+            for _ in range(5000):
+                flood.protocol.send_ping(b"")
+            flood.send_data()
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(5):
+                    while True:
+                        await flood.recv()
+            assert flood.close_code == 1008
+            assert flood.protocol.close_rcvd is not None
+            assert "control frames" in flood.protocol.close_rcvd.reason
+        await calm.say("unaffected")
+
+
+async def test_endless_empty_continuation_frames_are_refused() -> None:
+    async with live(make_app()) as srv, srv.client() as calm:
+        async with connect(srv.url(), close_timeout=1) as sneaky:
+            sneaky.protocol.send_text(b"{", fin=False)
+            for _ in range(10_000):
+                sneaky.protocol.send_continuation(b"", fin=False)
+            sneaky.send_data()
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(5):
+                    while True:
+                        await sneaky.recv()
+            assert sneaky.close_code == 1008
+        await calm.say("unaffected")
+
+
+async def test_a_message_in_a_few_fragments_is_still_taken() -> None:
+    async with live(make_app()) as srv, srv.client() as alice:
+        await alice.ws.send(["hello ", "in ", "pieces"])
+        frame = await alice.find("message")
+        assert frame["text"] == "hello in pieces"
+
+
+async def test_keepalive_does_not_close_a_client_whose_requests_queue_up() -> (
+    None
+):
+    """While the server does not read (its inbox is full), a pong cannot
+    arrive: that is no reason to close a client that reads everything.
+    """
+
+    async def slow_publish(user: User, room: str) -> bool:
+        await asyncio.sleep(0.05)
+        return True
+
+    app = make_app(send_timeout=1.0, can_publish=slow_publish, **UNLIMITED)
+    app.config.WEBSOCKET_PING_INTERVAL = 0.3
+    app.config.WEBSOCKET_PING_TIMEOUT = 0.3
+    async with live(app) as srv, srv.client() as busy:
+        for i in range(60):  # three seconds of work, sent at once
+            await busy.send(
+                {"type": "message", "room": "lobby", "text": f"m{i}"}
+            )
+        for i in range(60):
+            frame = await busy.find("message")
+            assert frame["text"] == f"m{i}"
+        assert busy.ws.close_code is None
