@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sanic import Request
 
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f<>]{1,32}$")
+_NAME_RE = re.compile(r"[^\x00-\x1f\x7f<>]{1,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ def valid_display_name(name: str) -> bool:
     surrogates, and not only whitespace.
     """
     return (
-        bool(_NAME_RE.match(name))
+        bool(_NAME_RE.fullmatch(name))
         and not name.isspace()
         and not any("\ud800" <= c <= "\udfff" for c in name)
     )

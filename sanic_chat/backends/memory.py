@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
+
+_SEQUENCE = re.compile(r"[0-9]{1,18}")
 
 
 class MemoryBroadcaster(Broadcaster):
@@ -157,7 +160,9 @@ class MemoryBroadcaster(Broadcaster):
 
     def _sequence(self, event_id: str) -> int | None:
         epoch, _, seq = event_id.partition("-")
-        if epoch != self._epoch or not seq.isdigit() or len(seq) > 18:
+        # Not str.isdigit: it accepts "²", which int() refuses, and
+        # other scripts' digits, which would give one event several ids.
+        if epoch != self._epoch or not _SEQUENCE.fullmatch(seq):
             return None
         return int(seq)
 
