@@ -6,16 +6,18 @@ before a final newline; every check uses a full match instead.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from sanic_chat import ConfigError, User, create_blueprint
+from sanic_chat import SYSTEM_USER, ConfigError, User, create_blueprint
 from sanic_chat.backends import MemoryBroadcaster
-from sanic_chat.identity import valid_display_name
+from sanic_chat.identity import reserved_name, valid_display_name
 from sanic_chat.protocol import valid_room
 
-from .conftest import live, make_app, new_app
+from .conftest import live, make_app, new_app, run_example
 
 KEY = "k-0123456789abcdef"
 SYSTEM = {"X-API-Key": KEY}
@@ -125,3 +127,145 @@ async def test_the_http_api_refuses_a_sender_name_with_a_newline() -> None:
         assert reply.status_code == 400
         assert reply.json()["error"]["fields"][0]["field"] == "user.name"
         assert await srv.chat.history("lobby") == []
+
+
+# Display names: refused by Unicode category, reserved names, visibility.
+
+BAD_NAMES = {
+    "C1 control": "bob\x85",
+    "C1 CSI": "\x9b31mbob",
+    "right-to-left override": "\u202eevil.exe",
+    "left-to-right mark": "bob\u200e",
+    "bidi isolate": "\u2066bob\u2069",
+    "line separator": "bob\u2028alice",
+    "paragraph separator": "bob\u2029",
+    "zero-width space only": "\u200b",
+    "zero-width space inside": "Sys\u200btem",
+    "zero-width joiner only": "\u200d\u200d",
+    "byte order mark": "\ufeffbob",
+    "soft hyphen": "bo\u00adb",
+    "tag characters": "bob\U000e0041\U000e0042",
+    "private use": "bob\ue000",
+    "unassigned": "bob\U0010fffe",
+    "combining mark only": "\u0301\u0301",
+    "hangul filler only": "\u3164\u3164",
+    "braille blank only": "\u2800",
+    "spaces only": "   ",
+    "angle brackets": "<b>bob</b>",
+    "too long": "x" * 33,
+    "reserved": "System",
+    "reserved, lower case": "system",
+    "reserved, full width": "\uff33\uff39\uff33\uff34\uff25\uff2d",
+    "reserved, with a joiner": "Sys\u200dtem",
+    "newline": "bob\n",
+}
+GOOD_NAMES = {
+    "plain": "alice",
+    "accents": "Zoë Ñúñez",
+    "CJK": "李小龍",
+    "family emoji (joiners)": "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+    "rainbow flag": "\U0001f3f3\ufe0f\u200d\U0001f308",
+    "Persian with a non-joiner": "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+    "RTL script": "\u05e9\u05dc\u05d5\u05dd",
+    "similar to reserved": "Systems",
+    "32 characters": "x" * 32,
+}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+def test_display_names_are_refused_by_category_and_reservation(
+    name: str,
+) -> None:
+    assert not valid_display_name(name)
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES.values(), ids=GOOD_NAMES.keys())
+def test_display_names_of_every_script_and_emoji_pass(name: str) -> None:
+    assert valid_display_name(name)
+
+
+def test_the_reserved_name_is_the_system_users() -> None:
+    assert reserved_name(SYSTEM_USER.name)
+    assert reserved_name(" SYSTEM ")
+    assert not reserved_name("Systemic")
+
+
+async def test_guests_with_a_bad_name_get_400_before_the_upgrade() -> None:
+    async with live(make_app()) as srv:
+        for label, name in BAD_NAMES.items():
+            if valid_display_name(name.strip()):
+                # Surrounding whitespace (even U+0085 or U+2029) is
+                # stripped first: what is left is shown, and is fine.
+                async with srv.client(name=name) as guest:
+                    assert guest.user["name"] == name.strip() != name
+                continue
+            with pytest.raises(InvalidStatus) as info:
+                async with srv.client(name=name):
+                    pass
+            response = info.value.response
+            assert response.status_code == 400, label
+            assert b"bad_request" in response.body, label
+        for label, name in GOOD_NAMES.items():
+            async with srv.client(name=name) as guest:
+                assert guest.user["name"] == name, label
+                assert guest.user["id"].startswith("guest-")
+        assert srv.chat.connection_count == 0
+
+
+async def test_the_api_refuses_bad_sender_names_but_publishes_as_system() -> (
+    None
+):
+    async with (
+        live(make_app(api_key=KEY)) as srv,
+        srv.client() as alice,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as http,
+    ):
+        post = "/api/rooms/lobby/messages"
+        for label, name in BAD_NAMES.items():
+            reply = await http.post(
+                post, headers=SYSTEM,
+                json={"text": "hi", "user": {"id": "x", "name": name}},
+            )  # fmt: skip
+            assert reply.status_code == 400, label
+            assert reply.json()["error"]["code"] == "bad_request", label
+        await alice.nothing()
+        assert await srv.chat.history("lobby") == []
+        # The system itself still speaks as "System": from the API...
+        reply = await http.post(post, headers=SYSTEM, json={"text": "up"})
+        assert reply.status_code == 201
+        message = await alice.expect("message", text="up")
+        assert message["user"] == SYSTEM_USER.public()
+        # ... and from server code.
+        await srv.chat.publish("lobby", "deployed")
+        message = await alice.expect("message", text="deployed")
+        assert message["user"] == {"id": "system", "name": "System"}
+        family = GOOD_NAMES["family emoji (joiners)"]
+        reply = await http.post(
+            post, headers=SYSTEM,
+            json={"text": "ok", "user": {"id": "f", "name": family}},
+        )  # fmt: skip
+        assert reply.status_code == 201
+        assert (await alice.expect("message", text="ok"))["user"]["name"] == (
+            family
+        )
+
+
+async def test_the_example_login_refuses_bad_names_and_system(
+    tmp_path: Path,
+) -> None:
+    with run_example(tmp_path / "example.log") as port:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}"
+        ) as http:
+            for label, name in BAD_NAMES.items():
+                reply = await http.post("/login", json={"name": name})
+                if valid_display_name(name.strip()):  # stripped, as guests
+                    assert reply.json()["user"]["name"] == name.strip()
+                    continue
+                assert reply.status_code == 400, label
+                assert reply.json()["error"]["code"] == "bad_request"
+                assert "chat_token" not in reply.cookies, label
+            for label, name in GOOD_NAMES.items():
+                reply = await http.post("/login", json={"name": name})
+                assert reply.status_code == 200, label
+                assert reply.json()["user"]["name"] == name, label
