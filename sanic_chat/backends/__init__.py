@@ -48,7 +48,8 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
     """Create a broadcaster from a URL.
 
     Args:
-        url: ``memory://`` (optionally ``?max_channels=N``), or a Redis URL
+        url: ``memory://`` (optionally ``?max_channels=N`` and
+            ``max_history_bytes=N``), or a Redis URL
             (``redis://``, ``rediss://``, ``unix://``, ``redis+unix://``)
             with optional ``prefix``, ``history_ttl``, ``presence_ttl``,
             ``heartbeat`` and ``timeout`` query parameters; the others go
@@ -65,6 +66,9 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             return MemoryBroadcaster(
                 history_size=history_size,
                 max_channels=int(params.get("max_channels", 10_000)),
+                max_history_bytes=int(
+                    params.get("max_history_bytes", 64 * 1024 * 1024)
+                ),
             )
         if parts.scheme in _REDIS_SCHEMES:
             from .redis import RedisBroadcaster
