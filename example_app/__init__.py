@@ -25,7 +25,7 @@ from sanic.exceptions import BadRequest
 from sanic.response import HTTPResponse, file, json
 
 import sanic_chat
-from sanic_chat.identity import valid_display_name
+from sanic_chat.identity import NAME_RULE, valid_display_name
 
 STATIC = Path(__file__).parent / "static"
 SECRET_ENV = "SANIC_CHAT_JWT_SECRET"  # noqa: S105 - a variable's name
@@ -86,8 +86,7 @@ def create_app(
                 {
                     "error": {
                         "code": "bad_request",
-                        "message": "name must be 1 to 32 characters without "
-                        "control characters or angle brackets",
+                        "message": NAME_RULE,
                     }
                 },
                 status=400,

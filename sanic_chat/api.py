@@ -32,7 +32,7 @@ from sanic_ext.exceptions import ValidationError
 from .auth import redact_token, refuse
 from .chat import Chat
 from .errors import BroadcasterUnavailable, Forbidden
-from .identity import SYSTEM_USER, User, valid_display_name
+from .identity import NAME_RULE, SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
 from .protocol import MAX_ID_LENGTH, encodable, encode, fit, valid_room
 
@@ -339,7 +339,7 @@ async def publish(
                 400,
                 "bad_request",
                 "invalid request",
-                [{"field": "user.name", "message": "not a valid name"}],
+                [{"field": "user.name", "message": NAME_RULE}],
             )
         sender = User(body.user.id, body.user.name)
     key = caller.user.id if caller.user is not None else "api-key"

@@ -52,6 +52,7 @@ def origin_allowed(request: Request, allowed: str) -> bool:
     Clients that send no ``Origin`` (not browsers) are allowed; a browser
     origin must be the request's own host, or listed in ``allowed``
     (comma separated ``scheme://host[:port]``), or ``allowed`` is ``*``.
+    An origin without a host (``null``) is never the request's own host.
     This is the defence against Cross-Site WebSocket Hijacking.
     """
     origin: str | None = request.headers.get("origin")
@@ -64,7 +65,10 @@ def origin_allowed(request: Request, allowed: str) -> bool:
         netloc = urlsplit(origin).netloc
     except ValueError:  # e.g. "http://[": not an origin at all
         return False
-    return netloc.lower() == (request.host or "").lower()
+    host = request.host or ""
+    # "null" (sandboxed frames, file: pages) and other origins without a
+    # host are nobody's own host, not even a request with an empty Host.
+    return bool(netloc) and bool(host) and netloc.lower() == host.lower()
 
 
 # "token=..." at the start of the query or after "&"; a literal
@@ -105,6 +109,10 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         chat.metrics.auth_failure(code)
         return refuse(status, code, message)
 
+    if not request.headers.get("host", "").strip():
+        # HTTP/1.1 requires it (RFC 9112 3.2), and the origin check
+        # compares against it: without one, nothing can be checked.
+        return deny(400, "bad_request", "a Host header is required")
     config = chat.config
     if request.headers.get("upgrade", "").lower() != "websocket":
         return deny(426, "upgrade_required", "this is a WebSocket endpoint")

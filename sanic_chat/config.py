@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Always used with fullmatch: ``$`` in ``re.match`` also matches before a
+# final newline, so "staff\n" would pass for "staff".
+ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 SlowConsumerPolicy = Literal["close", "drop_oldest"]
 
@@ -184,7 +186,7 @@ class ChatConfig:
                 "slow_consumer must be 'close' or 'drop_oldest', "
                 f"not {self.slow_consumer!r}"
             )
-        if not ROOM_NAME_RE.match(self.default_room):
+        if not ROOM_NAME_RE.fullmatch(self.default_room):
             raise ConfigError(
                 f"default_room {self.default_room!r} is not a valid room "
                 "name (^[A-Za-z0-9_.:-]{1,64}$)"

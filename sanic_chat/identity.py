@@ -8,15 +8,35 @@ socket can change it.
 
 from __future__ import annotations
 
-import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sanic import Request
 
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f<>]{1,32}$")
+MAX_NAME_LENGTH = 32
+
+NAME_RULE = (
+    "name must be 1 to 32 characters with at least one visible one, "
+    "without control, format or line-separator characters or angle "
+    "brackets, and not a name the system uses"
+)
+"""What :func:`valid_display_name` accepts, in words (for error answers)."""
+
+# Unicode categories never allowed in a name: controls (C0, C1), lone
+# surrogates, private use, unassigned, line and paragraph separators, and
+# format characters (bidi overrides and isolates, zero-width space, soft
+# hyphen, BOM, tag characters) but for the joiners below.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn", "Zl", "Zp", "Cf"})
+# ZERO WIDTH JOINER builds emoji sequences (a family); ZERO WIDTH
+# NON-JOINER is part of Persian and Indic spelling.
+_JOINERS = frozenset("\u200d\u200c")
+# Letters and symbols that render as blank space: a name made of them
+# would look empty.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_VISIBLE_CATEGORIES = frozenset("LNPS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +82,51 @@ class Authenticator(Protocol):
 def valid_display_name(name: str) -> bool:
     """Tell whether ``name`` is an acceptable display name.
 
-    1 to 32 characters, no control characters, no ``<``/``>``, no lone
-    surrogates, and not only whitespace.
+    1 to 32 characters (code points), at least one of them visible (a
+    letter, number, punctuation or symbol that is not a blank filler);
+    none of category ``Cc``, ``Cs``, ``Co``, ``Cn``, ``Zl``, ``Zp`` or
+    ``Cf`` (so no bidi overrides, zero-width spaces or C1 controls), but
+    for ZERO WIDTH JOINER and NON-JOINER, which emoji sequences and some
+    scripts need; no ``<`` or ``>``; and not a name the system uses
+    (:func:`reserved_name`).
+
+    It checks form, not resemblance: ``Alice`` spelt with a Cyrillic
+    capital A is valid and looks like ``Alice``. Clients should tell guests
+    (ids starting with ``guest-``) apart, as the example page does.
     """
-    return (
-        bool(_NAME_RE.match(name))
-        and not name.isspace()
-        and not any("\ud800" <= c <= "\udfff" for c in name)
-    )
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        return False
+    visible = False
+    for char in name:
+        if char in "<>":
+            return False
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES and char not in _JOINERS:
+            return False
+        if category[0] in _VISIBLE_CATEGORIES and char not in _BLANKS:
+            visible = True
+    return visible and not reserved_name(name)
+
+
+def _name_key(name: str) -> str:
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if c not in _JOINERS).strip()
+
+
+_RESERVED = frozenset({_name_key(SYSTEM_USER.name)})
+
+
+def reserved_name(name: str) -> bool:
+    """Tell whether ``name`` reads as a name the system uses.
+
+    Compared after NFKC normalisation, case folding, dropping zero-width
+    joiners and surrounding whitespace, so ``SYSTEM``, ``system`` in
+    full-width letters and ``System`` all match :data:`SYSTEM_USER`'s
+    name.
+    Server code may still publish as :data:`SYSTEM_USER`; guests, the
+    HTTP API's ``user.name`` and the example's login may not take it.
+    """
+    return _name_key(name) in _RESERVED
 
 
 class GuestAuthenticator:
@@ -89,8 +146,5 @@ class GuestAuthenticator:
             return User(id=uid, name=uid)
         name = name.strip()
         if not valid_display_name(name):
-            raise ValueError(
-                "name must be 1 to 32 characters without control "
-                "characters or angle brackets"
-            )
+            raise ValueError(NAME_RULE)
         return User(id=uid, name=name)

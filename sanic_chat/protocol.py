@@ -153,7 +153,7 @@ def parse(
 
 def valid_room(name: object) -> bool:
     """Tell whether ``name`` is a valid room name."""
-    return isinstance(name, str) and bool(ROOM_NAME_RE.match(name))
+    return isinstance(name, str) and bool(ROOM_NAME_RE.fullmatch(name))
 
 
 def _room(obj: dict[str, Any]) -> str:

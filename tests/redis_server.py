@@ -33,12 +33,20 @@ class RedisServer:
     """A ``redis-server`` on a free port, with its data in ``directory``.
 
     ``appendonly`` keeps data across :meth:`kill` and :meth:`start`, as a
-    production Redis with persistence would.
+    production Redis with persistence would. With ``password``, clients
+    must authenticate (``requirepass``); :attr:`url` does not carry it.
     """
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,6 +65,7 @@ class RedisServer:
                 "--appendfsync", "always",
                 "--dir", str(self.directory),
                 "--logfile", str(self.directory / "redis.log"),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import spawn_example
+from .conftest import remote, spawn_example
 from .test_docs_samples import samples
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -315,3 +315,40 @@ async def _logged(page: ChatPage, needle: str) -> None:
     async with asyncio.timeout(5):
         while not any(needle in line for line in page.logs):
             await asyncio.sleep(0.05)
+
+
+async def test_guests_are_marked_so_they_cannot_pass_for_a_user(
+    browser: Browser, tmp_path: Path
+) -> None:
+    srv = ExampleServer(tmp_path / "example.log", "--allow-anonymous")
+    srv.start()
+    try:
+        bob = await ChatPage.open(browser, srv.url, "Bob")
+        await bob.say("hello")
+        await expect(bob.messages()).to_have_text(["hello"])
+        # A guest takes the signed-in user's name.
+        async with remote(srv.port).client(name="Bob") as guest:
+            await guest.say("I am Bob too")
+            await expect(bob.messages()).to_have_text(
+                ["hello", "I am Bob too"]
+            )
+            page = bob.page
+            await expect(page.locator("#messages li .who")).to_have_text(
+                ["Bob", "Bob"]
+            )
+            badges = page.locator("#messages li:not(.notice) .badge")
+            await expect(badges).to_have_text(["guest"])
+            await expect(
+                page.locator("#messages li:has(.badge) .text")
+            ).to_have_text(["I am Bob too"])
+            await expect(page.locator("#messages li.notice")).to_contain_text(
+                ["Bob (guest) joined"]
+            )
+            await expect(page.locator("#presence li")).to_have_count(2)
+            await expect(page.locator("#presence li .badge")).to_have_text(
+                ["guest"]
+            )
+            await bob.shot("guest-badge")
+        assert bob.errors == []
+    finally:
+        srv.stop()

@@ -3,8 +3,15 @@
 It is the default. Every room's events fan out through one
 :class:`~sanic_chat.backends.base.Subscription` per subscriber inside the
 process, history is a ring buffer per channel, and channels that have not
-been published to for a while are evicted first when ``max_channels`` is
-reached, so memory stays bounded even if clients invent many rooms.
+been published to for a while are evicted first when ``max_channels`` or
+``max_history_bytes`` is reached, so memory stays bounded even if clients
+invent many rooms and fill them with the largest messages allowed.
+
+The byte budget is counted in what history really holds, cheaply: the
+size of each payload string (``sys.getsizeof``: a 4,000-emoji message is
+about 16 KiB, four bytes per character) plus a fixed cost per entry and
+per room measured with ``tracemalloc``. Without it the defaults (10,000
+rooms of 100 messages) would let clients fill 17-20 GiB.
 
 It does not share anything between processes: with ``sanic --workers N``
 every worker has its own rooms. Use the Redis broadcaster for that.
@@ -14,12 +21,23 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import secrets
+import sys
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
+
+_SEQUENCE = re.compile(r"[0-9]{1,18}")
+
+# Bytes an entry costs besides its payload (the (seq, event) tuple, the
+# Event, its id string, the deque slot), and a room besides its entries
+# (its deque, its OrderedDict entry, its name): measured with tracemalloc
+# on CPython 3.11, rounded up.
+ENTRY_OVERHEAD = 300
+ROOM_OVERHEAD = 900
 
 
 class MemoryBroadcaster(Broadcaster):
@@ -34,8 +52,17 @@ class MemoryBroadcaster(Broadcaster):
         history_size: Events kept per channel.
         max_channels: Channels whose history is kept; the least recently
             published one is forgotten first.
+        max_history_bytes: Budget of all history in this process, in
+            bytes (payloads plus bookkeeping, see the module docstring).
+            Over it, the least recently published channels are forgotten
+            whole, first; a channel that alone is over it loses its oldest
+            events. A forgotten id answers ``found=False`` (clients get
+            ``recovered: false``).
         queue_size: Events a subscription may fall behind before it gets
             a :class:`~sanic_chat.backends.base.Gap`.
+
+    Raises:
+        ValueError: A limit is negative (``max_channels`` below 1).
     """
 
     def __init__(
@@ -43,11 +70,18 @@ class MemoryBroadcaster(Broadcaster):
         *,
         history_size: int = 100,
         max_channels: int = 10_000,
+        max_history_bytes: int = 64 * 1024 * 1024,
         queue_size: int = 10_000,
     ) -> None:
+        if max_channels < 1 or max_history_bytes < 0:
+            raise ValueError(
+                "max_channels must be >= 1 and max_history_bytes >= 0"
+            )
         self.history_size = history_size
         self.max_channels = max_channels
+        self.max_history_bytes = max_history_bytes
         self.queue_size = queue_size
+        self._bytes = 0
         self._epoch = secrets.token_hex(3)
         self._counter = itertools.count(1)
         # channel -> ring of (sequence number, event); OrderedDict for LRU.
@@ -59,6 +93,14 @@ class MemoryBroadcaster(Broadcaster):
         self._presence: dict[
             str, dict[str, tuple[int, Mapping[str, str]]]
         ] = {}
+
+    @property
+    def history_bytes(self) -> int:
+        """Bytes of history held now, as counted against the budget.
+
+        Never above ``max_history_bytes`` once a publish has returned.
+        """
+        return self._bytes
 
     async def connect(self) -> None:
         """Nothing to connect to."""
@@ -85,16 +127,41 @@ class MemoryBroadcaster(Broadcaster):
             ring = self._history.get(channel)
             if ring is None:
                 ring = self._history[channel] = deque(maxlen=self.history_size)
+                self._bytes += ROOM_OVERHEAD
                 if len(self._history) > self.max_channels:
-                    self._history.popitem(last=False)
+                    self._forget(next(iter(self._history)))
             else:
                 self._history.move_to_end(channel)
+                if len(ring) == ring.maxlen:  # append drops the oldest
+                    self._bytes -= _cost(ring[0][1])
             ring.append((seq, event))
+            self._bytes += _cost(event)
+            self._enforce_budget(channel)
         else:
             event = Event(channel, payload, None, origin)
         for subscription in self._subscribers.get(channel, ()):
             subscription.put(event)
         return event
+
+    def _forget(self, channel: str) -> None:
+        ring = self._history.pop(channel)
+        self._bytes -= ROOM_OVERHEAD + sum(_cost(e) for _, e in ring)
+
+    def _enforce_budget(self, channel: str) -> None:
+        """Forget the least recently published rooms until under budget.
+
+        ``channel`` (just published to, so the most recent) goes last,
+        oldest events first; it is forgotten whole once empty.
+        """
+        while self._bytes > self.max_history_bytes:
+            oldest = next(iter(self._history))
+            if oldest != channel:
+                self._forget(oldest)
+                continue
+            ring = self._history[channel]
+            self._bytes -= _cost(ring.popleft()[1])
+            if not ring:  # an event larger than the budget: none kept
+                self._forget(channel)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
@@ -157,7 +224,9 @@ class MemoryBroadcaster(Broadcaster):
 
     def _sequence(self, event_id: str) -> int | None:
         epoch, _, seq = event_id.partition("-")
-        if epoch != self._epoch or not seq.isdigit() or len(seq) > 18:
+        # Not str.isdigit: it accepts "²", which int() refuses, and
+        # other scripts' digits, which would give one event several ids.
+        if epoch != self._epoch or not _SEQUENCE.fullmatch(seq):
             return None
         return int(seq)
 
@@ -189,3 +258,8 @@ class MemoryBroadcaster(Broadcaster):
         users = self._presence.get(channel, {})
         listed = [user for _, user in itertools.islice(users.values(), limit)]
         return PresenceInfo(listed, len(users))
+
+
+def _cost(event: Event) -> int:
+    """Bytes one stored event is counted for."""
+    return sys.getsizeof(event.payload) + ENTRY_OVERHEAD
