@@ -1,8 +1,9 @@
 """Pre-upgrade checks: origin, identity and rooms.
 
-This runs as blueprint request middleware, before Sanic performs the
-WebSocket handshake, so a refused client gets a plain HTTP answer with a
-JSON body (400, 401 or 403) and never a socket.
+This runs first thing in the ``/ws`` handler (:func:`sanic_chat.endpoint.
+serve`), before the WebSocket handshake, so a refused client gets a
+plain HTTP answer with a JSON body (400, 401, 403, 426 or 429) and never
+a socket.
 """
 
 from __future__ import annotations

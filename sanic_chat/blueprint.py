@@ -16,7 +16,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic_ext import openapi
 
-from .auth import check_upgrade, refuse
+from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
 from .config import ChatConfig
@@ -60,12 +60,6 @@ class ChatBlueprint(Blueprint):
 
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
-        async def check(request: Request) -> HTTPResponse | None:
-            route = request.route
-            if route is None or not route.name.endswith(f".{WS_ROUTE}"):
-                return None  # the HTTP API identifies callers itself
-            return await check_upgrade(self._chat(request.app), request)
-
         async def start(app: Sanic[Any, Any]) -> None:
             await self._chat(app).start()
 
@@ -119,13 +113,12 @@ class ChatBlueprint(Blueprint):
             description="Upgrade to a WebSocket speaking the chat protocol "
             "(docs/protocol.md). Query: `room` (repeatable, `NAME` or "
             "`NAME@LAST_ID`), `token`, `name` (guests). 101, or 400, 401, "
-            "403, 426, 429 before any socket exists.",
+            "403, 405, 426, 429 before any socket exists.",
             tag="chat",
         )(serve_chat)
 
         self.main_process_start(warn_if_not_shared)
         self.main_process_start(share_metrics)
-        self.on_request(check)
         self.before_server_start(start)
         self.before_server_stop(shutdown)
         self.after_server_stop(stop)
