@@ -29,7 +29,7 @@ from sanic import HTTPResponse, Request
 from sanic.response import json
 from sanic_ext.exceptions import ValidationError
 
-from .auth import redact_token, refuse
+from .auth import refuse
 from .chat import Chat
 from .errors import BroadcasterUnavailable, Forbidden
 from .identity import SYSTEM_USER, User, valid_display_name
@@ -60,7 +60,12 @@ class PublishBody(BaseModel):
 
 
 class HistoryQuery(BaseModel):
-    """Paging of a room's history by message id."""
+    """Paging of a room's history by message id.
+
+    ``token`` and ``name`` are read by the authenticator, as on every
+    route (docs/http-api.md); they are accepted here so that the strict
+    model does not refuse them.
+    """
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=50, ge=1, le=1000)
@@ -69,6 +74,14 @@ class HistoryQuery(BaseModel):
     )
     after: str | None = Field(
         default=None, min_length=1, max_length=MAX_ID_LENGTH
+    )
+    token: str | None = Field(
+        default=None,
+        description="The caller's token, when it cannot send the "
+        "Authorization header (redacted from logs; prefer the header).",
+    )
+    name: str | None = Field(
+        default=None, description="Display name of an anonymous guest."
     )
 
 
@@ -138,7 +151,6 @@ class Caller:
 
 async def identify(chat: Chat, request: Request) -> Caller:
     """Authenticate an API request, or raise 401/403."""
-    redact_token(request)
     key = chat.config.api_key
     offered = request.headers.get(API_KEY_HEADER)
     if offered is not None:

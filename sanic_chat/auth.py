@@ -8,12 +8,10 @@ a socket.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from httptools import parse_url
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
@@ -68,32 +66,6 @@ def origin_allowed(request: Request, allowed: str) -> bool:
     return netloc.lower() == (request.host or "").lower()
 
 
-# "token=..." at the start of the query or after "&"; a literal
-# replacement (no group reference) keeps re.subn on its fast path.
-_TOKEN_PARAM = re.compile(r"(?<![^&])token=[^&]*")
-
-
-def redact_token(request: Request) -> None:
-    """Keep a ``token`` query parameter out of every log line.
-
-    Sanic's access log (for the upgrade and for a refused request) prints
-    ``request.url``; the query has already been parsed into
-    ``request.args``, so the URL itself can safely lose the token.
-    """
-    if "token" not in request.args:  # parses (and caches) the query
-        return
-    query, found = _TOKEN_PARAM.subn("token=REDACTED", request.query_string)
-    if found < len(request.args.getlist("token")):  # escaped spellings
-        query = urlencode(
-            [
-                (key, "REDACTED" if key == "token" else value)
-                for key, values in request.args.items()
-                for value in values
-            ]
-        )
-    request._parsed_url = parse_url(f"{request.path}?{query}".encode())
-
-
 async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     """Check origin, rooms and identity, or refuse the upgrade.
 
@@ -109,7 +81,6 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     config = chat.config
     if request.headers.get("upgrade", "").lower() != "websocket":
         return deny(426, "upgrade_required", "this is a WebSocket endpoint")
-    redact_token(request)
     if not origin_allowed(request, config.allowed_origins):
         return deny(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []

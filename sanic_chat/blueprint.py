@@ -23,6 +23,7 @@ from .config import ChatConfig
 from .endpoint import serve
 from .errors import ConfigError
 from .identity import Authenticator, GuestAuthenticator
+from .redaction import install as install_log_redaction
 from .routes import add_api_routes, inject_chat
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,13 @@ class ChatBlueprint(Blueprint):
         self.after_server_stop(stop)
 
     def register(self, app: Sanic[Any, Any], options: dict[str, Any]) -> None:
-        """Resolve settings for ``app``, create its chat, add the routes."""
+        """Resolve settings for ``app``, create its chat, add the routes.
+
+        Also adds, once per process, the filter that keeps ``token``
+        query values out of Sanic's log lines (:mod:`sanic_chat.
+        redaction`): the only change to the host's logging.
+        """
+        install_log_redaction()
         config = ChatConfig.resolve(self._chat_options, app.config)
         chats: dict[str, Chat] = getattr(app.ctx, "sanic_chat", None) or {}
         if self.name in chats:

@@ -64,6 +64,7 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
             openapi.definitions.Parameter("limit", int, "query"),
             openapi.definitions.Parameter("before", str, "query"),
             openapi.definitions.Parameter("after", str, "query"),
+            openapi.definitions.Parameter("token", str, "query"),
         ],
         response=_answers(200, "Messages, oldest first", 400, 401, 403, 404),
     )

@@ -99,6 +99,7 @@ async def test_no_method_upgrades_without_the_checks(
         assert srv.chat.hub.connections_of("a") == 0
         await asyncio.sleep(0.05)  # let the access log line out
     assert f"{method} " in logged_text(caplog) or method == "BREW"
+    assert SECRET not in logged_text(caplog)
 
 
 async def test_head_is_refused_before_the_upgrade_even_when_allowed(
