@@ -16,6 +16,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic_ext import openapi
 
+from .api import ApiError, refuse_body
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
@@ -81,6 +82,10 @@ class ChatBlueprint(Blueprint):
                 )
 
         async def metrics(request: Request) -> HTTPResponse:
+            try:
+                await refuse_body(request)
+            except ApiError as exc:
+                return exc.response()
             exporter = self._chat(request.app).exporter
             if exporter is None:
                 return refuse(
@@ -156,22 +161,26 @@ class ChatBlueprint(Blueprint):
             # (see sanic_chat.transport). Sanic must still use its
             # websocket-capable protocol for the app's connections.
             app.enable_websocket()
-            self.add_route(
-                self._serve, config.path, methods=["GET"], name=WS_ROUTE
-            )
+            # ignore_body: an upgrade has no body (transport.accept refuses
+            # one); Sanic must not buffer it before the checks run.
+            self.route(
+                config.path, methods=["GET"], name=WS_ROUTE, ignore_body=True
+            )(self._serve)
             if config.http_api:
                 add_api_routes(self, config.api_path)
             if config.metrics_path:
-                self.add_route(
+                self.route(
+                    config.metrics_path,
+                    methods=["GET"],
+                    name="metrics",
+                    ignore_body=True,
+                )(
                     openapi.definition(
                         summary="Prometheus metrics of the chat",
                         description="Text exposition; every name starts "
                         "with sanic_chat_ (docs/metrics.md).",
                         tag="chat",
-                    )(self._metrics),
-                    config.metrics_path,
-                    methods=["GET"],
-                    name="metrics",
+                    )(self._metrics)
                 )
         if config.http_api:
             inject_chat(app, self.name)
