@@ -24,6 +24,7 @@ from .config import ChatConfig
 from .endpoint import serve
 from .errors import ConfigError
 from .identity import Authenticator, GuestAuthenticator
+from .metrics import may_scrape
 from .redaction import install as install_log_redaction
 from .routes import add_api_routes, inject_chat
 
@@ -82,11 +83,17 @@ class ChatBlueprint(Blueprint):
                 )
 
         async def metrics(request: Request) -> HTTPResponse:
+            chat = self._chat(request.app)
+            if not may_scrape(request.headers, chat.config.metrics_key):
+                chat.metrics.auth_failure("invalid_metrics_key")
+                refused = refuse(401, "unauthorized", "metrics need a key")
+                refused.headers["WWW-Authenticate"] = "Bearer"
+                return refused
             try:
                 await refuse_body(request)
             except ApiError as exc:
                 return exc.response()
-            exporter = self._chat(request.app).exporter
+            exporter = chat.exporter
             if exporter is None:
                 return refuse(
                     503, "unavailable", "metrics need prometheus-client"
