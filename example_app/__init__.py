@@ -28,6 +28,18 @@ import sanic_chat
 from sanic_chat.identity import NAME_RULE, valid_display_name
 
 STATIC = Path(__file__).parent / "static"
+# Sanic settings for a chat (docs/deployment.md, "Slow clients"); each
+# applies only when SANIC_<KEY> is not set in the environment. Chat
+# requests are small and quick: a client silent for 10 s while sending a
+# request is gone or hostile, an idle keep-alive connection is not worth
+# holding past 5 s (sockets are not affected: Sanic stops its timers on
+# an upgrade), and no request needs more than 1 MB of body.
+SANIC_SETTINGS: dict[str, int] = {
+    "REQUEST_TIMEOUT": 10,
+    "KEEP_ALIVE_TIMEOUT": 5,
+    "REQUEST_MAX_HEADER_SIZE": 8192,
+    "REQUEST_MAX_SIZE": 1_000_000,
+}
 SECRET_ENV = "SANIC_CHAT_JWT_SECRET"  # noqa: S105 - a variable's name
 TOKEN_LIFETIME = 15 * 60  # seconds; the page refreshes before expiry
 COOKIE = "chat_token"
@@ -62,6 +74,9 @@ def create_app(
     """Build the example app: page at ``/``, login, chat at ``/ws``."""
     secret = jwt_secret()
     app = Sanic(name)
+    for key, value in SANIC_SETTINGS.items():
+        if f"SANIC_{key}" not in os.environ:  # the environment wins
+            app.config[key] = value
     app.blueprint(
         sanic_chat.create_blueprint(
             authenticator=sanic_chat.JWTAuthenticator(secret),

@@ -16,21 +16,33 @@ have ``"chat_admin": true``. A message published here takes the same
 path as one sent over a socket: same ids, order, history, limits and
 fan-out to every worker.
 
+Routes with a body authenticate before reading it: publishing is a
+streaming route (Sanic does not buffer the body first) that checks the
+caller, then ``Content-Type: application/json`` (415), then the size
+(413 past :func:`publish_body_limit`, from ``Content-Length`` before
+reading, or while reading a chunked body), and only then parses and
+validates it.
+
 Errors are JSON: ``{"error": {"code": ..., "message": ..., "fields":
-[...]}}`` with 400, 401, 403, 404, 413, 429 or 503.
+[...]}}`` with 400, 401, 403, 404, 413, 415, 429 or 503.
 """
 
 from __future__ import annotations
 
 import hmac
+import json as jsonlib
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as ModelError
 from sanic import HTTPResponse, Request
 from sanic.response import json
 from sanic_ext.exceptions import ValidationError
 
-from .auth import redact_token, refuse
+from .auth import refuse
 from .chat import Chat
+from .config import ChatConfig
 from .errors import BroadcasterUnavailable, Forbidden
 from .identity import NAME_RULE, SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
@@ -38,6 +50,11 @@ from .protocol import MAX_ID_LENGTH, encodable, encode, fit, valid_room
 
 API_KEY_HEADER = "x-api-key"
 ADMIN_CLAIM = "chat_admin"
+MIN_BODY_LIMIT = 64 * 1024
+# The longest JSON spelling of one character: one outside the BMP as two
+# "\\uXXXX" escapes.
+_JSON_BYTES_PER_CHAR = 12
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class Sender(BaseModel):
@@ -60,7 +77,12 @@ class PublishBody(BaseModel):
 
 
 class HistoryQuery(BaseModel):
-    """Paging of a room's history by message id."""
+    """Paging of a room's history by message id.
+
+    ``token`` and ``name`` are read by the authenticator, as on every
+    route (docs/http-api.md); they are accepted here so that the strict
+    model does not refuse them.
+    """
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=50, ge=1, le=1000)
@@ -69,6 +91,14 @@ class HistoryQuery(BaseModel):
     )
     after: str | None = Field(
         default=None, min_length=1, max_length=MAX_ID_LENGTH
+    )
+    token: str | None = Field(
+        default=None,
+        description="The caller's token, when it cannot send the "
+        "Authorization header (redacted from logs; prefer the header).",
+    )
+    name: str | None = Field(
+        default=None, description="Display name of an anonymous guest."
     )
 
 
@@ -118,13 +148,106 @@ def _fields(exc: ValidationError) -> list[dict[str, str]]:
     errors = getattr(cause, "errors", None)
     if errors is None:
         return [{"field": "", "message": str(exc)}]
+    return _field_list(errors())
+
+
+def _field_list(
+    errors: Iterable[Mapping[str, Any]],
+) -> list[dict[str, str]]:
     return [
         {
             "field": ".".join(str(p) for p in error["loc"]),
             "message": error["msg"],
         }
-        for error in errors()
+        for error in errors
     ]
+
+
+def publish_body_limit(config: ChatConfig) -> int:
+    """Largest publish body accepted, in bytes (413 past it).
+
+    64 KiB, or more when ``max_text_length`` needs it: room for the
+    text, the sender's id and name at 12 bytes a character (the longest
+    JSON escape), and some syntax. Far below Sanic's ``REQUEST_MAX_SIZE``
+    (100 MB), which still bounds every other route.
+    """
+    chars = config.max_text_length + 128 + 32  # text, sender id and name
+    return max(MIN_BODY_LIMIT, _JSON_BYTES_PER_CHAR * chars + 1024)
+
+
+class _BodyStream(Protocol):
+    async def read(self) -> bytes | None: ...
+
+
+async def refuse_body(request: Request) -> None:
+    """Refuse a body on a route that takes none, without reading it.
+
+    Such routes are registered with ``ignore_body``: Sanic does not
+    buffer the body, and discards it after the answer (closing the
+    connection past ``REQUEST_MAX_SIZE``). An empty body
+    (``Content-Length: 0``) is consumed here, so that Sanic does not
+    log it as unread.
+
+    Raises:
+        ApiError: 400 when the request has a body.
+    """
+    headers = request.headers
+    if (
+        "transfer-encoding" in headers
+        or headers.get("content-length", "0") != "0"
+    ):
+        raise ApiError(400, "bad_request", "this route takes no body")
+    stream = cast(_BodyStream | None, request.stream)
+    if "content-length" in headers and stream is not None:
+        await stream.read()
+
+
+async def read_json(
+    request: Request, model: type[_Model], limit: int
+) -> _Model:
+    """Read a JSON body of at most ``limit`` bytes and validate it.
+
+    For streaming routes, after the caller is authenticated: nothing is
+    read before the media type and the declared size are checked.
+
+    Raises:
+        ApiError: 415 (not ``application/json``), 413 (over ``limit``),
+            400 (not JSON, or invalid for ``model``, with ``fields``).
+    """
+    media_type = request.headers.get("content-type", "")
+    if media_type.partition(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        )
+    too_large = ApiError(413, "too_large", f"body over {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and int(declared) > limit:  # Sanic checked it
+        raise too_large
+    stream = cast(_BodyStream | None, request.stream)
+    chunks: list[bytes] = []
+    size = 0
+    while stream is not None and (chunk := await stream.read()) is not None:
+        size += len(chunk)
+        if size > limit:  # a chunked body: stop reading at the bound
+            raise too_large
+        chunks.append(chunk)
+    try:
+        data = jsonlib.loads(b"".join(chunks))
+    except (ValueError, RecursionError):  # RecursionError: [[[[...
+        raise ApiError(
+            400,
+            "bad_request",
+            "invalid request",
+            [{"field": "", "message": "the body is not valid JSON"}],
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ModelError as exc:
+        raise ApiError(
+            400, "bad_request", "invalid request", _field_list(exc.errors())
+        ) from None
 
 
 class Caller:
@@ -138,7 +261,6 @@ class Caller:
 
 async def identify(chat: Chat, request: Request) -> Caller:
     """Authenticate an API request, or raise 401/403."""
-    redact_token(request)
     key = chat.config.api_key
     offered = request.headers.get(API_KEY_HEADER)
     if offered is not None:
@@ -194,6 +316,7 @@ async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
     of distinct users in the room on every worker (from presence).
     """
     caller = await identify(chat, request)
+    await refuse_body(request)
     rooms = []
     for name, local in sorted(chat.room_sizes().items()):
         user = caller.user
@@ -228,6 +351,7 @@ async def room_history(
     unsent bytes.
     """
     caller = await identify(chat, request)
+    await refuse_body(request)
     await _readable_room(chat, caller, room)
     unsent = chat.hub.unsent
     if unsent.full:
@@ -295,6 +419,7 @@ async def room_presence(
 ) -> HTTPResponse:
     """Users in a room on every worker (at most ``presence_list_limit``)."""
     caller = await identify(chat, request)
+    await refuse_body(request)
     await _readable_room(chat, caller, room)
     info = await chat.presence(room)
     if not info.count and not _known(chat, room):
@@ -307,17 +432,22 @@ async def publish(
     limiter: PublishLimiter,
     request: Request,
     room: str,
-    body: PublishBody,
 ) -> HTTPResponse:
     """Publish a message as the system (or a named sender).
 
-    Needs the system permission. Same path as a socket's message: an id,
-    history, every member on every worker. 201 with the id.
+    Needs the system permission, checked before the body is read. The
+    body: ``Content-Type: application/json`` (else 415), at most 64 KiB
+    (413; more only when ``CHAT_MAX_TEXT_LENGTH`` needs it). Same path
+    as a socket's message: an id, history, every member on every
+    worker. 201 with the id.
     """
     caller = await identify(chat, request)
     _require_system(caller)
     if not valid_room(room):
         raise ApiError(400, "bad_request", "invalid room name")
+    body = await read_json(
+        request, PublishBody, publish_body_limit(chat.config)
+    )
     text = body.text
     if len(text) > chat.config.max_text_length:
         raise ApiError(
@@ -360,6 +490,7 @@ async def disconnect_user(
     """
     caller = await identify(chat, request)
     _require_system(caller)
+    await refuse_body(request)
     closed = await chat.disconnect_user(user_id)
     return json({"user": user_id, "closed_here": closed})
 
@@ -370,6 +501,7 @@ async def health(chat: Chat, request: Request) -> HTTPResponse:
     200 when this worker can reach its broadcaster and is not shutting
     down, 503 otherwise; no authentication, for load balancers.
     """
+    await refuse_body(request)
     ready = chat.healthy
     return json(
         {
@@ -398,6 +530,9 @@ __all__ = [
     "identify",
     "list_rooms",
     "publish",
+    "publish_body_limit",
+    "read_json",
+    "refuse_body",
     "room_history",
     "room_presence",
 ]

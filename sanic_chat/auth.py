@@ -1,18 +1,17 @@
 """Pre-upgrade checks: origin, identity and rooms.
 
-This runs as blueprint request middleware, before Sanic performs the
-WebSocket handshake, so a refused client gets a plain HTTP answer with a
-JSON body (400, 401 or 403) and never a socket.
+This runs first thing in the ``/ws`` handler (:func:`sanic_chat.endpoint.
+serve`), before the WebSocket handshake, so a refused client gets a
+plain HTTP answer with a JSON body (400, 401, 403, 426 or 429) and never
+a socket.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from httptools import parse_url
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
@@ -71,32 +70,6 @@ def origin_allowed(request: Request, allowed: str) -> bool:
     return bool(netloc) and bool(host) and netloc.lower() == host.lower()
 
 
-# "token=..." at the start of the query or after "&"; a literal
-# replacement (no group reference) keeps re.subn on its fast path.
-_TOKEN_PARAM = re.compile(r"(?<![^&])token=[^&]*")
-
-
-def redact_token(request: Request) -> None:
-    """Keep a ``token`` query parameter out of every log line.
-
-    Sanic's access log (for the upgrade and for a refused request) prints
-    ``request.url``; the query has already been parsed into
-    ``request.args``, so the URL itself can safely lose the token.
-    """
-    if "token" not in request.args:  # parses (and caches) the query
-        return
-    query, found = _TOKEN_PARAM.subn("token=REDACTED", request.query_string)
-    if found < len(request.args.getlist("token")):  # escaped spellings
-        query = urlencode(
-            [
-                (key, "REDACTED" if key == "token" else value)
-                for key, values in request.args.items()
-                for value in values
-            ]
-        )
-    request._parsed_url = parse_url(f"{request.path}?{query}".encode())
-
-
 async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     """Check origin, rooms and identity, or refuse the upgrade.
 
@@ -116,7 +89,6 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     config = chat.config
     if request.headers.get("upgrade", "").lower() != "websocket":
         return deny(426, "upgrade_required", "this is a WebSocket endpoint")
-    redact_token(request)
     if chat.hub.unsent.full:
         # Clients that do not read hold too much of this worker's memory:
         # take no new work until they drain or are closed.

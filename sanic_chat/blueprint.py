@@ -16,13 +16,16 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic_ext import openapi
 
-from .auth import check_upgrade, refuse
+from .api import ApiError, refuse_body
+from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
 from .config import ChatConfig
 from .endpoint import serve
 from .errors import ConfigError
 from .identity import Authenticator, GuestAuthenticator
+from .metrics import may_scrape
+from .redaction import install as install_log_redaction
 from .routes import add_api_routes, inject_chat
 
 logger = logging.getLogger(__name__)
@@ -60,12 +63,6 @@ class ChatBlueprint(Blueprint):
 
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
-        async def check(request: Request) -> HTTPResponse | None:
-            route = request.route
-            if route is None or not route.name.endswith(f".{WS_ROUTE}"):
-                return None  # the HTTP API identifies callers itself
-            return await check_upgrade(self._chat(request.app), request)
-
         async def start(app: Sanic[Any, Any]) -> None:
             await self._chat(app).start()
 
@@ -86,7 +83,17 @@ class ChatBlueprint(Blueprint):
                 )
 
         async def metrics(request: Request) -> HTTPResponse:
-            exporter = self._chat(request.app).exporter
+            chat = self._chat(request.app)
+            if not may_scrape(request.headers, chat.config.metrics_key):
+                chat.metrics.auth_failure("invalid_metrics_key")
+                refused = refuse(401, "unauthorized", "metrics need a key")
+                refused.headers["WWW-Authenticate"] = "Bearer"
+                return refused
+            try:
+                await refuse_body(request)
+            except ApiError as exc:
+                return exc.response()
+            exporter = chat.exporter
             if exporter is None:
                 return refuse(
                     503, "unavailable", "metrics need prometheus-client"
@@ -119,19 +126,24 @@ class ChatBlueprint(Blueprint):
             description="Upgrade to a WebSocket speaking the chat protocol "
             "(docs/protocol.md). Query: `room` (repeatable, `NAME` or "
             "`NAME@LAST_ID`), `token`, `name` (guests). 101, or 400, 401, "
-            "403, 426, 429 before any socket exists.",
+            "403, 405, 426, 429 before any socket exists.",
             tag="chat",
         )(serve_chat)
 
         self.main_process_start(warn_if_not_shared)
         self.main_process_start(share_metrics)
-        self.on_request(check)
         self.before_server_start(start)
         self.before_server_stop(shutdown)
         self.after_server_stop(stop)
 
     def register(self, app: Sanic[Any, Any], options: dict[str, Any]) -> None:
-        """Resolve settings for ``app``, create its chat, add the routes."""
+        """Resolve settings for ``app``, create its chat, add the routes.
+
+        Also adds, once per process, the filter that keeps ``token``
+        query values out of Sanic's log lines (:mod:`sanic_chat.
+        redaction`): the only change to the host's logging.
+        """
+        install_log_redaction()
         config = ChatConfig.resolve(self._chat_options, app.config)
         chats: dict[str, Chat] = getattr(app.ctx, "sanic_chat", None) or {}
         if self.name in chats:
@@ -156,22 +168,26 @@ class ChatBlueprint(Blueprint):
             # (see sanic_chat.transport). Sanic must still use its
             # websocket-capable protocol for the app's connections.
             app.enable_websocket()
-            self.add_route(
-                self._serve, config.path, methods=["GET"], name=WS_ROUTE
-            )
+            # ignore_body: an upgrade has no body (transport.accept refuses
+            # one); Sanic must not buffer it before the checks run.
+            self.route(
+                config.path, methods=["GET"], name=WS_ROUTE, ignore_body=True
+            )(self._serve)
             if config.http_api:
                 add_api_routes(self, config.api_path)
             if config.metrics_path:
-                self.add_route(
+                self.route(
+                    config.metrics_path,
+                    methods=["GET"],
+                    name="metrics",
+                    ignore_body=True,
+                )(
                     openapi.definition(
                         summary="Prometheus metrics of the chat",
                         description="Text exposition; every name starts "
                         "with sanic_chat_ (docs/metrics.md).",
                         tag="chat",
-                    )(self._metrics),
-                    config.metrics_path,
-                    methods=["GET"],
-                    name="metrics",
+                    )(self._metrics)
                 )
         if config.http_api:
             inject_chat(app, self.name)

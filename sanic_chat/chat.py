@@ -23,7 +23,7 @@ from .config import ChatConfig
 from .errors import CloseCode
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
-from .metrics import Metrics, PrometheusExporter
+from .metrics import Metrics, PrometheusExporter, room_labeller
 from .protocol import encodable, valid_room
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,14 @@ class Chat:
         self.closing = False
         if self.config.metrics_path and self.exporter is None:
             try:
-                self.exporter = PrometheusExporter(self.metrics_snapshot)
+                config = self.config
+                self.exporter = PrometheusExporter(
+                    self.metrics_snapshot,
+                    room_labeller(
+                        config.metrics_room_labels,
+                        config.metrics_key or config.api_key,
+                    ),
+                )
             except ImportError:
                 logger.info(
                     "sanic-chat: no /metrics (pip install prometheus-client)"

@@ -24,6 +24,7 @@ from .errors import ConfigError
 ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 SlowConsumerPolicy = Literal["close", "drop_oldest"]
+RoomLabels = Literal["off", "hashed", "names"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,13 @@ class ChatConfig:
             empty: only users whose token has the ``chat_admin`` claim.
         metrics_path: Route of the Prometheus metrics (needs the
             ``prometheus-client`` package); empty: no route.
+        metrics_key: Secret a scraper must send to read ``metrics_path``
+            (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``),
+            401 otherwise; empty: anyone who reaches the route may.
+        metrics_room_labels: Per-room series in the metrics: ``off`` (only
+            totals), ``hashed`` (a short HMAC-SHA256 of each room name,
+            keyed by ``metrics_key`` or else ``api_key``; guessable from
+            a list of likely names when neither is set) or ``names``.
     """
 
     broadcaster_url: str = "memory://"
@@ -116,6 +124,8 @@ class ChatConfig:
     api_path: str = "/api"
     api_key: str = ""
     metrics_path: str = "/metrics"
+    metrics_key: str = ""
+    metrics_room_labels: RoomLabels = "off"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -185,6 +195,11 @@ class ChatConfig:
             raise ConfigError(
                 "slow_consumer must be 'close' or 'drop_oldest', "
                 f"not {self.slow_consumer!r}"
+            )
+        if self.metrics_room_labels not in ("off", "hashed", "names"):
+            raise ConfigError(
+                "metrics_room_labels must be 'off', 'hashed' or 'names', "
+                f"not {self.metrics_room_labels!r}"
             )
         if not ROOM_NAME_RE.fullmatch(self.default_room):
             raise ConfigError(

@@ -1,9 +1,12 @@
 """The ``/ws`` handler: upgrade, then one read loop per socket.
 
-Sanic runs this like any route, after the blueprint's checks
-(:mod:`sanic_chat.auth`). It completes the WebSocket handshake itself
-(:mod:`sanic_chat.transport`), then reads client frames and acts on them
-until the socket closes; the connection then leaves every room. Frames
+Sanic runs this like any route. It first refuses every method but GET,
+then runs the pre-upgrade checks (:mod:`sanic_chat.auth`): here, in the
+handler, so that every route that reaches this code (sanic-ext's
+automatic HEAD route calls it too) meets them. It completes the
+WebSocket handshake itself (:mod:`sanic_chat.transport`), then reads
+client frames and acts on them until the socket closes; the connection
+then leaves every room. Frames
 to the client never wait for this loop: the hub writes them directly
 (:mod:`sanic_chat.connection`), so a connection needs no task of its own
 besides the one Sanic already runs for its request.
@@ -20,7 +23,7 @@ from dataclasses import replace
 from sanic import HTTPResponse, Request
 
 from . import protocol
-from .auth import RoomRequest
+from .auth import RoomRequest, check_upgrade, refuse
 from .authenticators import SUBPROTOCOL
 from .chat import Chat
 from .config import ChatConfig
@@ -45,8 +48,23 @@ _REPLY_BYTES_PER_TOKEN = 65536
 async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
     """Upgrade ``request`` and run its chat connection until it closes.
 
-    Returns an HTTP error response when the handshake itself is invalid.
+    Returns an HTTP error response when the method is not GET (405),
+    the pre-upgrade checks refuse (:func:`~sanic_chat.auth.check_upgrade`)
+    or the handshake itself is invalid.
     """
+    if request.method != "GET":
+        # RFC 6455, 4.1: an upgrade is a GET. Anything else (sanic-ext's
+        # automatic HEAD route calls this handler) never gets near it.
+        wrong_method = refuse(
+            405, "method_not_allowed", "a WebSocket upgrade is a GET"
+        )
+        wrong_method.headers["Allow"] = "GET"
+        return wrong_method
+    refused = await check_upgrade(chat, request)
+    if refused is not None:
+        return refused
+    # From here check_upgrade holds a reservation for the user: every
+    # path that does not end in hub.add releases it.
     offered = request.headers.get("sec-websocket-protocol", "")
     socket = accept(
         request,
@@ -58,6 +76,7 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         chat.hub.release(request.ctx.chat_user.id)
         return socket
     if chat.closing:
+        chat.hub.release(request.ctx.chat_user.id)
         socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
         return None
     config = chat.config

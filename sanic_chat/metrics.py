@@ -15,20 +15,66 @@ every scrape, and ``/metrics`` answers for all workers whichever one
 takes the request: counters are summed, gauges of connections and rooms
 summed over live workers, and the broadcaster's health is reported per
 worker (``pid`` label).
+
+Room names can be secrets (``/api/rooms`` hides the rooms a caller may
+not join): per-room series are off unless ``CHAT_METRICS_ROOM_LABELS``
+says ``hashed`` or ``names`` (:func:`room_labeller`), and
+``CHAT_METRICS_KEY`` makes the route ask for a key (:func:`may_scrape`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
+import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # Latency buckets of a broadcaster publish, in seconds.
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5)  # fmt: skip
 TOP_ROOMS = 10
+
+
+def room_labeller(mode: str, key: str) -> Callable[[str], str] | None:
+    """The ``room`` label of each room's series, or None for no series.
+
+    ``hashed``: the first 16 hex digits of HMAC-SHA256(``key``, name),
+    stable across scrapes, restarts and workers. With an empty ``key``
+    anyone can hash a list of likely names and match them.
+    """
+    if mode == "off":
+        return None
+    if mode == "names":
+        return str
+    secret = key.encode()
+
+    def hashed(room: str) -> str:
+        digest = hmac.new(secret, room.encode(), hashlib.sha256)
+        return digest.hexdigest()[:16]
+
+    return hashed
+
+
+def may_scrape(headers: Mapping[str, str], key: str) -> bool:
+    """Whether a request with ``headers`` may read the metrics.
+
+    Always, when ``key`` is empty; otherwise with ``Authorization:
+    Bearer <key>`` or ``X-API-Key: <key>`` (compared in constant time).
+    """
+    if not key:
+        return True
+    bearer = headers.get("authorization", "")
+    scheme, _, offered = bearer.partition(" ")
+    candidates = [headers.get("x-api-key", "")]
+    if scheme.lower() == "bearer":
+        candidates.append(offered.strip())
+    secret = key.encode()
+    return any(
+        hmac.compare_digest(c.encode(), secret) for c in candidates if c
+    )
 
 
 class Metrics:
@@ -87,11 +133,16 @@ class PrometheusExporter:
         ImportError: ``prometheus-client`` is not installed.
     """
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        room_label: Callable[[str], str] | None = None,
+    ) -> None:
         import prometheus_client as prom
 
         self._prom = prom
         self._snapshot = snapshot
+        self._room_label = room_label
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = prom.CollectorRegistry()
         r = self.registry
@@ -115,7 +166,7 @@ class PrometheusExporter:
         self._members = prom.Gauge(
             "sanic_chat_room_members",
             f"Members of the {TOP_ROOMS} largest rooms of each worker",
-            ["room"], registry=r, **live,
+            ["room"], registry=r if room_label else None, **live,
         )  # fmt: skip
         self._counters = {
             name: prom.Counter(f"sanic_chat_{name}", text, registry=r)
@@ -146,13 +197,15 @@ class PrometheusExporter:
         last = self._last
         for name, gauge in self._gauges.items():
             gauge.set(float(now[name]))
-        members = now["room_members"]
-        for room in self._last.get("room_members", {}):
-            if room not in members:
-                # Multiprocess mode cannot remove a series: zero it.
-                self._members.labels(room=room).set(0)
-        for room, size in members.items():
-            self._members.labels(room=room).set(size)
+        label = self._room_label
+        if label is not None:
+            members = now["room_members"]
+            for room in self._last.get("room_members", {}):
+                if room not in members:
+                    # Multiprocess mode cannot remove a series: zero it.
+                    self._members.labels(room=label(room)).set(0)
+            for room, size in members.items():
+                self._members.labels(room=label(room)).set(size)
         for name, counter in self._counters.items():
             delta = now[name] - last.get(name, 0)
             if delta > 0:

@@ -24,6 +24,8 @@ _ERRORS: dict[int, str] = {
     400: "Invalid request; `error.fields` names each invalid field",
     401: "No valid identity (token or API key)",
     403: "Not allowed",
+    413: "Body or text too large",
+    415: "Body not sent as application/json",
     503: "Chat backend unavailable on this worker",
 }
 
@@ -76,8 +78,11 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
             openapi.definitions.Parameter("limit", int, "query"),
             openapi.definitions.Parameter("before", str, "query"),
             openapi.definitions.Parameter("after", str, "query"),
+            openapi.definitions.Parameter("token", str, "query"),
         ],
-        response=_answers(200, "Messages, oldest first", 400, 401, 403, 404),
+        response=_answers(
+            200, "Messages, oldest first", 400, 401, 403, 404, 429, 503
+        ),
     )
     @validate(query=api.HistoryQuery)
     async def history(
@@ -104,16 +109,15 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         body={"application/json": api.PublishBody},
         secured={"apiKey": []},
         response=_answers(
-            201, "The new message's id", 400, 401, 403, 413, 429, 503
+            201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
         ),
     )
-    @validate(json=api.PublishBody)
-    async def publish(
-        request: Request, room: str, body: api.PublishBody
-    ) -> HTTPResponse:
+    async def publish(request: Request, room: str) -> HTTPResponse:
+        # A streaming route: Sanic leaves the body unread, api.publish
+        # authenticates, then reads and validates it (api.read_json).
         chat = chat_of(request)
         limiter = limiter_of(chat, publishers)
-        return await api.publish(chat, limiter, request, room, body)
+        return await api.publish(chat, limiter, request, room)
 
     @openapi.definition(
         summary="Disconnect a user (system permission)",
@@ -147,12 +151,18 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         (health, "/health", "GET", "api_health"),
     ]  # fmt: skip
     for handler, path, method, route_name in routes:
-        bp.add_route(
-            handler,  # type: ignore[arg-type]
+        # Nothing is read before the caller is identified: Sanic would
+        # buffer a body (up to REQUEST_MAX_SIZE, 100 MB) before the
+        # handler runs. Publishing streams its body; the other routes
+        # take none (Sanic discards one after the answer).
+        streams = handler is publish
+        bp.route(
             prefix + path,
             methods=[method],
             name=route_name,
-        )
+            stream=streams,
+            ignore_body=not streams,
+        )(handler)
     bp.exception(
         api.ApiError, ValidationError, BroadcasterUnavailable, SanicException
     )(on_error)

@@ -50,7 +50,8 @@ async def test_the_python_api_counts_what_happened() -> None:
 
 
 async def test_metrics_are_served_as_prometheus_text() -> None:
-    async with live(make_app()) as srv, srv.client() as alice:
+    app = make_app(metrics_room_labels="names")
+    async with live(app) as srv, srv.client() as alice:
         await alice.say("hello")
         async with httpx.AsyncClient() as http:
             reply = await http.get(f"http://127.0.0.1:{srv.port}/metrics")
