@@ -76,6 +76,11 @@ class ChatConfig:
             empty: only users whose token has the ``chat_admin`` claim.
         metrics_path: Route of the Prometheus metrics (needs the
             ``prometheus-client`` package); empty: no route.
+        max_connections_in_setup: Connections a worker sets up at once
+            (upgrade accepted, first rooms not joined yet); more wait
+            before the upgrade (:mod:`sanic_chat.admission`).
+        setup_wait: Seconds an upgrade may wait for a setup slot before
+            it is refused with 503 and ``Retry-After``; 0: refuse at once.
     """
 
     broadcaster_url: str = "memory://"
@@ -104,6 +109,8 @@ class ChatConfig:
     api_path: str = "/api"
     api_key: str = ""
     metrics_path: str = "/metrics"
+    max_connections_in_setup: int = 128
+    setup_wait: float = 5.0
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -152,6 +159,7 @@ class ChatConfig:
             "send_queue_size",
             "max_rooms_per_connection",
             "presence_list_limit",
+            "max_connections_in_setup",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -161,6 +169,8 @@ class ChatConfig:
             raise ConfigError("shutdown_spread must be >= 0")
         if self.shutdown_close_timeout < 0:
             raise ConfigError("shutdown_close_timeout must be >= 0")
+        if self.setup_wait < 0:
+            raise ConfigError("setup_wait must be >= 0")
         if self.send_timeout <= 0:
             raise ConfigError("send_timeout must be > 0")
         if self.slow_consumer not in ("close", "drop_oldest"):

@@ -150,6 +150,7 @@ async def _read(
     for request in allowed:
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
+    chat.admission.release()  # set up: let the next upgrade in
     bucket = TokenBucket(config.rate_limit, config.rate_burst)
     while True:
         # Take no new request while replies to earlier ones are unread.
