@@ -223,3 +223,42 @@ async def test_a_presence_change_cancelled_in_flight_is_taken_back(
         await admin.aclose()
         await broadcaster.disconnect()
         await proxy.stop()
+
+
+async def test_a_presence_write_that_failed_midway_is_repaired(
+    redis_server: RedisServer,
+) -> None:
+    """Redis applied the HINCRBY, the connection died before the reply.
+
+    The caller is told it failed (so nothing will remove it): the next
+    write sets the field back to the worker's own count.
+    """
+    import redis.asyncio as aioredis
+
+    proxy = TcpProxy(redis_server.port)
+    await proxy.start()
+    broadcaster = RedisBroadcaster(proxy.url, prefix="repair:", heartbeat=60)
+    admin = aioredis.from_url(redis_server.url)
+    await broadcaster.connect()
+    try:
+        await broadcaster.presence_add("lobby", {"id": "a", "name": "A"})
+        proxy.hold()
+        failing = asyncio.create_task(
+            broadcaster.presence_add("lobby", {"id": "b", "name": "B"})
+        )
+        await asyncio.sleep(0.2)
+        assert len(await admin.hgetall("repair:presence:lobby")) == 2
+        proxy.cut()
+        with pytest.raises(BroadcasterUnavailable):
+            await asyncio.wait_for(failing, 5)
+        proxy.restore()
+        await broadcaster.presence_add("lobby", {"id": "c", "name": "C"})
+        fields = await admin.hgetall("repair:presence:lobby")
+        assert sorted(f.split(b"|", 1)[1] for f in fields) == [
+            b'{"id":"a","name":"A"}',
+            b'{"id":"c","name":"C"}',
+        ]
+    finally:
+        await admin.aclose()
+        await broadcaster.disconnect()
+        await proxy.stop()

@@ -462,6 +462,7 @@ class RedisBroadcaster(Broadcaster):
         write failed is set to its local count in the next batch.
         """
         await asyncio.sleep(0)  # let this loop iteration's joins queue up
+        failures = 0
         while (self._changes or self._dirty) and self._redis is not None:
             batch: list[_Change] = []
             size = 0
@@ -509,7 +510,13 @@ class RedisBroadcaster(Broadcaster):
                         self._count_locally(change.key, change.field, -1)
                 self._dirty |= repairs | {(c.key, c.field) for c in batch}
                 self._fail_changes(batch, f"presence failed: {exc}")
+                if not self._changes:
+                    return  # the heartbeat or the next change retries
+                # Redis is failing: no hot loop over the next batches.
+                await self._pause(_RETRY_DELAYS[min(failures, 2)])
+                failures += 1
                 continue
+            failures = 0
             for change in batch:
                 if change.abandoned:
                     # Its caller was cancelled while Redis counted it.
