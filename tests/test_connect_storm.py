@@ -262,3 +262,30 @@ async def test_a_presence_write_that_failed_midway_is_repaired(
         await admin.aclose()
         await broadcaster.disconnect()
         await proxy.stop()
+
+
+@pytest.mark.logs_errors
+async def test_a_command_to_a_hung_redis_fails_within_two_heartbeats(
+    redis_server: RedisServer,
+) -> None:
+    """Commands have no timer of their own; the heartbeat bounds them."""
+    proxy = TcpProxy(redis_server.port)
+    await proxy.start()
+    url = f"{proxy.url}?prefix=hung:&heartbeat=0.5"
+    try:
+        async with (
+            live(make_app(broadcaster=url)) as srv,
+            srv.client() as alice,
+        ):
+            proxy.hold()  # Redis answers nothing any more
+            await alice.send({"type": "message", "room": "lobby", "text": "x"})
+            frame = await alice.until(lambda f: f["type"] == "error", 5)
+            assert frame["code"] == "unavailable"
+            assert not srv.chat.healthy
+            proxy.restore()
+            async with asyncio.timeout(10):
+                while not srv.chat.healthy:
+                    await asyncio.sleep(0.05)
+            await alice.say("heard again")
+    finally:
+        await proxy.stop()
