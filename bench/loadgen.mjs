@@ -211,6 +211,10 @@ class Client {
     if (spec.protocol === "chat") {
       if (this.pending && data.includes('"type":"joined"')) {
         if (--this.pending === 0) this.resolve();
+      } else if (this.pending && data.includes('"type":"error"')) {
+        // Accepted, then refused a room (e.g. "unavailable"): not ready.
+        const code = /"code":"([a-z_]+)"/.exec(data.toString())?.[1];
+        this.reject(new Error(`error frame ${code}`));
       }
     } else if (spec.protocol === "socketio") {
       const s = data.toString();

@@ -72,6 +72,9 @@ def scenarios(smoke: bool) -> list[Scenario]:
             "scenario": "idle", "receivers": n(5000, 50)}),
         Scenario("S5", "connect storm, 2000 connections", {
             "scenario": "storm", "receivers": n(2000, 50)}),
+        Scenario("S5-256", "connect storm, 1000 conns, 256 in flight", {
+            "scenario": "storm", "receivers": n(1000, 50),
+            "concurrency": n(256, 16)}),
         Scenario("S1-100", "fan-out, 100 receivers", {
             **fan, "receivers": n(100, 5), "messages": n(1000, 20)}),
         Scenario("S1-5000", "fan-out, 5000 receivers", {
@@ -86,7 +89,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
 # Which scenarios each target runs: Redis targets test the shared path.
 SINGLE = ["S1", "S2", "S3", "S4", "S5", "S1-100", "S1-5000", "S4-1000",
           "S4-10000"]  # fmt: skip
-SHARED = ["S1", "S3"]
+SHARED = ["S1", "S3", "S5-256"]
 
 
 @dataclass

@@ -135,6 +135,11 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
             f"at most {config.max_connections_per_user} connections per user",
         )
     chat.hub.reserve(user.id)  # counted from now: no burst can bypass it
+    if not await chat.admission.admit():  # may wait: a busy worker
+        chat.hub.release(user.id)
+        busy = deny(503, "overloaded", "server busy, retry later")
+        busy.headers["retry-after"] = str(chat.admission.retry_after)
+        return busy
     request.ctx.chat_user = user
     request.ctx.chat_rooms = rooms or [RoomRequest(config.default_room)]
     return None

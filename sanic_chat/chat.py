@@ -18,6 +18,7 @@ from typing import Any
 
 from sanic import Request, Sanic
 
+from .admission import Admission
 from .backends.base import Broadcaster, PresenceInfo
 from .config import ChatConfig
 from .errors import CloseCode
@@ -61,6 +62,9 @@ class Chat:
         self._can_publish = can_publish
         self.metrics = Metrics()
         self.hub = Hub(broadcaster, config, self.metrics)
+        self.admission = Admission(
+            config.max_connections_in_setup, config.setup_wait
+        )
         self.closing = False
         # Prometheus exposition, when prometheus-client is installed and a
         # metrics route is configured (created per worker, at start).

@@ -94,6 +94,11 @@ class ChatConfig:
             totals), ``hashed`` (a short HMAC-SHA256 of each room name,
             keyed by ``metrics_key`` or else ``api_key``; guessable from
             a list of likely names when neither is set) or ``names``.
+        max_connections_in_setup: Connections a worker sets up at once
+            (upgrade accepted, first rooms not joined yet); more wait
+            before the upgrade (:mod:`sanic_chat.admission`).
+        setup_wait: Seconds an upgrade may wait for a setup slot before
+            it is refused with 503 and ``Retry-After``; 0: refuse at once.
     """
 
     broadcaster_url: str = "memory://"
@@ -126,6 +131,8 @@ class ChatConfig:
     metrics_path: str = "/metrics"
     metrics_key: str = ""
     metrics_room_labels: RoomLabels = "off"
+    max_connections_in_setup: int = 128
+    setup_wait: float = 5.0
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -174,6 +181,7 @@ class ChatConfig:
             "send_queue_size",
             "max_rooms_per_connection",
             "presence_list_limit",
+            "max_connections_in_setup",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -183,6 +191,8 @@ class ChatConfig:
             raise ConfigError("shutdown_spread must be >= 0")
         if self.shutdown_close_timeout < 0:
             raise ConfigError("shutdown_close_timeout must be >= 0")
+        if self.setup_wait < 0:
+            raise ConfigError("setup_wait must be >= 0")
         if self.send_timeout <= 0:
             raise ConfigError("send_timeout must be > 0")
         if self.max_unsent_bytes < 65536:

@@ -178,6 +178,7 @@ async def _read(
     for request in allowed:
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
+    chat.admission.release()  # set up: let the next upgrade in
     while True:
         # Replies cost by their size too: a small request can ask for a
         # large reply. Pay before the next request, by waiting.

@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 _RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
+# A joiner outlives failed attempts to subscribe its room for this many
+# seconds; the first attempt that fails after that refuses it. Judged when
+# an attempt fails, not by a timer: a slow (busy) loop refuses nobody.
+_JOIN_PATIENCE = 3.0
+
 # Shutdown closes sockets in batches at least this far apart (seconds).
 _CLOSE_BATCH_GAP = 0.05
 
@@ -364,14 +369,18 @@ class Hub:
         room.recovering[conn] = deque()
         user = conn.user.public()
         try:
-            if not room.ready.done():
-                await asyncio.shield(room.ready)
+            await self._subscribed(room)
+            # Counted if and only if it returns, even when cancelled (the
+            # broadcaster takes back a change it could not finish).
             await self.broadcaster.presence_add(name, user)
             try:
                 await self._replay(conn, room, since)
             except BaseException:
+                # Shielded: a second cancellation must not skip it.
                 with contextlib.suppress(Exception):
-                    await self.broadcaster.presence_remove(name, user)
+                    await asyncio.shield(
+                        self.broadcaster.presence_remove(name, user)
+                    )
                 raise
         except BaseException:
             conn.rooms.discard(name)
@@ -381,7 +390,29 @@ class Hub:
             self._close_if_empty(room)
             raise
         if self._announces(room):
-            await self._publish_presence("joined", room.name, conn)
+            # The client has its ``joined``: a lost notice to the others
+            # (best-effort anyway) must not answer it with an error.
+            try:
+                await self._publish_presence("joined", room.name, conn)
+            except BroadcasterUnavailable as exc:
+                logger.debug("join notice in %s not sent: %s", name, exc)
+
+    @staticmethod
+    async def _subscribed(room: Room) -> None:
+        """Wait until the room's subscription works (see _JOIN_PATIENCE)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            ready = room.ready
+            try:
+                await asyncio.shield(ready)
+                return
+            except BroadcasterUnavailable:
+                if ready is room.ready or (
+                    loop.time() - started >= _JOIN_PATIENCE
+                ):
+                    raise
+                # The room's task is trying again: wait for that attempt.
 
     async def _replay(
         self, conn: Connection, room: Room, since: str | None
@@ -536,7 +567,11 @@ class Hub:
 
         A failing subscription is logged once and retried with backoff;
         members are told to re-sync when it is back, because events may
-        have been missed meanwhile (they are in history).
+        have been missed meanwhile (they are in history). The first one
+        is retried the same way: each failed attempt fails ``room.ready``
+        and puts a fresh future in its place, which joiners that have
+        waited less than ``_JOIN_PATIENCE`` wait on; a room never stays
+        broken while connections wait for it.
         """
         attempt = 0
         while True:
@@ -567,11 +602,13 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not room.ready.done():
-                    room.ready.set_exception(
+                ready = room.ready
+                if not ready.done():
+                    ready.set_exception(
                         BroadcasterUnavailable(f"cannot subscribe: {exc}")
                     )
-                    return
+                    ready.exception()  # retrieved, even if nobody waited
+                    room.ready = asyncio.get_running_loop().create_future()
                 if attempt == 0:
                     logger.warning(
                         "room %s: subscription failed (%s); retrying",

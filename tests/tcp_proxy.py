@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 
 class TcpProxy:
@@ -16,7 +17,12 @@ class TcpProxy:
     ``cut()`` drops every connection and refuses new ones until
     ``restore()``. ``deafen()`` keeps connections up but swallows what
     Redis sends on pub/sub connections (those that sent ``SUBSCRIBE``):
-    a silently dead subscription.
+    a silently dead subscription. ``hold()`` delays every reply from Redis
+    until ``restore()``: commands are applied, their answers are late.
+    ``stall`` seconds: block the event loop
+    (shared with the app under test) right after forwarding a subscription
+    to a room, so that Redis confirms it while the loop is busy, as in a
+    connect storm.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -24,6 +30,9 @@ class TcpProxy:
         self.port = 0
         self.cut_off = False
         self.deaf = False
+        self.stall = 0.0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -55,6 +64,10 @@ class TcpProxy:
     def restore(self) -> None:
         self.cut_off = False
         self.deaf = False
+        self._flowing.set()
+
+    def hold(self) -> None:
+        self._flowing.clear()
 
     def deafen(self) -> None:
         self.deaf = True
@@ -102,5 +115,9 @@ class TcpProxy:
                     state["pubsub"] = True
                 if not upstream and self.deaf and state["pubsub"]:
                     continue
+                if not upstream:
+                    await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
+                if upstream and self.stall and b":room:" in data:
+                    time.sleep(self.stall)  # noqa: ASYNC251 - a busy loop

@@ -270,7 +270,12 @@ class Broadcaster(ABC):
     async def presence_add(
         self, channel: str, user: Mapping[str, str]
     ) -> None:
-        """Count one more connection of ``user`` in ``channel``."""
+        """Count one more connection of ``user`` in ``channel``.
+
+        Counted if and only if it returns: when it raises or is cancelled,
+        the count must end up unchanged (the hub removes only what was
+        added, so anything else leaks or steals a count).
+        """
 
     @abstractmethod
     async def presence_remove(

@@ -31,6 +31,18 @@ interrupts every subscription, so clients are told to re-sync. A
 heartbeat published on the worker's own control channel must come back
 within ``heartbeat`` seconds, or the worker considers itself deaf, reports
 :attr:`RedisBroadcaster.healthy` false and rebuilds its subscription.
+
+**A busy event loop is not a Redis outage.** Commands have no per-command
+read timeout: under a connect storm the loop may take seconds to get back
+to a reply that arrived long ago, and a timer cannot tell that from a slow
+Redis. Only the heartbeat judges Redis (twice ``heartbeat`` seconds
+without its echo, or without an answer to its own commands); when it does,
+every open connection is dropped, which fails the commands waiting on
+them, and a failed connection fails its commands at once. A subscription
+waits for Redis's confirmation as long as its connection lives. Commands
+queue for one of at most ``_POOL_SIZE`` connections instead of failing when
+all are busy, and the presence changes of many joins travel together:
+one task writes them, one pipeline per batch (see :meth:`presence_add`).
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -52,6 +65,7 @@ from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.client import PubSub
+    from redis.asyncio.connection import BlockingConnectionPool
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
@@ -66,6 +80,16 @@ logger = logging.getLogger(__name__)
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
+# Connections per worker. Commands beyond it wait for a free connection
+# (FIFO) rather than fail: redis-py's default pool raises "Too many
+# connections" past 100, which a connect storm reaches in milliseconds.
+_POOL_SIZE = 32
+# One presence pipeline carries at most this many changes and field bytes;
+# beyond _QUEUE_CHANGES waiting changes, joins wait for room in the queue.
+_BATCH_CHANGES = 512
+_BATCH_BYTES = 64 * 1024
+_QUEUE_CHANGES = 8192
+
 _PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*',
                       'p', ARGV[1], 'o', ARGV[4])
@@ -79,6 +103,22 @@ local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return n
 """
+
+
+class _Change:
+    """One connection more (+1) or less (-1) in a presence field."""
+
+    __slots__ = ("abandoned", "delta", "done", "field", "key", "sent")
+
+    def __init__(self, key: str, field: str, delta: int) -> None:
+        self.key = key
+        self.field = field
+        self.delta = delta
+        self.done: asyncio.Future[None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.sent = False  # in a pipeline on its way to Redis
+        self.abandoned = False  # its caller was cancelled meanwhile
 
 
 def _valid_stream_id(value: str) -> bool:
@@ -119,7 +159,9 @@ class RedisBroadcaster(Broadcaster):
             a heartbeat that has not come back one interval later marks
             the worker deaf.
         queue_size: Events a subscription may fall behind before a gap.
-        timeout: Seconds to wait for Redis on connect and per command.
+        timeout: Seconds to wait for Redis when connecting, and per
+            command once the heartbeat has found Redis unhealthy. While
+            it is healthy, commands wait for their answer (see above).
     """
 
     def __init__(
@@ -158,6 +200,12 @@ class RedisBroadcaster(Broadcaster):
         self._presence_local: dict[str, dict[str, int]] = {}
         self._malformed_logged = False
         self._presence_remove: Any = None
+        # Presence changes not yet written, the task writing them, and the
+        # fields whose count in Redis is unknown (a failed write).
+        self._changes: deque[_Change] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._queue_room = asyncio.Event()
+        self._dirty: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -178,13 +226,16 @@ class RedisBroadcaster(Broadcaster):
             BroadcasterUnavailable: Redis cannot be reached at ``url``
                 (the message names the URL with its password masked).
         """
-        self._redis = aioredis.from_url(
+        pool = BlockingConnectionPool.from_url(
             self.url,
+            max_connections=_POOL_SIZE,
+            timeout=None,  # wait for a connection; the heartbeat bounds it
             socket_connect_timeout=self.timeout,
-            socket_timeout=self.timeout,
+            socket_timeout=None,  # see the module docstring
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         try:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
@@ -225,18 +276,24 @@ class RedisBroadcaster(Broadcaster):
         # a timeout error, and a swallowed cancel must not hang shutdown.
         self._closed.set()
         self._echo.set()  # release a heartbeat waiting for its echo
+        if self._writer is not None:
+            self._tasks.append(self._writer)
+            self._writer = None
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout * 2)
         self._tasks = []
+        self._fail_changes(self._changes, "broadcaster disconnected")
+        self._changes.clear()
         for subscriptions in list(self._subscribers.values()):
             for subscription in list(subscriptions):
                 subscription.close()
         self._subscribers.clear()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await self._redis.delete(self._key("worker", self.worker))
+                async with asyncio.timeout(self.timeout):
+                    await self._redis.delete(self._key("worker", self.worker))
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(self.timeout):
                     await self._redis.aclose()
@@ -343,37 +400,146 @@ class RedisBroadcaster(Broadcaster):
     async def presence_add(
         self, channel: str, user: Mapping[str, str]
     ) -> None:
-        """Count one more connection of ``user`` on this worker."""
-        key = self._key("presence", channel)
-        field = self._presence_field(user)
-        try:
-            async with self._client().pipeline(transaction=False) as pipe:
-                pipe.hincrby(key, field, 1)
-                pipe.expire(key, self.presence_ttl * 3)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise BroadcasterUnavailable(f"presence failed: {exc}") from None
-        # Kept locally too, to write back if Redis forgets this worker.
-        counts = self._presence_local.setdefault(key, {})
-        counts[field] = counts.get(field, 0) + 1
+        """Count one more connection of ``user`` on this worker.
+
+        The change joins a queue that one task writes in batches (one
+        pipeline for the joins of a whole loop iteration), so a connect
+        storm costs a few round trips, not one per join. Cancelling the
+        call withdraws the change: if it was already on its way to Redis,
+        it is taken back afterwards; a cancelled join never leaves a
+        count behind.
+        """
+        await self._presence_change(channel, user, 1)
 
     async def presence_remove(
         self, channel: str, user: Mapping[str, str]
     ) -> None:
-        """Count one connection of ``user`` on this worker less."""
-        key = self._key("presence", channel)
-        field = self._presence_field(user)
-        counts = self._presence_local.get(key, {})
-        if counts.get(field, 0) > 1:
-            counts[field] -= 1
+        """Count one connection of ``user`` on this worker less.
+
+        Goes through the same queue as :meth:`presence_add`, so the two
+        reach Redis in order; cancelling the call does not withdraw it.
+        """
+        await self._presence_change(channel, user, -1)
+
+    async def _presence_change(
+        self, channel: str, user: Mapping[str, str], delta: int
+    ) -> None:
+        self._client()  # fail at once when not connected
+        while len(self._changes) >= _QUEUE_CHANGES:
+            self._queue_room.clear()
+            await self._queue_room.wait()
+        change = _Change(
+            self._key("presence", channel), self._presence_field(user), delta
+        )
+        self._changes.append(change)
+        self._write_presence()
+        try:
+            await asyncio.shield(change.done)
+        except asyncio.CancelledError:
+            if delta < 0:
+                pass  # a connection that is gone leaves presence anyway
+            elif change.sent:
+                change.abandoned = True  # taken back once written
+            else:
+                with contextlib.suppress(ValueError):
+                    self._changes.remove(change)
+            raise
+
+    def _write_presence(self) -> None:
+        """Make sure the presence writer runs if it has work."""
+        if (self._changes or self._dirty) and (
+            self._writer is None or self._writer.done()
+        ):
+            self._writer = asyncio.create_task(
+                self._write_changes(), name="sanic-chat redis presence"
+            )
+
+    async def _write_changes(self) -> None:
+        """Write queued presence changes, one pipeline per batch, in order.
+
+        This task is the only writer of this worker's presence fields, so
+        the local counts are exact and can repair Redis: a field whose
+        write failed is set to its local count in the next batch.
+        """
+        await asyncio.sleep(0)  # let this loop iteration's joins queue up
+        failures = 0
+        while (self._changes or self._dirty) and self._redis is not None:
+            batch: list[_Change] = []
+            size = 0
+            while (
+                self._changes
+                and len(batch) < _BATCH_CHANGES
+                and size < _BATCH_BYTES
+            ):
+                change = self._changes.popleft()
+                change.sent = True
+                batch.append(change)
+                size += len(change.key) + len(change.field)
+            self._queue_room.set()
+            repairs, self._dirty = self._dirty, set()
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    # Before this batch's changes count locally: both
+                    # Redis and the local counts then apply them in turn.
+                    for key, field in repairs:
+                        count = self._presence_local.get(key, {}).get(field)
+                        if count:
+                            pipe.hset(key, field, count)
+                        else:
+                            pipe.hdel(key, field)
+                    for change in batch:
+                        key, field = change.key, change.field
+                        self._count_locally(key, field, change.delta)
+                        if change.delta > 0:
+                            pipe.hincrby(key, field, 1)
+                        else:
+                            await self._presence_remove(
+                                keys=[key], args=[field], client=pipe
+                            )
+                    keys = {c.key for c in batch} | {k for k, _ in repairs}
+                    for key in keys:
+                        pipe.expire(key, self.presence_ttl * 3)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                _reraise_cancellation()
+                # Whether Redis applied them is unknown: the callers of
+                # additions are told they failed, the local counts take
+                # them back, and the next batch writes the true counts.
+                for change in batch:
+                    if change.delta > 0:
+                        self._count_locally(change.key, change.field, -1)
+                self._dirty |= repairs | {(c.key, c.field) for c in batch}
+                self._fail_changes(batch, f"presence failed: {exc}")
+                if not self._changes:
+                    return  # the heartbeat or the next change retries
+                # Redis is failing: no hot loop over the next batches.
+                await self._pause(_RETRY_DELAYS[min(failures, 2)])
+                failures += 1
+                continue
+            failures = 0
+            for change in batch:
+                if change.abandoned:
+                    # Its caller was cancelled while Redis counted it.
+                    self._changes.append(_Change(change.key, change.field, -1))
+                elif not change.done.done():
+                    change.done.set_result(None)
+
+    def _count_locally(self, key: str, field: str, delta: int) -> None:
+        counts = self._presence_local.setdefault(key, {})
+        count = counts.get(field, 0) + delta
+        if count > 0:
+            counts[field] = count
         else:
             counts.pop(field, None)
             if not counts:
-                self._presence_local.pop(key, None)
-        try:
-            await self._presence_remove(keys=[key], args=[field])
-        except (RedisError, OSError) as exc:
-            raise BroadcasterUnavailable(f"presence failed: {exc}") from None
+                del self._presence_local[key]
+
+    @staticmethod
+    def _fail_changes(changes: Iterable[_Change], reason: str) -> None:
+        for change in changes:
+            if not change.done.done():
+                change.done.set_exception(BroadcasterUnavailable(reason))
+                change.done.exception()  # retrieved: its caller may be gone
 
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
         """List distinct users of live workers; prune dead workers' users."""
@@ -408,7 +574,9 @@ class RedisBroadcaster(Broadcaster):
         """Follow ``channel``; returns once Redis confirmed the subscription.
 
         Raises:
-            BroadcasterUnavailable: Redis could not confirm it in time.
+            BroadcasterUnavailable: The pub/sub connection is down, or
+                ended (it failed, or the heartbeat found it deaf) before
+                Redis confirmed the subscription.
         """
         key = self._key("room", channel)
         subscription = Subscription(channel, self.queue_size)
@@ -437,9 +605,12 @@ class RedisBroadcaster(Broadcaster):
         self._confirmations[key] = confirmed
         try:
             await pubsub.subscribe(key)
-            async with asyncio.timeout(self.timeout):
-                await confirmed
-        except (RedisError, OSError, TimeoutError) as exc:
+            # No timer: a busy loop reads the confirmation late, and that
+            # is no reason to rebuild every subscription. The listener
+            # fails this future if the connection ends first; the
+            # heartbeat ends a connection that went deaf.
+            await confirmed
+        except (RedisError, OSError) as exc:
             self._reconnect.set()
             raise BroadcasterUnavailable(f"subscribe failed: {exc}") from None
         finally:
@@ -502,6 +673,12 @@ class RedisBroadcaster(Broadcaster):
             finally:
                 self._online = False
                 self._pubsub = None
+                for confirmed in self._confirmations.values():
+                    if not confirmed.done():
+                        confirmed.set_exception(
+                            BroadcasterUnavailable("connection to Redis lost")
+                        )
+                        confirmed.exception()  # retrieved: caller may be gone
                 # Bounded: closing can wait on a read that was cancelled.
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self.timeout):
@@ -562,48 +739,64 @@ class RedisBroadcaster(Broadcaster):
         misses = 0
         beaten = False  # a first beat finds no key: that is not a loss
         while not self._closed.is_set():
+            online = False
             try:
-                was = await redis.set(
-                    worker_key, b"1", ex=self.presence_ttl, get=True
-                )
-                await self._refresh_presence(rewrite=beaten and was is None)
-                beaten = True
-                if self._online:
-                    self._echo.clear()
-                    await redis.publish(control, b"ping")
-                    try:
-                        # Not wait_for: on 3.11 it can swallow a cancel.
-                        async with asyncio.timeout(self.heartbeat):
-                            await self._echo.wait()
-                    except TimeoutError:
-                        if self._closed.is_set():
-                            break  # shutting down, not deaf
-                        misses += 1
-                        if misses < 2:
-                            # One miss can be a reconnect in between.
-                            continue
-                        if not self._deaf:
-                            logger.error(
-                                "Redis %s: own heartbeat did not come back "
-                                "within %.1fs; resubscribing",
-                                mask_url(self.url),
-                                self.heartbeat,
-                            )
-                        self._deaf = True
-                        self._reconnect.set()
-                    else:
-                        misses = 0
-                        if self._deaf:
-                            logger.warning(
-                                "Redis %s: heartbeat is back; healthy",
-                                mask_url(self.url),
-                            )
-                        self._deaf = False
+                # The timers that judge Redis: commands have none.
+                async with asyncio.timeout(self.heartbeat):
+                    was = await redis.set(
+                        worker_key, b"1", ex=self.presence_ttl, get=True
+                    )
+                    await self._refresh_presence(
+                        rewrite=beaten and was is None
+                    )
+                    beaten = True
+                    online = self._online
+                    if online:
+                        self._echo.clear()
+                        await redis.publish(control, b"ping")
+                if online:
+                    # Not wait_for: on 3.11 it can swallow a cancel.
+                    async with asyncio.timeout(self.heartbeat):
+                        await self._echo.wait()
+            except TimeoutError:
+                if self._closed.is_set():
+                    break  # shutting down, not deaf
+                misses += 1
+                if misses < 2:
+                    # One miss can be a reconnect, or a loop that was busy.
+                    continue
+                if not self._deaf:
+                    logger.error(
+                        "Redis %s: no answer or no heartbeat echo within "
+                        "%.1fs, twice; reconnecting",
+                        mask_url(self.url),
+                        self.heartbeat,
+                    )
+                self._deaf = True
+                self._reconnect.set()
+                # Fail the commands that wait for it rather than let them
+                # hang: they have no timer of their own.
+                await self._drop_connections()
             except (RedisError, OSError):
                 # The listener logs connection state changes. redis-py may
                 # turn a cancellation into an error: do not swallow it.
                 _reraise_cancellation()
+            else:
+                if online:
+                    misses = 0
+                    if self._deaf:
+                        logger.warning(
+                            "Redis %s: heartbeat is back; healthy",
+                            mask_url(self.url),
+                        )
+                    self._deaf = False
             await self._pause(min(self.heartbeat, self.presence_ttl / 3))
+
+    async def _drop_connections(self) -> None:
+        """Close every pooled connection; commands waiting on them fail."""
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.connection_pool.disconnect()
 
     async def _refresh_presence(self, rewrite: bool) -> None:
         """Keep this worker's presence alive; restore it if Redis lost it.
@@ -612,15 +805,19 @@ class RedisBroadcaster(Broadcaster):
         partition longer than ``presence_ttl``, or a Redis restart): other
         workers may have pruned its users, so the counts are written back.
         """
+        if rewrite:
+            # Through the presence writer, in order with every join and
+            # leave of this worker, so the counts written are exact.
+            self._dirty.update(
+                (key, field)
+                for key, counts in self._presence_local.items()
+                for field in counts
+            )
+        self._write_presence()  # also retries a failed write
         if not self._presence_local:
             return
         async with self._client().pipeline(transaction=False) as pipe:
-            for key, counts in self._presence_local.items():
-                if rewrite:
-                    # HSETNX: never clobber a count that a concurrent
-                    # join or leave has already written.
-                    for field, count in counts.items():
-                        pipe.hsetnx(key, field, count)
+            for key in self._presence_local:
                 pipe.expire(key, self.presence_ttl * 3)
             await pipe.execute()
 
