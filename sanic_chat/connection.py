@@ -86,6 +86,7 @@ class Connection:
         "_write",
         "expiry",
         "key",
+        "on_stall",
         "ping_interval",
         "ping_timeout",
         "replied",
@@ -127,6 +128,10 @@ class Connection:
         # Bytes of replies produced so far: the reader charges them to the
         # client's rate limit (a small request can cost a large reply).
         self.replied = 0
+        # Called once when a wait for this client to read begins (the
+        # endpoint gives back its admission slot: a stalled client must
+        # not hold one).
+        self.on_stall: Callable[[], None] | None = None
         self._policy = policy
         self._skipped: dict[str, int] = {}
         self._drained: asyncio.Event | None = None
@@ -280,6 +285,9 @@ class Connection:
     async def wait_writable(self) -> None:
         """Wait while replies are backed up: the client is not reading."""
         while self._close is None and self.backed_up():
+            on_stall, self.on_stall = self.on_stall, None
+            if on_stall is not None:
+                on_stall()
             if self._flusher is None:
                 # Nothing queued: only the socket's buffer is that full.
                 if self._can_write.is_set():

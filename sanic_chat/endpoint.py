@@ -175,9 +175,13 @@ async def _read(
     socket.limiter = bucket
     socket.max_strikes = config.rate_limit_strikes
     replied = conn.replied
+    # Setup is the server's work; waiting for a client that does not read
+    # its replay is not: that gives the admission slot back early.
+    conn.on_stall = chat.admission.release
     for request in allowed:
         await conn.wait_writable()
         await _guarded(conn, chat.hub.join(conn, request.room, request.since))
+    conn.on_stall = None
     chat.admission.release()  # set up: let the next upgrade in
     while True:
         # Replies cost by their size too: a small request can ask for a

@@ -129,3 +129,42 @@ async def test_a_waiter_that_times_out_is_refused_and_queues_no_more() -> None:
     assert await asyncio.create_task(admission.admit())
     await asyncio.sleep(0)  # that task ended: its slot came back
     assert admission.in_setup == 0
+
+
+async def test_a_client_that_does_not_read_its_replay_holds_no_slot() -> None:
+    """Waiting for a client to read is not setup work: the slot goes back.
+
+    The replay of a recovery is larger than the socket buffers can take,
+    so it waits for a client that never reads; a second client must still
+    be admitted at once.
+    """
+    import socket
+
+    app = make_app(
+        max_connections_in_setup=1,
+        setup_wait=0,
+        history_size=500,
+        rate_limit=10_000.0,
+        rate_burst=10_000,
+    )
+    async with live(app) as srv:
+        first = await srv.chat.publish("lobby", "first")
+        for _ in range(400):  # 6.4 MB: more than any socket buffer
+            await srv.chat.publish("lobby", "😀" * 4000)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", srv.port))
+        stalled = await connect(
+            srv.url(room=f"lobby@{first}"), sock=sock, close_timeout=0.1
+        )
+        stalled.transport.pause_reading()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while srv.chat.admission.in_setup:
+                    await asyncio.sleep(0.05)
+            async with srv.client(room="other") as newcomer:
+                await newcomer.say("admitted", room="other")
+        finally:
+            stalled.transport.abort()
