@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -101,7 +101,8 @@ class ChatConfig:
             it is refused with 503 and ``Retry-After``; 0: refuse at once.
     """
 
-    broadcaster_url: str = "memory://"
+    # Not in repr: URLs and keys carry credentials.
+    broadcaster_url: str = field(default="memory://", repr=False)
     default_room: str = "lobby"
     path: str = "/ws"
     url_prefix: str = ""
@@ -127,9 +128,9 @@ class ChatConfig:
     max_connections_per_user: int = 20
     http_api: bool = True
     api_path: str = "/api"
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     metrics_path: str = "/metrics"
-    metrics_key: str = ""
+    metrics_key: str = field(default="", repr=False)
     metrics_room_labels: RoomLabels = "off"
     max_connections_in_setup: int = 128
     setup_wait: float = 5.0

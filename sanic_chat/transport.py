@@ -463,6 +463,9 @@ def accept(
     ws_proto = ServerProtocol(
         max_size=io_proto.websocket_max_size, state=State.OPEN, logger=logger
     )
+    # websockets logs every frame at DEBUG: frames carry tokens (refresh)
+    # and what users write, which no log level should show.
+    ws_proto.debug = False
     # Sanic (25.12) has no setting for it; honour one if the app sets it.
     close_timeout = float(
         request.app.config.get("WEBSOCKET_TIMEOUT", io_proto.websocket_timeout)

@@ -346,3 +346,20 @@ async def test_a_refresh_that_loses_a_claim_leaves_the_rooms_it_granted() -> (
             # Rejoining needs the claim again.
             await ann.send({"type": "join", "room": "staff"})
             await ann.find("error", code="forbidden")
+
+
+async def test_frames_never_reach_the_logs_even_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """websockets logs every frame at DEBUG; a refresh frame has a token."""
+    caplog.set_level(logging.DEBUG)
+    fresh = token(sub="u1", refreshed=True)
+    async with live(jwt_app()) as srv, srv.client(token=token()) as ann:
+        await ann.send({"type": "refresh", "token": fresh})
+        await ann.find("refreshed")
+        await ann.say("a private thought")
+    server = [r for r in caplog.records if r.name.startswith("sanic")]
+    assert server  # DEBUG records of the server were captured
+    for record in server:
+        text = record.getMessage()
+        assert fresh not in text and "private thought" not in text

@@ -117,3 +117,18 @@ def test_broadcaster_instance_is_used_as_given() -> None:
     app = new_app()
     app.blueprint(sanic_chat.create_blueprint(broadcaster=backend))
     assert sanic_chat.get_chat(app).broadcaster is backend
+
+
+def test_the_config_repr_shows_no_credentials() -> None:
+    config = ChatConfig.resolve(
+        {
+            "broadcaster_url": "redis://:hunter2@localhost/0",
+            "api_key": "s3cret-api",
+            "metrics_key": "s3cret-metrics",
+        },
+        {},
+    )
+    shown = repr(config)
+    assert "default_room='lobby'" in shown
+    for secret in ("hunter2", "s3cret-api", "s3cret-metrics"):
+        assert secret not in shown
