@@ -290,14 +290,36 @@ class Connection:
                 on_stall()
             if self._flusher is None:
                 # Nothing queued: only the socket's buffer is that full.
+                # Timed like a stuck write, for the watchdog to see.
                 if self._can_write.is_set():
                     return
-                await self.socket.wait_writable()
+                if self.sending_since is None:
+                    self.sending_since = time.monotonic()
+                try:
+                    await self._writable_or_closed()
+                finally:
+                    if self._flusher is None:
+                        self.sending_since = None
                 continue
             if self._drained is None:
                 self._drained = asyncio.Event()
             self._drained.clear()
             await self._drained.wait()
+
+    async def _writable_or_closed(self) -> None:
+        """Wait until the socket drains or the connection is closed."""
+        if self._drained is None:
+            self._drained = asyncio.Event()
+        self._drained.clear()  # close() sets it
+        waits = (
+            asyncio.ensure_future(self.socket.wait_writable()),
+            asyncio.ensure_future(self._drained.wait()),
+        )
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def keepalive(self, now: float) -> None:
         """Ping the client when due; close 1011 if the last ping is unanswered.

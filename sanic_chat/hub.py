@@ -43,6 +43,10 @@ _RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 # an attempt fails, not by a timer: a slow (busy) loop refuses nobody.
 _JOIN_PATIENCE = 3.0
 
+# Over the worker's unsent budget, a client whose socket has refused data
+# for this long (seconds) is dropped.
+_SHED_AFTER = 1.0
+
 # Shutdown closes sockets in batches at least this far apart (seconds).
 _CLOSE_BATCH_GAP = 0.05
 
@@ -284,8 +288,10 @@ class Hub:
         """Measure unsent bytes each second; ping and close stuck clients.
 
         The sockets' write buffers are summed into :attr:`unsent` once a
-        second (one cheap call per socket); keepalive and the send timeout
-        are checked every ``min(5, send_timeout / 2)`` seconds.
+        second (one cheap call per socket); over the worker's budget the
+        clients that stopped reading are shed at once (:meth:`_shed`).
+        Keepalive and the send timeout are checked every
+        ``min(5, send_timeout / 2)`` seconds.
         """
         timeout = self.config.send_timeout
         every = min(5.0, timeout / 2)
@@ -295,6 +301,8 @@ class Hub:
             now = time.monotonic()
             conns = list(self.connections)
             self.unsent.buffered = sum(c.socket.buffered() for c in conns)
+            if self.unsent.full:
+                self._shed(conns, now)
             if now - checked < every:
                 continue
             checked = now
@@ -305,6 +313,41 @@ class Hub:
                     logger.info("closing %s: send stuck %.0fs", conn, timeout)
                     self.metrics.slow_consumer_disconnects += 1
                     conn.close(1013, "slow consumer")
+
+    def _shed(self, conns: list[Connection], now: float) -> None:
+        """Over the unsent budget: drop clients that stopped reading.
+
+        Waiting ``send_timeout`` (30 s) for them would let a few hundred
+        sockets that never read keep the worker refusing everyone else.
+        Those whose socket has refused data for over a second are
+        disconnected at once (1013 queued, then the TCP connection
+        dropped), the largest first, until the worker is under budget.
+        """
+        unsent = self.unsent
+        total = unsent.total
+        stuck = [
+            c
+            for c in conns
+            if c.sending_since is not None
+            and now - c.sending_since > _SHED_AFTER
+        ]
+        stuck.sort(key=lambda c: c.unsent, reverse=True)
+        shed = 0
+        for conn in stuck:
+            if total < unsent.limit:
+                break
+            total -= conn.unsent
+            unsent.buffered -= conn.socket.buffered()
+            conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            conn.socket.abort()
+            shed += 1
+        if shed:
+            self.metrics.slow_consumer_disconnects += shed
+            logger.warning(
+                "over the unsent bytes budget: dropped %d clients that "
+                "stopped reading",
+                shed,
+            )
 
     async def stop(self) -> None:
         """Cancel the watchdog and every room's subscription task."""

@@ -58,6 +58,10 @@ _EOF = b""  # websockets' marker in data_to_send(): close the TCP stream
 # A message in more pieces than this is refused (1008): websockets bounds
 # a message's bytes, not its count of (possibly empty) fragments.
 _MAX_FRAGMENTS = 256
+# Tokens of the rate limit a fragment costs (its message pays as well).
+_FRAGMENT_COST = 1 / 16
+# Bytes parsed between two checks of the rate limit.
+_SLICE = 4096
 
 
 class WebSocket:
@@ -261,25 +265,16 @@ class WebSocket:
         return message
 
     def data_received(self, data: bytes) -> None:
-        """Feed bytes from the client; queue complete messages."""
-        if self._muted:
-            return  # closed for abuse: not even parsed
-        proto = self.ws_proto
-        proto.receive_data(data)
-        for frame in proto.events_received():
-            assert isinstance(frame, Frame)  # after the handshake: frames
-            opcode = frame.opcode
-            if self._eof:
-                if opcode is Opcode.PONG:
-                    self.ping_sent_at = None
-                continue  # a close has started: no more requests
-            if opcode is Opcode.PING or opcode is Opcode.PONG:
-                if opcode is Opcode.PONG:
-                    self.ping_sent_at = None
-                if not self._charge_control():
-                    break
-            elif opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-                self._assemble(opcode, bytes(frame.data), frame.fin)
+        """Feed bytes from the client; queue complete messages.
+
+        A large read is parsed in slices, with the rate limit checked in
+        between: a read full of tiny frames (pings, empty fragments) is
+        cut off after one slice's worth of work, not after all of it.
+        """
+        for start in range(0, len(data), _SLICE):
+            if self._muted:
+                break  # closed for abuse: the rest is not even parsed
+            self._receive(data[start : start + _SLICE])
         self._flush()
         if (
             not self._paused
@@ -292,10 +287,33 @@ class WebSocket:
             self._paused = True
             self._transport.pause_reading()
 
-    def _charge_control(self) -> bool:
-        """Charge a ping or pong to the rate limit; False: closed 1008."""
+    def _receive(self, data: bytes) -> None:
+        proto = self.ws_proto
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            assert isinstance(frame, Frame)  # after the handshake: frames
+            opcode = frame.opcode
+            if self._eof:
+                if opcode is Opcode.PONG:
+                    self.ping_sent_at = None
+                continue  # a close has started: no more requests
+            if opcode is Opcode.PING or opcode is Opcode.PONG:
+                if opcode is Opcode.PONG:
+                    self.ping_sent_at = None
+                if not self._charge(1):
+                    return
+            elif opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                # A fragment is paid for apart from its message: a stream
+                # of empty fragments costs parsing, not message tokens.
+                fragment = opcode is Opcode.CONT or not frame.fin
+                if fragment and not self._charge(_FRAGMENT_COST):
+                    return
+                self._assemble(opcode, bytes(frame.data), frame.fin)
+
+    def _charge(self, cost: float) -> bool:
+        """Charge a control frame or a fragment; False: closed with 1008."""
         limiter = self.limiter
-        if limiter is None or limiter.take(1):
+        if limiter is None or limiter.take(cost):
             return True
         if limiter.strikes < self.max_strikes:
             return True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 
 import pytest
 from websockets.asyncio.client import connect
@@ -150,3 +152,54 @@ async def test_keepalive_does_not_close_a_client_whose_requests_queue_up() -> (
             frame = await busy.find("message")
             assert frame["text"] == f"m{i}"
         assert busy.ws.close_code is None
+
+
+def _raw_upgrade(port: int) -> socket.socket:
+    """A hand-made WebSocket connection: send any bytes, count replies."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "flood",
+    [
+        b"\x89\x80\x00\x00\x00\x00" * 40_000,  # empty pings
+        # one message in endless empty fragments
+        b"\x01\x81\x00\x00\x00\x00{" + b"\x00\x80\x00\x00\x00\x00" * 40_000,
+    ],
+    ids=["pings", "fragments"],
+)
+async def test_a_flood_in_one_read_is_cut_off_after_a_slice(
+    flood: bytes,
+) -> None:
+    """Frames are checked as they are parsed, a few KiB at a time: a
+    40,000-frame read gets at most a slice's worth of answers.
+    """
+    async with live(make_app()) as srv:
+        sock = await asyncio.to_thread(_raw_upgrade, srv.port)
+        try:
+            await asyncio.to_thread(sock.sendall, flood)
+            data = await asyncio.to_thread(_read_until_closed, sock)
+        finally:
+            sock.close()
+        pongs = data.count(b"\x8a\x00")
+        assert pongs < 1000, pongs
+        assert b"\x88" in data  # the close frame, 1008
+        assert b"\x03\xf0" in data

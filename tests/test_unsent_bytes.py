@@ -212,25 +212,36 @@ def test_a_charge_is_paid_by_waiting_not_by_strikes() -> None:
     assert bucket.strikes == 1
 
 
-async def test_a_worker_over_its_unsent_budget_refuses_new_work() -> None:
+async def fill_worker_budget(srv: LiveServer, limit: int) -> AsyncExitStack:
+    """Four clients that never read, asking until the worker is full."""
+    await fill_history(srv, "lobby", 20, "é" * 4000)  # 8 KB each
+    request = json.dumps({"type": "history", "room": "lobby"})
+    stack = AsyncExitStack()
+    sockets = [
+        await stack.enter_async_context(stalled(srv.url(), srv.port))
+        for _ in range(4)
+    ]
+    async with asyncio.timeout(20):
+        while srv.chat.metrics_snapshot()["unsent_bytes"] < limit:
+            for ws in sockets:
+                for _ in range(20):
+                    await ws.send(request)
+            await asyncio.sleep(0.05)
+    return stack
+
+
+async def test_a_worker_over_its_unsent_budget_refuses_new_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Here the stalled clients are not shed (the next test is about that),
+    # so the worker stays over its budget as long as they are connected.
+    monkeypatch.setattr("sanic_chat.hub._SHED_AFTER", 3600.0)
     limit = 65536
     app = make_app(
         max_unsent_bytes=limit, max_worker_unsent_bytes=limit, **UNLIMITED
     )
     async with live(app) as srv:
-        await fill_history(srv, "lobby", 20, "é" * 4000)  # 8 KB each
-        request = json.dumps({"type": "history", "room": "lobby"})
-        async with AsyncExitStack() as stack:
-            sockets = [
-                await stack.enter_async_context(stalled(srv.url(), srv.port))
-                for _ in range(4)
-            ]
-            async with asyncio.timeout(20):
-                while srv.chat.metrics_snapshot()["unsent_bytes"] < limit:
-                    for ws in sockets:
-                        for _ in range(20):
-                            await ws.send(request)
-                    await asyncio.sleep(0.05)
+        async with await fill_worker_budget(srv, limit):
             with pytest.raises(InvalidStatus) as info:
                 async with connect(srv.url(), open_timeout=TIMEOUT):
                     pass
@@ -246,12 +257,31 @@ async def test_a_worker_over_its_unsent_budget_refuses_new_work() -> None:
                 await asyncio.sleep(0.1)
         async with srv.client() as newcomer:
             await newcomer.say("in again")
-        assert (
-            await asyncio.to_thread(
-                http_status, srv, "/api/rooms/lobby/history"
-            )
-            == 200
+        status = await asyncio.to_thread(
+            http_status, srv, "/api/rooms/lobby/history"
         )
+        assert status == 200
+
+
+async def test_over_budget_the_clients_that_stopped_reading_are_shed() -> None:
+    """Nobody can keep a worker refusing everyone by not reading."""
+    limit = 65536
+    app = make_app(
+        max_unsent_bytes=limit, max_worker_unsent_bytes=limit, **UNLIMITED
+    )
+    async with live(app) as srv, srv.client() as reader:
+        async with await fill_worker_budget(srv, limit):
+            # Within seconds, not the 30 s send timeout, the hogs are
+            # dropped and the worker takes new clients again; the client
+            # that reads is untouched.
+            async with asyncio.timeout(TIMEOUT):
+                while srv.chat.connection_count > 1:
+                    await asyncio.sleep(0.1)
+            async with srv.client() as newcomer:
+                await newcomer.say("in again")
+            await reader.find("message", text="in again")
+        snapshot = srv.chat.metrics_snapshot()
+        assert snapshot["slow_consumer_disconnects"] >= 1
 
 
 def http_status(srv: LiveServer, path: str) -> int:
@@ -262,3 +292,20 @@ def http_status(srv: LiveServer, path: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return err.code
+
+
+async def test_a_client_that_stops_reading_its_replies_is_timed_out() -> None:
+    """Replies sitting in the socket's buffer count as a stuck send too,
+    even when nothing is queued and the server stopped reading the client.
+    """
+    app = make_app(max_unsent_bytes=65536, send_timeout=1.0, **UNLIMITED)
+    async with live(app) as srv:
+        await fill_history(srv, "lobby", 20, "é" * 4000)
+        request = json.dumps({"type": "history", "room": "lobby"})
+        async with stalled(srv.url(), srv.port) as ws:
+            for _ in range(400):
+                await ws.send(request)
+            async with asyncio.timeout(TIMEOUT):
+                while srv.chat.connection_count:
+                    await asyncio.sleep(0.1)
+        assert srv.chat.metrics_snapshot()["slow_consumer_disconnects"] == 1
