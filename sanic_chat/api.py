@@ -509,6 +509,7 @@ async def health(chat: Chat, request: Request) -> HTTPResponse:
             "ready": ready,
             "broadcaster": "ok" if chat.broadcaster.healthy else "down",
             "closing": chat.closing,
+            "overloaded": chat.hub.unsent.full,
             "connections": chat.connection_count,
         },
         status=200 if ready else 503,

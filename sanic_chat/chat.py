@@ -194,8 +194,17 @@ class Chat:
 
     @property
     def healthy(self) -> bool:
-        """Whether this worker can reach its broadcaster (readiness)."""
-        return self.broadcaster.healthy and not self.closing
+        """Whether this worker takes new clients (readiness).
+
+        False while it cannot reach its broadcaster, while it shuts down,
+        and while it is over its unsent bytes budget (it answers new
+        upgrades 503 then).
+        """
+        return (
+            self.broadcaster.healthy
+            and not self.closing
+            and not self.hub.unsent.full
+        )
 
     def metrics_snapshot(self) -> dict[str, Any]:
         """This worker's counters and gauges (see :mod:`sanic_chat.metrics`).

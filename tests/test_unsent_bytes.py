@@ -251,6 +251,9 @@ async def test_a_worker_over_its_unsent_budget_refuses_new_work(
                 http_status, srv, "/api/rooms/lobby/history"
             )
             assert status == 503
+            # Not ready: a load balancer sends new clients elsewhere.
+            status = await asyncio.to_thread(http_status, srv, "/api/health")
+            assert status == 503
         # The stalled clients are gone: their bytes are released.
         async with asyncio.timeout(TIMEOUT):
             while srv.chat.metrics_snapshot()["unsent_bytes"]:
