@@ -311,8 +311,6 @@ def _require_system(caller: Caller) -> None:
 # Handlers. Each takes the chat as its first argument; the blueprint
 # binds it (see ChatBlueprint.register).
 
-TAG = "chat"
-
 
 async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
     """Rooms with members on this worker, and their member counts.
