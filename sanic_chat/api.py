@@ -1,12 +1,11 @@
 """The HTTP API: rooms, history, presence, publishing, disconnecting.
 
-Routes live in the chat's blueprint under ``api_path`` (``/api``) and are
-built with sanic-ext: request bodies and queries are validated with
-pydantic models through :func:`sanic_ext.validate`, and every route is
-described for the OpenAPI document that sanic-ext serves at ``/docs``.
-Pydantic because sanic-ext (25.12) already imports it, so it costs users
-nothing, and its errors name each invalid field, which the API returns
-as ``fields``.
+Routes live in the chat's blueprint under ``api_path`` (``/api``).
+Request bodies and queries are validated with pydantic models, after the
+caller is authenticated (:func:`read_json`, :func:`read_query`): pydantic
+because its errors name each invalid field, which the API returns as
+``fields``. sanic-ext is not needed; where the app uses it, every route
+is described in its OpenAPI document (:mod:`sanic_chat.routes`).
 
 Every route identifies the caller with the chat's own authenticator, as
 ``/ws`` does. Reading a room needs the right to join it (``can_join``);
@@ -38,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as ModelError
 from sanic import HTTPResponse, Request
 from sanic.response import json
-from sanic_ext.exceptions import ValidationError
 
 from .auth import refuse
 from .chat import Chat
@@ -125,10 +123,6 @@ def error_response(exc: Exception) -> HTTPResponse:
     """Turn an exception raised on an API route into its JSON answer."""
     if isinstance(exc, ApiError):
         return exc.response()
-    if isinstance(exc, ValidationError):
-        return ApiError(
-            400, "bad_request", "invalid request", _fields(exc)
-        ).response()
     if isinstance(exc, BroadcasterUnavailable):
         return ApiError(
             503, "unavailable", "chat backend unavailable, retry"
@@ -139,16 +133,6 @@ def error_response(exc: Exception) -> HTTPResponse:
     if 400 <= status < 500:
         return ApiError(status, "bad_request", str(exc)).response()
     raise exc
-
-
-def _fields(exc: ValidationError) -> list[dict[str, str]]:
-    # sanic-ext raises its own error from pydantic's, keeping it as the
-    # context: that one knows which field failed and why.
-    cause = exc.__context__
-    errors = getattr(cause, "errors", None)
-    if errors is None:
-        return [{"field": "", "message": str(exc)}]
-    return _field_list(errors())
 
 
 def _field_list(
@@ -250,6 +234,27 @@ async def read_json(
         ) from None
 
 
+def read_query(request: Request, model: type[_Model]) -> _Model:
+    """Validate the request's query parameters with ``model``.
+
+    A parameter given once is a string; one repeated is a list, which
+    ``model`` refuses unless that field is a list.
+
+    Raises:
+        ApiError: 400 with ``fields`` when the query is invalid.
+    """
+    data = {
+        key: values[0] if len(values) == 1 else values
+        for key, values in request.args.items()
+    }
+    try:
+        return model.model_validate(data)
+    except ModelError as exc:
+        raise ApiError(
+            400, "bad_request", "invalid request", _field_list(exc.errors())
+        ) from None
+
+
 class Caller:
     """Who is calling the API and what they may do."""
 
@@ -306,8 +311,6 @@ def _require_system(caller: Caller) -> None:
 # Handlers. Each takes the chat as its first argument; the blueprint
 # binds it (see ChatBlueprint.register).
 
-TAG = "chat"
-
 
 async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
     """Rooms with members on this worker, and their member counts.
@@ -336,7 +339,6 @@ async def room_history(
     limiter: PublishLimiter,
     request: Request,
     room: str,
-    query: HistoryQuery,
 ) -> None:
     """A room's stored messages, oldest first, with id paging.
 
@@ -348,10 +350,11 @@ async def room_history(
     fill it, the older ones are left out and ``truncated`` is true (ask
     again with ``before``). Rate limited per user (per address for
     guests), by count and by size; 503 while the worker holds too many
-    unsent bytes.
+    unsent bytes. The query is read as a :class:`HistoryQuery`.
     """
     caller = await identify(chat, request)
     await refuse_body(request)
+    query = read_query(request, HistoryQuery)
     await _readable_room(chat, caller, room)
     unsent = chat.hub.unsent
     if unsent.full:
@@ -533,6 +536,7 @@ __all__ = [
     "publish",
     "publish_body_limit",
     "read_json",
+    "read_query",
     "refuse_body",
     "room_history",
     "room_presence",

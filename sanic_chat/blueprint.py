@@ -14,8 +14,8 @@ import tempfile
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
-from sanic_ext import openapi
 
+from ._openapi import describe
 from .api import ApiError, refuse_body
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
@@ -121,14 +121,14 @@ class ChatBlueprint(Blueprint):
         # Sanic's marker for handlers that answer by upgrading: no
         # "handler produced no response" error when it returns None.
         serve_chat.is_websocket = True  # type: ignore[attr-defined]
-        self._serve = openapi.definition(
+        self._serve = describe(
+            serve_chat,
             summary="The chat WebSocket",
             description="Upgrade to a WebSocket speaking the chat protocol "
             "(docs/protocol.md). Query: `room` (repeatable, `NAME` or "
             "`NAME@LAST_ID`), `token`, `name` (guests). 101, or 400, 401, "
             "403, 405, 426, 429 before any socket exists.",
-            tag="chat",
-        )(serve_chat)
+        )
 
         self.main_process_start(warn_if_not_shared)
         self.main_process_start(share_metrics)
@@ -162,6 +162,8 @@ class ChatBlueprint(Blueprint):
             can_publish=self._hooks["can_publish"],
         )
         app.ctx.sanic_chat = chats
+        # Only where the app uses sanic-ext: see routes.inject_chat.
+        inject_chat(app, self.name)
         if self._path is None:
             self._path = config.path
             # A plain GET route: the handler upgrades the connection itself
@@ -182,15 +184,13 @@ class ChatBlueprint(Blueprint):
                     name="metrics",
                     ignore_body=True,
                 )(
-                    openapi.definition(
+                    describe(
+                        self._metrics,
                         summary="Prometheus metrics of the chat",
                         description="Text exposition; every name starts "
                         "with sanic_chat_ (docs/metrics.md).",
-                        tag="chat",
-                    )(self._metrics)
+                    )
                 )
-        if config.http_api:
-            inject_chat(app, self.name)
         elif self._path != config.path:
             raise ConfigError(
                 "one blueprint cannot serve different paths on different "

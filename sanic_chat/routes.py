@@ -1,43 +1,42 @@
 """Registration of the HTTP API's routes on the chat blueprint.
 
 The handlers are in :mod:`sanic_chat.api`; this module binds them to the
-blueprint's chat, wraps them with sanic-ext's validation and OpenAPI
-descriptions, and makes :class:`~sanic_chat.Chat` injectable into the
-app's own handlers.
+blueprint's chat, describes them for OpenAPI (only where the app uses
+sanic-ext, see :mod:`sanic_chat._openapi`), and makes
+:class:`~sanic_chat.Chat` injectable into the app's own handlers when the
+app uses sanic-ext.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.exceptions import SanicException
-from sanic_ext import openapi, validate
-from sanic_ext.exceptions import ValidationError
 
-from . import api
+from . import _openapi, api
+from ._openapi import describe
 from .chat import Chat, get_chat
 from .errors import BroadcasterUnavailable
 from .limits import PublishLimiter
+
+logger = logging.getLogger(__name__)
 
 _ERRORS: dict[int, str] = {
     400: "Invalid request; `error.fields` names each invalid field",
     401: "No valid identity (token or API key)",
     403: "Not allowed",
+    404: "No such room, or the message id is no longer in history",
     413: "Body or text too large",
     415: "Body not sent as application/json",
+    429: "Rate limited",
     503: "Chat backend unavailable on this worker",
 }
 
 
-def _answers(ok: int, what: str, *errors: int) -> list[Any]:
-    codes = {ok: what, **{code: _ERRORS.get(code, "") for code in errors}}
-    return [
-        openapi.definitions.Response(
-            {"application/json": dict}, status=code, description=text
-        )
-        for code, text in codes.items()
-    ]
+def _answers(ok: int, what: str, *errors: int) -> dict[int, str]:
+    return {ok: what, **{code: _ERRORS[code] for code in errors}}
 
 
 def add_api_routes(bp: Blueprint, api_path: str) -> None:
@@ -61,57 +60,16 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
             limiters[id(chat)] = limiter
         return limiter
 
-    @openapi.definition(
-        summary="List rooms",
-        description=api.list_rooms.__doc__,
-        tag=api.TAG,
-        response=_answers(200, "Rooms and member counts", 401, 403),
-    )
     async def rooms(request: Request) -> HTTPResponse:
         return await api.list_rooms(chat_of(request), request)
 
-    @openapi.definition(
-        summary="Read a room's history",
-        description=api.room_history.__doc__,
-        tag=api.TAG,
-        parameter=[
-            openapi.definitions.Parameter("limit", int, "query"),
-            openapi.definitions.Parameter("before", str, "query"),
-            openapi.definitions.Parameter("after", str, "query"),
-            openapi.definitions.Parameter("token", str, "query"),
-        ],
-        response=_answers(
-            200, "Messages, oldest first", 400, 401, 403, 404, 429, 503
-        ),
-    )
-    @validate(query=api.HistoryQuery)
-    async def history(
-        request: Request, room: str, query: api.HistoryQuery
-    ) -> None:
+    async def history(request: Request, room: str) -> None:
         chat = chat_of(request)
-        await api.room_history(
-            chat, limiter_of(chat, readers), request, room, query
-        )
+        await api.room_history(chat, limiter_of(chat, readers), request, room)
 
-    @openapi.definition(
-        summary="Who is in a room",
-        description=api.room_presence.__doc__,
-        tag=api.TAG,
-        response=_answers(200, "Users and count", 400, 401, 403, 404),
-    )
     async def presence(request: Request, room: str) -> HTTPResponse:
         return await api.room_presence(chat_of(request), request, room)
 
-    @openapi.definition(
-        summary="Publish a message (system permission)",
-        description=api.publish.__doc__,
-        tag=api.TAG,
-        body={"application/json": api.PublishBody},
-        secured={"apiKey": []},
-        response=_answers(
-            201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
-        ),
-    )
     async def publish(request: Request, room: str) -> HTTPResponse:
         # A streaming route: Sanic leaves the body unread, api.publish
         # authenticates, then reads and validates it (api.read_json).
@@ -119,27 +77,60 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         limiter = limiter_of(chat, publishers)
         return await api.publish(chat, limiter, request, room)
 
-    @openapi.definition(
-        summary="Disconnect a user (system permission)",
-        description=api.disconnect_user.__doc__,
-        tag=api.TAG,
-        secured={"apiKey": []},
-        response=_answers(200, "Connections closed here", 401, 403, 503),
-    )
     async def disconnect(request: Request, user_id: str) -> HTTPResponse:
         return await api.disconnect_user(chat_of(request), request, user_id)
 
-    @openapi.definition(
-        summary="Liveness and readiness of this worker",
-        description=api.health.__doc__,
-        tag=api.TAG,
-        response=_answers(200, "Ready", 503),
-    )
     async def health(request: Request) -> HTTPResponse:
         return await api.health(chat_of(request), request)
 
     async def on_error(request: Request, exc: Exception) -> HTTPResponse:
         return api.error_response(exc)
+
+    rooms = describe(
+        rooms,
+        summary="List rooms",
+        description=api.list_rooms.__doc__,
+        answers=_answers(200, "Rooms and member counts", 401, 403),
+    )
+    history = describe(
+        history,
+        summary="Read a room's history",
+        description=api.room_history.__doc__,
+        query=[("limit", int), ("before", str), ("after", str),
+               ("token", str), ("name", str)],
+        answers=_answers(
+            200, "Messages, oldest first", 400, 401, 403, 404, 429, 503
+        ),
+    )  # fmt: skip
+    presence = describe(
+        presence,
+        summary="Who is in a room",
+        description=api.room_presence.__doc__,
+        answers=_answers(200, "Users and count", 400, 401, 403, 404),
+    )
+    publish = describe(
+        publish,
+        summary="Publish a message (system permission)",
+        description=api.publish.__doc__,
+        body=api.PublishBody,
+        secured=True,
+        answers=_answers(
+            201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
+        ),
+    )
+    disconnect = describe(
+        disconnect,
+        summary="Disconnect a user (system permission)",
+        description=api.disconnect_user.__doc__,
+        secured=True,
+        answers=_answers(200, "Connections closed here", 401, 403, 503),
+    )
+    health = describe(
+        health,
+        summary="Liveness and readiness of this worker",
+        description=api.health.__doc__,
+        answers=_answers(200, "Ready", 503),
+    )
 
     routes = [
         (rooms, "/rooms", "GET", "api_rooms"),
@@ -163,15 +154,35 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
             stream=streams,
             ignore_body=not streams,
         )(handler)
-    bp.exception(
-        api.ApiError, ValidationError, BroadcasterUnavailable, SanicException
-    )(on_error)
+    bp.exception(api.ApiError, BroadcasterUnavailable, SanicException)(
+        on_error
+    )
 
 
 def inject_chat(app: Sanic[Any, Any], name: str) -> None:
-    """Let the app's handlers take a ``chat: Chat`` argument (sanic-ext)."""
+    """Let the app's handlers take ``chat: Chat``, if the app uses sanic-ext.
+
+    Adds a ``before_server_start`` listener: by then Sanic has set up
+    sanic-ext for the app if it is going to (``AUTO_EXTEND``, or the
+    app's own ``Extend``), so ``app.ext`` creates nothing; it raises
+    ``RuntimeError`` when the app has no sanic-ext, and then nothing is
+    done. The listener also completes sanic-ext's OpenAPI document with
+    the chat's tag and security scheme. It runs before sanic-ext's own
+    (priority -1000), which seal the dependencies.
+    """
 
     def constructor(request: Request) -> Chat:
         return get_chat(request.app, name)
 
-    app.ext.add_dependency(Chat, constructor)
+    async def offer_chat_to_sanic_ext(app: Sanic[Any, Any]) -> None:
+        try:
+            ext = app.ext
+        except RuntimeError:  # sanic-ext not installed, or AUTO_EXTEND off
+            return
+        try:
+            ext.add_dependency(Chat, constructor)
+        except SanicException:  # the app turned injection off
+            logger.info("sanic-chat: no Chat injection (injection is off)")
+        _openapi.complete(ext)
+
+    app.before_server_start(offer_chat_to_sanic_ext)

@@ -3,6 +3,9 @@
 ``python -m build`` makes the sdist and the wheel; each is installed into
 its own new virtualenv (with only its declared dependencies) and must
 serve a chat message end to end, importing nothing from this checkout.
+Without extras there is no sanic-ext, so this is also the host app that
+never asked for it: no ``/docs``, no automatic OPTIONS routes, its
+private route listed nowhere, and the HTTP API working.
 """
 
 from __future__ import annotations
@@ -18,17 +21,56 @@ import sanic_chat
 ROOT = Path(__file__).parent.parent
 
 SMOKE = """
-import asyncio, json, socket, sys
+import asyncio, importlib.util, json, socket, sys, urllib.error
+import urllib.request
 
 from sanic import Sanic
+from sanic.response import text
 from websockets.asyncio.client import connect
 
 import sanic_chat
 
 assert sanic_chat.__version__ == sys.argv[1], sanic_chat.__version__
 assert "site-packages" in sanic_chat.__file__, sanic_chat.__file__
+assert importlib.util.find_spec("sanic_ext") is None, "sanic-ext installed"
 app = Sanic("smoke")
-app.blueprint(sanic_chat.create_blueprint(allow_anonymous=True))
+
+
+@app.get("/private/admin")
+async def admin(request):
+    return text("secret")
+
+
+app.blueprint(sanic_chat.create_blueprint(allow_anonymous=True, api_key="k"))
+
+
+def http(method, url, body=None):
+    headers = {"X-API-Key": "k", "Content-Type": "application/json"}
+    request = urllib.request.Request(url, body, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def check_the_host(base):
+    def call(method, path, body=None):
+        return asyncio.to_thread(http, method, base + path, body)
+
+    for path in ("/docs", "/docs/openapi.json"):
+        status, body = await call("GET", path)
+        assert status == 404 and b"/private/admin" not in body, (path, status)
+    status, _ = await call("OPTIONS", "/private/admin")
+    assert status == 405, status
+    post = "/api/rooms/ops/messages"
+    status, body = await call("POST", post, b'{"text": "deployed"}')
+    assert status == 201, body
+    status, body = await call("GET", "/api/rooms/ops/history?limit=1")
+    assert json.loads(body)["messages"][0]["text"] == "deployed", body
+    status, body = await call("GET", "/api/rooms/ops/history?limit=lots")
+    assert status == 400, body
+    assert json.loads(body)["error"]["fields"][0]["field"] == "limit", body
 
 
 async def main():
@@ -40,6 +82,7 @@ async def main():
     await server.before_start()
     await server.after_start()
     try:
+        await check_the_host(f"http://127.0.0.1:{port}")
         async with connect(f"ws://127.0.0.1:{port}/ws?name=smoke") as ws:
             await ws.send(json.dumps(
                 {"type": "message", "room": "lobby", "text": "hi", "ref": "1"}
@@ -60,7 +103,7 @@ async def main():
 
 
 asyncio.run(main())
-print("round trip ok")
+print("round trip ok, no /docs, API ok")
 """
 
 
@@ -95,7 +138,7 @@ def test_the_built_package_installs_and_chats(
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "round trip ok" in result.stdout
+    assert "round trip ok, no /docs, API ok" in result.stdout
 
 
 def test_the_wheel_ships_the_typing_marker_and_metadata(dist: Path) -> None:
@@ -112,4 +155,12 @@ def test_the_wheel_ships_the_typing_marker_and_metadata(dist: Path) -> None:
     assert f"Version: {sanic_chat.__version__}" in metadata
     assert "License-Expression: MIT" in metadata
     assert "Provides-Extra: redis" in metadata
+    assert "Provides-Extra: openapi" in metadata
+    # sanic-ext only as an extra: Sanic extends every app it can import it in.
+    requires = [
+        line
+        for line in metadata.splitlines()
+        if "Requires-Dist: sanic-ext" in line
+    ]
+    assert requires and all("extra ==" in line for line in requires), requires
     assert "Project-URL: Changelog" in metadata
