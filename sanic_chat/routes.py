@@ -8,8 +8,12 @@ app's own handlers.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from pydantic import PydanticDeprecatedSince20
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.exceptions import SanicException
 from sanic_ext import openapi, validate
@@ -38,6 +42,25 @@ def _answers(ok: int, what: str, *errors: int) -> list[Any]:
         )
         for code, text in codes.items()
     ]
+
+
+@contextmanager
+def _quiet_pydantic_v1_schema() -> Iterator[None]:
+    """Hide sanic-ext 24.12's call of pydantic's deprecated ``schema()``.
+
+    sanic-ext before 25.12 describes a model body with ``Model.schema()``,
+    which warns ``PydanticDeprecatedSince20`` at every registration. The
+    filter only lives while our decorator runs; the host's own filters
+    are left as they were (raising the floor to sanic-ext 25.12 would
+    force Sanic 25.12 and drop the 24.12 LTS).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            "The `schema` method is deprecated",
+            category=PydanticDeprecatedSince20,
+        )
+        yield
 
 
 def add_api_routes(bp: Blueprint, api_path: str) -> None:
@@ -102,22 +125,24 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
     async def presence(request: Request, room: str) -> HTTPResponse:
         return await api.room_presence(chat_of(request), request, room)
 
-    @openapi.definition(
-        summary="Publish a message (system permission)",
-        description=api.publish.__doc__,
-        tag=api.TAG,
-        body={"application/json": api.PublishBody},
-        secured={"apiKey": []},
-        response=_answers(
-            201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
-        ),
-    )
     async def publish(request: Request, room: str) -> HTTPResponse:
         # A streaming route: Sanic leaves the body unread, api.publish
         # authenticates, then reads and validates it (api.read_json).
         chat = chat_of(request)
         limiter = limiter_of(chat, publishers)
         return await api.publish(chat, limiter, request, room)
+
+    with _quiet_pydantic_v1_schema():
+        publish = openapi.definition(
+            summary="Publish a message (system permission)",
+            description=api.publish.__doc__,
+            tag=api.TAG,
+            body={"application/json": api.PublishBody},
+            secured={"apiKey": []},
+            response=_answers(
+                201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
+            ),
+        )(publish)
 
     @openapi.definition(
         summary="Disconnect a user (system permission)",
