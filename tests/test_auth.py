@@ -96,7 +96,7 @@ async def test_every_token_source_identifies_the_user(source: str) -> None:
             {
                 "sub": "u1",
                 "exp": int(time.time()) + 60,
-                "nbf": time.time() + 30,
+                "nbf": time.time() + 3600,  # not yet, however late it runs
             },
             SECRET,
         ),
