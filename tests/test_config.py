@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -132,3 +134,12 @@ def test_the_config_repr_shows_no_credentials() -> None:
     assert "default_room='lobby'" in shown
     for secret in ("hunter2", "s3cret-api", "s3cret-metrics"):
         assert secret not in shown
+
+
+def test_registration_leaves_the_hosts_warning_filters_alone() -> None:
+    """sanic-ext 24.12's pydantic warning is silenced only around our call."""
+    app = new_app()  # Sanic adds filters of its own here
+    before = list(warnings.filters)
+    # With the HTTP API and its OpenAPI body description.
+    app.blueprint(sanic_chat.create_blueprint())
+    assert warnings.filters == before
