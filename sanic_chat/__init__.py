@@ -34,6 +34,7 @@ from .errors import (
     ConfigError,
     Forbidden,
     ProtocolError,
+    Unauthorized,
 )
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 
@@ -60,6 +61,7 @@ __all__ = [
     "ProtocolError",
     "Subscription",
     "TokenAuthenticator",
+    "Unauthorized",
     "User",
     "__version__",
     "broadcaster_from_url",

@@ -13,8 +13,12 @@ untouched and nothing of sanic-ext is imported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
+
+from pydantic import PydanticDeprecatedSince20
 
 try:
     from sanic_ext import openapi
@@ -67,10 +71,30 @@ def describe(
         kwargs["body"] = {"application/json": body}
     if secured:
         kwargs["secured"] = {API_KEY_SCHEME: []}
-    described: _Handler = openapi.definition(
-        summary=summary, description=description, tag=TAG, **kwargs
-    )(handler)
+    with _quiet_pydantic_v1_schema():
+        described: _Handler = openapi.definition(
+            summary=summary, description=description, tag=TAG, **kwargs
+        )(handler)
     return described
+
+
+@contextmanager
+def _quiet_pydantic_v1_schema() -> Iterator[None]:
+    """Hide sanic-ext 24.12's call of pydantic's deprecated ``schema()``.
+
+    sanic-ext before 25.12 describes a model body with ``Model.schema()``,
+    which warns ``PydanticDeprecatedSince20`` at every registration. The
+    filter only lives while our decorator runs; the host's own filters
+    are left as they were (raising the floor to sanic-ext 25.12 would
+    force Sanic 25.12 and drop the 24.12 LTS).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            "The `schema` method is deprecated",
+            category=PydanticDeprecatedSince20,
+        )
+        yield
 
 
 def complete(ext: Any) -> None:

@@ -38,10 +38,10 @@ from pydantic import ValidationError as ModelError
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
-from .auth import refuse
+from .auth import authenticate, log_unauthorized, refuse
 from .chat import Chat
 from .config import ChatConfig
-from .errors import BroadcasterUnavailable, Forbidden
+from .errors import BroadcasterUnavailable, Forbidden, Unauthorized
 from .identity import NAME_RULE, SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
 from .protocol import MAX_ID_LENGTH, encodable, encode, fit, valid_room
@@ -109,14 +109,22 @@ class ApiError(Exception):
         code: str,
         message: str,
         fields: list[dict[str, str]] | None = None,
+        *,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.fields = fields
+        self.fields, self.reason = fields, reason
 
     def response(self) -> HTTPResponse:
         """The JSON answer."""
-        return refuse(self.status, self.code, self.message, self.fields)
+        return refuse(
+            self.status,
+            self.code,
+            self.message,
+            self.fields,
+            reason=self.reason,
+        )
 
 
 def error_response(exc: Exception) -> HTTPResponse:
@@ -272,17 +280,22 @@ async def identify(chat: Chat, request: Request) -> Caller:
         if key and hmac.compare_digest(offered.encode(), key.encode()):
             return Caller(None, system=True)
         chat.metrics.auth_failure("invalid_api_key")
-        raise ApiError(401, "unauthorized", "invalid API key")
+        log_unauthorized(request, "invalid_api_key")
+        raise ApiError(
+            401, "unauthorized", "invalid API key", reason="invalid_api_key"
+        )
     try:
-        user = await chat.identify(request)
+        user = await authenticate(chat, request)
+    except Unauthorized as exc:
+        chat.metrics.auth_failure("unauthorized")
+        raise ApiError(
+            401, "unauthorized", exc.message, reason=exc.reason
+        ) from None
     except Forbidden as exc:
         chat.metrics.auth_failure("forbidden")
         raise ApiError(403, "forbidden", str(exc) or "not allowed") from None
     except ValueError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    if user is None:
-        chat.metrics.auth_failure("unauthorized")
-        raise ApiError(401, "unauthorized", "authentication required")
     return Caller(user, system=user.claims.get(ADMIN_CLAIM) is True)
 
 

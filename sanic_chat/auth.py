@@ -4,10 +4,16 @@ This runs first thing in the ``/ws`` handler (:func:`sanic_chat.endpoint.
 serve`), before the WebSocket handshake, so a refused client gets a
 plain HTTP answer with a JSON body (400, 401, 403, 426 or 429) and never
 a socket.
+
+Every 401, here and on the HTTP API, is logged once at INFO on the
+``sanic_chat.auth`` logger with its reason, the route and the peer's
+address, never the token; so is a token refused on the way to a guest
+identity (``allow_anonymous``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,8 +22,11 @@ from sanic import HTTPResponse, Request
 from sanic.response import json
 
 from .chat import Chat
-from .errors import Forbidden
+from .errors import Forbidden, Unauthorized
+from .identity import GuestAuthenticator, User
 from .protocol import MAX_ID_LENGTH, valid_room
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +42,67 @@ def refuse(
     code: str,
     message: str,
     fields: list[dict[str, str]] | None = None,
+    *,
+    reason: str | None = None,
 ) -> HTTPResponse:
     """Build the JSON error answer shared by the upgrade and the HTTP API.
 
-    ``{"error": {"code": ..., "message": ..., "fields": [...]}}``, with
-    ``fields`` only when given.
+    ``{"error": {"code": ..., "reason": ..., "message": ..., "fields":
+    [...]}}``, with ``reason`` (401: why, see
+    :data:`~sanic_chat.errors.UNAUTHORIZED_REASONS`) and ``fields`` only
+    when given.
     """
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code}
+    if reason is not None:
+        error["reason"] = reason
+    error["message"] = message
     if fields is not None:
         error["fields"] = fields
     return json({"error": error}, status=status)
+
+
+async def authenticate(chat: Chat, request: Request) -> User:
+    """Identify the caller of an upgrade or HTTP API request.
+
+    Without a valid identity the caller is a guest if ``allow_anonymous``
+    is set, else refused. Either way a refused token is logged once (see
+    :func:`log_unauthorized`); a guest who sent no token is not.
+
+    Raises:
+        Unauthorized: No valid identity and no guests: answer 401 with
+            its ``reason``.
+        Forbidden: The authenticator refuses the identity (403).
+        ValueError: A guest's proposed name is invalid (400).
+    """
+    try:
+        return await chat.authenticate(request)
+    except Unauthorized as exc:
+        guest = chat.config.allow_anonymous
+        if not (guest and exc.reason == "missing"):
+            log_unauthorized(request, exc.reason, guest=guest)
+        if not guest:
+            raise
+    return await GuestAuthenticator()(request)
+
+
+def log_unauthorized(
+    request: Request, reason: str, *, guest: bool = False
+) -> None:
+    """Log a refused credential at INFO: reason, route and peer, no token.
+
+    ``extra`` carries ``chat_reason`` and ``chat_peer`` for structured
+    log handlers.
+    """
+    peer = request.client_ip or "unknown"
+    logger.info(
+        "sanic-chat: 401 %s for %s %s from %s%s",
+        reason,
+        request.method,
+        request.path,
+        peer,
+        "; let in as a guest" if guest else "",
+        extra={"chat_reason": reason, "chat_peer": peer},
+    )
 
 
 def origin_allowed(request: Request, allowed: str) -> bool:
@@ -78,9 +138,11 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     refusal is counted in the chat's metrics by its code.
     """
 
-    def deny(status: int, code: str, message: str) -> HTTPResponse:
+    def deny(
+        status: int, code: str, message: str, reason: str | None = None
+    ) -> HTTPResponse:
         chat.metrics.auth_failure(code)
-        return refuse(status, code, message)
+        return refuse(status, code, message, reason=reason)
 
     if not request.headers.get("host", "").strip():
         # HTTP/1.1 requires it (RFC 9112 3.2), and the origin check
@@ -121,13 +183,13 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
             f"{config.max_rooms_per_connection} rooms",
         )
     try:
-        user = await chat.identify(request)
+        user = await authenticate(chat, request)
+    except Unauthorized as exc:
+        return deny(401, "unauthorized", exc.message, exc.reason)
     except Forbidden as exc:
         return deny(403, "forbidden", str(exc) or "not allowed")
     except ValueError as exc:
         return deny(400, "bad_request", str(exc))
-    if user is None:
-        return deny(401, "unauthorized", "authentication required")
     if chat.hub.connections_of(user.id) >= config.max_connections_per_user:
         return deny(
             429,

@@ -3,7 +3,12 @@
 An authenticator is any async callable ``(request) -> User | None`` (see
 :class:`~sanic_chat.identity.Authenticator`). It may also raise
 :class:`~sanic_chat.errors.Forbidden` for an identity that is valid but
-not allowed in (the upgrade is answered 403).
+not allowed in (the upgrade is answered 403), and
+:class:`~sanic_chat.errors.Unauthorized` to say why there is no identity
+(the 401 answer and its log line carry the reason). The built-in ones
+raise it: ``missing``, ``unknown_token``, and for JWTs ``expired``,
+``not_yet_valid``, ``wrong_audience``, ``wrong_issuer``,
+``bad_signature`` or ``malformed``.
 
 Tokens are looked for in this order (:func:`token_from_request`):
 
@@ -25,6 +30,7 @@ from typing import Any
 
 from sanic import Request
 
+from .errors import Unauthorized
 from .identity import User
 
 SUBPROTOCOL = "sanic-chat"
@@ -106,12 +112,17 @@ class JWTAuthenticator:
         self.name_claim = name_claim
         self.cookie = cookie
 
-    async def __call__(self, request: Request) -> User | None:
-        """Return the token's user, or ``None`` if it is missing/invalid."""
+    async def __call__(self, request: Request) -> User:
+        """Return the token's user.
+
+        Raises:
+            Unauthorized: No token (``missing``) or an invalid one, with
+                the reason (see :meth:`check`).
+        """
         token = token_from_request(request, cookie=self.cookie)
         if token is None:
-            return None
-        return self.verify(token)
+            raise Unauthorized("missing")
+        return self.check(token)
 
     async def from_token(self, token: str) -> User | None:
         """Return the user of ``token`` (used by ``refresh``)."""
@@ -119,6 +130,21 @@ class JWTAuthenticator:
 
     def verify(self, token: str) -> User | None:
         """Decode and check ``token``; ``None`` if it is not valid."""
+        try:
+            return self.check(token)
+        except Unauthorized:
+            return None
+
+    def check(self, token: str) -> User:
+        """Decode and check ``token``, or say why it is not valid.
+
+        Raises:
+            Unauthorized: ``expired``, ``not_yet_valid``,
+                ``wrong_audience``, ``wrong_issuer``, ``bad_signature``
+                (wrong key, or an algorithm not in ``algorithms``) or
+                ``malformed`` (not a JWT, or ``exp`` or the id claim
+                missing or invalid).
+        """
         jwt = self._jwt
         try:
             claims: dict[str, Any] = self._decoder.decode(
@@ -130,11 +156,11 @@ class JWTAuthenticator:
                 leeway=self.leeway,
                 options={"require": ["exp", self.id_claim]},
             )
-        except jwt.PyJWTError:
-            return None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(_jwt_reason(jwt, exc)) from None
         user_id = claims.get(self.id_claim)
         if not isinstance(user_id, str) or not user_id:
-            return None
+            raise Unauthorized("malformed")
         name = claims.get(self.name_claim)
         return User(
             id=user_id,
@@ -142,6 +168,24 @@ class JWTAuthenticator:
             claims=claims,
             expires_at=float(claims["exp"]),
         )
+
+
+def _jwt_reason(jwt: Any, exc: Exception) -> str:
+    """The reason code of a PyJWT error (subclasses before their bases)."""
+    reasons = (
+        (jwt.ExpiredSignatureError, "expired"),
+        (jwt.ImmatureSignatureError, "not_yet_valid"),
+        (jwt.InvalidAudienceError, "wrong_audience"),
+        (jwt.InvalidIssuerError, "wrong_issuer"),
+        (jwt.InvalidSignatureError, "bad_signature"),
+        (jwt.InvalidAlgorithmError, "bad_signature"),
+    )
+    for kind, reason in reasons:
+        if isinstance(exc, kind):
+            return reason
+    # DecodeError, MissingRequiredClaimError, InvalidIssuedAtError and
+    # the rest: the token is not one we can read.
+    return "malformed"
 
 
 Verify = Callable[[str], "User | Awaitable[User | None] | None"]
@@ -170,12 +214,21 @@ class TokenAuthenticator:
         self._verify = verify
         self.cookie = cookie
 
-    async def __call__(self, request: Request) -> User | None:
-        """Return the user of the request's token, or ``None``."""
+    async def __call__(self, request: Request) -> User:
+        """Return the user of the request's token.
+
+        Raises:
+            Unauthorized: No token (``missing``), or one that is not in
+                the map or that ``verify`` returned ``None`` for
+                (``unknown_token``).
+        """
         token = token_from_request(request, cookie=self.cookie)
         if token is None:
-            return None
-        return await self.from_token(token)
+            raise Unauthorized("missing")
+        user = await self.from_token(token)
+        if user is None:
+            raise Unauthorized("unknown_token")
+        return user
 
     async def from_token(self, token: str) -> User | None:
         """Return the user of ``token``, or ``None``."""

@@ -19,9 +19,10 @@ from typing import Any
 from sanic import Request, Sanic
 
 from .admission import Admission
+from .authenticators import token_from_request
 from .backends.base import Broadcaster, PresenceInfo
 from .config import ChatConfig
-from .errors import CloseCode
+from .errors import CloseCode, Unauthorized
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 from .metrics import Metrics, PrometheusExporter, room_labeller
@@ -121,14 +122,36 @@ class Chat:
         """Run the chat's authenticator for one of the app's own requests.
 
         The ``/ws`` route stores its user on ``request.ctx.chat_user``; the
-        app's other handlers can get the same identity with this.
+        app's other handlers can get the same identity with this. Without
+        a valid identity: a guest with ``allow_anonymous``, else ``None``
+        (:meth:`authenticate` says why).
 
         Raises:
             Forbidden: The authenticator refuses the identity.
         """
+        try:
+            return await self.authenticate(request)
+        except Unauthorized:
+            if not self.config.allow_anonymous:
+                return None
+        return await GuestAuthenticator()(request)
+
+    async def authenticate(self, request: Request) -> User:
+        """Run the chat's authenticator; say why when there is no identity.
+
+        Guests are never made here, whatever ``allow_anonymous`` says.
+
+        Raises:
+            Unauthorized: No valid identity, with its ``reason``: the
+                authenticator's own, or for one that returned ``None``
+                ``missing`` (the request carries no token where the
+                built-in authenticators look) or ``rejected``.
+            Forbidden: The authenticator refuses the identity.
+        """
         user = await self.authenticator(request)
-        if user is None and self.config.allow_anonymous:
-            user = await GuestAuthenticator()(request)
+        if user is None:
+            carried = token_from_request(request) is not None
+            raise Unauthorized("rejected" if carried else "missing")
         return user
 
     # Authorization -----------------------------------------------------

@@ -6,18 +6,27 @@ Every option ``foo_bar`` can also be set as ``app.config.CHAT_FOO_BAR``,
 and so through the environment as ``SANIC_CHAT_FOO_BAR`` (Sanic loads
 ``SANIC_``-prefixed variables into ``app.config``). Values from the
 environment arrive as strings (Sanic converts ``true``/``false`` and
-numbers); :meth:`ChatConfig.resolve` converts and validates them and
-names the offending key in its error.
+numbers); :meth:`ChatConfig.resolve` converts and validates them. An
+error starts with the setting as the user wrote it, so it says what to
+change: ``SANIC_CHAT_HISTORY_SIZE=-5: history_size must be at least 1``
+(the variable, when the value is the one Sanic loaded from the
+environment), ``CHAT_SLOW_CONSUMER='bogus': ...`` (the app config key)
+or ``slow_consumer='bogus': ...`` (the keyword). Secrets are not shown.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
+
+# Sanic's default prefix of the environment variables it loads into
+# app.config (``SANIC_CHAT_HISTORY_SIZE`` becomes ``CHAT_HISTORY_SIZE``).
+SANIC_PREFIX = "SANIC_"
 
 # Always used with fullmatch: ``$`` in ``re.match`` also matches before a
 # final newline, so "staff\n" would pass for "staff".
@@ -148,7 +157,11 @@ class ChatConfig:
 
         Raises:
             ConfigError: An unknown option, or a value of the wrong type or
-                out of range; the message names the key.
+                out of range. The message starts with the setting as the
+                user wrote it: the keyword (``history_size=-5``), the
+                config key (``CHAT_HISTORY_SIZE=-5``) or the environment
+                variable (``SANIC_CHAT_HISTORY_SIZE=-5``), then says what
+                is wrong.
         """
         unknown = set(options) - set(cls.option_names())
         if unknown:
@@ -156,22 +169,38 @@ class ChatConfig:
                 f"unknown sanic-chat option(s): {', '.join(sorted(unknown))}"
             )
         values: dict[str, Any] = {}
+        given: dict[str, str] = {}
         for f in fields(cls):
             key = "CHAT_" + f.name.upper()
             if f.name in options:
-                raw, source = options[f.name], f.name
+                raw = options[f.name]
+                given[f.name] = _shown(f.name, raw, f.repr)
             elif key in app_config:
-                raw, source = app_config[key], key
+                raw = app_config[key]
+                env_key = SANIC_PREFIX + key
+                text = os.environ.get(env_key)
+                if text is not None and _loaded_from(text, raw):
+                    given[f.name] = _shown(env_key, text, f.repr, quote=False)
+                    if isinstance(f.default, str):
+                        # Sanic made "007" the int 7: a key, a path or a
+                        # room name is the text as written.
+                        raw = text
+                else:
+                    given[f.name] = _shown(key, raw, f.repr)
             else:
                 continue
-            values[f.name] = _convert(source, raw, f.default)
+            values[f.name] = _convert(given[f.name], f.name, raw, f.default)
         config = cls(**values)
-        config._validate()
+        config._validate(given)
         return config
 
-    def _validate(self) -> None:
+    def _validate(self, given: Mapping[str, str]) -> None:
+        def fail(message: str, *names: str) -> ConfigError:
+            where = ", ".join(given[n] for n in names if n in given)
+            return ConfigError(f"{where}: {message}" if where else message)
+
         if self.rate_limit <= 0:
-            raise ConfigError("rate_limit must be > 0")
+            raise fail("rate_limit must be > 0", "rate_limit")
         for name in (
             "rate_burst",
             "rate_limit_strikes",
@@ -185,50 +214,96 @@ class ChatConfig:
             "max_connections_in_setup",
         ):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        if self.presence_events_max_members < 0:
-            raise ConfigError("presence_events_max_members must be >= 0")
-        if self.shutdown_spread < 0:
-            raise ConfigError("shutdown_spread must be >= 0")
-        if self.shutdown_close_timeout < 0:
-            raise ConfigError("shutdown_close_timeout must be >= 0")
-        if self.setup_wait < 0:
-            raise ConfigError("setup_wait must be >= 0")
+                raise fail(f"{name} must be at least 1", name)
+        for name in (
+            "presence_events_max_members",
+            "shutdown_spread",
+            "shutdown_close_timeout",
+            "setup_wait",
+        ):
+            if getattr(self, name) < 0:
+                raise fail(f"{name} must be >= 0", name)
         if self.send_timeout <= 0:
-            raise ConfigError("send_timeout must be > 0")
+            raise fail("send_timeout must be > 0", "send_timeout")
         if self.max_unsent_bytes < 65536:
-            raise ConfigError("max_unsent_bytes must be at least 65536")
+            raise fail(
+                "max_unsent_bytes must be at least 65536", "max_unsent_bytes"
+            )
         if self.max_worker_unsent_bytes < self.max_unsent_bytes:
-            raise ConfigError(
-                "max_worker_unsent_bytes must be at least max_unsent_bytes"
+            raise fail(
+                "max_worker_unsent_bytes "
+                f"({self.max_worker_unsent_bytes}) must be at least "
+                f"max_unsent_bytes ({self.max_unsent_bytes})",
+                "max_worker_unsent_bytes",
+                "max_unsent_bytes",
             )
         if self.slow_consumer not in ("close", "drop_oldest"):
-            raise ConfigError(
-                "slow_consumer must be 'close' or 'drop_oldest', "
-                f"not {self.slow_consumer!r}"
+            raise fail(
+                "slow_consumer must be 'close' or 'drop_oldest'",
+                "slow_consumer",
             )
         if self.metrics_room_labels not in ("off", "hashed", "names"):
-            raise ConfigError(
-                "metrics_room_labels must be 'off', 'hashed' or 'names', "
-                f"not {self.metrics_room_labels!r}"
+            raise fail(
+                "metrics_room_labels must be 'off', 'hashed' or 'names'",
+                "metrics_room_labels",
             )
         if not ROOM_NAME_RE.fullmatch(self.default_room):
-            raise ConfigError(
-                f"default_room {self.default_room!r} is not a valid room "
-                "name (^[A-Za-z0-9_.:-]{1,64}$)"
+            raise fail(
+                "default_room is not a valid room name "
+                "(^[A-Za-z0-9_.:-]{1,64}$)",
+                "default_room",
             )
         for name in ("path", "api_path"):
-            value = getattr(self, name)
-            if not value.startswith("/"):
-                raise ConfigError(f"{name} must start with '/', not {value!r}")
+            if not getattr(self, name).startswith("/"):
+                raise fail(f"{name} must start with '/'", name)
         if self.http_api and self.api_path.rstrip("/") == self.path.rstrip(
             "/"
         ):
-            raise ConfigError("api_path and path must differ")
+            raise fail(
+                f"api_path and path must differ (both {self.path!r})",
+                "api_path",
+                "path",
+            )
 
 
-def _convert(key: str, raw: Any, default: Any) -> Any:
-    """Coerce ``raw`` to the type of ``default``, naming ``key`` on error."""
+def _shown(key: str, raw: Any, visible: bool, *, quote: bool = True) -> str:
+    """``KEY=value`` as the user set it; secrets (not in repr) hidden."""
+    if not visible:
+        return f"{key}=<hidden>"
+    return f"{key}={raw!r}" if quote else f"{key}={raw}"
+
+
+def _loaded_from(text: str, value: Any) -> bool:
+    """Tell whether Sanic's loading of environment ``text`` gave ``value``.
+
+    Sanic converts ``SANIC_`` variables with int, then float, then its
+    true/false words, else keeps the string. Only values that fail
+    validation are ever shown, and those are strings or numbers, so
+    comparing as the value's own type is enough.
+    """
+    if isinstance(value, str):
+        return value == text
+    if isinstance(value, bool):
+        return text.strip().lower() in (_TRUE if value else _FALSE)
+    if isinstance(value, int | float):
+        try:
+            return type(value)(text) == value
+        except ValueError:
+            return False
+    return False
+
+
+# The words Sanic's str_to_bool reads as true and false.
+_TRUE = frozenset(
+    ["1", "true", "yes", "on", "y", "t", "yep", "yup", "enable", "enabled"]
+)
+_FALSE = frozenset(
+    ["0", "false", "no", "off", "n", "f", "disable", "disabled"]
+)
+
+
+def _convert(where: str, name: str, raw: Any, default: Any) -> Any:
+    """Coerce ``raw`` to the type of ``default``, naming ``where`` on error."""
     kind = type(default)
     try:
         if kind is bool:
@@ -254,6 +329,12 @@ def _convert(key: str, raw: Any, default: Any) -> Any:
             raise TypeError(raw)
         return raw
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{key} must be a {kind.__name__}, got {raw!r}"
-        ) from None
+        raise ConfigError(f"{where}: {name} must be {_KINDS[kind]}") from None
+
+
+_KINDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}

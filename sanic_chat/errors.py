@@ -8,6 +8,9 @@ Exception tree::
     ├── ConfigError           a ``CHAT_*`` setting or keyword is invalid
     ├── Forbidden             an authenticator refuses a valid identity:
     │                         the upgrade is answered 403
+    ├── Unauthorized          no valid identity, with a stable ``reason``
+    │                         (:data:`UNAUTHORIZED_REASONS`): the upgrade
+    │                         or API request is answered 401
     └── BroadcasterError      the broadcaster cannot serve the request
         └── BroadcasterUnavailable
                               the backend is unreachable right now
@@ -57,6 +60,52 @@ class ProtocolError(ChatError):
 
 class Forbidden(ChatError):
     """Raised by an authenticator for an identity that may not connect."""
+
+
+UNAUTHORIZED_REASONS: dict[str, str] = {
+    "missing": "authentication required",
+    "expired": "token expired",
+    "not_yet_valid": "token not valid yet",
+    "wrong_audience": "token issued for another audience",
+    "wrong_issuer": "token from another issuer",
+    "bad_signature": "token signature or algorithm not accepted",
+    "malformed": "token malformed or missing a required claim",
+    "unknown_token": "unknown token",
+    "invalid_api_key": "invalid API key",
+    "rejected": "token rejected",
+}
+"""Why a request got 401: the ``reason`` of its answer, and its message.
+
+``missing``: no token at all; ``rejected``: a user-written authenticator
+returned ``None`` for a request that carried a token. The others come
+from the built-in authenticators (``unknown_token`` from
+:class:`~sanic_chat.TokenAuthenticator`, the rest from PyJWT's errors in
+:class:`~sanic_chat.JWTAuthenticator`) and from the HTTP API's key check.
+"""
+
+
+class Unauthorized(ChatError):
+    """No valid identity: the request is answered 401 with ``reason``.
+
+    Raised by the built-in authenticators (and available to yours) so the
+    answer and the log line can say why: ``{"error": {"code":
+    "unauthorized", "reason": reason, "message": ...}}``. Returning
+    ``None`` from an authenticator still works; its reason is then
+    ``missing`` or ``rejected``.
+
+    Args:
+        reason: A stable code, one of :data:`UNAUTHORIZED_REASONS` for the
+            built-in authenticators.
+        message: Human-readable; defaults to the reason's own. Never put
+            the token in it.
+    """
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        self.reason = reason
+        self.message = message or UNAUTHORIZED_REASONS.get(
+            reason, "authentication required"
+        )
+        super().__init__(self.message)
 
 
 class ConfigError(ChatError, ValueError):

@@ -72,7 +72,9 @@ class Authenticator(Protocol):
 
     An authenticator is any async callable that takes the Sanic request
     and returns a :class:`User`, or ``None`` when the request carries no
-    valid identity (the endpoint then answers 401 before the upgrade).
+    valid identity (the endpoint then answers 401 before the upgrade). To
+    say why, raise :class:`~sanic_chat.errors.Unauthorized` with a reason
+    instead of returning ``None``: the 401 body and the log line carry it.
     """
 
     async def __call__(self, request: Request) -> User | None:
@@ -138,7 +140,7 @@ class GuestAuthenticator:
     invalid one is refused with 400 before the upgrade).
     """
 
-    async def __call__(self, request: Request) -> User | None:
+    async def __call__(self, request: Request) -> User:
         """Return a new guest user for ``request``."""
         uid = "guest-" + secrets.token_hex(6)
         name = request.args.get("name")

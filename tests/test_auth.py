@@ -96,7 +96,7 @@ async def test_every_token_source_identifies_the_user(source: str) -> None:
             {
                 "sub": "u1",
                 "exp": int(time.time()) + 60,
-                "nbf": time.time() + 30,
+                "nbf": time.time() + 3600,  # not yet, however late it runs
             },
             SECRET,
         ),
@@ -363,3 +363,177 @@ async def test_frames_never_reach_the_logs_even_at_debug(
     for record in server:
         text = record.getMessage()
         assert fresh not in text and "private thought" not in text
+
+
+# Why a token was refused: the 401 body's reason and one INFO line ------
+
+AUD_ISS = {"aud": "chat", "iss": "me"}
+
+
+def reasoned_token(case: str) -> str | None:
+    """A token refused for the reason ``case`` (built when the test runs)."""
+    now = int(time.time())
+    good = {"sub": "u1", "exp": now + 60, **AUD_ISS}
+    tokens: dict[str, Any] = {
+        "missing": None,
+        "expired": jwt.encode({**good, "exp": now - 5}, SECRET),
+        "wrong_audience": jwt.encode({**good, "aud": "other"}, SECRET),
+        "wrong_issuer": jwt.encode({**good, "iss": "you"}, SECRET),
+        "bad_signature": jwt.encode(good, "wrong-key" * 4),
+        "malformed": "not-a-jwt",
+        "no_exp": jwt.encode({"sub": "u1", **AUD_ISS}, SECRET),
+        "alg_none": jwt.encode(good, None, algorithm="none"),
+        "not_yet_valid": jwt.encode({**good, "nbf": now + 3600}, SECRET),
+    }
+    return tokens[case]
+
+
+REASON_OF = {"no_exp": "malformed", "alg_none": "bad_signature"}
+UNAUTHORIZED_CASES = [
+    "missing",
+    "expired",
+    "wrong_audience",
+    "wrong_issuer",
+    "bad_signature",
+    "malformed",
+    "no_exp",
+    "alg_none",
+    "not_yet_valid",
+]
+
+
+def auth_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "sanic_chat.auth"]
+
+
+def assert_logged_once(
+    caplog: pytest.LogCaptureFixture, reason: str, secret: str | None
+) -> None:
+    lines = auth_lines(caplog)
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    line = lines[0]
+    assert line.levelno == logging.INFO
+    assert reason in line.getMessage() and "127.0.0.1" in line.getMessage()
+    assert (line.chat_reason, line.chat_peer) == (reason, "127.0.0.1")  # type: ignore[attr-defined]
+    if secret:
+        for record in caplog.records:
+            assert secret not in record.getMessage()
+            assert secret not in str(record.__dict__)
+
+
+async def refused_body(srv: LiveServer, **query: Any) -> tuple[int, Any]:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(srv.url(**query), open_timeout=5):
+            pass
+    response = info.value.response
+    return response.status_code, json.loads(response.body or b"{}")
+
+
+@pytest.mark.parametrize("case", UNAUTHORIZED_CASES)
+async def test_a_refused_upgrade_says_why_and_logs_it_once(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sanic_chat.auth")
+    reason = REASON_OF.get(case, case)
+    auth = JWTAuthenticator(SECRET, audience="chat", issuer="me")
+    async with live(jwt_app(authenticator=auth)) as srv:
+        bad = reasoned_token(case)
+        status, body = await refused_body(
+            srv, **({"token": bad} if bad else {})
+        )
+        assert status == 401
+        error = body["error"]
+        assert (error["code"], error["reason"]) == ("unauthorized", reason)
+        assert error["message"] and (
+            bad is None or bad not in error["message"]
+        )
+        assert srv.chat.connection_count == 0
+    assert_logged_once(caplog, reason, bad)
+
+
+@pytest.mark.parametrize("case", UNAUTHORIZED_CASES)
+async def test_a_refused_api_request_says_why_and_logs_it_once(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sanic_chat.auth")
+    reason = REASON_OF.get(case, case)
+    auth = JWTAuthenticator(SECRET, audience="chat", issuer="me")
+    async with live(jwt_app(authenticator=auth)) as srv:
+        bad = reasoned_token(case)
+        headers = {"Authorization": f"Bearer {bad}"} if bad else {}
+        status, body = await asyncio.to_thread(
+            _http_get, srv.port, "/api/rooms", headers
+        )
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert body["error"]["reason"] == reason
+    assert_logged_once(caplog, reason, bad)
+
+
+async def test_a_wrong_api_key_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sanic_chat.auth")
+    async with live(jwt_app(api_key="the-real-key-0123")) as srv:
+        status, body = await asyncio.to_thread(
+            _http_get, srv.port, "/api/rooms", {"X-API-Key": "guessed-key-9"}
+        )
+    assert status == 401
+    assert body["error"]["reason"] == "invalid_api_key"
+    assert_logged_once(caplog, "invalid_api_key", "guessed-key-9")
+
+
+async def test_token_and_own_authenticators_give_their_reasons(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sanic_chat.auth")
+    alice = User("a", "Alice")
+    static = TokenAuthenticator({"s3cret-token": alice})
+    async with live(make_app(authenticator=static)) as srv:
+        assert (await refused_body(srv))[1]["error"]["reason"] == "missing"
+        _, body = await refused_body(srv, token="guessed-token")
+        assert body["error"]["reason"] == "unknown_token"
+
+    async def own(request: Request) -> User | None:  # the old contract
+        return None
+
+    async with live(make_app(authenticator=own)) as srv:
+        assert (await refused_body(srv))[1]["error"]["reason"] == "missing"
+        _, body = await refused_body(srv, token="whatever-token")
+        assert body["error"]["reason"] == "rejected"
+    reasons = [r.chat_reason for r in auth_lines(caplog)]  # type: ignore[attr-defined]
+    assert reasons == ["missing", "unknown_token", "missing", "rejected"]
+    for record in caplog.records:
+        for secret in ("guessed-token", "whatever-token"):
+            assert secret not in record.getMessage()
+
+
+async def test_with_guests_allowed_a_refused_token_is_logged_not_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """allow_anonymous: a bad token makes a guest, and says so in the log."""
+    caplog.set_level(logging.INFO, logger="sanic_chat.auth")
+    expired = reasoned_token("expired")
+    async with live(jwt_app(allow_anonymous=True)) as srv:
+        async with connect(srv.url(token=expired)) as ws:
+            user = (await welcome_of(ws))["user"]
+            assert user["id"].startswith("guest-")
+        async with connect(srv.url()) as ws:  # no token: a guest, no line
+            await welcome_of(ws)
+    lines = auth_lines(caplog)
+    assert [r.chat_reason for r in lines] == ["expired"]  # type: ignore[attr-defined]
+    assert "guest" in lines[0].getMessage()
+    assert expired and expired not in lines[0].getMessage()
+
+
+def _http_get(
+    port: int, path: str, headers: dict[str, str]
+) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())

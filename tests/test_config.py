@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -132,3 +135,146 @@ def test_the_config_repr_shows_no_credentials() -> None:
     assert "default_room='lobby'" in shown
     for secret in ("hunter2", "s3cret-api", "s3cret-metrics"):
         assert secret not in shown
+
+
+def test_registration_leaves_the_hosts_warning_filters_alone() -> None:
+    """sanic-ext 24.12's pydantic warning is silenced only around our call."""
+    app = new_app()  # Sanic adds filters of its own here
+    before = list(warnings.filters)
+    # With the HTTP API and its OpenAPI body description.
+    app.blueprint(sanic_chat.create_blueprint())
+    assert warnings.filters == before
+
+
+def registration_error(app: Any, **options: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        app.blueprint(sanic_chat.create_blueprint(**options))
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"history_size": -5},
+            "history_size=-5: history_size must be at least 1",
+        ),
+        (
+            {"slow_consumer": "bogus"},
+            "slow_consumer='bogus': slow_consumer must be 'close' or "
+            "'drop_oldest'",
+        ),
+        (
+            {"send_queue_size": "lots"},
+            "send_queue_size='lots': send_queue_size must be an integer",
+        ),
+        (
+            {"max_unsent_bytes": 1 << 28},
+            "max_unsent_bytes=268435456: max_worker_unsent_bytes "
+            "(134217728) must be at least max_unsent_bytes (268435456)",
+        ),
+    ],
+)
+def test_a_bad_keyword_is_named_as_written(
+    options: dict[str, Any], message: str
+) -> None:
+    assert registration_error(new_app(), **options) == message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "CHAT_SLOW_CONSUMER",
+            "bogus",
+            "CHAT_SLOW_CONSUMER='bogus': slow_consumer must be 'close' or "
+            "'drop_oldest'",
+        ),
+        (
+            "CHAT_HISTORY_SIZE",
+            0,
+            "CHAT_HISTORY_SIZE=0: history_size must be at least 1",
+        ),
+        (
+            "CHAT_PRESENCE_EVENTS",
+            "maybe",
+            "CHAT_PRESENCE_EVENTS='maybe': presence_events must be true or "
+            "false",
+        ),
+    ],
+)
+def test_a_bad_config_key_is_named_as_written(
+    key: str, value: object, message: str
+) -> None:
+    app = new_app()
+    app.config[key] = value
+    assert registration_error(app) == message
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "message"),
+    [
+        (
+            "SANIC_CHAT_HISTORY_SIZE",
+            "-5",
+            "SANIC_CHAT_HISTORY_SIZE=-5: history_size must be at least 1",
+        ),
+        (
+            "SANIC_CHAT_SLOW_CONSUMER",
+            "bogus",
+            "SANIC_CHAT_SLOW_CONSUMER=bogus: slow_consumer must be 'close' "
+            "or 'drop_oldest'",
+        ),
+        (
+            "SANIC_CHAT_SEND_QUEUE_SIZE",
+            "lots",
+            "SANIC_CHAT_SEND_QUEUE_SIZE=lots: send_queue_size must be an "
+            "integer",
+        ),
+        (
+            "SANIC_CHAT_SHUTDOWN_SPREAD",
+            "-0.5",
+            "SANIC_CHAT_SHUTDOWN_SPREAD=-0.5: shutdown_spread must be >= 0",
+        ),
+        (
+            "SANIC_CHAT_PATH",
+            "ws",
+            "SANIC_CHAT_PATH=ws: path must start with '/'",
+        ),
+    ],
+)
+def test_a_bad_environment_variable_is_named_as_written(
+    monkeypatch: pytest.MonkeyPatch, variable: str, text: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, text)
+    app = new_app()  # Sanic loads SANIC_* variables here
+    assert registration_error(app) == message
+
+
+def test_a_config_key_set_over_the_environment_is_named_as_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANIC_CHAT_HISTORY_SIZE", "-5")
+    app = new_app()
+    app.config.CHAT_HISTORY_SIZE = 0  # the app's code wins over the env
+    assert registration_error(app) == (
+        "CHAT_HISTORY_SIZE=0: history_size must be at least 1"
+    )
+
+
+def test_secrets_are_never_shown_in_errors() -> None:
+    assert registration_error(new_app(), api_key=12345) == (
+        "api_key=<hidden>: api_key must be a string"
+    )
+
+
+def test_a_numeric_secret_from_the_environment_is_kept_as_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sanic turns ``007`` into the int 7; the key is the text ``007``."""
+    monkeypatch.setenv("SANIC_CHAT_API_KEY", "007")
+    monkeypatch.setenv("SANIC_CHAT_DEFAULT_ROOM", "42")
+    app = new_app()
+    app.blueprint(sanic_chat.create_blueprint())
+    config = sanic_chat.get_chat(app).config
+    assert (config.api_key, config.default_room) == ("007", "42")
