@@ -16,6 +16,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic_ext import openapi
 
+from . import _sanic
 from .api import ApiError, refuse_body
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
@@ -64,7 +65,13 @@ class ChatBlueprint(Blueprint):
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
         async def start(app: Sanic[Any, Any]) -> None:
-            await self._chat(app).start()
+            chat = self._chat(app)
+            # Once per worker: the fast transport only if Sanic's internals
+            # it needs are all there (and not under an ASGI server).
+            chat.transport = _sanic.select_transport(
+                app, chat.config.transport
+            )
+            await chat.start()
 
         async def shutdown(app: Sanic[Any, Any]) -> None:
             await self._chat(app).shutdown()
@@ -120,7 +127,7 @@ class ChatBlueprint(Blueprint):
 
         # Sanic's marker for handlers that answer by upgrading: no
         # "handler produced no response" error when it returns None.
-        serve_chat.is_websocket = True  # type: ignore[attr-defined]
+        _sanic.upgrade_handler(serve_chat)
         self._serve = openapi.definition(
             summary="The chat WebSocket",
             description="Upgrade to a WebSocket speaking the chat protocol "
@@ -165,7 +172,7 @@ class ChatBlueprint(Blueprint):
         if self._path is None:
             self._path = config.path
             # A plain GET route: the handler upgrades the connection itself
-            # (see sanic_chat.transport). Sanic must still use its
+            # (see sanic_chat._sanic). Sanic must still use its
             # websocket-capable protocol for the app's connections.
             app.enable_websocket()
             # ignore_body: an upgrade has no body (transport.accept refuses
