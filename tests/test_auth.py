@@ -25,6 +25,9 @@ from sanic_chat.authenticators import JWTAuthenticator, TokenAuthenticator
 
 from .conftest import Client, LiveServer, live, make_app
 
+# Refusals before the upgrade and sessions behave alike on every transport.
+pytestmark = pytest.mark.usefixtures("transport")
+
 SECRET = "test-secret-with-enough-length-for-hs256"
 
 
@@ -251,6 +254,7 @@ async def test_an_expired_session_is_closed_unless_refreshed() -> None:
             await kept.find("pong")
 
 
+@pytest.mark.transports("sanic")  # Sanic's own access log lines
 async def test_query_string_tokens_never_reach_the_access_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -209,9 +209,17 @@ class PortableSocket:
         self._finished()
 
     async def wait_closed(self) -> None:
-        """Wait until the close frame is out, or given up on."""
-        if not self._writer.done():
-            await asyncio.wait([self._writer])
+        """Wait until the close frame is out (or given up on); end both tasks.
+
+        The server underneath completes the closing handshake, with its
+        own timeout; nothing the client sends now is read.
+        """
+        try:
+            if not self._writer.done():
+                await asyncio.wait([self._writer])
+        finally:
+            self._reader.cancel()
+            self._writer.cancel()
 
     def _wake_writer(self) -> None:
         waiter = self._send_waiter
