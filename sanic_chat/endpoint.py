@@ -14,9 +14,12 @@ Sanic already runs for its request.
 
 Sanic's ``websocket.handler.before``, ``.after`` and ``.exception``
 signals are dispatched as Sanic does for its own websocket routes: after
-the handshake, when the connection ends normally, and when serving it
-failed. Their ``websocket`` is the chat's
-:class:`~sanic_chat.transport.Socket`.
+the handshake, when the connection ends without an error (closed by
+either side, lost, or closed at shutdown; Sanic's own routes skip
+``after`` when their task is cancelled, which is how Sanic reports a lost
+connection), and when serving it failed. Their ``websocket`` is the
+chat's :class:`~sanic_chat.transport.Socket`, not Sanic's websocket
+object.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
+from typing import Any
 
-from sanic import HTTPResponse, Request
+from sanic import HTTPResponse, Request, Sanic
 
 from . import _sanic, protocol
 from .auth import RoomRequest, check_upgrade, refuse
@@ -127,20 +131,17 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
             fail_not_found=False,
         )
         await _read(chat, conn, socket, rooms)
-        await app.dispatch(
-            "websocket.handler.after",
-            inline=True,
-            context=context,
-            reverse=True,
-            fail_not_found=False,
-        )
+        await _ended(app, context)
     except asyncio.CancelledError:
         # Sanic cancels the request's task when the TCP connection is
         # lost, and what is left when it stops: normal ends here, not
-        # worth an error response or a logged traceback.
+        # worth an error response or a logged traceback. (On the fast
+        # transport a client's close ends the TCP connection at once, so
+        # its normal end often arrives this way.)
         lost = request.conn_info is not None and request.conn_info.lost
         if not (lost or chat.closing):
             raise
+        await _ended(app, context)
     except Exception as exc:
         logger.exception("connection %s failed", conn)
         conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
@@ -165,6 +166,17 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         # handler returns: its server ends the connection then.
         await socket.wait_closed()
     return None
+
+
+async def _ended(app: Sanic[Any, Any], context: dict[str, Any]) -> None:
+    """Sanic's ``websocket.handler.after``: the connection ended normally."""
+    await app.dispatch(
+        "websocket.handler.after",
+        inline=True,
+        context=context,
+        reverse=True,
+        fail_not_found=False,
+    )
 
 
 def _log_close(

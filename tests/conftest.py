@@ -391,17 +391,27 @@ def _free_port() -> int:
 
 
 def spawn_example(
-    log: Path, *args: str, port: int | None = None, **env: str
+    log: Path,
+    *args: str,
+    port: int | None = None,
+    asgi: bool = False,
+    **env: str,
 ) -> tuple[int, subprocess.Popen[bytes]]:
     """Start ``python -m example_app`` (on a free port unless ``port``).
 
-    Waits until it listens. Output is appended to ``log`` (a pipe nobody
-    reads would block the server).
+    With ``asgi``, ``uvicorn example_app.asgi:app`` instead (``args`` go
+    to uvicorn then). Waits until it listens. Output is appended to
+    ``log`` (a pipe nobody reads would block the server).
     """
     port = port or _free_port()
+    command = (
+        ["uvicorn", "example_app.asgi:app", "--log-level", "warning"]
+        if asgi
+        else ["example_app"]
+    )
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "example_app", "--port", str(port), *args],
+            [sys.executable, "-m", *command, "--port", str(port), *args],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -419,9 +429,11 @@ def spawn_example(
 
 
 @contextmanager
-def run_example(log: Path, *args: str, **env: str) -> Iterator[int]:
+def run_example(
+    log: Path, *args: str, asgi: bool = False, **env: str
+) -> Iterator[int]:
     """Run the example app for the duration of the block; yield its port."""
-    port, proc = spawn_example(log, *args, **env)
+    port, proc = spawn_example(log, *args, asgi=asgi, **env)
     try:
         yield port
     finally:
