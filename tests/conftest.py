@@ -275,9 +275,9 @@ async def live_asgi(app: Sanic) -> AsyncIterator[LiveServer]:
         app,
         lifespan="on",
         ws="websockets-sansio",
-        # No dictConfig of the test process's logging.
+        # No dictConfig of the test process's logging, no levels set.
         log_config=None,
-        log_level="warning",
+        log_level=None,
         timeout_graceful_shutdown=int(TIMEOUT),
     )
     server = uvicorn.Server(config)

@@ -20,7 +20,7 @@ from sanic_chat import ConfigError, TokenAuthenticator, User, _sanic
 from sanic_chat.auth import refuse
 from sanic_chat.transport import asgi
 
-from .conftest import TIMEOUT, live, make_app
+from .conftest import TIMEOUT, live, live_asgi, make_app
 
 
 @pytest.mark.usefixtures("transport")
@@ -238,3 +238,19 @@ async def test_a_refused_asgi_upgrade_never_sends_an_http_response(
         await lifespan.put({"type": "lifespan.shutdown"})
         async with asyncio.timeout(TIMEOUT):
             await life
+
+
+async def test_uvicorn_log_lines_never_show_query_tokens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret = "s3cr3t-query-token"
+    app = make_app(
+        authenticator=TokenAuthenticator({secret: User("u1", "Una")})
+    )
+    async with live_asgi(app) as srv:
+        async with srv.client(token=secret) as una:
+            await una.say("hi")
+    lines = [r for r in caplog.records if r.name.startswith("uvicorn")]
+    assert any("/ws?token=REDACTED" in r.getMessage() for r in lines), lines
+    assert not any(secret in r.getMessage() for r in caplog.records)
