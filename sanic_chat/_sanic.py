@@ -22,17 +22,20 @@ websocket object it returns (``recv``, ``send``, ``close``); under ASGI,
 ``request.scope`` and the ASGI ``receive``/``send`` callables Sanic
 keeps on ``request.transport``.
 
-One more contract: the ``/ws`` handler is an ordinary ``GET`` route that
-completes the upgrade itself and returns nothing; Sanic accepts that from
-handlers marked ``is_websocket`` (:func:`upgrade_handler`).
+Two more contracts: the ``/ws`` handler is an ordinary ``GET`` route
+that completes the upgrade itself and returns nothing, which Sanic
+accepts from handlers marked ``is_websocket`` (:func:`upgrade_handler`);
+and which of Sanic's ``websocket.handler.*`` signals have handlers is
+read from its signal router's index (:func:`websocket_signals`).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sanic import HTTPResponse, Request, Sanic
@@ -74,7 +77,16 @@ FAST_METHODS = {
 
 _DEFAULT_CLOSE_TIMEOUT = 10.0
 
+WEBSOCKET_SIGNALS = frozenset(
+    {
+        "websocket.handler.after",
+        "websocket.handler.before",
+        "websocket.handler.exception",
+    }
+)
 
+
+@functools.cache
 def _protocol_class() -> type | None:
     try:
         from sanic.server.protocols.websocket_protocol import (
@@ -173,6 +185,18 @@ def select_transport(app: Sanic[Any, Any], wanted: str) -> Kind:
     return "portable"
 
 
+def websocket_signals(app: Sanic[Any, Any]) -> frozenset[str]:
+    """Sanic's ``websocket.handler.*`` events that have handlers on ``app``.
+
+    Read once at startup, after Sanic has finalized its signals, from its
+    router's index; every one of them when that cannot be read.
+    """
+    index = getattr(app.signal_router, "name_index", None)
+    if not isinstance(index, Mapping):
+        return WEBSOCKET_SIGNALS
+    return frozenset(event for event in WEBSOCKET_SIGNALS if event in index)
+
+
 async def accept(
     request: Request, kind: Kind, subprotocol: str | None
 ) -> Socket | HTTPResponse | None:
@@ -186,21 +210,22 @@ async def accept(
     server; under ASGI, the server's own settings.
     """
     app = request.app
+    if not app.asgi:
+        io_proto: Any = request.transport.get_protocol()
+        protocol = _protocol_class()
+        # A server started with another protocol class gets the portable
+        # path, not a broken fast one.
+        if (
+            kind == "fast"
+            and protocol is not None
+            and isinstance(io_proto, protocol)
+        ):
+            return _accept_fast(request, io_proto, subprotocol)
     close_timeout = float(
         app.config.get("WEBSOCKET_TIMEOUT", _DEFAULT_CLOSE_TIMEOUT)
     )
     if app.asgi:
         return await _accept_asgi(request, subprotocol, close_timeout)
-    io_proto: Any = request.transport.get_protocol()
-    protocol = _protocol_class()
-    # A server started with another protocol class gets the portable
-    # path, not a broken fast one.
-    if (
-        kind == "fast"
-        and protocol is not None
-        and isinstance(io_proto, protocol)
-    ):
-        return _accept_fast(request, io_proto, subprotocol)
     accepted = handshake.check(request)
     if isinstance(accepted, HTTPResponse):
         return accepted

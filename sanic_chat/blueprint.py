@@ -71,6 +71,7 @@ class ChatBlueprint(Blueprint):
             chat.transport = _sanic.select_transport(
                 app, chat.config.transport
             )
+            chat.signals = _sanic.websocket_signals(app)
             await chat.start()
 
         async def shutdown(app: Sanic[Any, Any]) -> None:

@@ -70,6 +70,15 @@ class Chat:
         # The transport of this worker's sockets, chosen at startup by the
         # blueprint (sanic_chat._sanic.select_transport).
         self.transport: Kind = "fast"
+        # Sanic's websocket.handler.* events the endpoint dispatches (those
+        # with handlers; set with the transport).
+        self.signals: frozenset[str] = frozenset(
+            {
+                "websocket.handler.after",
+                "websocket.handler.before",
+                "websocket.handler.exception",
+            }
+        )
         # Prometheus exposition, when prometheus-client is installed and a
         # metrics route is configured (created per worker, at start).
         self.exporter: PrometheusExporter | None = None

@@ -29,9 +29,8 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
 
-from sanic import HTTPResponse, Request, Sanic
+from sanic import HTTPResponse, Request
 
 from . import _sanic, protocol
 from .auth import RoomRequest, check_upgrade, refuse
@@ -121,17 +120,10 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
                "user_id": user_id, "peer": request.client_ip},
     )  # fmt: skip
     rooms: list[RoomRequest] = request.ctx.chat_rooms
-    app = request.app
-    context = {"request": request, "websocket": socket}
     try:
-        await app.dispatch(
-            "websocket.handler.before",
-            inline=True,
-            context=context,
-            fail_not_found=False,
-        )
+        await _signal(chat, "before", request, socket)
         await _read(chat, conn, socket, rooms)
-        await _ended(app, context)
+        await _signal(chat, "after", request, socket)
     except asyncio.CancelledError:
         # Sanic cancels the request's task when the TCP connection is
         # lost, and what is left when it stops: normal ends here, not
@@ -141,17 +133,11 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         lost = request.conn_info is not None and request.conn_info.lost
         if not (lost or chat.closing):
             raise
-        await _ended(app, context)
+        await _signal(chat, "after", request, socket)
     except Exception as exc:
         logger.exception("connection %s failed", conn)
         conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
-        await app.dispatch(
-            "websocket.handler.exception",
-            inline=True,
-            context={**context, "exception": exc},
-            reverse=True,
-            fail_not_found=False,
-        )
+        await _signal(chat, "exception", request, socket, exc)
     finally:
         if conn.expiry is not None:
             conn.expiry.cancel()
@@ -168,13 +154,29 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
     return None
 
 
-async def _ended(app: Sanic[Any, Any], context: dict[str, Any]) -> None:
-    """Sanic's ``websocket.handler.after``: the connection ended normally."""
-    await app.dispatch(
-        "websocket.handler.after",
+async def _signal(
+    chat: Chat,
+    stage: str,
+    request: Request,
+    socket: Socket,
+    exception: Exception | None = None,
+) -> None:
+    """Dispatch Sanic's ``websocket.handler.<stage>``, if it has handlers.
+
+    Checked first: a dispatch without handlers still costs microseconds
+    that every connection would pay.
+    """
+    event = f"websocket.handler.{stage}"
+    if event not in chat.signals:
+        return
+    context: dict[str, object] = {"request": request, "websocket": socket}
+    if exception is not None:
+        context["exception"] = exception
+    await request.app.dispatch(
+        event,
         inline=True,
         context=context,
-        reverse=True,
+        reverse=stage != "before",
         fail_not_found=False,
     )
 
