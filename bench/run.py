@@ -420,7 +420,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     colors = {"sanic-chat": "#d9534f", "bare": "#777777",
               "socketio": "#337ab7", "sanic-chat-redis": "#f0ad4e",
-              "socketio-redis": "#5bc0de"}  # fmt: skip
+              "socketio-redis": "#5bc0de",
+              "sanic-chat-uvicorn": "#9b59b6"}  # fmt: skip
 
     def bars(ax: Any, scenario: str, metric: str, title: str) -> None:
         rows = results.get(scenario, {})
