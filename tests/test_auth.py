@@ -83,6 +83,7 @@ async def test_every_token_source_identifies_the_user(source: str) -> None:
                 assert ws.subprotocol is None
 
 
+@pytest.mark.transports("sanic")  # the authenticator's logic
 @pytest.mark.parametrize(
     "bad",
     [

@@ -36,6 +36,9 @@ async def test_guest_ids_are_unique_and_names_are_proposed(
         assert a.user["id"] != b.user["id"]
 
 
+# Validation, not transport: the refusal itself runs on every transport
+# elsewhere (too_many_rooms, per-user limit, origins).
+@pytest.mark.transports("sanic")
 @pytest.mark.parametrize("name", ["   ", "x" * 33, "bad\x07bell", "<b>"])
 async def test_invalid_display_name_is_refused_before_upgrade(
     server: LiveServer, name: str
@@ -55,6 +58,9 @@ async def test_rooms_from_query_are_joined_at_connect(
         await c.say("in dev", room="dev")
 
 
+# Validation, not transport: the refusal itself runs on every transport
+# elsewhere (too_many_rooms, per-user limit, origins).
+@pytest.mark.transports("sanic")
 @pytest.mark.parametrize(
     "room", ["a b", "../x", "*", "room?", "[x]", "x" * 65, "é", "dev@"]
 )
