@@ -8,7 +8,10 @@ Every scenario runs against every target in the same run, on loopback:
 * ``socketio``: ``bench/socketio_server.py``, python-socketio on aiohttp
   and uvloop;
 * ``sanic-chat-redis`` and ``socketio-redis``: two server processes
-  sharing a Redis server that this script starts on a free port.
+  sharing a Redis server that this script starts on a free port;
+* ``sanic-chat-uvicorn``: the same example app served by an ASGI server,
+  ``uvicorn example_app.asgi:app`` with uvicorn's defaults (the portable
+  transport; S1, S4 and S5 only).
 
 Servers (and Redis) are pinned to CPU 0, the load generator
 (``bench/loadgen.mjs``, Node.js, no dependencies) to CPU 1. Each run starts
@@ -101,6 +104,7 @@ class Target:
     processes: int = 1
     redis: bool = False
     runs: list[str] = field(default_factory=lambda: SINGLE)
+    asgi: bool = False
 
     def commands(
         self, ports: list[int], redis_url: str | None
@@ -108,7 +112,20 @@ class Target:
         py = sys.executable
         cmds = []
         for port in ports:
-            if self.protocol == "chat":
+            if self.protocol == "chat" and self.asgi:
+                cmds.append(
+                    [
+                        py,
+                        "-m",
+                        "uvicorn",
+                        "example_app.asgi:app",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                    ]
+                )
+            elif self.protocol == "chat":
                 cmds.append([py, "-m", "example_app", "--port", str(port)])
             elif self.protocol == "bare":
                 cmds.append([py, str(BENCH / "bare_server.py"), str(port)])
@@ -141,6 +158,9 @@ TARGETS = {
         Target("socketio", "socketio"),
         Target("sanic-chat-redis", "chat", 2, True, SHARED),
         Target("socketio-redis", "socketio", 2, True, SHARED),
+        Target(
+            "sanic-chat-uvicorn", "chat", runs=["S1", "S4", "S5"], asgi=True
+        ),
     ]
 }
 
@@ -400,7 +420,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     colors = {"sanic-chat": "#d9534f", "bare": "#777777",
               "socketio": "#337ab7", "sanic-chat-redis": "#f0ad4e",
-              "socketio-redis": "#5bc0de"}  # fmt: skip
+              "socketio-redis": "#5bc0de",
+              "sanic-chat-uvicorn": "#9b59b6"}  # fmt: skip
 
     def bars(ax: Any, scenario: str, metric: str, title: str) -> None:
         rows = results.get(scenario, {})

@@ -15,6 +15,7 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
+from . import _sanic
 from ._openapi import describe
 from .api import ApiError, refuse_body
 from .auth import refuse
@@ -64,7 +65,14 @@ class ChatBlueprint(Blueprint):
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
         async def start(app: Sanic[Any, Any]) -> None:
-            await self._chat(app).start()
+            chat = self._chat(app)
+            # Once per worker: the fast transport only if Sanic's internals
+            # it needs are all there (and not under an ASGI server).
+            chat.transport = _sanic.select_transport(
+                app, chat.config.transport
+            )
+            chat.signals = _sanic.websocket_signals(app)
+            await chat.start()
 
         async def shutdown(app: Sanic[Any, Any]) -> None:
             await self._chat(app).shutdown()
@@ -120,7 +128,7 @@ class ChatBlueprint(Blueprint):
 
         # Sanic's marker for handlers that answer by upgrading: no
         # "handler produced no response" error when it returns None.
-        serve_chat.is_websocket = True  # type: ignore[attr-defined]
+        _sanic.upgrade_handler(serve_chat)
         self._serve = describe(
             serve_chat,
             summary="The chat WebSocket",
@@ -164,12 +172,12 @@ class ChatBlueprint(Blueprint):
         app.ctx.sanic_chat = chats
         # Only where the app uses sanic-ext: see routes.inject_chat.
         inject_chat(app, self.name)
+        # A plain GET route: the handler upgrades the connection itself
+        # (see sanic_chat._sanic). Sanic must still use its
+        # websocket-capable protocol for each app's connections.
+        app.enable_websocket()
         if self._path is None:
             self._path = config.path
-            # A plain GET route: the handler upgrades the connection itself
-            # (see sanic_chat.transport). Sanic must still use its
-            # websocket-capable protocol for the app's connections.
-            app.enable_websocket()
             # ignore_body: an upgrade has no body (transport.accept refuses
             # one); Sanic must not buffer it before the checks run.
             self.route(

@@ -27,6 +27,7 @@ from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 from .metrics import Metrics, PrometheusExporter, room_labeller
 from .protocol import encodable, valid_room
+from .transport import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,18 @@ class Chat:
             config.max_connections_in_setup, config.setup_wait
         )
         self.closing = False
+        # The transport of this worker's sockets, chosen at startup by the
+        # blueprint (sanic_chat._sanic.select_transport).
+        self.transport: Kind = "fast"
+        # Sanic's websocket.handler.* events the endpoint dispatches (those
+        # with handlers; set with the transport).
+        self.signals: frozenset[str] = frozenset(
+            {
+                "websocket.handler.after",
+                "websocket.handler.before",
+                "websocket.handler.exception",
+            }
+        )
         # Prometheus exposition, when prometheus-client is installed and a
         # metrics route is configured (created per worker, at start).
         self.exporter: PrometheusExporter | None = None

@@ -34,6 +34,7 @@ ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 SlowConsumerPolicy = Literal["close", "drop_oldest"]
 RoomLabels = Literal["off", "hashed", "names"]
+TransportChoice = Literal["auto", "fast", "portable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,11 @@ class ChatConfig:
             before the upgrade (:mod:`sanic_chat.admission`).
         setup_wait: Seconds an upgrade may wait for a setup slot before
             it is refused with 503 and ``Retry-After``; 0: refuse at once.
+        transport: Which WebSocket transport serves ``/ws``: ``auto``
+            (the fast one on Sanic's own server when its startup check
+            passes, else the portable one), ``fast`` (fail at startup if
+            it cannot run) or ``portable`` (Sanic's public websocket API,
+            or ASGI; what ASGI servers always get).
     """
 
     # Not in repr: URLs and keys carry credentials.
@@ -143,6 +149,8 @@ class ChatConfig:
     metrics_room_labels: RoomLabels = "off"
     max_connections_in_setup: int = 128
     setup_wait: float = 5.0
+    # Which transport; see sanic_chat._sanic.
+    transport: TransportChoice = "auto"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -241,6 +249,11 @@ class ChatConfig:
             raise fail(
                 "slow_consumer must be 'close' or 'drop_oldest'",
                 "slow_consumer",
+            )
+        if self.transport not in ("auto", "fast", "portable"):
+            raise ConfigError(
+                "transport must be 'auto', 'fast' or 'portable', "
+                f"not {self.transport!r}"
             )
         if self.metrics_room_labels not in ("off", "hashed", "names"):
             raise fail(

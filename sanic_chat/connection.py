@@ -45,7 +45,7 @@ from .errors import CloseCode
 from .identity import User
 from .metrics import Metrics
 from .protocol import encode
-from .transport import WebSocket
+from .transport import Socket
 from .wire import text_frame
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Connection:
 
     def __init__(
         self,
-        socket: WebSocket,
+        socket: Socket,
         user: User,
         *,
         queue_size: int,

@@ -4,12 +4,22 @@ Sanic runs this like any route. It first refuses every method but GET,
 then runs the pre-upgrade checks (:mod:`sanic_chat.auth`): here, in the
 handler, so that every route that reaches this code (sanic-ext's
 automatic HEAD route calls it too) meets them. It completes the
-WebSocket handshake itself (:mod:`sanic_chat.transport`), then reads
+WebSocket handshake with the transport chosen at startup
+(:mod:`sanic_chat._sanic`, :mod:`sanic_chat.transport`), then reads
 client frames and acts on them until the socket closes; the connection
-then leaves every room. Frames
-to the client never wait for this loop: the hub writes them directly
-(:mod:`sanic_chat.connection`), so a connection needs no task of its own
-besides the one Sanic already runs for its request.
+then leaves every room. Frames to the client never wait for this loop:
+the hub writes them directly (:mod:`sanic_chat.connection`), so on the
+fast transport a connection needs no task of its own besides the one
+Sanic already runs for its request.
+
+Sanic's ``websocket.handler.before``, ``.after`` and ``.exception``
+signals are dispatched as Sanic does for its own websocket routes: after
+the handshake, when the connection ends without an error (closed by
+either side, lost, or closed at shutdown; Sanic's own routes skip
+``after`` when their task is cancelled, which is how Sanic reports a lost
+connection), and when serving it failed. Their ``websocket`` is the
+chat's :class:`~sanic_chat.transport.Socket`, not Sanic's websocket
+object.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from dataclasses import replace
 
 from sanic import HTTPResponse, Request
 
-from . import protocol
+from . import _sanic, protocol
 from .auth import RoomRequest, check_upgrade, refuse
 from .authenticators import SUBPROTOCOL
 from .chat import Chat
@@ -31,7 +41,7 @@ from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .limits import TokenBucket
 from .metrics import Metrics
-from .transport import WebSocket, accept
+from .transport import Socket
 
 logger = logging.getLogger(__name__)
 # One line per connection opened and closed, with ``extra`` fields for
@@ -62,22 +72,28 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         return wrong_method
     refused = await check_upgrade(chat, request)
     if refused is not None:
-        return refused
+        return await _sanic.refuse(request, refused)
     # From here check_upgrade holds a reservation for the user: every
     # path that does not end in hub.add releases it.
     offered = request.headers.get("sec-websocket-protocol", "")
-    socket = accept(
-        request,
-        subprotocol=SUBPROTOCOL
-        if SUBPROTOCOL in (p.strip() for p in offered.split(","))
-        else None,
-    )
-    if isinstance(socket, HTTPResponse):
+    try:
+        socket = await _sanic.accept(
+            request,
+            chat.transport,
+            SUBPROTOCOL
+            if SUBPROTOCOL in (p.strip() for p in offered.split(","))
+            else None,
+        )
+    except BaseException:
         chat.hub.release(request.ctx.chat_user.id)
-        return socket
+        raise
+    if socket is None or isinstance(socket, HTTPResponse):
+        chat.hub.release(request.ctx.chat_user.id)
+        return None if socket is None else await _sanic.refuse(request, socket)
     if chat.closing:
         chat.hub.release(request.ctx.chat_user.id)
         socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
+        await socket.wait_closed()
         return None
     config = chat.config
     conn = Connection(
@@ -105,17 +121,23 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
     )  # fmt: skip
     rooms: list[RoomRequest] = request.ctx.chat_rooms
     try:
+        await _signal(chat, "before", request, socket)
         await _read(chat, conn, socket, rooms)
+        await _signal(chat, "after", request, socket)
     except asyncio.CancelledError:
         # Sanic cancels the request's task when the TCP connection is
         # lost, and what is left when it stops: normal ends here, not
-        # worth an error response or a logged traceback.
+        # worth an error response or a logged traceback. (On the fast
+        # transport a client's close ends the TCP connection at once, so
+        # its normal end often arrives this way.)
         lost = request.conn_info is not None and request.conn_info.lost
         if not (lost or chat.closing):
             raise
-    except Exception:
+        await _signal(chat, "after", request, socket)
+    except Exception as exc:
         logger.exception("connection %s failed", conn)
         conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
+        await _signal(chat, "exception", request, socket, exc)
     finally:
         if conn.expiry is not None:
             conn.expiry.cancel()
@@ -126,15 +148,45 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         left = hub.detach(conn)
         _log_close(conn, socket, time.monotonic() - opened, len(left))
         await asyncio.shield(hub.departed(conn, left))
+        # The portable transport's close frame must be out before the
+        # handler returns: its server ends the connection then.
+        await socket.wait_closed()
     return None
 
 
-def _log_close(
-    conn: Connection, socket: WebSocket, duration: float, rooms: int
+async def _signal(
+    chat: Chat,
+    stage: str,
+    request: Request,
+    socket: Socket,
+    exception: Exception | None = None,
 ) -> None:
-    received = socket.ws_proto.close_rcvd
+    """Dispatch Sanic's ``websocket.handler.<stage>``, if it has handlers.
+
+    Checked first: a dispatch without handlers still costs microseconds
+    that every connection would pay.
+    """
+    event = f"websocket.handler.{stage}"
+    if event not in chat.signals:
+        return
+    context: dict[str, object] = {"request": request, "websocket": socket}
+    if exception is not None:
+        context["exception"] = exception
+    await request.app.dispatch(
+        event,
+        inline=True,
+        context=context,
+        reverse=stage != "before",
+        fail_not_found=False,
+    )
+
+
+def _log_close(
+    conn: Connection, socket: Socket, duration: float, rooms: int
+) -> None:
+    received = socket.close_received
     if received is not None:
-        code, by = received.code, "client"
+        code, by = received, "client"
     else:
         code, by = conn.close_code or 1006, "server"
     connection_log.log(
@@ -151,7 +203,7 @@ def _log_close(
 async def _read(
     chat: Chat,
     conn: Connection,
-    socket: WebSocket,
+    socket: Socket,
     rooms: list[RoomRequest],
 ) -> None:
     config = chat.config

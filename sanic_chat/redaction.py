@@ -1,7 +1,8 @@
 """Tokens out of Sanic's log lines: a :class:`logging.Filter`.
 
 Clients may send their token as a ``token`` query parameter (browsers
-cannot set headers on a WebSocket), and Sanic logs request URLs: the
+cannot set headers on a WebSocket), and Sanic logs request URLs (as does
+uvicorn, when it serves the app: every WebSocket upgrade): the
 access log (every request, and the WebSocket ``OPEN``/``CLOSE`` lines),
 the error log (``Exception occurred while handling uri: ...``) and its
 root logger (a request stopped by a lost connection). Those lines are
@@ -28,8 +29,16 @@ import logging
 import re
 from urllib.parse import unquote_plus
 
-# Sanic's loggers that print request URLs (see sanic/logging/loggers.py).
-LOGGERS = ("sanic.access", "sanic.error", "sanic.root")
+# Sanic's loggers that print request URLs (see sanic/logging/loggers.py),
+# and uvicorn's, which log every WebSocket upgrade with its query string
+# when the app is served by it (docs/deployment.md, "ASGI servers").
+LOGGERS = (
+    "sanic.access",
+    "sanic.error",
+    "sanic.root",
+    "uvicorn.access",
+    "uvicorn.error",
+)
 REDACTED = "REDACTED"
 
 # A query parameter: after "?" or "&", up to the next "&", blank, quote

@@ -32,3 +32,27 @@ def frame_text(frame: bytes) -> str:
     size = frame[1] & 0x7F
     start = 2 if size < 126 else 4 if size == 126 else 10
     return frame[start:].decode("utf-8")
+
+
+def frame_texts(data: bytes) -> list[tuple[str, int]]:
+    """Split frames made by :func:`text_frame` and written together.
+
+    Returns each frame's text and its size in bytes: the portable
+    transport, which can only send text, takes frames apart again.
+    """
+    texts = []
+    view = memoryview(data)
+    start = 0
+    end = len(data)
+    while start < end:
+        size = data[start + 1] & 0x7F
+        if size < 126:
+            head = 2
+        elif size == 126:
+            head, size = 4, struct.unpack_from("!H", data, start + 2)[0]
+        else:
+            head, size = 10, struct.unpack_from("!Q", data, start + 2)[0]
+        stop = start + head + size
+        texts.append((str(view[start + head : stop], "utf-8"), stop - start))
+        start = stop
+    return texts

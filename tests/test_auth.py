@@ -25,6 +25,9 @@ from sanic_chat.authenticators import JWTAuthenticator, TokenAuthenticator
 
 from .conftest import Client, LiveServer, live, make_app
 
+# Refusals before the upgrade and sessions behave alike on every transport.
+pytestmark = pytest.mark.usefixtures("transport")
+
 SECRET = "test-secret-with-enough-length-for-hs256"
 
 
@@ -80,6 +83,7 @@ async def test_every_token_source_identifies_the_user(source: str) -> None:
                 assert ws.subprotocol is None
 
 
+@pytest.mark.transports("sanic")  # the authenticator's logic
 @pytest.mark.parametrize(
     "bad",
     [
@@ -251,6 +255,7 @@ async def test_an_expired_session_is_closed_unless_refreshed() -> None:
             await kept.find("pong")
 
 
+@pytest.mark.transports("sanic")  # Sanic's own access log lines
 async def test_query_string_tokens_never_reach_the_access_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -32,14 +33,21 @@ def _http(
     )
     try:
         with urllib.request.urlopen(request) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, _lower(r.headers), r.read()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+        return err.code, _lower(err.headers), err.read()
 
 
-async def test_page_login_and_chat(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["sanic", "uvicorn"])
+async def test_page_login_and_chat(tmp_path: Path, server: str) -> None:
+    """As users run it: ``python -m example_app``, or under an ASGI server
+    (``uvicorn example_app.asgi:app``), where the 401 is an HTTP answer
+    too (uvicorn supports the ``websocket.http.response`` extension).
+    """
     with run_example(
-        tmp_path / "log", SANIC_CHAT_DEFAULT_ROOM="general"
+        tmp_path / "log",
+        asgi=server == "uvicorn",
+        SANIC_CHAT_DEFAULT_ROOM="general",
     ) as port:
         status, headers, body = await asyncio.to_thread(_http, port, "/")
         assert status == 200 and headers["content-type"].startswith(
@@ -55,7 +63,7 @@ async def test_page_login_and_chat(tmp_path: Path) -> None:
         assert status == 200
         login = json.loads(body)
         assert login["user"] == {"id": "user:alice", "name": "alice"}
-        cookie = headers["Set-Cookie"]
+        cookie = headers["set-cookie"]
         assert "chat_token=" in cookie and "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
 
@@ -75,6 +83,13 @@ async def test_page_login_and_chat(tmp_path: Path) -> None:
             assert json.loads(await ws.recv())["type"] == "joined"
             await ws.send(json.dumps({"type": "refresh", "token": token}))
             assert json.loads(await ws.recv())["type"] == "refreshed"
+            await ws.send(
+                json.dumps(
+                    {"type": "message", "room": "general", "text": "hi"}
+                )
+            )
+            message = json.loads(await ws.recv())
+            assert message["type"] == "message" and message["text"] == "hi"
 
 
 async def test_login_refuses_bad_names(tmp_path: Path) -> None:
@@ -115,3 +130,8 @@ def test_help_documents_every_flag() -> None:
     ):  # fmt: skip
         assert flag in out
     assert "SANIC_CHAT_" in out
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    """Header names in lower case: servers differ in how they spell them."""
+    return {name.lower(): value for name, value in headers.items()}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import os
+import socket
 from typing import Any
 
 import pytest
@@ -15,9 +18,11 @@ from sanic_chat.protocol import message_payload
 from .conftest import TIMEOUT, live, make_app, new_app
 
 # The whole protocol suite runs against every built-in backend.
-pytestmark = pytest.mark.usefixtures("backend")
+pytestmark = pytest.mark.usefixtures("backend", "transport")
 
-BIG = "x" * 4000
+# Incompressible: ASGI servers negotiate permessage-deflate, which would
+# shrink a run of one letter to a few bytes and never fill a socket.
+BIG = base64.b64encode(os.urandom(3000)).decode()
 
 
 async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> (
@@ -88,6 +93,22 @@ async def test_two_apps_in_one_process_share_nothing() -> None:
             assert await two.chat.history("lobby") == []
 
 
+async def test_one_blueprint_serves_several_apps_on_the_fast_path() -> None:
+    """README: register it on as many apps as you like."""
+    blueprint = sanic_chat.create_blueprint()
+    apps = [new_app(), new_app()]
+    for app in apps:
+        app.blueprint(blueprint)
+    async with live(apps[0]) as one, live(apps[1]) as two:
+        async with one.client() as a, two.client() as b:
+            await a.say("in one")
+            await b.say("in two")
+            await b.nothing()
+        assert [m["text"] for m in await two.chat.history("lobby")] == [
+            "in two"
+        ]
+
+
 async def test_no_task_outlives_its_connections() -> None:
     async with live(make_app()) as srv:
         baseline = asyncio.all_tasks()
@@ -137,12 +158,20 @@ async def test_a_client_that_stops_reading_is_closed_after_send_timeout() -> (
     app = make_app(slow_consumer="drop_oldest", send_timeout=1.0)
     async with live(app) as srv, srv.client(max_queue=1) as stuck:
         stuck.ws.transport.pause_reading()
+        # A small window: loopback buffers (up to 32 MiB) could otherwise
+        # take everything a transport that writes from a task sends.
+        sock = stuck.ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         for i in range(3000):
             await srv.chat.publish("lobby", BIG)
             if i % 100 == 0:
                 await asyncio.sleep(0)
         async with asyncio.timeout(TIMEOUT):
             while srv.chat.connection_count:
+                # Until the socket is full, whatever the kernel buffers: a
+                # transport that writes from a task fills them later.
+                for _ in range(100):
+                    await srv.chat.publish("lobby", BIG)
                 await asyncio.sleep(0.05)
         assert srv.chat.room_sizes() == {}
         stuck.ws.transport.abort()  # it would never read the close frame
@@ -196,6 +225,7 @@ async def test_a_join_that_falls_behind_follows_the_policy(
         assert srv.chat.connection_count == 2
 
 
+@pytest.mark.transports("sanic", "sanic-portable")
 async def test_keepalive_pings_close_a_silent_client_and_keep_the_rest() -> (
     None
 ):
@@ -214,6 +244,7 @@ async def test_keepalive_pings_close_a_silent_client_and_keep_the_rest() -> (
         gone.ws.transport.abort()
 
 
+@pytest.mark.transports("sanic", "sanic-portable")
 async def test_shutdown_spreads_closes_over_time_in_random_order() -> None:
     app = make_app(shutdown_spread=0.5)
     async with live(app) as srv, contextlib.AsyncExitStack() as stack:

@@ -14,7 +14,7 @@ from sanic_chat import TokenAuthenticator, User
 
 from .conftest import UNLIMITED, live, make_app
 
-pytestmark = pytest.mark.usefixtures("backend")
+pytestmark = pytest.mark.usefixtures("backend", "transport")
 
 
 async def test_flooding_gets_rate_limited_then_closed_and_others_are_fine() -> (
@@ -88,6 +88,7 @@ async def test_an_occasionally_limited_client_is_not_disconnected() -> None:
         assert eager.ws.close_code is None
 
 
+@pytest.mark.transports("sanic")
 async def test_a_ping_flood_is_closed_and_bystanders_keep_their_latency() -> (
     None
 ):
@@ -107,6 +108,7 @@ async def test_a_ping_flood_is_closed_and_bystanders_keep_their_latency() -> (
         await calm.say("unaffected")
 
 
+@pytest.mark.transports("sanic")
 async def test_endless_empty_continuation_frames_are_refused() -> None:
     async with live(make_app()) as srv, srv.client() as calm:
         async with connect(srv.url(), close_timeout=1) as sneaky:
@@ -129,6 +131,7 @@ async def test_a_message_in_a_few_fragments_is_still_taken() -> None:
         assert frame["text"] == "hello in pieces"
 
 
+@pytest.mark.transports("sanic")
 async def test_keepalive_does_not_close_a_client_whose_requests_queue_up() -> (
     None
 ):
@@ -177,6 +180,7 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.transports("sanic")
 @pytest.mark.parametrize(
     "flood",
     [

@@ -10,7 +10,7 @@ import pytest
 from .conftest import LiveServer
 
 # The whole protocol suite runs against every built-in backend.
-pytestmark = pytest.mark.usefixtures("backend")
+pytestmark = pytest.mark.usefixtures("backend", "transport")
 
 
 async def test_message_reaches_every_member_including_the_sender(

@@ -150,7 +150,7 @@ def test_the_wheel_ships_the_typing_marker_and_metadata(dist: Path) -> None:
         meta_name = next(n for n in names if n.endswith("METADATA"))
         metadata = archive.read(meta_name).decode()
     assert "sanic_chat/py.typed" in names
-    assert "sanic_chat/transport.py" in names
+    assert "sanic_chat/transport/fast.py" in names
     assert not any(n.startswith(("tests/", "example_app/")) for n in names)
     assert f"Version: {sanic_chat.__version__}" in metadata
     assert "License-Expression: MIT" in metadata

@@ -13,7 +13,7 @@ from sanic_chat.protocol import message_payload
 from .conftest import LiveServer, live, make_app, new_app
 
 # The whole protocol suite runs against every built-in backend.
-pytestmark = pytest.mark.usefixtures("backend")
+pytestmark = pytest.mark.usefixtures("backend", "transport")
 
 
 async def test_join_and_leave_are_confirmed_and_announced(

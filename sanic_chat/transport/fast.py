@@ -1,4 +1,4 @@
-"""A lean WebSocket on Sanic's own TCP transport.
+"""The fast transport: a lean WebSocket on Sanic's own TCP transport.
 
 Sanic's websocket object (``WebsocketImplProtocol``) is built for
 application code that awaits ``recv``/``send``: per connection it keeps
@@ -19,29 +19,26 @@ Sanic accepted:
   for the handler's single ``recv`` loop, and the keepalive ping is one
   sweep per process (:meth:`Keepalive.sweep`), not a task per socket.
 
-:func:`accept` performs the upgrade inside an ordinary Sanic handler and
-installs a :class:`WebSocket` where Sanic's ``WebSocketProtocol``
-forwards the connection's bytes and events.
+This module knows asyncio and websockets, not Sanic: installing a
+:class:`FastSocket` where Sanic's ``WebSocketProtocol`` forwards the
+connection's bytes and events is :mod:`sanic_chat._sanic`'s job, and only
+happens when its startup check finds every internal it relies on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
-from sanic import HTTPResponse, Request
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from .errors import CloseCode
-from .limits import TokenBucket
+from ..errors import CloseCode
+from ..limits import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +61,23 @@ _FRAGMENT_COST = 1 / 16
 _SLICE = 4096
 
 
-class WebSocket:
+class FastSocket:
     """One upgraded connection; Sanic's protocol forwards its I/O here.
+
+    Besides the :class:`~sanic_chat.transport.Socket` interface it has what
+    Sanic's ``WebSocketProtocol`` calls on its ``websocket``:
+    ``data_received``, ``eof_received``, ``connection_lost``,
+    ``end_connection``, ``fail_connection``, ``close``, ``ws_proto`` and
+    ``loop``.
+
+    Args:
+        transport: The connection's asyncio transport.
+        can_write: Set while ``transport`` takes more data (the server's
+            protocol clears it in ``pause_writing``).
+        ws_proto: The sans-I/O protocol, in the OPEN state.
+        close_timeout: Seconds a closing client may take.
+        ping_interval: Seconds between keepalive pings (None: never).
+        ping_timeout: Seconds to wait for a pong.
 
     Attributes:
         ws_proto: The sans-I/O protocol state (Sanic reads its ``state``).
@@ -85,7 +97,6 @@ class WebSocket:
         "_gone",
         "_inbox",
         "_inbox_bytes",
-        "_io_proto",
         "_muted",
         "_paused",
         "_transport",
@@ -105,10 +116,13 @@ class WebSocket:
 
     def __init__(
         self,
-        io_proto: Any,
+        transport: asyncio.Transport,
+        can_write: asyncio.Event,
         ws_proto: ServerProtocol,
         *,
         close_timeout: float,
+        ping_interval: float | None,
+        ping_timeout: float | None,
     ) -> None:
         self.ws_proto = ws_proto
         self.loop = asyncio.get_running_loop()
@@ -116,15 +130,14 @@ class WebSocket:
         self.ping_sent_at: float | None = None
         self.last_ping = time.monotonic()
         # Sanic's WEBSOCKET_PING_* settings; Connection.keepalive acts.
-        self.ping_interval: float | None = io_proto.websocket_ping_interval
-        self.ping_timeout: float | None = io_proto.websocket_ping_timeout
-        self._io_proto = io_proto
-        self._transport: asyncio.Transport = io_proto.transport
-        # Set by Sanic's protocol while the transport takes more data.
-        self.can_write: asyncio.Event = io_proto._can_write
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self._transport = transport
+        # Set by the server's protocol while the transport takes more data.
+        self.can_write = can_write
         # The transport's own ``write``, for frames while the socket is
         # OPEN; ``on_lost`` fires as soon as it is not.
-        self.write_direct = self._transport.write
+        self.write_direct: Callable[[bytes], object] = self._transport.write
         self._close_timeout = close_timeout
         self._inbox: deque[str | bytes] = deque()
         self._inbox_bytes = 0
@@ -149,6 +162,12 @@ class WebSocket:
     def open(self) -> bool:
         """Whether data frames may still be sent."""
         return self.ws_proto.state is State.OPEN
+
+    @property
+    def close_received(self) -> int | None:
+        """The close code the client sent, if it sent one."""
+        received = self.ws_proto.close_rcvd
+        return received.code if received is not None else None
 
     def buffered(self) -> int:
         """Bytes written to the socket that the client has not taken yet."""
@@ -217,6 +236,9 @@ class WebSocket:
         """Drop the TCP connection now, without a closing handshake."""
         self._end()
         self._transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for: Sanic's protocol ends the connection."""
 
     def fail_connection(self, code: int = 1006, reason: str = "") -> bool:
         """Sanic's hook when its graceful shutdown runs out of time."""
@@ -428,94 +450,3 @@ class WebSocket:
         on_lost, self.on_lost = self.on_lost, None
         if on_lost is not None:
             on_lost()
-
-
-def accept(
-    request: Request, *, subprotocol: str | None
-) -> WebSocket | HTTPResponse:
-    """Complete the opening handshake of ``request`` on its connection.
-
-    Returns the :class:`WebSocket`, or the HTTP error response to send
-    when the handshake is invalid (400, or 426 for another WebSocket
-    version). ``subprotocol`` is answered if the client offered it.
-    Sanic's ``WEBSOCKET_MAX_SIZE`` applies, as on its own websocket
-    routes, and ``WEBSOCKET_TIMEOUT`` (10 s) bounds the closing handshake.
-    """
-    headers = request.headers
-    keys = headers.getall("sec-websocket-key", [])
-    key = keys[0] if len(keys) == 1 else ""
-    if request.version == "1.0" or "host" not in headers:
-        return _refuse(400, "an upgrade needs HTTP/1.1 and a Host header")
-    if "content-length" in headers or "transfer-encoding" in headers:
-        return _refuse(400, "an upgrade request has no body")
-    if not _has_token(headers.getall("upgrade", []), "websocket"):
-        return _refuse(400, "missing Upgrade: websocket")
-    if not _has_token(headers.getall("connection", []), "upgrade"):
-        return _refuse(400, "missing Connection: Upgrade")
-    versions = headers.getall("sec-websocket-version", [])
-    if len(versions) > 1:
-        return _refuse(400, "repeated Sec-WebSocket-Version")
-    if versions != ["13"]:
-        refused = _refuse(426, "unsupported WebSocket version; use 13")
-        refused.headers["Sec-WebSocket-Version"] = "13"
-        return refused
-    try:
-        valid_key = len(base64.b64decode(key, validate=True)) == 16
-    except ValueError:
-        valid_key = False
-    if not valid_key:
-        return _refuse(400, "invalid Sec-WebSocket-Key")
-    # SHA-1 is what RFC 6455 prescribes here; it proves nothing secret.
-    digest = hashlib.sha1(
-        (key + _GUID).encode(), usedforsecurity=False
-    ).digest()
-    head = (
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Accept: "
-        + base64.b64encode(digest).decode()
-        + "\r\n"
-    )
-    if subprotocol is not None:
-        head += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
-    io_proto: Any = request.transport.get_protocol()
-    ws_proto = ServerProtocol(
-        max_size=io_proto.websocket_max_size, state=State.OPEN, logger=logger
-    )
-    # websockets logs every frame at DEBUG: frames carry tokens (refresh)
-    # and what users write, which no log level should show.
-    ws_proto.debug = False
-    # Sanic (25.12) has no setting for it; honour one if the app sets it.
-    close_timeout = float(
-        request.app.config.get("WEBSOCKET_TIMEOUT", io_proto.websocket_timeout)
-    )
-    socket = WebSocket(io_proto, ws_proto, close_timeout=close_timeout)
-    io_proto.transport.write((head + "\r\n").encode())
-    # Sanic's access log lines for websockets (OPEN, then CLOSE with the
-    # codes); the URL has its token redacted already.
-    io_proto.websocket_url = request.url
-    io_proto.websocket_peer = f"{request.client_ip}:{request.port}"
-    # From now on Sanic's WebSocketProtocol forwards bytes, EOF, loss and
-    # end-of-task to this object.
-    io_proto.websocket = socket
-    io_proto.log_websocket("OPEN")
-    return socket
-
-
-_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
-
-
-def _has_token(values: list[str], token: str) -> bool:
-    """Whether comma-separated header ``values`` contain ``token``."""
-    return any(
-        part.strip().lower() == token
-        for value in values
-        for part in value.split(",")
-    )
-
-
-def _refuse(status: int, reason: str) -> HTTPResponse:
-    return HTTPResponse(
-        f"Failed to open a WebSocket connection: {reason}.\n",
-        status=status,
-        content_type="text/plain",
-    )

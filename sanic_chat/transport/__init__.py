@@ -1,0 +1,114 @@
+"""The WebSocket under a chat connection: one small interface, two kinds.
+
+:class:`~sanic_chat.connection.Connection` and :mod:`sanic_chat.endpoint`
+use nothing but :class:`Socket`. Behind it:
+
+* **fast** (:class:`~sanic_chat.transport.fast.FastSocket`): on Sanic's
+  own server, frames are parsed by websockets' sans-I/O protocol and
+  prebuilt frames written straight to the TCP transport; no task per
+  socket. It relies on Sanic internals, so it is used only when the
+  startup check of :mod:`sanic_chat._sanic` finds them all.
+* **portable** (:class:`~sanic_chat.transport.portable.PortableSocket`):
+  on a public WebSocket API, Sanic's own websocket object or an ASGI
+  server's ``websocket.*`` messages. Two small tasks per connection (a
+  reader and a writer) and a send queue bounded in bytes and frames keep
+  the same synchronous :meth:`Socket.write` contract.
+
+Both take the same prebuilt frames (:mod:`sanic_chat.wire`) and report
+back pressure the same way: :attr:`Socket.can_write` is set while a write
+goes out at once, cleared while the socket is backed up, which is when
+the connection's own bounded queues take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from ..limits import TokenBucket
+
+Kind = Literal["fast", "portable"]
+"""Which transport serves a chat's sockets."""
+
+
+class Socket(Protocol):
+    """What a chat connection needs from its WebSocket.
+
+    Attributes:
+        can_write: Set while :meth:`write` goes out at once (not into a
+            buffer above its high-water mark).
+        write_direct: The cheapest way to write a frame while the socket
+            is open and ``can_write`` is set (the fan-out hot path).
+        on_lost: Called once, as soon as the socket is no longer open (a
+            close started by either side, or the connection lost).
+        limiter: The connection's rate limit, charged for control frames
+            and fragments where the transport sees them.
+        max_strikes: ``rate_limited`` strikes before a 1008 close.
+        ping_interval: Seconds between keepalive pings the chat sends;
+            None when the transport (or nobody) does keepalive itself.
+        ping_timeout: Seconds to wait for the pong.
+        ping_sent_at: When an unanswered keepalive ping went out.
+        last_ping: When the last keepalive ping (or the handshake) was.
+    """
+
+    can_write: asyncio.Event
+    write_direct: Callable[[bytes], object]
+    on_lost: Callable[[], None] | None
+    limiter: TokenBucket | None
+    max_strikes: int
+    ping_interval: float | None
+    ping_timeout: float | None
+    ping_sent_at: float | None
+    last_ping: float
+
+    @property
+    def open(self) -> bool:
+        """Whether data frames may still be sent."""
+        ...
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether reading is paused because unread messages piled up."""
+        ...
+
+    @property
+    def close_received(self) -> int | None:
+        """The close code the client sent, if it sent one."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the client (or its server)."""
+        ...
+
+    def writable(self) -> bool:
+        """Whether the socket is open and a write goes out at once."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Wait until the socket drains below its low-water mark."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Write prebuilt frames; dropped once the socket is closing."""
+        ...
+
+    def ping(self) -> None:
+        """Send a keepalive ping."""
+        ...
+
+    def start_closing(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame after what is written; stop reading."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection now, without a closing handshake."""
+        ...
+
+    async def recv(self) -> str | bytes | None:
+        """The next message; None once reading is over."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Wait until the close frame is out (or given up on)."""
+        ...
