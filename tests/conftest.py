@@ -357,6 +357,19 @@ async def live(
         await srv.stop()
 
 
+# sanic-testing's ``app.asgi_client`` replaces ``Sanic.__call__`` (the
+# ASGI entry point) for every app of the process, for good; uvicorn would
+# then serve later tests' apps through sanic-testing's test shim.
+_SANIC_ASGI_ENTRY = Sanic.__call__
+
+
+@pytest.fixture(autouse=True)
+def sanic_asgi_entry_restored() -> Iterator[None]:
+    """Undo sanic-testing's process-wide patch after every test."""
+    yield
+    Sanic.__call__ = _SANIC_ASGI_ENTRY  # type: ignore[method-assign]
+
+
 @pytest.fixture(autouse=True)
 def no_errors_logged(
     request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
