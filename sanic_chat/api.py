@@ -44,7 +44,7 @@ from .config import ChatConfig
 from .errors import BroadcasterUnavailable, Forbidden, Unauthorized
 from .identity import NAME_RULE, SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
-from .protocol import MAX_ID_LENGTH, encodable, encode, fit, valid_room
+from .protocol import MAX_ID_LENGTH, encodable, fit, history_body, valid_room
 
 API_KEY_HEADER = "x-api-key"
 ADMIN_CLAIM = "chat_admin"
@@ -389,13 +389,7 @@ async def room_history(
     texts, truncated = fit(
         page.events, chat.hub.event_text, chat.config.max_unsent_bytes // 4
     )
-    body = (
-        '{"room":'
-        + encode(room)
-        + ',"messages":['
-        + ",".join(texts)
-        + ('],"truncated":true}' if truncated else "]}")
-    ).encode()
+    body = history_body(room, texts, truncated).encode()
     if key is not None:
         limiter.charge(key, len(body) // _BYTES_PER_TOKEN)
     # Written in pieces, each once the client took the previous ones, and

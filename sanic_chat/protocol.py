@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -228,11 +228,91 @@ def _limit(obj: dict[str, Any]) -> int | None:
 
 # --------------------------------------------------------------------------
 # Server -> client
+#
+# Every frame the server sends is built here, encoded once; callers pass
+# the same text (or its wire frame) to every recipient. Field order is
+# part of the bytes on the wire: keep it.
+
+PublicUser = Mapping[str, str]
+"""A user's public part (``{"id", "name"}``), as frames carry it."""
 
 
-def message_payload(
-    room: str, user: dict[str, str], text: str, ts: int
-) -> str:
+def welcome(user: PublicUser, rooms: Sequence[str]) -> str:
+    """Encode ``welcome``: the first frame, with the rooms granted."""
+    return encode(
+        {"type": "welcome", "protocol": 1, "user": user, "rooms": rooms}
+    )
+
+
+def joined(room: str, user: PublicUser, recovered: bool | None = None) -> str:
+    """Encode ``joined``: a join reply, or the notice other members get.
+
+    Args:
+        room: The room.
+        user: Who joined.
+        recovered: Only in the reply to a join with ``since``: whether
+            that id was still in history (``None``: no such field).
+    """
+    if recovered is None:
+        return encode({"type": "joined", "room": room, "user": user})
+    return encode(
+        {"type": "joined", "room": room, "user": user, "recovered": recovered}
+    )
+
+
+def left(room: str, user: PublicUser, reason: str | None = None) -> str:
+    """Encode ``left``: a leave reply, or the notice other members get.
+
+    Args:
+        room: The room.
+        user: Who left.
+        reason: Why the server took the user out (``"forbidden"``);
+            ``None`` (no such field) when the client asked.
+    """
+    if reason is None:
+        return encode({"type": "left", "room": room, "user": user})
+    return encode(
+        {"type": "left", "room": room, "user": user, "reason": reason}
+    )
+
+
+def presence(room: str, users: Sequence[PublicUser], count: int) -> str:
+    """Encode the ``presence`` reply: who is in ``room``, and how many."""
+    return encode(
+        {"type": "presence", "room": room, "users": users, "count": count}
+    )
+
+
+def resync(room: str) -> str:
+    """Encode ``resync``: events of ``room`` may have been missed."""
+    return encode({"type": "resync", "room": room})
+
+
+def lagged(room: str, skipped: int) -> str:
+    """Encode ``lagged``: ``skipped`` frames of ``room`` were dropped."""
+    return encode({"type": "lagged", "room": room, "skipped": skipped})
+
+
+def ack(ref: str, message_id: str, room: str) -> str:
+    """Encode ``ack``: the message sent with ``ref`` got ``message_id``."""
+    return encode({"type": "ack", "ref": ref, "id": message_id, "room": room})
+
+
+def refreshed(expires_at: float | None) -> str:
+    """Encode ``refreshed``: the session now expires at ``expires_at``."""
+    return encode({"type": "refreshed", "expires_at": expires_at})
+
+
+def error(code: str, message: str) -> str:
+    """Encode ``{"type":"error","code":...,"message":...}``."""
+    return encode({"type": "error", "code": code, "message": message})
+
+
+PONG = encode({"type": "pong"})
+"""The ``pong`` frame, the answer to a ``ping``."""
+
+
+def message_payload(room: str, user: PublicUser, text: str, ts: int) -> str:
     """Encode a chat message without its id, as broadcasters carry it.
 
     The id is assigned by the broadcaster at publish time and spliced in
@@ -246,6 +326,35 @@ def message_payload(
 def with_id(payload: str, message_id: str) -> str:
     """Return ``payload`` (a JSON object text) with ``"id"`` prepended."""
     return '{"id":' + encode(message_id) + "," + payload[1:]
+
+
+def history(room: str, messages: Sequence[str], truncated: bool) -> str:
+    """Encode the ``history`` reply from already encoded ``messages``.
+
+    The messages are spliced in as they are stored, never decoded and
+    encoded again.
+
+    Args:
+        room: The room.
+        messages: Message texts, oldest first (see :func:`fit`).
+        truncated: Whether older messages were left out to fit a size;
+            the field is present only when true.
+    """
+    return '{"type":"history","room":' + _messages(room, messages, truncated)
+
+
+def history_body(room: str, messages: Sequence[str], truncated: bool) -> str:
+    """Encode the HTTP API's history answer: :func:`history`, no type."""
+    return '{"room":' + _messages(room, messages, truncated)
+
+
+def _messages(room: str, messages: Sequence[str], truncated: bool) -> str:
+    return (
+        encode(room)
+        + ',"messages":['
+        + ",".join(messages)
+        + ('],"truncated":true}' if truncated else "]}")
+    )
 
 
 def fit(
@@ -271,11 +380,3 @@ def fit(
         kept.append(text)
     kept.reverse()
     return kept, len(kept) < len(items)
-
-
-def error(code: str, message: str) -> str:
-    """Encode ``{"type":"error","code":...,"message":...}``."""
-    return encode({"type": "error", "code": code, "message": message})
-
-
-PONG = encode({"type": "pong"})
