@@ -6,7 +6,11 @@ it is what clients receive, byte for byte).
 
 from __future__ import annotations
 
-from sanic_chat import protocol
+import pytest
+
+from sanic_chat import Chat, ChatConfig, GuestAuthenticator, protocol
+from sanic_chat.backends.memory import MemoryBroadcaster
+from sanic_chat.errors import ProtocolError
 
 ALICE = {"id": "u1", "name": "Alice"}
 
@@ -103,3 +107,110 @@ def test_fit_keeps_the_newest_that_fit() -> None:
     texts, truncated = protocol.fit(["aa", "bb", "cc"], str, 6)
     assert (texts, truncated) == (["bb", "cc"], True)
     assert protocol.fit(["aa"], str, None) == (["aa"], False)
+
+
+# --------------------------------------------------------------------------
+# Validation of what clients send
+
+
+@pytest.mark.parametrize("name", ["lobby", "a", "x" * 64, "team-1:dev_2.b"])
+def test_valid_room_names_pass(name: str) -> None:
+    assert protocol.check_room(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "x" * 65, "with space", "#control", "é", None, 3]
+)
+def test_invalid_room_names_are_refused_with_the_one_message(
+    name: object,
+) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        protocol.check_room(name)
+    assert refused.value.code == "bad_request"
+    assert refused.value.message == protocol.ROOM_ERROR
+    assert protocol.ROOM_ERROR == (
+        "field 'room' must match ^[A-Za-z0-9_.:-]{1,64}$"
+    )
+
+
+def test_text_passes_at_its_limit() -> None:
+    assert protocol.check_text(" x" * 5, 10) == " x" * 5
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        (None, "bad_request", "field 'text' must be a string"),
+        ("", "bad_request", "field 'text' must not be empty"),
+        (" \n\t", "bad_request", "field 'text' must not be empty"),
+        (
+            "a\ud800",
+            "bad_request",
+            "field 'text' contains a lone surrogate (not encodable as UTF-8)",
+        ),
+        ("x" * 11, "too_large", "text is longer than 10 characters"),
+        # Checked in order: the first rule broken is the one reported.
+        (" " * 11, "bad_request", "field 'text' must not be empty"),
+    ],
+)
+def test_invalid_text_is_refused(
+    text: object, code: str, message: str
+) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        protocol.check_text(text, 10)
+    assert (refused.value.code, refused.value.message) == (code, message)
+
+
+def test_ids_and_refs() -> None:
+    assert protocol.check_id("r" * 128, "ref", 128) == "r" * 128
+    for bad in ("r" * 129, 5, None, "\udc00"):
+        with pytest.raises(ProtocolError) as refused:
+            protocol.check_id(bad, "ref", 128)
+        assert refused.value.message == (
+            "field 'ref' must be a string of at most 128 characters"
+        )
+
+
+def parse(data: str | bytes) -> protocol.Command:
+    return protocol.parse(data, default_room="lobby", max_text_length=10)
+
+
+def test_parse_uses_the_shared_rules() -> None:
+    assert parse("hi") == protocol.Send("lobby", "hi")
+    assert parse('{"type":"message","room":"dev","text":"hi","ref":"r"}') == (
+        protocol.Send("dev", "hi", "r")
+    )
+    assert parse('{"type":"join","room":"dev","since":"1-0"}') == (
+        protocol.Join("dev", "1-0")
+    )
+    for frame, code, message in [
+        ('{"type":"join","room":"no room"}', "bad_request", protocol.ROOM_ERROR),
+        ("x" * 11, "too_large", "text is longer than 10 characters"),
+        ('{"type":"message","room":"dev","text":" "}', "bad_request",
+         "field 'text' must not be empty"),
+        ('{"type":"message","room":"dev","text":"\\ud800"}', "bad_request",
+         "field 'text' contains a lone surrogate (not encodable as UTF-8)"),
+        ('{"type":"history","room":"dev","before":1}', "bad_request",
+         "field 'before' must be a string of at most 128 characters"),
+    ]:  # fmt: skip
+        with pytest.raises(ProtocolError) as refused:
+            parse(frame)
+        assert (refused.value.code, refused.value.message) == (code, message)
+
+
+async def test_chat_publish_refuses_with_the_same_rules() -> None:
+    """``Chat.publish`` raises ValueError, with the socket's messages."""
+    chat = Chat(
+        ChatConfig(max_text_length=10),
+        MemoryBroadcaster(),
+        GuestAuthenticator(),
+    )
+    for room, text, message in [
+        ("no room", "hi", protocol.ROOM_ERROR),
+        ("lobby", " ", "field 'text' must not be empty"),
+        ("lobby", "x" * 11, "text is longer than 10 characters"),
+        ("lobby", "\ud800", "not encodable as UTF-8"),
+    ]:
+        with pytest.raises(ValueError) as refused:
+            await chat.publish(room, text)
+        assert message in str(refused.value)
