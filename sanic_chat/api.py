@@ -41,10 +41,21 @@ from sanic.response import json
 from .auth import authenticate, log_unauthorized, refuse
 from .chat import Chat
 from .config import ChatConfig
-from .errors import BroadcasterUnavailable, Forbidden, Unauthorized
+from .errors import (
+    BroadcasterUnavailable,
+    Forbidden,
+    ProtocolError,
+    Unauthorized,
+)
 from .identity import NAME_RULE, SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
-from .protocol import MAX_ID_LENGTH, encodable, encode, fit, valid_room
+from .protocol import (
+    MAX_ID_LENGTH,
+    check_room,
+    check_text,
+    fit,
+    history_body,
+)
 
 API_KEY_HEADER = "x-api-key"
 ADMIN_CLAIM = "chat_admin"
@@ -299,9 +310,15 @@ async def identify(chat: Chat, request: Request) -> Caller:
     return Caller(user, system=user.claims.get(ADMIN_CLAIM) is True)
 
 
+def _valid_room(room: str) -> None:
+    try:
+        check_room(room)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+
+
 async def _readable_room(chat: Chat, caller: Caller, room: str) -> None:
-    if not valid_room(room):
-        raise ApiError(400, "bad_request", "invalid room name")
+    _valid_room(room)
     user = caller.user
     if (
         user is not None
@@ -389,13 +406,7 @@ async def room_history(
     texts, truncated = fit(
         page.events, chat.hub.event_text, chat.config.max_unsent_bytes // 4
     )
-    body = (
-        '{"room":'
-        + encode(room)
-        + ',"messages":['
-        + ",".join(texts)
-        + ('],"truncated":true}' if truncated else "]}")
-    ).encode()
+    body = history_body(room, texts, truncated).encode()
     if key is not None:
         limiter.charge(key, len(body) // _BYTES_PER_TOKEN)
     # Written in pieces, each once the client took the previous ones, and
@@ -459,25 +470,22 @@ async def publish(
     """
     caller = await identify(chat, request)
     _require_system(caller)
-    if not valid_room(room):
-        raise ApiError(400, "bad_request", "invalid room name")
+    _valid_room(room)
     body = await read_json(
         request, PublishBody, publish_body_limit(chat.config)
     )
     text = body.text
-    if len(text) > chat.config.max_text_length:
-        raise ApiError(
-            413,
-            "too_large",
-            f"text longer than {chat.config.max_text_length} characters",
-        )
-    if not text.strip() or not encodable(text):
+    try:
+        check_text(text, chat.config.max_text_length)
+    except ProtocolError as exc:
+        if exc.code == "too_large":
+            raise ApiError(413, exc.code, exc.message) from None
         raise ApiError(
             400,
             "bad_request",
             "invalid request",
-            [{"field": "text", "message": "empty or not valid Unicode"}],
-        )
+            [{"field": "text", "message": exc.message}],
+        ) from None
     sender = SYSTEM_USER
     if body.user is not None:
         if not valid_display_name(body.user.name):

@@ -22,9 +22,9 @@ from sanic import HTTPResponse, Request
 from sanic.response import json
 
 from .chat import Chat
-from .errors import Forbidden, Unauthorized
+from .errors import Forbidden, ProtocolError, Unauthorized
 from .identity import GuestAuthenticator, User
-from .protocol import MAX_ID_LENGTH, valid_room
+from .protocol import MAX_ID_LENGTH, ROOM_ERROR, check_id, check_room
 
 logger = logging.getLogger(__name__)
 
@@ -163,14 +163,15 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     seen: set[str] = set()
     for value in request.args.getlist("room", []):
         name, sep, since = value.partition("@")
-        if not valid_room(name) or (
-            sep and not 0 < len(since) <= MAX_ID_LENGTH
-        ):
+        try:
+            check_room(name)
+            if sep:  # "lobby@" names no id: refused like a bad one
+                check_id(since or None, "since", MAX_ID_LENGTH)
+        except ProtocolError:
             return deny(
                 400,
                 "bad_request",
-                "room must match ^[A-Za-z0-9_.:-]{1,64}$, optionally "
-                "followed by @ and a message id",
+                ROOM_ERROR + ", optionally followed by @ and a message id",
             )
         if name not in seen:
             seen.add(name)

@@ -22,11 +22,11 @@ from .admission import Admission
 from .authenticators import token_from_request
 from .backends.base import Broadcaster, PresenceInfo
 from .config import ChatConfig
-from .errors import CloseCode, Unauthorized
+from .errors import CloseCode, ProtocolError, Unauthorized
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 from .metrics import Metrics, PrometheusExporter, room_labeller
-from .protocol import encodable, valid_room
+from .protocol import check_room, check_text
 from .transport import Kind
 
 logger = logging.getLogger(__name__)
@@ -190,17 +190,14 @@ class Chat:
         Raises:
             ValueError: ``room`` is not a valid room name, or ``text`` is
                 empty, longer than ``max_text_length`` or not encodable
-                as UTF-8.
+                as UTF-8 (the same rules as for a client's message).
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
-        if not valid_room(room):
-            raise ValueError(f"invalid room name {room!r}")
-        if not text.strip() or len(text) > self.config.max_text_length:
-            raise ValueError(
-                f"text must be 1 to {self.config.max_text_length} characters"
-            )
-        if not encodable(text):
-            raise ValueError("text is not encodable as UTF-8")
+        try:
+            check_room(room)
+            check_text(text, self.config.max_text_length)
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
         return await self.hub.publish(room, user, text)
 
     async def history(

@@ -263,7 +263,7 @@ class ChatConfig:
         if not ROOM_NAME_RE.fullmatch(self.default_room):
             raise fail(
                 "default_room is not a valid room name "
-                "(^[A-Za-z0-9_.:-]{1,64}$)",
+                f"(^{ROOM_NAME_RE.pattern}$)",
                 "default_room",
             )
         for name in ("path", "api_path"):

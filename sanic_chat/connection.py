@@ -44,7 +44,7 @@ from .config import SlowConsumerPolicy
 from .errors import CloseCode
 from .identity import User
 from .metrics import Metrics
-from .protocol import encode
+from .protocol import lagged
 from .transport import Socket
 from .wire import text_frame
 
@@ -417,7 +417,7 @@ class Connection:
                     skipped = self._skipped.pop(room, 0)
                     if skipped:
                         self._metrics.lagged += 1
-                        batch.append(_lagged(room, skipped))
+                        batch.append(text_frame(lagged(room, skipped)))
                     batch.append(frame)
                     size += len(frame)
                 self._count(-size)
@@ -438,9 +438,3 @@ class Connection:
 
 
 _BATCH_BYTES = 65536
-
-
-def _lagged(room: str, skipped: int) -> bytes:
-    return text_frame(
-        encode({"type": "lagged", "room": room, "skipped": skipped})
-    )

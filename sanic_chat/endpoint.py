@@ -208,16 +208,7 @@ async def _read(
 ) -> None:
     config = chat.config
     allowed = [r for r in rooms if await chat.may_join(conn.user, r.room)]
-    conn.reply(
-        protocol.encode(
-            {
-                "type": "welcome",
-                "protocol": 1,
-                "user": conn.user.public(),
-                "rooms": [r.room for r in allowed],
-            }
-        )
-    )
+    conn.reply(protocol.welcome(conn.user.public(), [r.room for r in allowed]))
     for request in rooms:
         if request not in allowed:
             refused = _forbidden(request.room)
@@ -324,16 +315,7 @@ async def _dispatch(
                 raise _forbidden(room)
             message_id = await hub.publish(room, conn.user, text)
             if ref is not None:
-                conn.reply(
-                    protocol.encode(
-                        {
-                            "type": "ack",
-                            "ref": ref,
-                            "id": message_id,
-                            "room": room,
-                        }
-                    )
-                )
+                conn.reply(protocol.ack(ref, message_id, room))
         case protocol.Join(room, since):
             if not await chat.may_join(conn.user, room):
                 raise _forbidden(room)
@@ -396,9 +378,7 @@ async def _refresh(chat: Chat, conn: Connection, token: str) -> None:
     for room in sorted(conn.rooms):
         if not await chat.may_join(conn.user, room):
             await chat.hub.leave(conn, room, reason="forbidden")
-    conn.reply(
-        protocol.encode({"type": "refreshed", "expires_at": user.expires_at})
-    )
+    conn.reply(protocol.refreshed(user.expires_at))
 
 
 def _require_member(conn: Connection, room: str) -> None:

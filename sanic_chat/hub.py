@@ -23,7 +23,9 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 
+from . import protocol
 from .backends.base import Broadcaster, Event, Gap
 from .budget import UnsentBytes
 from .config import ChatConfig
@@ -31,7 +33,14 @@ from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .identity import User
 from .metrics import Metrics
-from .protocol import encode, fit, message_payload, now_ms, with_id
+from .protocol import (
+    PublicUser,
+    encode,
+    fit,
+    message_payload,
+    now_ms,
+    with_id,
+)
 from .wire import text_frame
 
 logger = logging.getLogger(__name__)
@@ -383,7 +392,7 @@ class Hub:
         room = self.rooms.get(name)
         if name in conn.rooms and room is not None:
             if since is None:
-                conn.reply(self._joined_frame(name, conn.user, None, None))
+                conn.reply(protocol.joined(name, conn.user.public()))
                 return
             room.members.discard(conn)
             room.skip.pop(conn, None)
@@ -436,7 +445,7 @@ class Hub:
             # The client has its ``joined``: a lost notice to the others
             # (best-effort anyway) must not answer it with an error.
             try:
-                await self._publish_presence("joined", room.name, conn)
+                await self._publish_presence(protocol.joined, room.name, conn)
             except BroadcasterUnavailable as exc:
                 logger.debug("join notice in %s not sent: %s", name, exc)
 
@@ -487,7 +496,8 @@ class Hub:
             # The connection was detached while history was read (it is
             # closing; its task's cancellation is still on the way).
             raise asyncio.CancelledError
-        conn.reply(self._joined_frame(name, conn.user, since, found))
+        recovered = None if since is None else bool(found)
+        conn.reply(protocol.joined(name, conn.user.public(), recovered))
         for event in replayed:
             conn.reply(self._frame(event))
             if conn.backed_up():
@@ -521,14 +531,7 @@ class Hub:
         announce = self._detach_room(conn, name)
         # Nothing of the room may follow its ``left`` confirmation.
         conn.forget(name)
-        frame: dict[str, object] = {
-            "type": "left",
-            "room": name,
-            "user": conn.user.public(),
-        }
-        if reason is not None:
-            frame["reason"] = reason
-        conn.reply(encode(frame))
+        conn.reply(protocol.left(name, conn.user.public(), reason))
         if announce is not None:
             await self._departed(conn, name, announce)
 
@@ -554,7 +557,7 @@ class Hub:
     ) -> None:
         await self.broadcaster.presence_remove(name, conn.user.public())
         if announce:
-            await self._publish_presence("left", name, conn)
+            await self._publish_presence(protocol.left, name, conn)
 
     def _room(self, name: str) -> Room:
         room = self.rooms.get(name)
@@ -580,27 +583,18 @@ class Hub:
         )
 
     async def _publish_presence(
-        self, kind: str, room: str, conn: Connection
+        self,
+        notice: Callable[[str, PublicUser], str],
+        room: str,
+        conn: Connection,
     ) -> None:
-        payload = encode(
-            {"type": kind, "room": room, "user": conn.user.public()}
-        )
+        """Tell the room's other members, best-effort (not stored)."""
         await self.broadcaster.publish(
-            room, payload, store=False, origin=conn.key
+            room,
+            notice(room, conn.user.public()),
+            store=False,
+            origin=conn.key,
         )
-
-    @staticmethod
-    def _joined_frame(
-        room: str, user: User, since: str | None, recovered: bool | None
-    ) -> str:
-        frame: dict[str, object] = {
-            "type": "joined",
-            "room": room,
-            "user": user.public(),
-        }
-        if since is not None:
-            frame["recovered"] = bool(recovered)
-        return encode(frame)
 
     # ------------------------------------------------------------------
     # Fan-out
@@ -705,7 +699,7 @@ class Hub:
         conn.send(frame or self._frame(event), room.name)
 
     def _resync(self, room: Room) -> None:
-        frame = text_frame(encode({"type": "resync", "room": room.name}))
+        frame = text_frame(protocol.resync(room.name))
         for conn in room.members:
             conn.send(frame, room.name)
 
@@ -769,24 +763,11 @@ class Hub:
         if not page.found:
             raise ProtocolError("not_found", "message id not in history")
         texts, truncated = fit(page.events, self.event_text, max_bytes)
-        return (
-            '{"type":"history","room":'
-            + encode(room)
-            + ',"messages":['
-            + ",".join(texts)
-            + ('],"truncated":true}' if truncated else "]}")
-        )
+        return protocol.history(room, texts, truncated)
 
     async def presence_frame(self, room: str) -> str:
         """Encode the ``presence`` reply for ``room``."""
         info = await self.broadcaster.presence(
             room, limit=self.config.presence_list_limit
         )
-        return encode(
-            {
-                "type": "presence",
-                "room": room,
-                "users": info.users,
-                "count": info.count,
-            }
-        )
+        return protocol.presence(room, info.users, info.count)

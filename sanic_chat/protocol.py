@@ -4,15 +4,24 @@ Pure functions and value objects, no I/O, so the whole contract can be
 read (and tested) in one place. The reference is ``docs/protocol.md``.
 
 Client frames become :data:`Command` objects or raise
-:class:`~sanic_chat.errors.ProtocolError`. Server frames are encoded to
-JSON text once and the same ``str`` is sent to every recipient.
+:class:`~sanic_chat.errors.ProtocolError`. The rules they are checked
+against (:func:`check_room`, :func:`check_text`, :func:`check_id`) are
+the same for :meth:`Chat.publish <sanic_chat.Chat.publish>` and the HTTP
+API, which turn the error into a ``ValueError`` or a 400/413 answer.
+
+Every frame the server sends has a builder here (:func:`welcome`,
+:func:`joined`, :func:`left`, :func:`presence`, :func:`resync`,
+:func:`history`, :func:`ack`, :func:`refreshed`, :func:`lagged`,
+:func:`error`, :data:`PONG`, :func:`message_payload`); no other module
+writes a frame's JSON. A frame is encoded once and the same ``str`` is
+sent to every recipient.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -116,7 +125,7 @@ def parse(
             "bad_request", "binary frames are not supported; send JSON text"
         )
     if not data.lstrip().startswith("{"):
-        return Send(default_room, _text(data, max_text_length))
+        return Send(default_room, check_text(data, max_text_length))
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError):
@@ -127,7 +136,7 @@ def parse(
     if kind == "message":
         return Send(
             _room(obj),
-            _text(obj.get("text"), max_text_length),
+            check_text(obj.get("text"), max_text_length),
             _optional_str(obj, "ref", MAX_REF_LENGTH),
         )
     if kind == "join":
@@ -151,19 +160,29 @@ def parse(
     raise ProtocolError("bad_request", f"unknown frame type {kind[:32]!r}")
 
 
+# --------------------------------------------------------------------------
+# Validation of what clients send: one rule each, shared by the socket
+# (parse), server code (Chat.publish) and the HTTP API, which turn the
+# ProtocolError into their own answer (a ValueError, a 400 or a 413).
+
+ROOM_ERROR = f"field 'room' must match ^{ROOM_NAME_RE.pattern}$"
+"""The message for an invalid room name, wherever one is refused."""
+
+
 def valid_room(name: object) -> bool:
     """Tell whether ``name`` is a valid room name."""
     return isinstance(name, str) and bool(ROOM_NAME_RE.fullmatch(name))
 
 
-def _room(obj: dict[str, Any]) -> str:
-    room = obj.get("room")
-    if not valid_room(room):
-        raise ProtocolError(
-            "bad_request",
-            "field 'room' must match ^[A-Za-z0-9_.:-]{1,64}$",
-        )
-    return cast(str, room)
+def check_room(name: object) -> str:
+    """Return ``name`` if it is a valid room name.
+
+    Raises:
+        ProtocolError: ``bad_request`` with :data:`ROOM_ERROR`.
+    """
+    if not valid_room(name):
+        raise ProtocolError("bad_request", ROOM_ERROR)
+    return cast(str, name)
 
 
 def encodable(text: str) -> bool:
@@ -180,12 +199,23 @@ def encodable(text: str) -> bool:
     return True
 
 
-def _text(text: object, max_length: int) -> str:
+def check_text(text: object, max_length: int) -> str:
+    """Return ``text`` if it can be published as a chat message.
+
+    Checked in this order: a string, encodable as UTF-8 (no lone
+    surrogate), not empty or only whitespace, at most ``max_length``
+    characters.
+
+    Raises:
+        ProtocolError: ``too_large`` when it is longer than
+            ``max_length``, ``bad_request`` for every other failure.
+    """
     if not isinstance(text, str):
         raise ProtocolError("bad_request", "field 'text' must be a string")
     if not encodable(text):
         raise ProtocolError(
-            "bad_request", "field 'text' contains a lone surrogate"
+            "bad_request",
+            "field 'text' contains a lone surrogate (not encodable as UTF-8)",
         )
     if not text.strip():
         raise ProtocolError("bad_request", "field 'text' must not be empty")
@@ -196,12 +226,15 @@ def _text(text: object, max_length: int) -> str:
     return text
 
 
-def _optional_str(
-    obj: dict[str, Any], key: str, max_length: int
-) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
+def check_id(value: object, field: str, max_length: int) -> str:
+    """Return ``value`` if it is a usable ref, message id or token.
+
+    A string of at most ``max_length`` characters (:data:`MAX_REF_LENGTH`
+    for refs, :data:`MAX_ID_LENGTH` for message ids), encodable as UTF-8.
+
+    Raises:
+        ProtocolError: ``bad_request`` naming ``field``.
+    """
     if (
         not isinstance(value, str)
         or len(value) > max_length
@@ -209,10 +242,21 @@ def _optional_str(
     ):
         raise ProtocolError(
             "bad_request",
-            f"field {key!r} must be a string of at most {max_length} "
+            f"field {field!r} must be a string of at most {max_length} "
             "characters",
         )
     return value
+
+
+def _room(obj: dict[str, Any]) -> str:
+    return check_room(obj.get("room"))
+
+
+def _optional_str(
+    obj: dict[str, Any], key: str, max_length: int
+) -> str | None:
+    value = obj.get(key)
+    return None if value is None else check_id(value, key, max_length)
 
 
 def _limit(obj: dict[str, Any]) -> int | None:
@@ -228,11 +272,91 @@ def _limit(obj: dict[str, Any]) -> int | None:
 
 # --------------------------------------------------------------------------
 # Server -> client
+#
+# Every frame the server sends is built here, encoded once; callers pass
+# the same text (or its wire frame) to every recipient. Field order is
+# part of the bytes on the wire: keep it.
+
+PublicUser = Mapping[str, str]
+"""A user's public part (``{"id", "name"}``), as frames carry it."""
 
 
-def message_payload(
-    room: str, user: dict[str, str], text: str, ts: int
-) -> str:
+def welcome(user: PublicUser, rooms: Sequence[str]) -> str:
+    """Encode ``welcome``: the first frame, with the rooms granted."""
+    return encode(
+        {"type": "welcome", "protocol": 1, "user": user, "rooms": rooms}
+    )
+
+
+def joined(room: str, user: PublicUser, recovered: bool | None = None) -> str:
+    """Encode ``joined``: a join reply, or the notice other members get.
+
+    Args:
+        room: The room.
+        user: Who joined.
+        recovered: Only in the reply to a join with ``since``: whether
+            that id was still in history (``None``: no such field).
+    """
+    if recovered is None:
+        return encode({"type": "joined", "room": room, "user": user})
+    return encode(
+        {"type": "joined", "room": room, "user": user, "recovered": recovered}
+    )
+
+
+def left(room: str, user: PublicUser, reason: str | None = None) -> str:
+    """Encode ``left``: a leave reply, or the notice other members get.
+
+    Args:
+        room: The room.
+        user: Who left.
+        reason: Why the server took the user out (``"forbidden"``);
+            ``None`` (no such field) when the client asked.
+    """
+    if reason is None:
+        return encode({"type": "left", "room": room, "user": user})
+    return encode(
+        {"type": "left", "room": room, "user": user, "reason": reason}
+    )
+
+
+def presence(room: str, users: Sequence[PublicUser], count: int) -> str:
+    """Encode the ``presence`` reply: who is in ``room``, and how many."""
+    return encode(
+        {"type": "presence", "room": room, "users": users, "count": count}
+    )
+
+
+def resync(room: str) -> str:
+    """Encode ``resync``: events of ``room`` may have been missed."""
+    return encode({"type": "resync", "room": room})
+
+
+def lagged(room: str, skipped: int) -> str:
+    """Encode ``lagged``: ``skipped`` frames of ``room`` were dropped."""
+    return encode({"type": "lagged", "room": room, "skipped": skipped})
+
+
+def ack(ref: str, message_id: str, room: str) -> str:
+    """Encode ``ack``: the message sent with ``ref`` got ``message_id``."""
+    return encode({"type": "ack", "ref": ref, "id": message_id, "room": room})
+
+
+def refreshed(expires_at: float | None) -> str:
+    """Encode ``refreshed``: the session now expires at ``expires_at``."""
+    return encode({"type": "refreshed", "expires_at": expires_at})
+
+
+def error(code: str, message: str) -> str:
+    """Encode ``{"type":"error","code":...,"message":...}``."""
+    return encode({"type": "error", "code": code, "message": message})
+
+
+PONG = encode({"type": "pong"})
+"""The ``pong`` frame, the answer to a ``ping``."""
+
+
+def message_payload(room: str, user: PublicUser, text: str, ts: int) -> str:
     """Encode a chat message without its id, as broadcasters carry it.
 
     The id is assigned by the broadcaster at publish time and spliced in
@@ -246,6 +370,35 @@ def message_payload(
 def with_id(payload: str, message_id: str) -> str:
     """Return ``payload`` (a JSON object text) with ``"id"`` prepended."""
     return '{"id":' + encode(message_id) + "," + payload[1:]
+
+
+def history(room: str, messages: Sequence[str], truncated: bool) -> str:
+    """Encode the ``history`` reply from already encoded ``messages``.
+
+    The messages are spliced in as they are stored, never decoded and
+    encoded again.
+
+    Args:
+        room: The room.
+        messages: Message texts, oldest first (see :func:`fit`).
+        truncated: Whether older messages were left out to fit a size;
+            the field is present only when true.
+    """
+    return '{"type":"history","room":' + _messages(room, messages, truncated)
+
+
+def history_body(room: str, messages: Sequence[str], truncated: bool) -> str:
+    """Encode the HTTP API's history answer: :func:`history`, no type."""
+    return '{"room":' + _messages(room, messages, truncated)
+
+
+def _messages(room: str, messages: Sequence[str], truncated: bool) -> str:
+    return (
+        encode(room)
+        + ',"messages":['
+        + ",".join(messages)
+        + ('],"truncated":true}' if truncated else "]}")
+    )
 
 
 def fit(
@@ -271,11 +424,3 @@ def fit(
         kept.append(text)
     kept.reverse()
     return kept, len(kept) < len(items)
-
-
-def error(code: str, message: str) -> str:
-    """Encode ``{"type":"error","code":...,"message":...}``."""
-    return encode({"type": "error", "code": code, "message": message})
-
-
-PONG = encode({"type": "pong"})
