@@ -126,6 +126,7 @@ async def test_every_client_of_a_connect_storm_joins(
     )
 
 
+@pytest.mark.slow
 async def test_a_subscription_confirmed_late_by_a_busy_loop_still_joins(
     redis_server: RedisServer,
 ) -> None:
