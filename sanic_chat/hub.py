@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from . import protocol
 from .backends.base import Broadcaster, Event, Gap
+from .backoff import Backoff
 from .budget import UnsentBytes
 from .config import ChatConfig
 from .connection import Connection
@@ -44,8 +45,6 @@ from .protocol import (
 from .wire import text_frame
 
 logger = logging.getLogger(__name__)
-
-_RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 # A joiner outlives failed attempts to subscribe its room for this many
 # seconds; the first attempt that fails after that refuses it. Judged when
@@ -266,13 +265,13 @@ class Hub:
 
     async def _follow_control(self) -> None:
         """Act on control notices (published by any worker) until cancelled."""
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 async with self.broadcaster.subscribe(
                     CONTROL_CHANNEL
                 ) as events:
-                    attempt = 0
+                    backoff.reset()
                     async for item in events:
                         if isinstance(item, Gap):
                             continue
@@ -285,13 +284,11 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if attempt == 0:
+                if not backoff.failing:
                     logger.warning(
                         "control channel failed (%s); retrying", exc
                     )
-                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                attempt += 1
-                await asyncio.sleep(delay)
+                await backoff.pause()
 
     async def _watch(self) -> None:
         """Measure unsent bytes each second; ping and close stuck clients.
@@ -610,7 +607,7 @@ class Hub:
         waited less than ``_JOIN_PATIENCE`` wait on; a room never stays
         broken while connections wait for it.
         """
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 async with self.broadcaster.subscribe(room.name) as events:
@@ -621,7 +618,7 @@ class Hub:
                         self._resync(room)
                     else:
                         room.ready.set_result(None)
-                    attempt = 0
+                    backoff.reset()
                     async for item in events:
                         if isinstance(item, Gap):
                             logger.warning(
@@ -646,15 +643,13 @@ class Hub:
                     )
                     ready.exception()  # retrieved, even if nobody waited
                     room.ready = asyncio.get_running_loop().create_future()
-                if attempt == 0:
+                if not backoff.failing:
                     logger.warning(
                         "room %s: subscription failed (%s); retrying",
                         room.name,
                         exc,
                     )
-                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                attempt += 1
-                await asyncio.sleep(delay)
+                await backoff.pause()
 
     def _fanout(self, room: Room, event: Event) -> None:
         frame = self._frame(event)

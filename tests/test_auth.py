@@ -237,6 +237,7 @@ async def test_room_hooks_refuse_joins_and_messages() -> None:
             assert await srv.chat.history("announcements") == []
 
 
+@pytest.mark.slow  # waits for tokens to expire
 async def test_an_expired_session_is_closed_unless_refreshed() -> None:
     async with live(jwt_app()) as srv:
         short = token(exp=int(time.time()) + 2)

@@ -21,6 +21,7 @@ ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
     out = tmp_path / "results.json"

@@ -37,6 +37,7 @@ ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 SECRET = "browser-tests-secret-browser-tests-secret"
 
 pytestmark = [
+    pytest.mark.slow,  # Chromium and the example app in a subprocess
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason="needs Chromium (apt chromium)"
     ),

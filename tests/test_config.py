@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import textwrap
 import warnings
 from typing import Any
 
@@ -86,11 +90,51 @@ async def test_url_prefix_from_app_config() -> None:
         await alice.say("configured")
 
 
+def _already_registered(name: str, app: str) -> str:
+    return re.escape(
+        f"a sanic-chat blueprint named {name!r} is already registered on "
+        f"app {app!r}"
+    )
+
+
 def test_one_blueprint_per_name_and_app() -> None:
+    # The same blueprint twice: Sanic lets it through, sanic-chat must not
+    # (a second chat, and routes, under the same name).
     app = new_app()
-    app.blueprint(sanic_chat.create_blueprint())
-    with pytest.raises(Exception, match="sanic_chat"):
+    blueprint = sanic_chat.create_blueprint(name="public")
+    app.blueprint(blueprint)
+    with pytest.raises(
+        ConfigError, match=_already_registered("public", app.name)
+    ):
+        app.blueprint(blueprint)
+    assert sanic_chat.get_chat(app, "public") is not None
+
+
+def test_one_blueprint_per_name_and_app_without_sanic_asserts() -> None:
+    # Two blueprints of one name: Sanic refuses the second with an
+    # ``assert``, which ``python -O`` removes; then sanic-chat's own
+    # check is all that stands before a second chat under that name.
+    code = textwrap.dedent(
+        """
+        import sanic, sanic_chat
+        app = sanic.Sanic("twice")
         app.blueprint(sanic_chat.create_blueprint())
+        try:
+            app.blueprint(sanic_chat.create_blueprint())
+        except sanic_chat.ConfigError as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-O", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert re.fullmatch(
+        _already_registered("sanic_chat", "twice") + "\n", result.stdout
+    ), result.stdout + result.stderr
 
 
 async def test_two_chats_on_one_app_under_different_names() -> None:

@@ -100,6 +100,7 @@ async def _drained(port: int) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("backend", "workers"),
@@ -125,6 +126,7 @@ async def test_every_client_of_a_connect_storm_joins(
     )
 
 
+@pytest.mark.slow
 async def test_a_subscription_confirmed_late_by_a_busy_loop_still_joins(
     redis_server: RedisServer,
 ) -> None:
@@ -154,6 +156,7 @@ async def test_a_subscription_confirmed_late_by_a_busy_loop_still_joins(
         await proxy.stop()
 
 
+@pytest.mark.slow
 async def test_a_room_whose_first_subscription_failed_recovers(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,6 +267,7 @@ async def test_a_presence_write_that_failed_midway_is_repaired(
         await proxy.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.logs_errors
 async def test_a_command_to_a_hung_redis_fails_within_two_heartbeats(
     redis_server: RedisServer,

@@ -49,6 +49,7 @@ def test_readme_starts_with_the_two_quickstart_commands() -> None:
     assert ".venv/bin/pytest" in quickstart
 
 
+@pytest.mark.slow  # mkdocs in a subprocess
 def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
     """``mkdocs build --strict``: a broken link or reference fails."""
     result = subprocess.run(

@@ -38,6 +38,7 @@ def _http(
         return err.code, _lower(err.headers), err.read()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["sanic", "uvicorn"])
 async def test_page_login_and_chat(tmp_path: Path, server: str) -> None:
     """As users run it: ``python -m example_app``, or under an ASGI server
@@ -92,6 +93,7 @@ async def test_page_login_and_chat(tmp_path: Path, server: str) -> None:
             assert message["type"] == "message" and message["text"] == "hi"
 
 
+@pytest.mark.slow
 async def test_login_refuses_bad_names(tmp_path: Path) -> None:
     with run_example(tmp_path / "log") as port:
         for body in ({"name": ""}, {"name": "<script>"}, {"nom": "x"}, [1]):
@@ -106,6 +108,7 @@ async def test_login_refuses_bad_names(tmp_path: Path) -> None:
         assert status == 400
 
 
+@pytest.mark.slow
 async def test_the_browser_console_client_with_anonymous_guests(
     tmp_path: Path,
 ) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -127,6 +128,7 @@ async def scenario(chaos_frames: list[str | bytes]) -> None:
             await fresh.say("still serving")
 
 
+@pytest.mark.slow  # 30 servers, hypothesis
 @settings(
     max_examples=30,
     deadline=None,

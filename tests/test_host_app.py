@@ -134,6 +134,7 @@ print("=> sanic_ext imported:", sys.modules["sanic_ext"] is not None)
 """
 
 
+@pytest.mark.slow  # a host app in a subprocess
 def test_a_host_without_sanic_ext_gets_no_docs_and_a_working_api(
     tmp_path: Path,
 ) -> None:

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("backend", "transport")
 BIG = base64.b64encode(os.urandom(3000)).decode()
 
 
+@pytest.mark.slow
 async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> (
     None
 ):
@@ -46,6 +47,7 @@ async def test_slow_consumer_is_closed_with_1013_while_others_keep_up() -> (
             assert await slow.close_code() == 1013
 
 
+@pytest.mark.slow
 async def test_drop_oldest_tells_the_client_how_much_it_lagged() -> None:
     app = make_app(send_queue_size=10, slow_consumer="drop_oldest")
     async with live(app) as srv, srv.client(max_queue=1) as slow:
@@ -136,6 +138,7 @@ def test_get_chat_names_the_missing_blueprint() -> None:
         sanic_chat.get_chat(app, "other")
 
 
+@pytest.mark.slow
 async def test_drop_oldest_never_drops_replies() -> None:
     app = make_app(send_queue_size=10, slow_consumer="drop_oldest")
     async with live(app) as srv, srv.client(max_queue=1) as slow:
@@ -152,6 +155,7 @@ async def test_drop_oldest_never_drops_replies() -> None:
         assert srv.chat.connection_count == 1
 
 
+@pytest.mark.slow
 async def test_a_client_that_stops_reading_is_closed_after_send_timeout() -> (
     None
 ):
@@ -194,6 +198,7 @@ class FloodDuringHistory(sanic_chat.MemoryBroadcaster):
         return page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["drop_oldest", "close"])
 async def test_a_join_that_falls_behind_follows_the_policy(
     policy: str,
@@ -225,6 +230,7 @@ async def test_a_join_that_falls_behind_follows_the_policy(
         assert srv.chat.connection_count == 2
 
 
+@pytest.mark.slow
 @pytest.mark.transports("sanic", "sanic-portable")
 async def test_keepalive_pings_close_a_silent_client_and_keep_the_rest() -> (
     None

@@ -75,6 +75,7 @@ async def test_concurrent_upgrades_cannot_bypass_the_per_user_limit() -> None:
         await asyncio.gather(*(ws.close() for ws in opened))
 
 
+@pytest.mark.slow
 async def test_an_occasionally_limited_client_is_not_disconnected() -> None:
     app = make_app(rate_limit=10, rate_burst=2, rate_limit_strikes=3)
     async with live(app) as srv, srv.client() as eager:
@@ -131,6 +132,7 @@ async def test_a_message_in_a_few_fragments_is_still_taken() -> None:
         assert frame["text"] == "hello in pieces"
 
 
+@pytest.mark.slow
 @pytest.mark.transports("sanic")
 async def test_keepalive_does_not_close_a_client_whose_requests_queue_up() -> (
     None

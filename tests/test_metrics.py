@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .conftest import live, make_app, remote, run_example
 
@@ -67,6 +68,7 @@ async def test_metrics_are_served_as_prometheus_text() -> None:
         assert all(n.startswith("sanic_chat_") for n in names)
 
 
+@pytest.mark.slow  # two worker processes
 async def test_with_two_workers_every_scrape_counts_both(
     tmp_path: Path,
 ) -> None:

@@ -250,6 +250,7 @@ async def test_the_api_refuses_bad_sender_names_but_publishes_as_system() -> (
         )
 
 
+@pytest.mark.slow  # the example app in a subprocess
 async def test_the_example_login_refuses_bad_names_and_system(
     tmp_path: Path,
 ) -> None:

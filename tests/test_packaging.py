@@ -18,6 +18,9 @@ import pytest
 
 import sanic_chat
 
+# Builds the package and installs it in fresh venvs.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parent.parent
 
 SMOKE = """

@@ -71,6 +71,7 @@ async def two_workers(
         yield sa, sb, alice, bob
 
 
+@pytest.mark.slow
 async def test_startup_fails_fast_naming_the_url_without_password() -> None:
     port = free_port()  # nothing listens there
     app = make_app(broadcaster=f"redis://:s3cret@127.0.0.1:{port}/0")
@@ -98,6 +99,7 @@ async def test_prefixes_keep_apps_on_one_redis_apart(
         assert await b.chat.history("lobby") == []
 
 
+@pytest.mark.slow
 async def test_two_processes_share_rooms_order_history_and_presence(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -148,6 +150,7 @@ async def test_two_processes_share_rooms_order_history_and_presence(
             ]
 
 
+@pytest.mark.slow
 @pytest.mark.logs_errors
 async def test_redis_restart_keeps_clients_and_resumes_delivery(
     tmp_path: Path,
@@ -180,6 +183,7 @@ async def test_redis_restart_keeps_clients_and_resumes_delivery(
         redis.kill()
 
 
+@pytest.mark.slow
 async def test_worker_cut_off_from_redis_recovers_what_it_missed(
     redis_server: RedisServer, proxy: TcpProxy
 ) -> None:
@@ -202,6 +206,7 @@ async def test_worker_cut_off_from_redis_recovers_what_it_missed(
         assert sb.chat.connection_count == 1
 
 
+@pytest.mark.slow
 @pytest.mark.logs_errors
 async def test_a_deaf_worker_notices_reports_unhealthy_and_recovers(
     redis_server: RedisServer, proxy: TcpProxy
@@ -220,6 +225,7 @@ async def test_a_deaf_worker_notices_reports_unhealthy_and_recovers(
         await bob.find("message", text="heard again")
 
 
+@pytest.mark.slow
 async def test_a_crashed_workers_users_leave_presence(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -264,6 +270,7 @@ def _health(port: int) -> tuple[int, dict[str, object]]:
         return err.code, json.loads(err.read())
 
 
+@pytest.mark.slow
 @pytest.mark.logs_errors
 async def test_health_reports_a_worker_without_redis_as_not_ready(
     tmp_path: Path,
@@ -291,6 +298,7 @@ async def test_health_reports_a_worker_without_redis_as_not_ready(
         redis.kill()
 
 
+@pytest.mark.slow
 async def test_memory_broadcaster_warns_with_several_workers(
     tmp_path: Path,
 ) -> None:
@@ -361,6 +369,7 @@ async def test_malformed_messages_on_our_channels_are_ignored(
         await intruder.aclose()
 
 
+@pytest.mark.slow
 async def test_startup_fails_fast_when_redis_refuses_subscriptions(
     redis_server: RedisServer,
 ) -> None:
@@ -380,6 +389,7 @@ async def test_startup_fails_fast_when_redis_refuses_subscriptions(
             pass
 
 
+@pytest.mark.slow
 @pytest.mark.logs_errors
 async def test_presence_comes_back_after_a_partition_longer_than_its_ttl(
     redis_server: RedisServer, proxy: TcpProxy

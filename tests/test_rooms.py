@@ -293,6 +293,7 @@ async def test_join_since_while_joined_resyncs_without_duplicates(
         await alice.nothing()
 
 
+@pytest.mark.slow
 async def test_nothing_of_a_room_follows_its_left() -> None:
     app = make_app(slow_consumer="drop_oldest")
     async with live(app) as srv, srv.client(max_queue=1) as alice:

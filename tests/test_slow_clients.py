@@ -36,6 +36,7 @@ def closed_after(sock: socket.socket, limit: float) -> tuple[bytes, float]:
     return received, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_a_client_silent_past_the_request_timeout_is_closed(
     tmp_path: Path,
 ) -> None:
@@ -57,6 +58,7 @@ def test_a_client_silent_past_the_request_timeout_is_closed(
     assert 1.5 < took < 4, took
 
 
+@pytest.mark.slow
 def test_a_fast_trickle_is_bounded_by_the_header_size(
     tmp_path: Path,
 ) -> None:

@@ -12,7 +12,11 @@ import asyncio
 import json
 import urllib.request
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
+
+# Thousands of clients against the example app in a subprocess.
+pytestmark = pytest.mark.slow
 
 CLIENTS = 5000
 BATCH = 250

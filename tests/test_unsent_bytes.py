@@ -95,6 +95,7 @@ async def fill_history(srv: LiveServer, room: str, n: int, text: str) -> None:
         await srv.chat.publish(room, text)
 
 
+@pytest.mark.slow
 async def test_clients_that_never_read_cannot_grow_the_server(
     tmp_path: Path,
 ) -> None:
@@ -182,6 +183,7 @@ async def test_history_is_cut_to_fit_and_pages_back_with_before(
         await alice.find("error", code="not_found")
 
 
+@pytest.mark.slow
 async def test_large_replies_slow_the_client_down_but_never_fail_it() -> None:
     app = make_app(rate_limit=20, rate_burst=20)
     async with live(app) as srv:
@@ -230,6 +232,7 @@ async def fill_worker_budget(srv: LiveServer, limit: int) -> AsyncExitStack:
     return stack
 
 
+@pytest.mark.slow
 async def test_a_worker_over_its_unsent_budget_refuses_new_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -266,6 +269,7 @@ async def test_a_worker_over_its_unsent_budget_refuses_new_work(
         assert status == 200
 
 
+@pytest.mark.slow
 async def test_over_budget_the_clients_that_stopped_reading_are_shed() -> None:
     """Nobody can keep a worker refusing everyone by not reading."""
     limit = 65536
@@ -297,6 +301,7 @@ def http_status(srv: LiveServer, path: str) -> int:
         return err.code
 
 
+@pytest.mark.slow
 async def test_a_client_that_stops_reading_its_replies_is_timed_out() -> None:
     """Replies sitting in the socket's buffer count as a stuck send too,
     even when nothing is queued and the server stopped reading the client.

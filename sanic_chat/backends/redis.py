@@ -58,6 +58,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+from ..backoff import Backoff
 from ..errors import BroadcasterUnavailable
 from . import mask_url
 from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
@@ -78,7 +79,6 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 logger = logging.getLogger(__name__)
 
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 # Connections per worker. Commands beyond it wait for a free connection
 # (FIFO) rather than fail: redis-py's default pool raises "Too many
@@ -462,7 +462,8 @@ class RedisBroadcaster(Broadcaster):
         write failed is set to its local count in the next batch.
         """
         await asyncio.sleep(0)  # let this loop iteration's joins queue up
-        failures = 0
+        # Capped low: joins wait on these writes.
+        backoff = Backoff(cap=0.5)
         while (self._changes or self._dirty) and self._redis is not None:
             batch: list[_Change] = []
             size = 0
@@ -513,10 +514,9 @@ class RedisBroadcaster(Broadcaster):
                 if not self._changes:
                     return  # the heartbeat or the next change retries
                 # Redis is failing: no hot loop over the next batches.
-                await self._pause(_RETRY_DELAYS[min(failures, 2)])
-                failures += 1
+                await backoff.pause(self._closed)
                 continue
-            failures = 0
+            backoff.reset()
             for change in batch:
                 if change.abandoned:
                     # Its caller was cancelled while Redis counted it.
@@ -619,7 +619,7 @@ class RedisBroadcaster(Broadcaster):
 
     async def _listen(self, ready: asyncio.Future[None]) -> None:
         """Read the pub/sub connection; reconnect whenever it fails."""
-        attempt = 0
+        backoff = Backoff()
         was_online = False
         while not self._closed.is_set():
             pubsub = self._client().pubsub()
@@ -645,7 +645,7 @@ class RedisBroadcaster(Broadcaster):
                 ]
                 if stale:
                     await pubsub.unsubscribe(*stale)
-                if was_online or attempt:
+                if was_online or backoff.failing:
                     self.reconnects += 1
                     logger.warning(
                         "Redis %s: reconnected; resubscribed %d rooms",
@@ -656,7 +656,7 @@ class RedisBroadcaster(Broadcaster):
                         for subscription in subscriptions:
                             subscription.interrupt()
                 was_online = True
-                attempt = 0
+                backoff.reset()
                 if not ready.done():
                     ready.set_result(None)
                 await self._read(pubsub)
@@ -664,7 +664,7 @@ class RedisBroadcaster(Broadcaster):
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
                 _reraise_cancellation()
-                if attempt == 0:
+                if not backoff.failing:
                     logger.warning(
                         "Redis %s: connection lost (%s); reconnecting",
                         mask_url(self.url),
@@ -683,9 +683,7 @@ class RedisBroadcaster(Broadcaster):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self.timeout):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
-            delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-            attempt += 1
-            await self._pause(delay)
+            await backoff.pause(self._closed)
 
     async def _read(self, pubsub: PubSub) -> None:
         control = self._key("control", self.worker).encode()
