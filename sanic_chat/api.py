@@ -245,12 +245,7 @@ async def read_json(
             "invalid request",
             [{"field": "", "message": "the body is not valid JSON"}],
         ) from None
-    try:
-        return model.model_validate(data)
-    except ModelError as exc:
-        raise ApiError(
-            400, "bad_request", "invalid request", _field_list(exc.errors())
-        ) from None
+    return _validated(model, data)
 
 
 def read_query(request: Request, model: type[_Model]) -> _Model:
@@ -266,6 +261,11 @@ def read_query(request: Request, model: type[_Model]) -> _Model:
         key: values[0] if len(values) == 1 else values
         for key, values in request.args.items()
     }
+    return _validated(model, data)
+
+
+def _validated(model: type[_Model], data: object) -> _Model:
+    """``model`` from ``data``, or the API's 400 naming each bad field."""
     try:
         return model.model_validate(data)
     except ModelError as exc:
