@@ -14,6 +14,7 @@ identity (``allow_anonymous``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,21 +106,24 @@ def log_unauthorized(
     )
 
 
-def origin_allowed(request: Request, allowed: str) -> bool:
+def origin_allowed(request: Request, allowed: Sequence[str]) -> bool:
     """Tell whether the request's ``Origin`` may open a socket.
 
     Clients that send no ``Origin`` (not browsers) are allowed; a browser
     origin must be the request's own host, or listed in ``allowed``
-    (comma separated ``scheme://host[:port]``), or ``allowed`` is ``*``.
-    An origin without a host (``null``) is never the request's own host.
-    This is the defence against Cross-Site WebSocket Hijacking.
+    (``scheme://host[:port]`` each, as :attr:`ChatConfig.allowed_origins
+    <sanic_chat.config.ChatConfig.allowed_origins>` holds them), or
+    ``allowed`` is ``("*",)``. An origin without a host (``null``) is
+    never the request's own host. This is the defence against Cross-Site
+    WebSocket Hijacking. A string is read as a comma separated list.
     """
+    if isinstance(allowed, str):
+        allowed = [o.strip() for o in allowed.split(",") if o.strip()]
     origin: str | None = request.headers.get("origin")
-    if origin is None or allowed.strip() == "*":
+    if origin is None or tuple(allowed) == ("*",):
         return True
-    listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
-    if listed:
-        return origin.rstrip("/") in listed
+    if allowed:
+        return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
     try:
         netloc = urlsplit(origin).netloc
     except ValueError:  # e.g. "http://[": not an origin at all
