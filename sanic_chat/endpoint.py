@@ -39,6 +39,7 @@ from .chat import Chat
 from .config import ChatConfig
 from .connection import Connection
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
+from .identity import RefreshingAuthenticator
 from .limits import TokenBucket
 from .metrics import Metrics
 from .transport import Socket
@@ -362,12 +363,12 @@ def _schedule_expiry(conn: Connection) -> None:
 
 async def _refresh(chat: Chat, conn: Connection, token: str) -> None:
     """Extend the session with a new token for the same identity."""
-    from_token = getattr(chat.authenticator, "from_token", None)
-    if from_token is None:
+    authenticator = chat.authenticator
+    if not isinstance(authenticator, RefreshingAuthenticator):
         raise ProtocolError(
             "bad_request", "this server's authenticator cannot refresh"
         )
-    user = await from_token(token)
+    user = await authenticator.from_token(token)
     if user is None or user.id != conn.user.id:
         raise ProtocolError("forbidden", "token invalid or for another user")
     conn.user = replace(
