@@ -15,10 +15,12 @@ from .__about__ import __version__
 from .authenticators import JWTAuthenticator, TokenAuthenticator
 from .backends import (
     Broadcaster,
+    Broker,
     Event,
     Gap,
     HistoryPage,
     MemoryBroadcaster,
+    Presence,
     PresenceInfo,
     Subscription,
     broadcaster_from_url,
@@ -44,6 +46,7 @@ __all__ = [
     "Broadcaster",
     "BroadcasterError",
     "BroadcasterUnavailable",
+    "Broker",
     "Chat",
     "ChatBlueprint",
     "ChatConfig",
@@ -57,6 +60,7 @@ __all__ = [
     "HistoryPage",
     "JWTAuthenticator",
     "MemoryBroadcaster",
+    "Presence",
     "PresenceInfo",
     "ProtocolError",
     "Subscription",
