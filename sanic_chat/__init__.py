@@ -15,10 +15,12 @@ from .__about__ import __version__
 from .authenticators import JWTAuthenticator, TokenAuthenticator
 from .backends import (
     Broadcaster,
+    Broker,
     Event,
     Gap,
     HistoryPage,
     MemoryBroadcaster,
+    Presence,
     PresenceInfo,
     Subscription,
     broadcaster_from_url,
@@ -52,6 +54,7 @@ __all__ = [
     "Broadcaster",
     "BroadcasterError",
     "BroadcasterUnavailable",
+    "Broker",
     "Chat",
     "ChatBlueprint",
     "ChatConfig",
@@ -66,6 +69,7 @@ __all__ = [
     "HistoryPage",
     "JWTAuthenticator",
     "MemoryBroadcaster",
+    "Presence",
     "PresenceInfo",
     "ProtocolError",
     "RefreshingAuthenticator",
