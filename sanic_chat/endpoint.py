@@ -6,8 +6,11 @@ handler, so that every route that reaches this code (sanic-ext's
 automatic HEAD route calls it too) meets them. It completes the
 WebSocket handshake with the transport chosen at startup
 (:mod:`sanic_chat._sanic`, :mod:`sanic_chat.transport`), then reads
-client frames and acts on them until the socket closes; the connection
-then leaves every room. Frames to the client never wait for this loop:
+client frames until the socket closes and feeds them to the connection's
+:class:`~sanic_chat.session.Session`, which decides what each one means;
+this module performs what it asks for (replies, hub calls, permission
+hooks, the token's expiry timer). The connection then leaves every room.
+Frames to the client never wait for this loop:
 the hub writes them directly (:mod:`sanic_chat.connection`), so on the
 fast transport a connection needs no task of its own besides the one
 Sanic already runs for its request.
@@ -220,19 +223,19 @@ async def _read(
     rooms: list[RoomRequest],
 ) -> None:
     """Feed the connection's session and perform what it asks for."""
-    from_token = _refresher(chat)
     session = Session(
         conn.user,
         chat.config,
         rooms=conn.rooms,
-        can_refresh=from_token is not None,
+        can_refresh=_refresher(chat) is not None,
         metrics=chat.metrics,
         label=conn,
     )
-    actions = _Actions(chat, conn, from_token)
+    actions = _Actions(chat, conn)
     try:
-        requests = [protocol.Join(r.room, r.since) for r in rooms]
-        await actions.run(session.open(requests))
+        await actions.run(
+            session.open([protocol.Join(r.room, r.since) for r in rooms])
+        )
         socket.limiter = session.bucket
         socket.max_strikes = session.max_strikes
         session.reading(conn.replied)
@@ -268,14 +271,11 @@ def _refresher(chat: Chat) -> Refresher | None:
 class _Actions:
     """Performs a session's actions on its connection, the hub and hooks."""
 
-    __slots__ = ("_chat", "_conn", "_expiry", "_from_token")
+    __slots__ = ("_chat", "_conn", "_expiry")
 
-    def __init__(
-        self, chat: Chat, conn: Connection, from_token: Refresher | None
-    ) -> None:
+    def __init__(self, chat: Chat, conn: Connection) -> None:
         self._chat = chat
         self._conn = conn
-        self._from_token = from_token
         self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self, steps: Steps) -> bool:
@@ -335,8 +335,9 @@ class _Actions:
                 self._schedule_expiry(at, code, reason)
             case Verify(token):
                 # The session asks only when it was told it can.
-                if self._from_token is not None:
-                    return await self._from_token(token)
+                from_token = _refresher(chat)
+                if from_token is not None:
+                    return await from_token(token)
             case SetUser(user):
                 conn.user = user
         return None
