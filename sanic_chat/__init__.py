@@ -25,8 +25,9 @@ from .backends import (
 )
 from .blueprint import ChatBlueprint, create_blueprint
 from .chat import Chat, get_chat
-from .config import ChatConfig
+from .config import ChatConfig, ChatOptions
 from .errors import (
+    BadCredentials,
     BroadcasterError,
     BroadcasterUnavailable,
     ChatError,
@@ -36,11 +37,18 @@ from .errors import (
     ProtocolError,
     Unauthorized,
 )
-from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
+from .identity import (
+    SYSTEM_USER,
+    Authenticator,
+    GuestAuthenticator,
+    RefreshingAuthenticator,
+    User,
+)
 
 __all__ = [
     "SYSTEM_USER",
     "Authenticator",
+    "BadCredentials",
     "Broadcaster",
     "BroadcasterError",
     "BroadcasterUnavailable",
@@ -48,6 +56,7 @@ __all__ = [
     "ChatBlueprint",
     "ChatConfig",
     "ChatError",
+    "ChatOptions",
     "CloseCode",
     "ConfigError",
     "Event",
@@ -59,6 +68,7 @@ __all__ = [
     "MemoryBroadcaster",
     "PresenceInfo",
     "ProtocolError",
+    "RefreshingAuthenticator",
     "Subscription",
     "TokenAuthenticator",
     "Unauthorized",

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from sanic import HTTPResponse, Request
 
@@ -40,7 +39,7 @@ from .authenticators import SUBPROTOCOL
 from .chat import Chat
 from .connection import Connection
 from .errors import CloseCode
-from .identity import User
+from .identity import RefreshingAuthenticator
 from .session import (
     Action,
     Close,
@@ -68,9 +67,6 @@ logger = logging.getLogger(__name__)
 # (policy, slow consumer, errors) are INFO.
 connection_log = logging.getLogger("sanic_chat.connections")
 _ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
-
-Refresher = Callable[[str], Awaitable[User | None]]
-"""An authenticator's ``from_token``: a new token's identity, or None."""
 
 
 async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
@@ -260,12 +256,12 @@ async def _read(
         actions.cancel_expiry()
 
 
-def _refresher(chat: Chat) -> Refresher | None:
-    """The authenticator's ``from_token``, if it can refresh a session."""
-    from_token: Refresher | None = getattr(
-        chat.authenticator, "from_token", None
-    )
-    return from_token
+def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
+    """The chat's authenticator, if it can refresh a session."""
+    authenticator = chat.authenticator
+    if isinstance(authenticator, RefreshingAuthenticator):
+        return authenticator
+    return None
 
 
 class _Actions:
@@ -335,9 +331,9 @@ class _Actions:
                 self._schedule_expiry(at, code, reason)
             case Verify(token):
                 # The session asks only when it was told it can.
-                from_token = _refresher(chat)
-                if from_token is not None:
-                    return await from_token(token)
+                authenticator = _refresher(chat)
+                if authenticator is not None:
+                    return await authenticator.from_token(token)
             case SetUser(user):
                 conn.user = user
         return None
