@@ -568,3 +568,84 @@ async def test_leaving_the_last_member_drops_the_room_and_its_task(
     assert conn.texts()[-1]["type"] == "left"
     await asyncio.gather(*tasks, return_exceptions=True)
     assert tasks[0].cancelled()
+
+
+def test_held_events_up_to_the_clients_last_one_are_not_sent_again() -> None:
+    # The subscription may lag behind the history read: events at or
+    # before ``since`` can still be held for the joiner.
+    joiner = FakeConn()
+    room, _ = make_room()
+    room.hold(joiner)  # type: ignore[arg-type]
+    for n in (1, 2, 3, 4):
+        room.fanout(stored(n))
+    assert room.admit(joiner, ["2", "3"], since="1")  # type: ignore[arg-type]
+    assert joiner.ids() == ["4"]
+    room.fanout(stored(5))
+    assert joiner.ids() == ["4", "5"]
+
+
+def test_held_events_up_to_since_are_dropped_when_nothing_was_replayed() -> (
+    None
+):
+    joiner = FakeConn()
+    room, _ = make_room()
+    room.hold(joiner)  # type: ignore[arg-type]
+    for n in (1, 2, 3):
+        room.fanout(stored(n))
+    room.fanout(notice(FakeConn()))
+    assert room.admit(joiner, since="2")  # type: ignore[arg-type]
+    assert joiner.ids() == ["3"]
+    assert [how for how, _ in joiner.sent] == ["send", "offer"]
+
+
+class SlowHistory(MemoryBroadcaster):
+    """History reads that take a moment, as over a network."""
+
+    async def history(self, channel: str, **kwargs: Any) -> Any:
+        await settle()
+        return await super().history(channel, **kwargs)
+
+
+async def test_a_rejoin_while_the_subscription_lags_gets_no_duplicates(
+    config: ChatConfig,
+) -> None:
+    broadcaster = SlowHistory(history_size=10)
+    membership = Membership(broadcaster, config, Metrics())
+    try:
+        first = FakeConn()
+        await membership.join(first, ROOM)  # type: ignore[arg-type]
+        # Not yet delivered by the room's task when the rejoin starts: it
+        # delivers them while the history is read.
+        since = await publish(broadcaster, 1)
+        ids = [await publish(broadcaster, n) for n in (2, 3)]
+        rejoiner = FakeConn()
+        await membership.join(rejoiner, ROOM, since)  # type: ignore[arg-type]
+        ids.append(await publish(broadcaster, 4))
+        await settle()
+        assert rejoiner.ids() == ids
+        assert first.ids() == [since, *ids]
+    finally:
+        for task in membership.stop():
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_rejoin_with_nothing_missed_gets_no_duplicates(
+    config: ChatConfig,
+) -> None:
+    broadcaster = SlowHistory(history_size=10)
+    membership = Membership(broadcaster, config, Metrics())
+    try:
+        first = FakeConn()
+        await membership.join(first, ROOM)  # type: ignore[arg-type]
+        for n in (1, 2):
+            await publish(broadcaster, n)
+        since = await publish(broadcaster, 3)  # the client has them all
+        rejoiner = FakeConn()
+        await membership.join(rejoiner, ROOM, since)  # type: ignore[arg-type]
+        assert rejoiner.texts()[0]["recovered"] is True
+        new = await publish(broadcaster, 4)
+        await settle()
+        assert rejoiner.ids() == [new]
+    finally:
+        for task in membership.stop():
+            await asyncio.gather(task, return_exceptions=True)

@@ -152,7 +152,8 @@ class Membership:
                 await conn.wait_writable()
                 if name not in conn.rooms:
                     raise asyncio.CancelledError  # detached: closing
-        if not room.admit(conn, [e.id for e in replayed if e.id is not None]):
+        ids = [e.id for e in replayed if e.id is not None]
+        if not room.admit(conn, ids, since if found else None):
             raise asyncio.CancelledError  # detached: closing
 
     async def leave(

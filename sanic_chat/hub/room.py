@@ -11,14 +11,16 @@ Replay de-duplication: while a joiner's history is read and sent, live
 events are held back for it (:meth:`Room.hold`); when it is admitted, the
 held events that the replay already contained are skipped. Every
 subscriber sees a channel in the same order as its history, so the
-held-back events that were replayed always come first and the check ends
-at the first new event.
+held-back events that the client has (up to the last one replayed, or
+its ``since`` when nothing was) always come first: when that last event
+is among them, everything up to it is dropped; otherwise the replayed
+ids are skipped until the first new event, held or live.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from .. import protocol
 from ..backends.base import Event
@@ -94,14 +96,21 @@ class Room:
         self._skip.pop(conn, None)
         self._held[conn] = deque()
 
-    def admit(self, conn: Connection, replayed: Iterable[str] = ()) -> bool:
+    def admit(
+        self,
+        conn: Connection,
+        replayed: Sequence[str] = (),
+        since: str | None = None,
+    ) -> bool:
         """Make ``conn`` a member and deliver what was held back for it.
 
         Args:
             conn: A connection held by :meth:`hold`.
-            replayed: Ids of the events its replay contained: held events
-                among them are skipped, as are later live events with
-                those ids.
+            replayed: Ids of the events its replay contained, oldest
+                first: held events among them are skipped, as are later
+                live events with those ids.
+            since: The id the client said it had (its replay started
+                after it), if any.
 
         Returns:
             ``False``, and nothing changes, when ``conn`` is not held
@@ -111,9 +120,14 @@ class Room:
         if held is None:
             return False
         self.members.add(conn)
-        skip = set(replayed)
-        if skip:
-            self._skip[conn] = skip
+        last = replayed[-1] if replayed else since
+        if last is not None and any(e.id == last for e in held):
+            # The subscription was behind the history read: what it held
+            # up to the client's last event, the client has.
+            while held.popleft().id != last:
+                pass
+        elif replayed:
+            self._skip[conn] = set(replayed)
         for event in held:
             self.deliver(conn, event)
         return True
