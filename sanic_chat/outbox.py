@@ -90,8 +90,10 @@ class Outbox:
         self.policy = policy
         self.queued = 0
         self._buffered = buffered
-        self._queue: deque[tuple[str, bytes]] = deque()
-        self._replies: deque[bytes] = deque()
+        # Created when a frame first waits, dropped once the queue is
+        # empty: an idle connection (most of them) holds no deque at all.
+        self._queue: deque[tuple[str, bytes]] | None = None
+        self._replies: deque[bytes] | None = None
         self._queue_size = queue_size
         self._max_unsent = max_unsent_bytes
         self._budget = budget
@@ -118,6 +120,8 @@ class Outbox:
         size = len(data)
         if self.unsent + size > self._max_unsent:
             return False
+        if self._replies is None:
+            self._replies = deque()
         self._replies.append(data)
         self._count(size)
         return True
@@ -136,6 +140,8 @@ class Outbox:
         """
         size = len(frame)
         queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
         if self._full(size):
             if self.policy == "close":
                 return False
@@ -157,7 +163,7 @@ class Outbox:
     def has_slack(self) -> bool:
         """Whether a best-effort frame is worth queueing (under half full)."""
         return (
-            len(self._queue) < self._queue_size // 2
+            len(self._queue or ()) < self._queue_size // 2
             and self.queued < self._max_unsent // 2
         )
 
@@ -165,7 +171,7 @@ class Outbox:
         """Drop the queued broadcast frames of ``room`` and its lag."""
         self._skipped.pop(room, None)
         queue = self._queue
-        if any(r == room for r, _ in queue):
+        if queue is not None and any(r == room for r, _ in queue):
             kept = [entry for entry in queue if entry[0] != room]
             self._count(-sum(len(f) for r, f in queue if r == room))
             queue.clear()
@@ -179,7 +185,7 @@ class Outbox:
         without reading is paused long before its byte bound.
         """
         return (
-            len(self._replies) >= self._queue_size
+            len(self._replies or ()) >= self._queue_size
             or self.unsent >= self._max_unsent // 2
         )
 
@@ -189,36 +195,41 @@ class Outbox:
         Replies first, then broadcast frames, about :data:`BATCH_BYTES`
         in all; a room's pending ``lagged`` goes just before its frame.
         """
-        replies = self._replies
-        queue = self._queue
         batch: list[bytes] = []
         size = 0
-        while replies and size < BATCH_BYTES:
-            frame = replies.popleft()
-            batch.append(frame)
-            size += len(frame)
-        while queue and size < BATCH_BYTES:
-            room, frame = queue.popleft()
-            skipped = self._skipped.pop(room, 0)
-            if skipped:
-                self._metrics.lagged += 1
-                batch.append(text_frame(lagged(room, skipped)))
-            batch.append(frame)
-            size += len(frame)
+        replies = self._replies
+        if replies is not None:
+            while replies and size < BATCH_BYTES:
+                frame = replies.popleft()
+                batch.append(frame)
+                size += len(frame)
+            if not replies:
+                self._replies = None
+        queue = self._queue
+        if queue is not None:
+            while queue and size < BATCH_BYTES:
+                room, frame = queue.popleft()
+                skipped = self._skipped.pop(room, 0)
+                if skipped:
+                    self._metrics.lagged += 1
+                    batch.append(text_frame(lagged(room, skipped)))
+                batch.append(frame)
+                size += len(frame)
+            if not queue:
+                self._queue = None
         self._count(-size)
         return batch[0] if len(batch) == 1 else b"".join(batch)
 
     def clear(self) -> None:
         """Discard every frame and pending ``lagged`` (the socket is gone)."""
-        self._queue.clear()
-        self._replies.clear()
+        self._queue = self._replies = None
         self._count(-self.queued)
         self._skipped.clear()
 
     def _full(self, size: int) -> bool:
         """Whether a broadcast frame of ``size`` bytes finds no room."""
         return (
-            len(self._queue) >= self._queue_size
+            len(self._queue or ()) >= self._queue_size
             or self.unsent + size > self._max_unsent
         )
 

@@ -126,16 +126,14 @@ def fast_socket(
 
 def test_keepalive_pings_after_the_interval_then_waits_for_the_pong() -> None:
     keepalive = Keepalive(20.0, 10.0, now=100.0)
-    assert not keepalive.due(119.9)
-    assert keepalive.due(120.0)
+    assert keepalive.check(119.9) is None
+    assert keepalive.check(120.0) == "ping"
     keepalive.sent(120.0)
-    assert not keepalive.due(200.0)  # one ping at a time
-    assert not keepalive.expired(130.0)
-    assert keepalive.expired(130.1)
+    assert keepalive.check(130.0) is None  # one ping at a time
+    assert keepalive.check(130.1) == "timeout"
     keepalive.answered()
-    assert not keepalive.expired(500.0)
-    assert not keepalive.due(139.9)  # timed from the last ping
-    assert keepalive.due(140.0)
+    assert keepalive.check(139.9) is None  # timed from the last ping
+    assert keepalive.check(140.0) == "ping"
 
 
 def test_keepalive_restart_times_the_pong_from_now() -> None:
@@ -144,17 +142,16 @@ def test_keepalive_restart_times_the_pong_from_now() -> None:
     assert keepalive.sent_at is None
     keepalive.sent(20.0)
     keepalive.restart(50.0)
-    assert not keepalive.expired(60.0)
-    assert keepalive.expired(60.5)
+    assert keepalive.check(60.0) is None
+    assert keepalive.check(60.5) == "timeout"
 
 
 def test_keepalive_without_interval_or_timeout_never_acts() -> None:
     never = Keepalive(None, None, now=0.0)
-    assert not never.due(1e9)
-    assert not never.expired(1e9)
+    assert never.check(1e9) is None
     patient = Keepalive(1.0, None, now=0.0)
     patient.sent(1.0)
-    assert not patient.expired(1e9)
+    assert patient.check(1e9) is None
 
 
 def test_fragments_assemble_text_and_binary_messages() -> None:

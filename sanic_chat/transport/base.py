@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Literal
 
 from ..limits import TokenBucket
 
@@ -58,22 +59,23 @@ class Keepalive:
         self.sent_at: float | None = None
         self.last = now
 
-    def due(self, now: float) -> bool:
-        """Whether a ping should go out now (none is unanswered)."""
-        return (
-            self.interval is not None
-            and self.sent_at is None
-            and now - self.last >= self.interval
-        )
+    def check(self, now: float) -> Literal["ping", "timeout"] | None:
+        """What to do at ``now``.
 
-    def expired(self, now: float) -> bool:
-        """Whether the unanswered ping has waited over ``timeout``."""
-        return (
-            self.interval is not None
-            and self.sent_at is not None
-            and self.timeout is not None
-            and now - self.sent_at > self.timeout
-        )
+        Returns:
+            ``"ping"`` when a ping is due (none is unanswered and the last
+            was ``interval`` seconds ago), ``"timeout"`` when the
+            unanswered one has waited over ``timeout``, else None.
+        """
+        interval = self.interval
+        if interval is None:
+            return None
+        sent = self.sent_at
+        if sent is None:
+            return "ping" if now - self.last >= interval else None
+        if self.timeout is not None and now - sent > self.timeout:
+            return "timeout"
+        return None
 
     def sent(self, now: float) -> None:
         """Record a ping sent at ``now``."""
@@ -248,11 +250,14 @@ class SocketBase:
             a client that is stuck).
         """
         keepalive = self._keepalive
-        if keepalive.interval is None or self.reading_paused:
+        if keepalive.interval is None or self._paused:
             return None
-        if keepalive.expired(now):
+        action = keepalive.check(now)
+        if action is None:
+            return None
+        if action == "timeout":
             return KEEPALIVE_TIMEOUT
-        if keepalive.due(now) and self.open:
+        if self.open:
             self._send_ping()
             keepalive.sent(now)
         return None
