@@ -110,16 +110,20 @@ class Inbox:
     __slots__ = ("_messages", "_waiter", "bytes", "ended")
 
     def __init__(self) -> None:
-        self._messages: deque[str | bytes] = deque()
+        # Created with the first message: many sockets never send one
+        # after the handshake, and an empty deque costs 768 bytes.
+        self._messages: deque[str | bytes] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.bytes = 0
         self.ended = False
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self._messages or ())
 
     def put(self, message: str | bytes) -> None:
         """Add a message and wake the reader."""
+        if self._messages is None:
+            self._messages = deque()
         self._messages.append(message)
         self.bytes += len(message)
         self._wake()
@@ -131,8 +135,10 @@ class Inbox:
 
     async def get(self) -> str | bytes | None:
         """Return the next message, or None once ended and empty."""
-        messages = self._messages
-        while not messages:
+        while True:
+            messages = self._messages
+            if messages:
+                break
             if self.ended:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
@@ -151,7 +157,7 @@ class Inbox:
 
 
 class SocketBase:
-    """The transport-independent half of a :class:`~.Socket`.
+    """The half of a :class:`~sanic_chat.transport.Socket` any I/O shares.
 
     Subclasses provide ``open``, ``close_received``, ``buffered``,
     ``write``, ``start_closing``, ``abort``, ``wait_closed``,
