@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import sanic_chat
+import sanic_chat._openapi
 
 from .redis_server import RedisServer
 
@@ -31,12 +32,45 @@ _names = itertools.count()
 
 
 def new_app() -> Sanic:
-    """A fresh, empty app with a unique name."""
+    """A fresh, empty app with a unique name.
+
+    Without sanic-ext unless the test is marked ``sanic_ext`` (see
+    :func:`sanic_ext_where_marked`).
+    """
     app = Sanic(f"chat_test_{next(_names)}")
     # TouchUp rewrites Sanic's methods per app; with many apps in one
     # process it is flaky and it buys nothing in tests.
     app.config.TOUCHUP = False
+    app.config.AUTO_EXTEND = SANIC_EXT["on"]
     return app
+
+
+# Whether apps use sanic-ext; the ``sanic_ext`` marker turns it on.
+SANIC_EXT = {"on": False}
+
+
+@pytest.fixture(autouse=True)
+def sanic_ext_where_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Test apps as hosts without sanic-ext, unless marked ``sanic_ext``.
+
+    sanic-ext is in the dev extra, so Sanic would extend every test app
+    (``AUTO_EXTEND``): automatic HEAD, OPTIONS and TRACE routes, the
+    router finalized again for each, an OpenAPI document, and the chat
+    describing its routes for it; about half a second per app on two
+    cores, for a feature few tests are about. Unmarked tests run as a
+    host without sanic-ext does: no ``Extend``, and the chat's
+    descriptions skipped as when sanic-ext cannot be imported.
+    """
+    if request.node.get_closest_marker("sanic_ext"):
+        SANIC_EXT["on"] = True
+    else:
+        monkeypatch.setattr(sanic_chat._openapi, "openapi", None)
+    try:
+        yield
+    finally:
+        SANIC_EXT["on"] = False
 
 
 # The broadcaster URL ``make_app`` uses; the ``backend`` fixture sets it.

@@ -33,6 +33,9 @@ from sanic_chat import Chat
 
 from .conftest import TIMEOUT, live, new_app
 
+# What a host sees of sanic-ext, as the tests here set it up.
+pytestmark = pytest.mark.sanic_ext
+
 ROOT = Path(__file__).parent.parent
 KEY = "k-0123456789abcdef"
 SYSTEM = {"X-API-Key": KEY}
