@@ -139,13 +139,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("transport", names, indirect=True)
 
 
+# First: ``-m "not slow"`` must see the markers added here.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Run the portable transports on the memory backend only.
+    """Run the portable transports on the memory backend only; mark the
+    rest of the matrix ``slow``.
 
     Transports and backends are separate layers (the hub stands between
     them); the full matrix would double the suites' time for nothing.
+    Of what remains, the default variant (memory backend, Sanic's server
+    with the fast transport) stays in the quick loop (``-m "not slow"``)
+    and every other one is marked ``slow``: the other transports
+    (``sanic-portable``, ``uvicorn``), the Redis backend, and anything
+    that needs a ``redis-server`` (any parameter ``"redis"``, or the
+    ``redis_server`` fixture). CI runs them all.
     """
     kept, dropped = [], []
     for item in items:
@@ -156,11 +165,24 @@ def pytest_collection_modifyitems(
             and params.get("transport", "sanic") != "sanic"
         ):
             dropped.append(item)
-        else:
-            kept.append(item)
+            continue
+        kept.append(item)
+        if _matrix_variant(params) or "redis_server" in getattr(
+            item, "fixturenames", ()
+        ):
+            item.add_marker(pytest.mark.slow)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _matrix_variant(params: dict[str, Any]) -> bool:
+    """Whether a test's parameters are not the default variant."""
+    return (
+        params.get("transport", "sanic") != "sanic"
+        or params.get("backend", "memory") != "memory"
+        or "redis" in params.values()
+    )
 
 
 @pytest.fixture
