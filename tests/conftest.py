@@ -49,6 +49,15 @@ def new_app() -> Sanic:
 SANIC_EXT = {"on": False}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--sanic-ext",
+        action="store_true",
+        help="every test app uses sanic-ext (AUTO_EXTEND), as a host "
+        "with sanic-ext installed; by default only tests marked sanic_ext",
+    )
+
+
 @pytest.fixture(autouse=True)
 def sanic_ext_where_marked(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -62,8 +71,13 @@ def sanic_ext_where_marked(
     cores, for a feature few tests are about. Unmarked tests run as a
     host without sanic-ext does: no ``Extend``, and the chat's
     descriptions skipped as when sanic-ext cannot be imported.
+    ``pytest --sanic-ext`` runs every test as a host using sanic-ext
+    (CI's oldest-versions job does, to check the chat on sanic-ext's
+    oldest release).
     """
-    if request.node.get_closest_marker("sanic_ext"):
+    if request.node.get_closest_marker("sanic_ext") or (
+        request.config.getoption("sanic_ext")
+    ):
         SANIC_EXT["on"] = True
     else:
         monkeypatch.setattr(sanic_chat._openapi, "openapi", None)
