@@ -168,7 +168,8 @@ def pytest_collection_modifyitems(
     and every other one is marked ``slow``: the other transports
     (``sanic-portable``, ``uvicorn``), the Redis backend, and anything
     that needs a ``redis-server`` (any parameter ``"redis"``, or the
-    ``redis_server`` fixture). CI runs them all.
+    ``redis_server`` fixture), and the tests marked ``sanic_ext`` (an
+    app with sanic-ext takes about a second to start). CI runs them all.
     """
     kept, dropped = [], []
     for item in items:
@@ -181,8 +182,10 @@ def pytest_collection_modifyitems(
             dropped.append(item)
             continue
         kept.append(item)
-        if _matrix_variant(params) or "redis_server" in getattr(
-            item, "fixturenames", ()
+        if (
+            _matrix_variant(params)
+            or "redis_server" in getattr(item, "fixturenames", ())
+            or item.get_closest_marker("sanic_ext")
         ):
             item.add_marker(pytest.mark.slow)
     if dropped:

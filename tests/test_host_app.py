@@ -33,9 +33,6 @@ from sanic_chat import Chat
 
 from .conftest import TIMEOUT, live, new_app
 
-# What a host sees of sanic-ext, as the tests here set it up.
-pytestmark = pytest.mark.sanic_ext
-
 ROOT = Path(__file__).parent.parent
 KEY = "k-0123456789abcdef"
 SYSTEM = {"X-API-Key": KEY}
@@ -162,6 +159,7 @@ def test_a_host_without_sanic_ext_gets_no_docs_and_a_working_api(
     ]
 
 
+@pytest.mark.sanic_ext  # installed; the host turns AUTO_EXTEND off
 async def test_a_host_with_auto_extend_off_serves_the_api() -> None:
     # sanic-ext is installed here; the host turned Sanic's auto-extend off.
     app = host_app(AUTO_EXTEND=False)
@@ -178,6 +176,7 @@ async def test_a_host_with_auto_extend_off_serves_the_api() -> None:
                 assert client.user["id"].startswith("guest-")
 
 
+@pytest.mark.sanic_ext
 @pytest.mark.parametrize(
     "options",
     [
