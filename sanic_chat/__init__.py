@@ -15,18 +15,21 @@ from .__about__ import __version__
 from .authenticators import JWTAuthenticator, TokenAuthenticator
 from .backends import (
     Broadcaster,
+    Broker,
     Event,
     Gap,
     HistoryPage,
     MemoryBroadcaster,
+    Presence,
     PresenceInfo,
     Subscription,
     broadcaster_from_url,
 )
 from .blueprint import ChatBlueprint, create_blueprint
 from .chat import Chat, get_chat
-from .config import ChatConfig
+from .config import ChatConfig, ChatOptions
 from .errors import (
+    BadCredentials,
     BroadcasterError,
     BroadcasterUnavailable,
     ChatError,
@@ -36,18 +39,27 @@ from .errors import (
     ProtocolError,
     Unauthorized,
 )
-from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
+from .identity import (
+    SYSTEM_USER,
+    Authenticator,
+    GuestAuthenticator,
+    RefreshingAuthenticator,
+    User,
+)
 
 __all__ = [
     "SYSTEM_USER",
     "Authenticator",
+    "BadCredentials",
     "Broadcaster",
     "BroadcasterError",
     "BroadcasterUnavailable",
+    "Broker",
     "Chat",
     "ChatBlueprint",
     "ChatConfig",
     "ChatError",
+    "ChatOptions",
     "CloseCode",
     "ConfigError",
     "Event",
@@ -57,8 +69,10 @@ __all__ = [
     "HistoryPage",
     "JWTAuthenticator",
     "MemoryBroadcaster",
+    "Presence",
     "PresenceInfo",
     "ProtocolError",
+    "RefreshingAuthenticator",
     "Subscription",
     "TokenAuthenticator",
     "Unauthorized",

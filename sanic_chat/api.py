@@ -38,10 +38,16 @@ from pydantic import ValidationError as ModelError
 from sanic import HTTPResponse, Request
 from sanic.response import json
 
-from .auth import authenticate, log_unauthorized, refuse
+from .auth import (
+    AuthenticatorFailed,
+    authenticate,
+    log_unauthorized,
+    refuse,
+)
 from .chat import Chat
 from .config import ChatConfig
 from .errors import (
+    BadCredentials,
     BroadcasterUnavailable,
     Forbidden,
     ProtocolError,
@@ -305,8 +311,12 @@ async def identify(chat: Chat, request: Request) -> Caller:
     except Forbidden as exc:
         chat.metrics.auth_failure("forbidden")
         raise ApiError(403, "forbidden", str(exc) or "not allowed") from None
-    except ValueError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
+    except BadCredentials as exc:
+        raise ApiError(400, "bad_request", exc.message) from None
+    except AuthenticatorFailed:
+        raise ApiError(
+            500, "internal_error", "authentication failed"
+        ) from None
     return Caller(user, system=user.claims.get(ADMIN_CLAIM) is True)
 
 

@@ -9,24 +9,51 @@ Every 401, here and on the HTTP API, is logged once at INFO on the
 ``sanic_chat.auth`` logger with its reason, the route and the peer's
 address, never the token; so is a token refused on the way to a guest
 identity (``allow_anonymous``).
+
+What an authenticator raises reaches the client only when it is one of
+the errors meant for it (:class:`~sanic_chat.errors.Unauthorized`,
+:class:`~sanic_chat.errors.Forbidden`,
+:class:`~sanic_chat.errors.BadCredentials`, or Sanic's own HTTP errors).
+Anything else is logged once here, with its traceback, and answered
+with a fixed message: 400 for a ``ValueError`` (the status it always
+had), 500 for the rest (:class:`AuthenticatorFailed`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from sanic import HTTPResponse, Request
+from sanic.exceptions import SanicException
 from sanic.response import json
 
 from .chat import Chat
-from .errors import Forbidden, ProtocolError, Unauthorized
+from .errors import (
+    BadCredentials,
+    ChatError,
+    Forbidden,
+    ProtocolError,
+    Unauthorized,
+)
 from .identity import GuestAuthenticator, User
 from .protocol import MAX_ID_LENGTH, ROOM_ERROR, check_id, check_room
 
 logger = logging.getLogger(__name__)
+
+BAD_CREDENTIALS = "credentials not accepted"
+"""The 400 message for a ``ValueError`` that is not ``BadCredentials``."""
+
+
+class AuthenticatorFailed(Exception):
+    """An authenticator raised an unexpected error: answered 500.
+
+    Raised by :func:`authenticate` in place of the authenticator's own
+    exception (logged once there), so no text of it reaches the client.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +99,11 @@ async def authenticate(chat: Chat, request: Request) -> User:
         Unauthorized: No valid identity and no guests: answer 401 with
             its ``reason``.
         Forbidden: The authenticator refuses the identity (403).
-        ValueError: A guest's proposed name is invalid (400).
+        BadCredentials: Credentials the authenticator cannot read, or a
+            guest's proposed name is invalid (400 with its message); also
+            any other ``ValueError`` of the authenticator, with
+            :data:`BAD_CREDENTIALS` as message.
+        AuthenticatorFailed: The authenticator raised anything else (500).
     """
     try:
         return await chat.authenticate(request)
@@ -82,7 +113,31 @@ async def authenticate(chat: Chat, request: Request) -> User:
             log_unauthorized(request, exc.reason, guest=guest)
         if not guest:
             raise
+    except (ChatError, SanicException):
+        raise  # meant for the client (BroadcasterError: a 503 later)
+    except ValueError:
+        # Most likely input it could not parse: a warning, not an error.
+        _log_failure(request, 400, logging.WARNING)
+        raise BadCredentials(BAD_CREDENTIALS) from None
+    except Exception:
+        _log_failure(request, 500, logging.ERROR)
+        raise AuthenticatorFailed from None
     return await GuestAuthenticator()(request)
+
+
+def _log_failure(request: Request, status: int, level: int) -> None:
+    # Once, with the traceback for the authenticator's author; the
+    # request's token is not in it (only what the exception says).
+    logger.log(
+        level,
+        "sanic-chat: the authenticator raised on %s %s from %s; answered "
+        "%d without its message",
+        request.method,
+        request.path,
+        request.client_ip or "unknown",
+        status,
+        exc_info=True,
+    )
 
 
 def log_unauthorized(
@@ -105,21 +160,24 @@ def log_unauthorized(
     )
 
 
-def origin_allowed(request: Request, allowed: str) -> bool:
+def origin_allowed(request: Request, allowed: Sequence[str]) -> bool:
     """Tell whether the request's ``Origin`` may open a socket.
 
     Clients that send no ``Origin`` (not browsers) are allowed; a browser
     origin must be the request's own host, or listed in ``allowed``
-    (comma separated ``scheme://host[:port]``), or ``allowed`` is ``*``.
-    An origin without a host (``null``) is never the request's own host.
-    This is the defence against Cross-Site WebSocket Hijacking.
+    (``scheme://host[:port]`` each, as :attr:`ChatConfig.allowed_origins
+    <sanic_chat.config.ChatConfig.allowed_origins>` holds them), or
+    ``allowed`` is ``("*",)``. An origin without a host (``null``) is
+    never the request's own host. This is the defence against Cross-Site
+    WebSocket Hijacking. A string is read as a comma separated list.
     """
+    if isinstance(allowed, str):
+        allowed = [o.strip() for o in allowed.split(",") if o.strip()]
     origin: str | None = request.headers.get("origin")
-    if origin is None or allowed.strip() == "*":
+    if origin is None or tuple(allowed) == ("*",):
         return True
-    listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
-    if listed:
-        return origin.rstrip("/") in listed
+    if allowed:
+        return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
     try:
         netloc = urlsplit(origin).netloc
     except ValueError:  # e.g. "http://[": not an origin at all
@@ -189,8 +247,10 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         return deny(401, "unauthorized", exc.message, exc.reason)
     except Forbidden as exc:
         return deny(403, "forbidden", str(exc) or "not allowed")
-    except ValueError as exc:
-        return deny(400, "bad_request", str(exc))
+    except BadCredentials as exc:
+        return deny(400, "bad_request", exc.message)
+    except AuthenticatorFailed:
+        return deny(500, "internal_error", "authentication failed")
     if chat.hub.connections_of(user.id) >= config.max_connections_per_user:
         return deny(
             429,

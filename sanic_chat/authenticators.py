@@ -3,12 +3,16 @@
 An authenticator is any async callable ``(request) -> User | None`` (see
 :class:`~sanic_chat.identity.Authenticator`). It may also raise
 :class:`~sanic_chat.errors.Forbidden` for an identity that is valid but
-not allowed in (the upgrade is answered 403), and
+not allowed in (the upgrade is answered 403),
 :class:`~sanic_chat.errors.Unauthorized` to say why there is no identity
-(the 401 answer and its log line carry the reason). The built-in ones
-raise it: ``missing``, ``unknown_token``, and for JWTs ``expired``,
-``not_yet_valid``, ``wrong_audience``, ``wrong_issuer``,
-``bad_signature`` or ``malformed``.
+(the 401 answer and its log line carry the reason), and
+:class:`~sanic_chat.errors.BadCredentials` for a 400 whose message the
+client may see. Both built-in ones can also identify a bare token for
+``refresh`` (:class:`~sanic_chat.identity.RefreshingAuthenticator`).
+The built-in ones raise ``Unauthorized``: ``missing``,
+``unknown_token``, and for JWTs ``expired``, ``not_yet_valid``,
+``wrong_audience``, ``wrong_issuer``, ``bad_signature`` or
+``malformed``.
 
 Tokens are looked for in this order (:func:`token_from_request`):
 
@@ -31,7 +35,7 @@ from typing import Any
 from sanic import Request
 
 from .errors import Unauthorized
-from .identity import User
+from .identity import RefreshingAuthenticator, User
 
 SUBPROTOCOL = "sanic-chat"
 BEARER_PREFIX = "bearer."
@@ -60,7 +64,7 @@ def token_from_request(
     return None
 
 
-class JWTAuthenticator:
+class JWTAuthenticator(RefreshingAuthenticator):
     """Identify users by a JSON Web Token (PyJWT).
 
     Requires the ``jwt`` extra (``pip install 'sanic-chat[jwt]'``).
@@ -191,7 +195,7 @@ def _jwt_reason(jwt: Any, exc: Exception) -> str:
 Verify = Callable[[str], "User | Awaitable[User | None] | None"]
 
 
-class TokenAuthenticator:
+class TokenAuthenticator(RefreshingAuthenticator):
     """Identify users by opaque tokens: a static map or a verify function.
 
     Args:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any
+from typing import Any, Unpack
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
@@ -21,7 +21,7 @@ from .api import ApiError, refuse_body
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
-from .config import ChatConfig
+from .config import ChatConfig, ChatOptions
 from .endpoint import serve
 from .errors import ConfigError
 from .identity import Authenticator, GuestAuthenticator
@@ -50,12 +50,14 @@ class ChatBlueprint(Blueprint):
     def __init__(
         self,
         name: str,
-        options: dict[str, Any],
+        options: dict[str, Any] | ChatConfig,
         broadcaster: Broadcaster | None,
         authenticator: Authenticator | None,
         hooks: dict[str, RoomCheck | None],
     ) -> None:
         super().__init__(name)
+        # Keywords, resolved over app.config at registration; or settings
+        # given whole, which app.config does not change.
         self._chat_options = options
         self._broadcaster = broadcaster
         self._authenticator = authenticator
@@ -152,7 +154,11 @@ class ChatBlueprint(Blueprint):
         redaction`): the only change to the host's logging.
         """
         install_log_redaction()
-        config = ChatConfig.resolve(self._chat_options, app.config)
+        if isinstance(self._chat_options, ChatConfig):
+            config = self._chat_options
+            _warn_unread(app)
+        else:
+            config = ChatConfig.resolve(self._chat_options, app.config)
         chats: dict[str, Chat] = getattr(app.ctx, "sanic_chat", None) or {}
         if self.name in chats:
             raise ConfigError(
@@ -212,18 +218,53 @@ class ChatBlueprint(Blueprint):
         return get_chat(app, self.name)
 
 
+def _warn_unread(app: Sanic[Any, Any]) -> None:
+    """Say which ``CHAT_*`` keys a blueprint given a ChatConfig ignores."""
+    unread = sorted(
+        key
+        for key in app.config
+        if key.startswith("CHAT_")
+        and key[5:].lower() in ChatConfig.option_names()
+    )
+    if unread:
+        logger.warning(
+            "sanic-chat: settings given as a ChatConfig; app.config %s "
+            "(or SANIC_ variables) not read",
+            ", ".join(unread),
+        )
+
+
 def create_blueprint(
+    config: ChatConfig | None = None,
+    /,
     *,
     broadcaster: Broadcaster | str | None = None,
     authenticator: Authenticator | None = None,
     can_join: RoomCheck | None = None,
     can_publish: RoomCheck | None = None,
     name: str = DEFAULT_NAME,
-    **options: Any,
+    **options: Unpack[ChatOptions],
 ) -> Blueprint:
     """Create the chat blueprint: ``app.blueprint(create_blueprint())``.
 
+    Settings come as keywords (checked by mypy and IDEs, see
+    :class:`~sanic_chat.config.ChatOptions`), as a whole
+    :class:`~sanic_chat.config.ChatConfig`, or both::
+
+        create_blueprint(
+            default_room="general", allowed_origins=["https://a.example"]
+        )
+        create_blueprint(ChatConfig(history_size=500), url_prefix="/chat")
+
+    Keywords are merged over ``app.config.CHAT_*`` and the defaults when
+    the blueprint is registered. A ``ChatConfig`` is complete settings:
+    with one, ``app.config.CHAT_*`` keys are not read (a warning names
+    those present), keywords given with it replace its fields, and it is
+    validated here, at once.
+
     Args:
+        config: Settings given whole, instead of ``app.config`` and the
+            defaults.
         broadcaster: A :class:`~sanic_chat.backends.Broadcaster` instance,
             or a URL such as ``"memory://"``. Default: ``CHAT_BROADCASTER_URL``
             or ``memory://``. An instance is used as is: give each app its
@@ -236,24 +277,33 @@ def create_blueprint(
         can_publish: ``(user, room) -> bool``, asked for every message.
         name: Blueprint name; also the name :func:`get_chat` looks up.
         **options: Any :class:`~sanic_chat.config.ChatConfig` field, e.g.
-            ``default_room="general"`` or ``url_prefix="/chat"``. Each can
-            also be set as ``app.config.CHAT_<NAME>``; keywords win.
+            ``default_room="general"`` or ``url_prefix="/chat"``, typed as
+            in :class:`~sanic_chat.config.ChatOptions`. Each can also be
+            set as ``app.config.CHAT_<NAME>``; keywords win.
 
     Raises:
-        ConfigError: An unknown option (at once) or an invalid value (when
-            the blueprint is registered).
+        ConfigError: An unknown option (at once) or an invalid value (at
+            once with ``config``, else when the blueprint is registered).
     """
+    given: dict[str, Any] = dict(options)
     if isinstance(broadcaster, str):
-        options["broadcaster_url"] = broadcaster
+        given["broadcaster_url"] = broadcaster
         broadcaster = None
-    unknown = set(options) - set(ChatConfig.option_names())
+    unknown = set(given) - set(ChatConfig.option_names())
     if unknown:
         raise ConfigError(
             f"unknown sanic-chat option(s): {', '.join(sorted(unknown))}"
         )
+    if config is not None and not isinstance(config, ChatConfig):
+        raise ConfigError(
+            "create_blueprint() takes a ChatConfig or keyword options, "
+            f"not {type(config).__name__}"
+        )
     return ChatBlueprint(
         name,
-        options,
+        given
+        if config is None
+        else ChatConfig.resolve(given, {}, base=config),
         broadcaster,
         authenticator,
         {"can_join": can_join, "can_publish": can_publish},

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from .errors import ConfigError
 
@@ -35,6 +35,55 @@ ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 SlowConsumerPolicy = Literal["close", "drop_oldest"]
 RoomLabels = Literal["off", "hashed", "names"]
 TransportChoice = Literal["auto", "fast", "portable"]
+
+
+class ChatOptions(TypedDict, total=False):
+    """The keyword options of :func:`~sanic_chat.create_blueprint`, typed.
+
+    One key per :class:`ChatConfig` field, with the type a keyword may
+    have, so that an IDE completes them and mypy checks them at the call
+    site (``create_blueprint(**options: Unpack[ChatOptions])``): a
+    misspelt name or a value of the wrong type is an error before the app
+    runs. Every key means what the field of the same name means.
+
+    ``allowed_origins`` takes a list (any sequence) of origins; a comma
+    separated string is still accepted, as it comes from
+    ``CHAT_ALLOWED_ORIGINS``.
+    """
+
+    broadcaster_url: str
+    default_room: str
+    path: str
+    url_prefix: str
+    history_size: int
+    max_text_length: int
+    send_queue_size: int
+    slow_consumer: SlowConsumerPolicy
+    max_rooms_per_connection: int
+    presence_events: bool
+    presence_events_max_members: int
+    presence_list_limit: int
+    shutdown_close_timeout: float
+    shutdown_spread: float
+    send_timeout: float
+    max_unsent_bytes: int
+    max_worker_unsent_bytes: int
+    allowed_origins: str | Sequence[str]
+    allow_anonymous: bool
+    rate_limit: float
+    rate_burst: int
+    rate_limit_strikes: int
+    churn_cost: int
+    max_connections_per_user: int
+    http_api: bool
+    api_path: str
+    api_key: str
+    metrics_path: str
+    metrics_key: str
+    metrics_room_labels: RoomLabels
+    max_connections_in_setup: int
+    setup_wait: float
+    transport: TransportChoice
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +124,12 @@ class ChatConfig:
         max_worker_unsent_bytes: Unsent bytes of every connection and HTTP
             response of a worker together; while they exceed it, new
             upgrades and HTTP history reads get 503.
-        allowed_origins: Browser origins allowed to connect, comma
-            separated; empty means the request's own host only; ``*``
-            allows every origin (unsafe with cookie authentication).
+        allowed_origins: Browser origins allowed to connect
+            (``scheme://host[:port]``), trimmed of spaces and of a final
+            ``/``; empty means the request's own host only; ``("*",)``
+            allows every origin (unsafe with cookie authentication). Given
+            as a list, or as a comma separated string (``CHAT_ALLOWED_
+            ORIGINS``).
         allow_anonymous: With an authenticator, let requests without a
             valid identity in as guests instead of answering 401.
         rate_limit: Frames per second a connection may send on average
@@ -134,7 +186,7 @@ class ChatConfig:
     send_timeout: float = 30.0
     max_unsent_bytes: int = 1 << 20
     max_worker_unsent_bytes: int = 128 << 20
-    allowed_origins: str = ""
+    allowed_origins: tuple[str, ...] = ()
     allow_anonymous: bool = False
     rate_limit: float = 10.0
     rate_burst: int = 20
@@ -159,9 +211,21 @@ class ChatConfig:
 
     @classmethod
     def resolve(
-        cls, options: Mapping[str, Any], app_config: Mapping[str, Any]
+        cls,
+        options: Mapping[str, Any],
+        app_config: Mapping[str, Any],
+        *,
+        base: ChatConfig | None = None,
     ) -> ChatConfig:
         """Merge keyword ``options`` over ``CHAT_*`` keys over defaults.
+
+        Args:
+            options: Keyword options (:class:`ChatOptions`).
+            app_config: The app's config, whose ``CHAT_*`` keys are read.
+            base: Settings given as a :class:`ChatConfig`: its fields that
+                differ from the defaults count as given, under ``options``
+                and over ``app_config``. They are converted and validated
+                as keywords are.
 
         Raises:
             ConfigError: An unknown option, or a value of the wrong type or
@@ -183,15 +247,18 @@ class ChatConfig:
             if f.name in options:
                 raw = options[f.name]
                 given[f.name] = _shown(f.name, raw, f.repr)
+            elif base is not None and getattr(base, f.name) != f.default:
+                raw = getattr(base, f.name)
+                given[f.name] = _shown(f.name, raw, f.repr)
             elif key in app_config:
                 raw = app_config[key]
                 env_key = SANIC_PREFIX + key
                 text = os.environ.get(env_key)
                 if text is not None and _loaded_from(text, raw):
                     given[f.name] = _shown(env_key, text, f.repr, quote=False)
-                    if isinstance(f.default, str):
-                        # Sanic made "007" the int 7: a key, a path or a
-                        # room name is the text as written.
+                    if isinstance(f.default, str | tuple):
+                        # Sanic made "007" the int 7: a key, a path, a
+                        # room name or a list is the text as written.
                         raw = text
                 else:
                     given[f.name] = _shown(key, raw, f.repr)
@@ -199,84 +266,87 @@ class ChatConfig:
                 continue
             values[f.name] = _convert(given[f.name], f.name, raw, f.default)
         config = cls(**values)
-        config._validate(given)
+        _validate(config, given)
         return config
 
-    def _validate(self, given: Mapping[str, str]) -> None:
-        def fail(message: str, *names: str) -> ConfigError:
-            where = ", ".join(given[n] for n in names if n in given)
-            return ConfigError(f"{where}: {message}" if where else message)
 
-        if self.rate_limit <= 0:
-            raise fail("rate_limit must be > 0", "rate_limit")
-        for name in (
-            "rate_burst",
-            "rate_limit_strikes",
-            "churn_cost",
-            "max_connections_per_user",
-            "history_size",
-            "max_text_length",
-            "send_queue_size",
-            "max_rooms_per_connection",
-            "presence_list_limit",
-            "max_connections_in_setup",
-        ):
-            if getattr(self, name) < 1:
-                raise fail(f"{name} must be at least 1", name)
-        for name in (
-            "presence_events_max_members",
-            "shutdown_spread",
-            "shutdown_close_timeout",
-            "setup_wait",
-        ):
-            if getattr(self, name) < 0:
-                raise fail(f"{name} must be >= 0", name)
-        if self.send_timeout <= 0:
-            raise fail("send_timeout must be > 0", "send_timeout")
-        if self.max_unsent_bytes < 65536:
-            raise fail(
-                "max_unsent_bytes must be at least 65536", "max_unsent_bytes"
-            )
-        if self.max_worker_unsent_bytes < self.max_unsent_bytes:
-            raise fail(
-                "max_worker_unsent_bytes "
-                f"({self.max_worker_unsent_bytes}) must be at least "
-                f"max_unsent_bytes ({self.max_unsent_bytes})",
-                "max_worker_unsent_bytes",
-                "max_unsent_bytes",
-            )
-        if self.slow_consumer not in ("close", "drop_oldest"):
-            raise fail(
-                "slow_consumer must be 'close' or 'drop_oldest'",
-                "slow_consumer",
-            )
-        if self.transport not in ("auto", "fast", "portable"):
-            raise ConfigError(
-                "transport must be 'auto', 'fast' or 'portable', "
-                f"not {self.transport!r}"
-            )
-        if self.metrics_room_labels not in ("off", "hashed", "names"):
-            raise fail(
-                "metrics_room_labels must be 'off', 'hashed' or 'names'",
-                "metrics_room_labels",
-            )
-        if not ROOM_NAME_RE.fullmatch(self.default_room):
-            raise fail(
-                "default_room is not a valid room name "
-                f"(^{ROOM_NAME_RE.pattern}$)",
-                "default_room",
-            )
-        for name in ("path", "api_path"):
-            if not getattr(self, name).startswith("/"):
-                raise fail(f"{name} must start with '/'", name)
-        if self.http_api and self.api_path.rstrip("/") == self.path.rstrip(
-            "/"
-        ):
-            raise fail(
-                f"api_path and path must differ (both {self.path!r})",
-                "api_path",
-                "path",
-            )
+def _validate(config: ChatConfig, given: Mapping[str, str]) -> None:
+    """Check the values of ``config`` together; ``given`` names them."""
+
+    def fail(message: str, *names: str) -> ConfigError:
+        where = ", ".join(given[n] for n in names if n in given)
+        return ConfigError(f"{where}: {message}" if where else message)
+
+    if config.rate_limit <= 0:
+        raise fail("rate_limit must be > 0", "rate_limit")
+    for name in (
+        "rate_burst",
+        "rate_limit_strikes",
+        "churn_cost",
+        "max_connections_per_user",
+        "history_size",
+        "max_text_length",
+        "send_queue_size",
+        "max_rooms_per_connection",
+        "presence_list_limit",
+        "max_connections_in_setup",
+    ):
+        if getattr(config, name) < 1:
+            raise fail(f"{name} must be at least 1", name)
+    for name in (
+        "presence_events_max_members",
+        "shutdown_spread",
+        "shutdown_close_timeout",
+        "setup_wait",
+    ):
+        if getattr(config, name) < 0:
+            raise fail(f"{name} must be >= 0", name)
+    if config.send_timeout <= 0:
+        raise fail("send_timeout must be > 0", "send_timeout")
+    if config.max_unsent_bytes < 65536:
+        raise fail(
+            "max_unsent_bytes must be at least 65536", "max_unsent_bytes"
+        )
+    if config.max_worker_unsent_bytes < config.max_unsent_bytes:
+        raise fail(
+            "max_worker_unsent_bytes "
+            f"({config.max_worker_unsent_bytes}) must be at least "
+            f"max_unsent_bytes ({config.max_unsent_bytes})",
+            "max_worker_unsent_bytes",
+            "max_unsent_bytes",
+        )
+    if config.slow_consumer not in ("close", "drop_oldest"):
+        raise fail(
+            "slow_consumer must be 'close' or 'drop_oldest'",
+            "slow_consumer",
+        )
+    if config.transport not in ("auto", "fast", "portable"):
+        raise ConfigError(
+            "transport must be 'auto', 'fast' or 'portable', "
+            f"not {config.transport!r}"
+        )
+    if config.metrics_room_labels not in ("off", "hashed", "names"):
+        raise fail(
+            "metrics_room_labels must be 'off', 'hashed' or 'names'",
+            "metrics_room_labels",
+        )
+    if not ROOM_NAME_RE.fullmatch(config.default_room):
+        raise fail(
+            "default_room is not a valid room name "
+            f"(^{ROOM_NAME_RE.pattern}$)",
+            "default_room",
+        )
+    for name in ("path", "api_path"):
+        if not getattr(config, name).startswith("/"):
+            raise fail(f"{name} must start with '/'", name)
+    if config.http_api and config.api_path.rstrip("/") == config.path.rstrip(
+        "/"
+    ):
+        raise fail(
+            f"api_path and path must differ (both {config.path!r})",
+            "api_path",
+            "path",
+        )
 
 
 def _shown(key: str, raw: Any, visible: bool, *, quote: bool = True) -> str:
@@ -334,6 +404,8 @@ def _convert(where: str, name: str, raw: Any, default: Any) -> Any:
             if isinstance(raw, bool) or not isinstance(raw, int | str):
                 raise TypeError(raw)
             return int(raw)
+        if kind is tuple:
+            return _strings(raw)
         if kind is float:
             if isinstance(raw, bool) or not isinstance(raw, int | float | str):
                 raise TypeError(raw)
@@ -345,7 +417,27 @@ def _convert(where: str, name: str, raw: Any, default: Any) -> Any:
         raise ConfigError(f"{where}: {name} must be {_KINDS[kind]}") from None
 
 
+def _strings(raw: Any) -> tuple[str, ...]:
+    """A list of strings, or one comma separated string, as a tuple.
+
+    Items are trimmed and empty ones dropped; an item of a list may not
+    hold a comma (the list form has no separator inside an item).
+    """
+    if isinstance(raw, str):
+        items: list[Any] = raw.split(",")
+    elif isinstance(raw, Sequence) and not isinstance(raw, bytes):
+        items = list(raw)
+        if any(isinstance(i, str) and "," in i for i in items):
+            raise ValueError(raw)
+    else:
+        raise TypeError(raw)
+    if not all(isinstance(i, str) for i in items):
+        raise TypeError(raw)
+    return tuple(i.strip() for i in items if i.strip())
+
+
 _KINDS = {
+    tuple: "a list of strings without commas, or one comma separated string",
     bool: "true or false",
     int: "an integer",
     float: "a number",

@@ -84,7 +84,6 @@ class Connection:
         "_replies",
         "_skipped",
         "_write",
-        "expiry",
         "key",
         "on_stall",
         "ping_interval",
@@ -115,7 +114,6 @@ class Connection:
         self.user = user
         self.rooms: set[str] = set()
         self.sending_since: float | None = None
-        self.expiry: asyncio.TimerHandle | None = None
         self.socket = socket
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout

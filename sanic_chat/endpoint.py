@@ -6,8 +6,11 @@ handler, so that every route that reaches this code (sanic-ext's
 automatic HEAD route calls it too) meets them. It completes the
 WebSocket handshake with the transport chosen at startup
 (:mod:`sanic_chat._sanic`, :mod:`sanic_chat.transport`), then reads
-client frames and acts on them until the socket closes; the connection
-then leaves every room. Frames to the client never wait for this loop:
+client frames until the socket closes and feeds them to the connection's
+:class:`~sanic_chat.session.Session`, which decides what each one means;
+this module performs what it asks for (replies, hub calls, permission
+hooks, the token's expiry timer). The connection then leaves every room.
+Frames to the client never wait for this loop:
 the hub writes them directly (:mod:`sanic_chat.connection`), so on the
 fast transport a connection needs no task of its own besides the one
 Sanic already runs for its request.
@@ -27,8 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import replace
 
 from sanic import HTTPResponse, Request
 
@@ -36,11 +37,27 @@ from . import _sanic, protocol
 from .auth import RoomRequest, check_upgrade, refuse
 from .authenticators import SUBPROTOCOL
 from .chat import Chat
-from .config import ChatConfig
 from .connection import Connection
-from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
-from .limits import TokenBucket
-from .metrics import Metrics
+from .errors import CloseCode
+from .identity import RefreshingAuthenticator
+from .session import (
+    Action,
+    Close,
+    Drain,
+    Expire,
+    Join,
+    Leave,
+    MayJoin,
+    MayPublish,
+    Publish,
+    ReadHistory,
+    ReadPresence,
+    Reply,
+    Session,
+    SetUser,
+    Steps,
+    Verify,
+)
 from .transport import Socket
 
 logger = logging.getLogger(__name__)
@@ -50,9 +67,6 @@ logger = logging.getLogger(__name__)
 # (policy, slow consumer, errors) are INFO.
 connection_log = logging.getLogger("sanic_chat.connections")
 _ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
-# Replies are charged to the rate limit at one token per this many bytes
-# (requests pay one per 16 KiB they carry).
-_REPLY_BYTES_PER_TOKEN = 65536
 
 
 async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
@@ -139,8 +153,6 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
         await _signal(chat, "exception", request, socket, exc)
     finally:
-        if conn.expiry is not None:
-            conn.expiry.cancel()
         if not conn.closing:
             conn.close(CloseCode.GOING_AWAY, "")
         # Membership ends now, synchronously; presence is shielded so that
@@ -206,181 +218,140 @@ async def _read(
     socket: Socket,
     rooms: list[RoomRequest],
 ) -> None:
-    config = chat.config
-    allowed = [r for r in rooms if await chat.may_join(conn.user, r.room)]
-    conn.reply(protocol.welcome(conn.user.public(), [r.room for r in allowed]))
-    for request in rooms:
-        if request not in allowed:
-            refused = _forbidden(request.room)
-            conn.reply(protocol.error(refused.code, refused.message))
-    _schedule_expiry(conn)
-    bucket = TokenBucket(config.rate_limit, config.rate_burst)
-    socket.limiter = bucket
-    socket.max_strikes = config.rate_limit_strikes
-    replied = conn.replied
-    # Setup is the server's work; waiting for a client that does not read
-    # its replay is not: that gives the admission slot back early.
-    conn.on_stall = chat.admission.release
-    for request in allowed:
-        await conn.wait_writable()
-        await _guarded(conn, chat.hub.join(conn, request.room, request.since))
-    conn.on_stall = None
-    chat.admission.release()  # set up: let the next upgrade in
-    while True:
-        # Replies cost by their size too: a small request can ask for a
-        # large reply. Pay before the next request, by waiting.
-        cost = (conn.replied - replied) // _REPLY_BYTES_PER_TOKEN
-        if cost:
-            bucket.charge(cost)
-            await asyncio.sleep(bucket.delay())
-        # Take no new request while replies to earlier ones are unread.
-        await conn.wait_writable()
-        replied = conn.replied
-        data = await socket.recv()
-        if data is None:
-            break
-        # Charged before parsing, by size too: refused frames cost no work.
-        if not bucket.take(1 + len(data) // 16384):
-            if _rate_limited(conn, bucket, config, chat.metrics):
-                break
-            continue
-        command: protocol.Command | ProtocolError
-        try:
-            command = protocol.parse(
-                data,
-                default_room=config.default_room,
-                max_text_length=config.max_text_length,
-            )
-        except ProtocolError as exc:
-            command = exc
-        churn = isinstance(command, protocol.Join | protocol.Leave)
-        if churn and not bucket.take(config.churn_cost - 1):
-            if _rate_limited(conn, bucket, config, chat.metrics):
-                break
-            continue
-        if isinstance(command, ProtocolError):
-            conn.reply(protocol.error(command.code, command.message))
-            continue
-        await _guarded(conn, _dispatch(chat, conn, command))
-
-
-def _rate_limited(
-    conn: Connection,
-    bucket: TokenBucket,
-    config: ChatConfig,
-    metrics: Metrics,
-) -> bool:
-    """Answer ``rate_limited``, or close on sustained abuse (True)."""
-    metrics.rate_limited += 1
-    if bucket.strikes >= config.rate_limit_strikes:
-        conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-        return True
-    conn.reply(
-        protocol.error(
-            "rate_limited",
-            f"too many frames; at most {config.rate_limit:g} per second, "
-            "this one was not processed",
-        )
+    """Feed the connection's session and perform what it asks for."""
+    session = Session(
+        conn.user,
+        chat.config,
+        rooms=conn.rooms,
+        can_refresh=_refresher(chat) is not None,
+        metrics=chat.metrics,
+        label=conn,
     )
-    return False
-
-
-async def _guarded(conn: Connection, action: Awaitable[None]) -> None:
-    """Await ``action``; turn its failure into an ``error`` frame."""
+    actions = _Actions(chat, conn)
     try:
-        await action
-    except ProtocolError as exc:
-        conn.reply(protocol.error(exc.code, exc.message))
-    except BroadcasterUnavailable as exc:
-        # The backend logs its state changes once; not a line per frame.
-        logger.debug("broadcaster unavailable: %s", exc)
-        conn.reply(
-            protocol.error("unavailable", "chat backend unavailable, retry")
+        await actions.run(
+            session.open([protocol.Join(r.room, r.since) for r in rooms])
         )
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("error while serving %s", conn)
-        conn.reply(protocol.error("internal_error", "internal server error"))
+        socket.limiter = session.bucket
+        socket.max_strikes = session.max_strikes
+        session.reading(conn.replied)
+        # Setup is the server's work; waiting for a client that does not
+        # read its replay is not: that gives the admission slot back early.
+        conn.on_stall = chat.admission.release
+        await actions.run(session.join_granted())
+        conn.on_stall = None
+        chat.admission.release()  # set up: let the next upgrade in
+        while True:
+            # Pay for the replies to the last request before the next one.
+            delay = session.pay_replies(conn.replied)
+            if delay is not None:
+                await asyncio.sleep(delay)
+            # Take no new request while replies to earlier ones are unread.
+            await conn.wait_writable()
+            session.reading(conn.replied)
+            data = await socket.recv()
+            if data is None or await actions.run(session.receive(data)):
+                break
+    finally:
+        actions.cancel_expiry()
 
 
-async def _dispatch(
-    chat: Chat, conn: Connection, command: protocol.Command
-) -> None:
-    hub = chat.hub
-    match command:
-        case protocol.Send(room, text, ref):
-            _require_member(conn, room)
-            if not await chat.may_publish(conn.user, room):
-                raise _forbidden(room)
-            message_id = await hub.publish(room, conn.user, text)
-            if ref is not None:
-                conn.reply(protocol.ack(ref, message_id, room))
-        case protocol.Join(room, since):
-            if not await chat.may_join(conn.user, room):
-                raise _forbidden(room)
-            await hub.join(conn, room, since)
-        case protocol.Leave(room):
-            await hub.leave(conn, room)
-        case protocol.History(room, limit, before):
-            _require_member(conn, room)
-            conn.reply(
-                await hub.history_frame(
-                    room,
-                    limit,
-                    before=before,
-                    max_bytes=chat.config.max_unsent_bytes // 4,
+def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
+    """The chat's authenticator, if it can refresh a session."""
+    authenticator = chat.authenticator
+    if isinstance(authenticator, RefreshingAuthenticator):
+        return authenticator
+    return None
+
+
+class _Actions:
+    """Performs a session's actions on its connection, the hub and hooks."""
+
+    __slots__ = ("_chat", "_conn", "_expiry")
+
+    def __init__(self, chat: Chat, conn: Connection) -> None:
+        self._chat = chat
+        self._conn = conn
+        self._expiry: asyncio.TimerHandle | None = None
+
+    async def run(self, steps: Steps) -> bool:
+        """Drive ``steps`` to their end; True when they closed the socket.
+
+        Each action's result is sent back into the steps, its failure
+        thrown in (the session turns it into an ``error`` frame, or lets
+        it end the connection). Cancellation is not thrown in.
+        """
+        result: object = None
+        failure: Exception | None = None
+        try:
+            while True:
+                try:
+                    if failure is None:
+                        action = steps.send(result)
+                    else:
+                        action = steps.throw(failure)
+                except StopIteration:
+                    return False
+                result, failure = None, None
+                try:
+                    result = await self._perform(action)
+                except Exception as exc:
+                    failure = exc
+                if type(action) is Close:
+                    return True
+        finally:
+            steps.close()
+
+    async def _perform(self, action: Action) -> object:
+        chat, conn = self._chat, self._conn
+        match action:
+            case Reply(frame):
+                conn.reply(frame)
+            case MayPublish(user, room):
+                return await chat.may_publish(user, room)
+            case Publish(room, user, text):
+                return await chat.hub.publish(room, user, text)
+            case MayJoin(user, room):
+                return await chat.may_join(user, room)
+            case Join(room, since):
+                await chat.hub.join(conn, room, since)
+            case Leave(room, reason):
+                await chat.hub.leave(conn, room, reason=reason)
+            case ReadHistory(room, limit, before, max_bytes):
+                return await chat.hub.history_frame(
+                    room, limit, before=before, max_bytes=max_bytes
                 )
-            )
-        case protocol.Presence(room):
-            _require_member(conn, room)
-            conn.reply(await hub.presence_frame(room))
-        case protocol.Refresh(token):
-            await _refresh(chat, conn, token)
-        case protocol.Ping():
-            conn.reply(protocol.PONG)
+            case ReadPresence(room):
+                return await chat.hub.presence_frame(room)
+            case Drain():
+                await conn.wait_writable()
+            case Close(code, reason):
+                conn.close(code, reason)
+            case Expire(at, code, reason):
+                self._schedule_expiry(at, code, reason)
+            case Verify(token):
+                # The session asks only when it was told it can.
+                authenticator = _refresher(chat)
+                if authenticator is not None:
+                    return await authenticator.from_token(token)
+            case SetUser(user):
+                conn.user = user
+        return None
 
-
-def _forbidden(room: str) -> ProtocolError:
-    return ProtocolError("forbidden", f"not allowed in room {room!r}")
-
-
-def _schedule_expiry(conn: Connection) -> None:
-    """Close the connection with 1008 when its identity expires."""
-    if conn.expiry is not None:
-        conn.expiry.cancel()
-        conn.expiry = None
-    expires_at = conn.user.expires_at
-    if expires_at is None:
-        return
-    loop = asyncio.get_running_loop()
-    delay = max(0.0, expires_at - time.time())
-    conn.expiry = loop.call_later(
-        delay, conn.close, CloseCode.POLICY_VIOLATION, "token expired"
-    )
-
-
-async def _refresh(chat: Chat, conn: Connection, token: str) -> None:
-    """Extend the session with a new token for the same identity."""
-    from_token = getattr(chat.authenticator, "from_token", None)
-    if from_token is None:
-        raise ProtocolError(
-            "bad_request", "this server's authenticator cannot refresh"
+    def _schedule_expiry(
+        self, at: float | None, code: int, reason: str
+    ) -> None:
+        """Close the connection with ``code`` at ``at`` (epoch seconds)."""
+        self.cancel_expiry()
+        if at is None:
+            return
+        delay = max(0.0, at - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(
+            delay, self._conn.close, code, reason
         )
-    user = await from_token(token)
-    if user is None or user.id != conn.user.id:
-        raise ProtocolError("forbidden", "token invalid or for another user")
-    conn.user = replace(
-        conn.user, claims=user.claims, expires_at=user.expires_at
-    )
-    _schedule_expiry(conn)
-    # The new claims may no longer grant every room: ask again.
-    for room in sorted(conn.rooms):
-        if not await chat.may_join(conn.user, room):
-            await chat.hub.leave(conn, room, reason="forbidden")
-    conn.reply(protocol.refreshed(user.expires_at))
 
-
-def _require_member(conn: Connection, room: str) -> None:
-    if room not in conn.rooms:
-        raise ProtocolError("not_joined", f"join room {room!r} first")
+    def cancel_expiry(self) -> None:
+        """Cancel the token's expiry timer, if any."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None

@@ -11,6 +11,9 @@ Exception tree::
     ├── Unauthorized          no valid identity, with a stable ``reason``
     │                         (:data:`UNAUTHORIZED_REASONS`): the upgrade
     │                         or API request is answered 401
+    ├── BadCredentials        credentials in a form the authenticator
+    │                         cannot read (also a ``ValueError``): 400
+    │                         with its message
     └── BroadcasterError      the broadcaster cannot serve the request
         └── BroadcasterUnavailable
                               the backend is unreachable right now
@@ -106,6 +109,31 @@ class Unauthorized(ChatError):
             reason, "authentication required"
         )
         super().__init__(self.message)
+
+
+class BadCredentials(ChatError, ValueError):
+    """Credentials in a form the authenticator cannot read: answered 400.
+
+    An authenticator raises it to refuse a request with a message meant
+    for the client (the guest authenticator does for a display name it
+    does not accept): the upgrade or API request is answered ``{"error":
+    {"code": "bad_request", "message": message}}`` with status 400.
+    Raising it opts in to showing ``message``, so never put the token or
+    anything secret in it.
+
+    Any other exception from an authenticator is not shown to the
+    client: a plain ``ValueError`` gets 400 and any other error 500, both
+    with a fixed message, and the exception is logged once on the
+    ``sanic_chat.auth`` logger. (It is a ``ValueError`` so that code that
+    caught the ``ValueError`` raised before it existed still does.)
+
+    Args:
+        message: What the client is told; never the credential itself.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class ConfigError(ChatError, ValueError):

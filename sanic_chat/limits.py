@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 
 class TokenBucket:
@@ -21,15 +22,23 @@ class TokenBucket:
     Args:
         rate: Tokens added per second.
         burst: Most tokens held.
+        clock: Seconds from a monotonic clock; tests pass their own so
+            that refilling needs no sleeping.
     """
 
-    __slots__ = ("_stamp", "_tokens", "burst", "rate", "strikes")
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate", "strikes")
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.burst = burst
+        self._clock = clock
         self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self.strikes = 0
 
     def take(self, cost: float = 1) -> bool:
@@ -49,7 +58,7 @@ class TokenBucket:
 
     def _refill(self) -> float:
         """Add the tokens earned since the last call; return the seconds."""
-        now = time.monotonic()
+        now = self._clock()
         elapsed = now - self._stamp
         self._stamp = now
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
@@ -69,7 +78,7 @@ class TokenBucket:
 
     def delay(self, cost: float = 1) -> float:
         """Seconds until ``cost`` tokens are available (0.0: now)."""
-        elapsed = time.monotonic() - self._stamp
+        elapsed = self._clock() - self._stamp
         missing = cost - self._tokens - elapsed * self.rate
         return max(0.0, missing / self.rate)
 

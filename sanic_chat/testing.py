@@ -1,8 +1,16 @@
 """Conformance checks for broadcaster backends.
 
-A backend author runs them against their own :class:`Broadcaster` to
-check the contract in :mod:`sanic_chat.backends.base`; both built-in
-backends pass them. With pytest::
+A backend author runs them against their own backend to check the
+contract in :mod:`sanic_chat.backends.base`; both built-in backends pass
+them. There is a tuple of checks per part of the interface:
+
+* :data:`BROKER_CHECKS` for a :class:`~sanic_chat.backends.base.Broker`
+  (publish, subscribe, history);
+* :data:`PRESENCE_CHECKS` for a
+  :class:`~sanic_chat.backends.base.Presence`;
+* :data:`BROADCASTER_CHECKS`, both, for a :class:`Broadcaster`.
+
+With pytest::
 
     import pytest
     from sanic_chat.testing import BROADCASTER_CHECKS
@@ -16,20 +24,35 @@ backends pass them. With pytest::
         finally:
             await backend.disconnect()
 
-Each check takes a connected broadcaster with a history size of at least
-10, uses channels with a random prefix (so a shared server is fine), and
-raises ``AssertionError`` with a message on failure.
+Each check takes a connected backend (for broker checks, with a history
+size of at least 10), uses channels with a random prefix (so a shared
+server is fine), and raises ``AssertionError`` with a message on failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from .backends.base import Broadcaster, Event, Gap, Subscription
+from .backends.base import (
+    Broadcaster,
+    Broker,
+    Event,
+    Gap,
+    Presence,
+    Subscription,
+)
 
 Check = Callable[[Broadcaster], Awaitable[None]]
+"""A check of a whole broadcaster (any broker or presence check is one)."""
+BrokerCheck = Callable[[Broker], Awaitable[None]]
+"""A check of the broker part."""
+PresenceCheck = Callable[[Presence], Awaitable[None]]
+"""A check of the presence part."""
+
+_Part = TypeVar("_Part", bound=Broker | Presence)
 
 TIMEOUT = 5.0
 
@@ -49,7 +72,7 @@ def _channel(name: str) -> str:
 
 
 async def _publish_many(
-    broadcaster: Broadcaster, channel: str, count: int
+    broadcaster: Broker, channel: str, count: int
 ) -> list[str]:
     ids = []
     for i in range(count):
@@ -63,13 +86,19 @@ async def _take(subscription: Subscription, count: int) -> list[Event]:
     events: list[Event] = []
     async with asyncio.timeout(TIMEOUT):
         while len(events) < count:
-            item = await anext(subscription)
+            try:
+                item = await anext(subscription)
+            except StopAsyncIteration:
+                raise AssertionError(
+                    f"the subscription ended after {len(events)} of "
+                    f"{count} events"
+                ) from None
             if not isinstance(item, Gap):
                 events.append(item)
     return events
 
 
-async def check_publish_reaches_subscribers(broadcaster: Broadcaster) -> None:
+async def check_publish_reaches_subscribers(broadcaster: Broker) -> None:
     """Every subscriber gets every event, unchanged, with the same id."""
     channel = _channel("fanout")
     async with (
@@ -86,7 +115,7 @@ async def check_publish_reaches_subscribers(broadcaster: Broadcaster) -> None:
 
 
 async def check_order_is_the_same_for_everyone(
-    broadcaster: Broadcaster,
+    broadcaster: Broker,
 ) -> None:
     """Subscribers see a channel's events in one order, the order of ids."""
     channel = _channel("order")
@@ -108,7 +137,7 @@ async def check_order_is_the_same_for_everyone(
         )
 
 
-async def check_channels_are_separate(broadcaster: Broadcaster) -> None:
+async def check_channels_are_separate(broadcaster: Broker) -> None:
     """A subscriber of one channel gets nothing from another."""
     a, b = _channel("a"), _channel("b")
     async with broadcaster.subscribe(a) as sub_a:
@@ -120,7 +149,7 @@ async def check_channels_are_separate(broadcaster: Broadcaster) -> None:
 
 
 async def check_ephemeral_events_skip_history(
-    broadcaster: Broadcaster,
+    broadcaster: Broker,
 ) -> None:
     """``store=False`` events are delivered with origin, not stored."""
     channel = _channel("ephemeral")
@@ -135,7 +164,7 @@ async def check_ephemeral_events_skip_history(
     assert page.events == [], "ephemeral events must not be stored"
 
 
-async def check_history_and_recovery(broadcaster: Broadcaster) -> None:
+async def check_history_and_recovery(broadcaster: Broker) -> None:
     """``history`` is bounded, oldest first; ``after`` resumes exactly."""
     channel = _channel("history")
     ids = [
@@ -157,7 +186,7 @@ async def check_history_and_recovery(broadcaster: Broadcaster) -> None:
     assert empty.events == [] and empty.found
 
 
-async def check_history_pages_backwards(broadcaster: Broadcaster) -> None:
+async def check_history_pages_backwards(broadcaster: Broker) -> None:
     """``before`` pages back, oldest first; with ``after`` it is a range."""
     channel = _channel("paging")
     ids = await _publish_many(broadcaster, channel, 6)
@@ -225,7 +254,7 @@ async def check_history_pages_backwards(broadcaster: Broadcaster) -> None:
 
 
 async def check_presence_counts_connections(
-    broadcaster: Broadcaster,
+    broadcaster: Presence,
 ) -> None:
     """Presence lists distinct users, counting each user's connections."""
     channel = _channel("presence")
@@ -245,7 +274,7 @@ async def check_presence_counts_connections(
     assert (await broadcaster.presence(channel, limit=10)).count == 0
 
 
-async def check_unsubscribe_stops_delivery(broadcaster: Broadcaster) -> None:
+async def check_unsubscribe_stops_delivery(broadcaster: Broker) -> None:
     """Leaving ``subscribe`` ends delivery; a new subscription works."""
     channel = _channel("unsubscribe")
     async with broadcaster.subscribe(channel) as subscription:
@@ -258,17 +287,115 @@ async def check_unsubscribe_stops_delivery(broadcaster: Broadcaster) -> None:
         assert event.payload == '{"n":2}'
 
 
-BROADCASTER_CHECKS: tuple[Check, ...] = (
+async def check_local_subscriptions_are_independent(
+    broadcaster: Broker,
+) -> None:
+    """Several subscriptions of one channel in one process are separate.
+
+    Each gets every event; one that joins late gets the events published
+    after it; ending one leaves the others receiving. (A backend that
+    subscribes once per channel, as :class:`Subscribers` does, must still
+    count its local subscriptions right.)
+    """
+    channel = _channel("local")
+    async with broadcaster.subscribe(channel) as first:
+        async with broadcaster.subscribe(channel) as second:
+            ids = await _publish_many(broadcaster, channel, 3)
+            for subscription in (first, second):
+                got = [e.id for e in await _take(subscription, 3)]
+                assert got == ids, "a local subscription missed events"
+            async with broadcaster.subscribe(channel) as late:
+                ids = await _publish_many(broadcaster, channel, 2)
+                for subscription in (first, second, late):
+                    got = [e.id for e in await _take(subscription, 2)]
+                    assert got == ids, "a late subscription got other events"
+            assert [e async for e in late] == [], "ended, yet delivered"
+        ids = await _publish_many(broadcaster, channel, 2)
+        got = [e.id for e in await _take(first, 2)]
+        assert got == ids, "ending one subscription stopped another"
+        assert [e async for e in second] == [], "ended, yet delivered"
+
+
+async def check_presence_lists_up_to_the_limit(
+    broadcaster: Presence,
+) -> None:
+    """``count`` is exact; ``users`` are distinct, at most ``limit``."""
+    channel = _channel("presence-limit")
+    users = [{"id": f"u{i}", "name": f"user {i}"} for i in range(5)]
+    for user in users:
+        await broadcaster.presence_add(channel, user)
+    await broadcaster.presence_add(channel, users[0])  # a second tab
+    info = await broadcaster.presence(channel, limit=3)
+    assert info.count == 5, f"count {info.count}, expected 5 users"
+    assert len(info.users) == 3, "limit not applied"
+    listed = [(u["id"], u["name"]) for u in info.users]
+    assert len(set(listed)) == 3, f"users listed twice: {listed}"
+    known = {(u["id"], u["name"]) for u in users}
+    assert set(listed) <= known, f"unknown users listed: {listed}"
+    info = await broadcaster.presence(channel, limit=10)
+    assert sorted(u["id"] for u in info.users) == [u["id"] for u in users]
+    for user in (*users, users[0]):
+        await broadcaster.presence_remove(channel, user)
+    info = await broadcaster.presence(channel, limit=10)
+    assert info.count == 0 and info.users == [], info
+
+
+async def check_presence_channels_are_separate(
+    broadcaster: Presence,
+) -> None:
+    """Presence of one channel says nothing of another."""
+    a, b = _channel("presence-a"), _channel("presence-b")
+    alice, bob = {"id": "a", "name": "alice"}, {"id": "b", "name": "bob"}
+    await broadcaster.presence_add(a, alice)
+    await broadcaster.presence_add(b, bob)
+    await broadcaster.presence_remove(b, alice)  # never added: harmless
+    info = await broadcaster.presence(a, limit=10)
+    assert [u["id"] for u in info.users] == ["a"] and info.count == 1, info
+    await broadcaster.presence_remove(a, alice)
+    info = await broadcaster.presence(b, limit=10)
+    assert [u["id"] for u in info.users] == ["b"] and info.count == 1, info
+    await broadcaster.presence_remove(b, bob)
+    assert (await broadcaster.presence(b, limit=10)).count == 0
+    never = await broadcaster.presence(_channel("never"), limit=10)
+    assert never.count == 0 and never.users == []
+
+
+BROKER_CHECKS: tuple[BrokerCheck, ...] = (
     check_publish_reaches_subscribers,
     check_order_is_the_same_for_everyone,
     check_channels_are_separate,
     check_ephemeral_events_skip_history,
     check_history_and_recovery,
     check_history_pages_backwards,
-    check_presence_counts_connections,
     check_unsubscribe_stops_delivery,
+    check_local_subscriptions_are_independent,
 )
+"""The checks of a :class:`~sanic_chat.backends.base.Broker`."""
+
+PRESENCE_CHECKS: tuple[PresenceCheck, ...] = (
+    check_presence_counts_connections,
+    check_presence_lists_up_to_the_limit,
+    check_presence_channels_are_separate,
+)
+"""The checks of a :class:`~sanic_chat.backends.base.Presence`."""
+
+BROADCASTER_CHECKS: tuple[Check, ...] = (*BROKER_CHECKS, *PRESENCE_CHECKS)
 """Every conformance check, to parametrize a test over."""
+
+
+async def _run(
+    checks: Sequence[Callable[[_Part], Awaitable[None]]],
+    factory: Callable[[], _Part],
+) -> None:
+    for check in checks:
+        backend = factory()
+        await backend.connect()
+        try:
+            await check(backend)
+        except AssertionError as exc:
+            raise AssertionError(f"{check.__name__}: {exc}") from exc
+        finally:
+            await backend.disconnect()
 
 
 async def check_broadcaster(
@@ -279,12 +406,25 @@ async def check_broadcaster(
     Raises:
         AssertionError: The first check that fails, naming it.
     """
-    for check in BROADCASTER_CHECKS:
-        broadcaster = factory()
-        await broadcaster.connect()
-        try:
-            await check(broadcaster)
-        except AssertionError as exc:
-            raise AssertionError(f"{check.__name__}: {exc}") from exc
-        finally:
-            await broadcaster.disconnect()
+    await _run(BROADCASTER_CHECKS, factory)
+
+
+async def check_broker(factory: Callable[[], Broker]) -> None:
+    """Run :data:`BROKER_CHECKS` against fresh brokers from ``factory``.
+
+    Raises:
+        AssertionError: The first check that fails, naming it.
+    """
+    await _run(BROKER_CHECKS, factory)
+
+
+async def check_presence(factory: Callable[[], Presence]) -> None:
+    """Run :data:`PRESENCE_CHECKS` against fresh parts from ``factory``.
+
+    Each is connected first and disconnected after (a no-op for a
+    presence part without a connection).
+
+    Raises:
+        AssertionError: The first check that fails, naming it.
+    """
+    await _run(PRESENCE_CHECKS, factory)

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
+import sanic_chat
 from sanic_chat import (
     Broadcaster,
+    Broker,
+    Event,
     Gap,
+    HistoryPage,
     MemoryBroadcaster,
+    Presence,
+    PresenceInfo,
+    Subscription,
     broadcaster_from_url,
 )
-from sanic_chat.testing import BROADCASTER_CHECKS, Check, check_broadcaster
+from sanic_chat.backends import CombinedBroadcaster, MemoryPresence
+from sanic_chat.testing import (
+    BROADCASTER_CHECKS,
+    BROKER_CHECKS,
+    PRESENCE_CHECKS,
+    Check,
+    check_broadcaster,
+    check_broker,
+    check_presence,
+)
+
+from .conftest import live, make_app
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -115,3 +136,266 @@ async def test_a_subscriber_that_falls_behind_gets_a_gap() -> None:
         await backend.publish("a", '{"n":"live"}')
         live = await anext(subscription)
         assert not isinstance(live, Gap) and live.payload == '{"n":"live"}'
+
+
+# -- the split interface: broker and presence parts ------------------------
+
+
+class OldStyleBroadcaster(Broadcaster):
+    """A backend written against 0.1: every method by itself, one class.
+
+    No ``Subscribers``, no ``Broker`` or ``Presence``: it must keep working
+    and pass the whole suite, new checks included.
+    """
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self._history: dict[str, list[Event]] = {}
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._presence: dict[str, dict[str, list[Any]]] = {}
+
+    async def connect(self) -> None:
+        pass
+
+    async def disconnect(self) -> None:
+        for subscriptions in self._subscribers.values():
+            for subscription in subscriptions:
+                subscription.close()
+        self._subscribers.clear()
+
+    async def publish(
+        self,
+        channel: str,
+        payload: str,
+        *,
+        store: bool = True,
+        origin: str | None = None,
+    ) -> Event:
+        event_id = f"old-{next(self._counter)}" if store else None
+        event = Event(channel, payload, event_id, origin)
+        if store:
+            self._history.setdefault(channel, []).append(event)
+        for subscription in self._subscribers.get(channel, ()):
+            subscription.put(event)
+        return event
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel)
+        self._subscribers.setdefault(channel, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+            self._subscribers.get(channel, set()).discard(subscription)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> HistoryPage:
+        events = self._history.get(channel, [])
+        ids = [e.id for e in events]
+        if after is None and before is None:
+            return HistoryPage(events[-limit:])
+        if (after is not None and after not in ids) or (
+            before is not None and before not in ids
+        ):
+            return HistoryPage([], found=False)
+        start = 0 if after is None else ids.index(after) + 1
+        end = len(ids) if before is None else ids.index(before)
+        if after is None:
+            return HistoryPage(events[max(start, end - limit) : end])
+        return HistoryPage(events[start : min(end, start + limit)])
+
+    async def presence_add(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        entry = self._presence.setdefault(channel, {}).setdefault(
+            user["id"], [0, user]
+        )
+        entry[0] += 1
+
+    async def presence_remove(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        users = self._presence.get(channel, {})
+        entry = users.get(user["id"])
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] <= 0:
+                del users[user["id"]]
+
+    async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
+        users = [user for _, user in self._presence.get(channel, {}).values()]
+        return PresenceInfo(users[:limit], len(users))
+
+
+async def test_a_backend_written_for_0_1_passes_the_whole_suite() -> None:
+    backend = OldStyleBroadcaster()
+    assert isinstance(backend, Broker) and isinstance(backend, Presence)
+    await check_broadcaster(OldStyleBroadcaster)
+
+
+async def test_a_backend_written_for_0_1_serves_a_chat() -> None:
+    """End to end: the hub needs nothing of a backend that 0.1 did not."""
+    app = make_app(broadcaster=OldStyleBroadcaster())
+    async with live(app) as srv, srv.client() as alice, srv.client() as bob:
+        said = await alice.say("hello, old backend")
+        heard = await bob.find("message", text="hello, old backend")
+        assert heard["id"] == said["id"] and said["id"].startswith("old-")
+        await bob.send({"type": "presence", "room": "lobby"})
+        presence = await bob.find("presence", room="lobby")
+        assert presence["count"] == 2
+        await bob.send({"type": "history", "room": "lobby"})
+        history = await bob.find("history", room="lobby")
+        assert [m["id"] for m in history["messages"]] == [said["id"]]
+
+
+def test_the_checks_are_split_by_part() -> None:
+    assert BROADCASTER_CHECKS == BROKER_CHECKS + PRESENCE_CHECKS
+    assert not set(BROKER_CHECKS) & set(PRESENCE_CHECKS)
+    presence = {c.__name__ for c in PRESENCE_CHECKS}
+    assert all(name.startswith("check_presence") for name in presence)
+
+
+async def test_each_part_has_its_own_runner() -> None:
+    await check_broker(MemoryBroadcaster)
+    await check_presence(MemoryPresence)
+
+
+async def test_the_suite_catches_a_broker_that_counts_subscriptions_wrong() -> (
+    None
+):
+    class OneListener(MemoryBroadcaster):
+        """Ending one local subscription ends the channel for everyone."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.followers: dict[str, list[Subscription]] = {}
+
+        @asynccontextmanager
+        async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+            async with super().subscribe(channel) as subscription:
+                self.followers.setdefault(channel, []).append(subscription)
+                yield subscription
+            for other in self.followers.pop(channel, []):
+                other.close()
+
+    with pytest.raises(AssertionError, match="check_local_subscriptions"):
+        await check_broker(OneListener)
+
+
+async def test_the_suite_catches_a_presence_that_mixes_channels() -> None:
+    class OneBigRoom(MemoryPresence):
+        async def presence_add(
+            self, channel: str, user: Mapping[str, str]
+        ) -> None:
+            await super().presence_add("everywhere", user)
+
+        async def presence_remove(
+            self, channel: str, user: Mapping[str, str]
+        ) -> None:
+            await super().presence_remove("everywhere", user)
+
+        async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
+            return await super().presence("everywhere", limit=limit)
+
+    with pytest.raises(AssertionError, match="check_presence_channels"):
+        await check_presence(OneBigRoom)
+
+
+@pytest.mark.parametrize("check", BROADCASTER_CHECKS, ids=lambda c: c.__name__)
+async def test_a_broker_combined_with_our_presence_conforms(
+    factory: Callable[[], Broadcaster], check: Check
+) -> None:
+    combined = CombinedBroadcaster(factory(), MemoryPresence())
+    await combined.connect()
+    try:
+        await check(combined)
+    finally:
+        await combined.disconnect()
+
+
+class Recorder(MemoryPresence):
+    """A presence part that records its lifecycle."""
+
+    def __init__(self, calls: list[str], fail: bool = False) -> None:
+        super().__init__()
+        self.calls = calls
+        self.fail = fail
+
+    async def connect(self) -> None:
+        self.calls.append("presence connect")
+        if self.fail:
+            raise sanic_chat.BroadcasterUnavailable("presence down")
+
+    async def disconnect(self) -> None:
+        self.calls.append("presence disconnect")
+
+
+class RecordingBroker(MemoryBroadcaster):
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    async def connect(self) -> None:
+        self.calls.append("broker connect")
+
+    async def disconnect(self) -> None:
+        self.calls.append("broker disconnect")
+        await super().disconnect()
+
+
+async def test_a_combination_runs_each_lifecycle_once_in_order() -> None:
+    calls: list[str] = []
+    combined = CombinedBroadcaster(RecordingBroker(calls), Recorder(calls))
+    await combined.connect()
+    await combined.presence_add("lobby", {"id": "a", "name": "A"})
+    assert (await combined.presence("lobby", limit=5)).count == 1
+    assert (await combined.broker.presence("lobby", limit=5)).count == 0
+    await combined.disconnect()
+    assert calls == [
+        "broker connect",
+        "presence connect",
+        "presence disconnect",
+        "broker disconnect",
+    ]
+    calls.clear()
+    same = RecordingBroker(calls)
+    both = CombinedBroadcaster(same, same)
+    await both.connect()
+    await both.disconnect()
+    assert calls == ["broker connect", "broker disconnect"]
+
+
+async def test_a_combination_whose_presence_fails_disconnects_the_broker() -> (
+    None
+):
+    calls: list[str] = []
+    combined = CombinedBroadcaster(
+        RecordingBroker(calls), Recorder(calls, fail=True)
+    )
+    with pytest.raises(sanic_chat.BroadcasterUnavailable):
+        await combined.connect()
+    assert calls == ["broker connect", "presence connect", "broker disconnect"]
+
+
+def test_a_combination_reports_the_health_of_both_parts() -> None:
+    class Down(MemoryBroadcaster):
+        reconnects = 3
+
+        @property
+        def healthy(self) -> bool:
+            return False
+
+    broker, down = MemoryBroadcaster(), Down()
+    assert CombinedBroadcaster(broker, MemoryPresence()).healthy
+    assert CombinedBroadcaster(broker, MemoryPresence()).reconnects == 0
+    assert not CombinedBroadcaster(down, MemoryPresence()).healthy
+    assert not CombinedBroadcaster(broker, down).healthy
+    assert CombinedBroadcaster(broker, down).reconnects == 3
+    assert CombinedBroadcaster(down, down).reconnects == 3

@@ -13,21 +13,30 @@ from urllib.parse import (
 from ..errors import ConfigError
 from .base import (
     Broadcaster,
+    Broker,
     Event,
     Gap,
     HistoryPage,
+    Presence,
     PresenceInfo,
+    Subscribers,
     Subscription,
 )
-from .memory import MemoryBroadcaster
+from .combined import CombinedBroadcaster
+from .memory import MemoryBroadcaster, MemoryPresence
 
 __all__ = [
     "Broadcaster",
+    "Broker",
+    "CombinedBroadcaster",
     "Event",
     "Gap",
     "HistoryPage",
     "MemoryBroadcaster",
+    "MemoryPresence",
+    "Presence",
     "PresenceInfo",
+    "Subscribers",
     "Subscription",
     "broadcaster_from_url",
     "mask_url",

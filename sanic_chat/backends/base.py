@@ -1,18 +1,32 @@
 """The broadcaster interface: how chat events travel between processes.
 
 A broadcaster carries opaque, already-encoded payloads on named channels
-(one channel per room). It is deliberately small, so that new backends
-are easy to write and to check with :mod:`sanic_chat.testing`:
+(one channel per room) and knows who is in each channel. It has two parts,
+as Centrifuge's ``Broker`` and ``PresenceManager`` do, each deliberately
+small, so that new backends are easy to write and to check with
+:mod:`sanic_chat.testing`:
 
-* :meth:`Broadcaster.connect` / :meth:`Broadcaster.disconnect`: lifecycle.
-* :meth:`Broadcaster.publish`: send a payload to every subscriber of a
+:class:`Broker`, the messages:
+
+* :meth:`Broker.connect` / :meth:`Broker.disconnect`: lifecycle.
+* :meth:`Broker.publish`: send a payload to every subscriber of a
   channel; stored payloads get an id and go into the channel's history.
-* :meth:`Broadcaster.subscribe`: an async context manager yielding a
+* :meth:`Broker.subscribe`: an async context manager yielding a
   :class:`Subscription`, an async iterator of :class:`Event`.
-* :meth:`Broadcaster.history`: recent stored events, for ``history``,
-  for recovery after a reconnect (``join ... since``) and for paging
-  through a room's history (``before`` / ``after`` an id).
-* ``presence_*``: who is in a channel, across every process.
+* :meth:`Broker.history`: recent stored events, for ``history``, for
+  recovery after a reconnect (``join ... since``) and for paging through
+  a room's history (``before`` / ``after`` an id).
+
+:class:`Presence`, the people: ``presence_add``, ``presence_remove`` and
+``presence`` (who is in a channel, across every process).
+
+:class:`Broadcaster` is both, on one object: what the chat takes, and
+what a backend that does both subclasses (both built-in backends do).
+:class:`~sanic_chat.backends.combined.CombinedBroadcaster` makes one out
+of a broker and a presence part written separately. :class:`Subscribers`
+is the bookkeeping every broker needs and should not write again: the
+local subscriptions of each channel, so that a backend subscribes once
+per channel per process however many subscriptions there are.
 
 The hub keeps exactly one subscription per room per process, however many
 sockets are in the room, and encodes each message once.
@@ -21,13 +35,13 @@ Contract every backend keeps:
 
 * Ids are opaque strings, unique within a channel, assigned at publish.
 * Every subscriber of a channel sees that channel's events in the same
-  order, and that order is the order of ids in :meth:`history`.
+  order, and that order is the order of ids in :meth:`Broker.history`.
 * Memory stays bounded: history is a ring per channel and subscription
   queues are bounded; a subscriber that falls behind gets a
   :class:`Gap` instead of unbounded buffering.
 * A backend that reconnects resubscribes by itself and calls
-  :meth:`Subscription.interrupt` on every subscription, so that members
-  are told to re-sync.
+  :meth:`Subscription.interrupt` on every subscription
+  (:meth:`Subscribers.interrupt`), so that members are told to re-sync.
 """
 
 from __future__ import annotations
@@ -35,8 +49,8 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 
@@ -176,11 +190,131 @@ class Subscription:
                 self._waiter = None
 
 
-class Broadcaster(ABC):
-    """Interface of a broadcaster backend.
+ChannelHook = Callable[[str], Awaitable[None]]
+"""An async callable taking a channel name (see :class:`Subscribers`)."""
 
-    Subclass it to plug in another transport; run
-    :func:`sanic_chat.testing.check_broadcaster` against it to check the
+
+class Subscribers:
+    """The local subscriptions of every channel: reference counting, once.
+
+    Every broker needs the same bookkeeping, so it is written here (as
+    encode/broadcaster does in its facade) rather than in each backend: a
+    map from channel to the set of its local :class:`Subscription` objects,
+    which creates them, fans events out to them, and interrupts or closes
+    them all when the backend reconnects or disconnects. The backend
+    subscribes at its server once per channel per process, in
+    ``on_first``, however many local subscriptions follow the channel, and
+    unsubscribes in ``on_last`` when the last one ends.
+
+    A broker's :meth:`Broker.subscribe` then reads::
+
+        def subscribe(self, channel):
+            return self._subscribers.subscribe(channel)
+
+    and whatever receives an event from the server calls
+    :meth:`deliver`.
+
+    Args:
+        queue_size: Events a subscription may fall behind before a
+            :class:`Gap`.
+        on_first: Awaited when a channel gets its first local
+            subscription, before that subscription is handed out;
+            subscribe at the server here. When it raises, the
+            subscription ends and the error propagates to the caller of
+            :meth:`subscribe`. Subscriptions that arrive while it runs do
+            not wait for it.
+        on_last: Awaited when the last local subscription of a channel
+            ends (also after ``on_first`` failed); unsubscribe at the
+            server here. Not awaited for channels that :meth:`close`
+            ended.
+    """
+
+    __slots__ = ("_channels", "_on_first", "_on_last", "queue_size")
+
+    def __init__(
+        self,
+        queue_size: int = 10_000,
+        *,
+        on_first: ChannelHook | None = None,
+        on_last: ChannelHook | None = None,
+    ) -> None:
+        self.queue_size = queue_size
+        self._on_first = on_first
+        self._on_last = on_last
+        self._channels: dict[str, set[Subscription]] = {}
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        """Follow ``channel`` locally until the block exits.
+
+        Raises:
+            Exception: Whatever ``on_first`` raised.
+        """
+        subscription = Subscription(channel, self.queue_size)
+        subscriptions = self._channels.setdefault(channel, set())
+        first = not subscriptions
+        subscriptions.add(subscription)
+        try:
+            if first and self._on_first is not None:
+                await self._on_first(channel)
+            yield subscription
+        finally:
+            subscription.close()
+            subscriptions.discard(subscription)
+            # The identity check: close() may have dropped this set, and a
+            # later subscription of the channel made a new one.
+            if (
+                not subscriptions
+                and self._channels.get(channel) is subscriptions
+            ):
+                del self._channels[channel]
+                if self._on_last is not None:
+                    await self._on_last(channel)
+
+    def __contains__(self, channel: object) -> bool:
+        """Whether ``channel`` has a local subscription."""
+        return channel in self._channels
+
+    def __len__(self) -> int:
+        """Number of channels with a local subscription."""
+        return len(self._channels)
+
+    def channels(self) -> list[str]:
+        """Return the channels that have a local subscription, now."""
+        return list(self._channels)
+
+    def deliver(self, event: Event) -> None:
+        """Queue ``event`` for every local subscription of its channel."""
+        for subscription in self._channels.get(event.channel, ()):
+            subscription.put(event)
+
+    def interrupt(self) -> None:
+        """Tell every subscription that events may have been missed.
+
+        Call it after a reconnect, once every channel is subscribed again;
+        consumers get a :class:`Gap` (and chat members a ``resync``).
+        """
+        for subscriptions in self._channels.values():
+            for subscription in subscriptions:
+                subscription.interrupt()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End every subscription (with ``error``, iteration raises it)."""
+        channels, self._channels = self._channels, {}
+        for subscriptions in channels.values():
+            for subscription in list(subscriptions):
+                subscription.close(error)
+
+
+class Broker(ABC):
+    """The message part of a backend: publish, subscribe, history.
+
+    Subclass it for a transport that carries messages; pair it with a
+    :class:`Presence` part through
+    :class:`~sanic_chat.backends.combined.CombinedBroadcaster`, or
+    subclass :class:`Broadcaster` to provide both on one object. Keep the
+    local subscriptions in a :class:`Subscribers`. Run
+    :data:`sanic_chat.testing.BROKER_CHECKS` against it to check the
     contract described in this module's docstring.
     """
 
@@ -266,6 +400,35 @@ class Broadcaster(ABC):
             in the channel's history (any more).
         """
 
+    #: Times this process reconnected to its backend (a metric).
+    reconnects: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        """Whether this process can currently publish and receive.
+
+        Backends that can lose their connection override it; the health
+        endpoint reports a worker whose broadcaster is unhealthy as not
+        ready.
+        """
+        return True
+
+
+class Presence(ABC):
+    """The presence part of a backend: who is in each channel.
+
+    Counts connections per user and channel, across every process. Its
+    :meth:`connect` and :meth:`disconnect` do nothing unless overridden
+    (a presence store with its own connection overrides them). Run
+    :data:`sanic_chat.testing.PRESENCE_CHECKS` against it.
+    """
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Get ready to serve (nothing unless overridden)."""
+
+    async def disconnect(self) -> None:  # noqa: B027 - optional hook
+        """Release every resource (nothing unless overridden)."""
+
     @abstractmethod
     async def presence_add(
         self, channel: str, user: Mapping[str, str]
@@ -281,21 +444,31 @@ class Broadcaster(ABC):
     async def presence_remove(
         self, channel: str, user: Mapping[str, str]
     ) -> None:
-        """Count one connection of ``user`` less in ``channel``."""
+        """Count one connection of ``user`` less in ``channel``.
+
+        Removing a connection that was not counted changes nothing.
+        """
 
     @abstractmethod
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
-        """Return the distinct users present in ``channel``."""
+        """Return the distinct users present in ``channel``.
 
-    #: Times this process reconnected to its backend (a metric).
-    reconnects: int = 0
-
-    @property
-    def healthy(self) -> bool:
-        """Whether this process can currently publish and receive.
-
-        Backends that can lose their connection override it; the health
-        endpoint reports a worker whose broadcaster is unhealthy as not
-        ready.
+        Args:
+            channel: The channel.
+            limit: Most users listed; ``count`` is exact regardless.
         """
-        return True
+
+
+class Broadcaster(Broker, Presence):
+    """Interface of a broadcaster backend: both parts on one object.
+
+    A :class:`Broker` and a :class:`Presence`; it is what the chat takes
+    (``create_blueprint(broadcaster=...)``). Subclass it to plug in a
+    transport that does both, implementing every abstract method
+    (``connect``, ``disconnect``, ``publish``, ``subscribe``, ``history``,
+    ``presence_add``, ``presence_remove``, ``presence``), as a 0.1
+    backend did; or combine separate parts with
+    :class:`~sanic_chat.backends.combined.CombinedBroadcaster`. Run
+    :func:`sanic_chat.testing.check_broadcaster` against it to check the
+    contract described in this module's docstring.
+    """

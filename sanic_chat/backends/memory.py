@@ -25,10 +25,18 @@ import re
 import secrets
 import sys
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 
-from .base import Broadcaster, Event, HistoryPage, PresenceInfo, Subscription
+from .base import (
+    Broadcaster,
+    Event,
+    HistoryPage,
+    Presence,
+    PresenceInfo,
+    Subscribers,
+    Subscription,
+)
 
 _SEQUENCE = re.compile(r"[0-9]{1,18}")
 
@@ -88,11 +96,8 @@ class MemoryBroadcaster(Broadcaster):
         self._history: OrderedDict[str, deque[tuple[int, Event]]] = (
             OrderedDict()
         )
-        self._subscribers: dict[str, set[Subscription]] = {}
-        # channel -> user id -> [connection count, public user]
-        self._presence: dict[
-            str, dict[str, tuple[int, Mapping[str, str]]]
-        ] = {}
+        self._subscribers = Subscribers(queue_size)
+        self._presence = MemoryPresence()
 
     @property
     def history_bytes(self) -> int:
@@ -107,10 +112,7 @@ class MemoryBroadcaster(Broadcaster):
 
     async def disconnect(self) -> None:
         """End every open subscription."""
-        for subscriptions in list(self._subscribers.values()):
-            for subscription in list(subscriptions):
-                subscription.close()
-        self._subscribers.clear()
+        self._subscribers.close()
 
     async def publish(
         self,
@@ -139,8 +141,7 @@ class MemoryBroadcaster(Broadcaster):
             self._enforce_budget(channel)
         else:
             event = Event(channel, payload, None, origin)
-        for subscription in self._subscribers.get(channel, ()):
-            subscription.put(event)
+        self._subscribers.deliver(event)
         return event
 
     def _forget(self, channel: str) -> None:
@@ -163,20 +164,11 @@ class MemoryBroadcaster(Broadcaster):
             if not ring:  # an event larger than the budget: none kept
                 self._forget(channel)
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+    def subscribe(
+        self, channel: str
+    ) -> AbstractAsyncContextManager[Subscription]:
         """Follow ``channel`` until the block exits."""
-        subscription = Subscription(channel, self.queue_size)
-        self._subscribers.setdefault(channel, set()).add(subscription)
-        try:
-            yield subscription
-        finally:
-            subscription.close()
-            subscribers = self._subscribers.get(channel)
-            if subscribers is not None:
-                subscribers.discard(subscription)
-                if not subscribers:
-                    del self._subscribers[channel]
+        return self._subscribers.subscribe(channel)
 
     async def history(
         self,
@@ -234,7 +226,38 @@ class MemoryBroadcaster(Broadcaster):
         self, channel: str, user: Mapping[str, str]
     ) -> None:
         """Count one more connection of ``user`` in ``channel``."""
-        users = self._presence.setdefault(channel, {})
+        await self._presence.presence_add(channel, user)
+
+    async def presence_remove(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one connection of ``user`` less in ``channel``."""
+        await self._presence.presence_remove(channel, user)
+
+    async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
+        """Return the distinct users in ``channel``."""
+        return await self._presence.presence(channel, limit=limit)
+
+
+class MemoryPresence(Presence):
+    """Presence for a single process: connection counts in a dict.
+
+    The presence part of :class:`MemoryBroadcaster`, usable alone (with
+    :class:`~sanic_chat.backends.combined.CombinedBroadcaster`) beside a
+    broker of your own when the app runs one process.
+    """
+
+    def __init__(self) -> None:
+        # channel -> user id -> (connection count, public user)
+        self._channels: dict[
+            str, dict[str, tuple[int, Mapping[str, str]]]
+        ] = {}
+
+    async def presence_add(
+        self, channel: str, user: Mapping[str, str]
+    ) -> None:
+        """Count one more connection of ``user`` in ``channel``."""
+        users = self._channels.setdefault(channel, {})
         count, _ = users.get(user["id"], (0, user))
         users[user["id"]] = (count + 1, user)
 
@@ -242,7 +265,7 @@ class MemoryBroadcaster(Broadcaster):
         self, channel: str, user: Mapping[str, str]
     ) -> None:
         """Count one connection of ``user`` less in ``channel``."""
-        users = self._presence.get(channel)
+        users = self._channels.get(channel)
         if users is None or user["id"] not in users:
             return
         count, stored = users[user["id"]]
@@ -251,11 +274,11 @@ class MemoryBroadcaster(Broadcaster):
         else:
             del users[user["id"]]
             if not users:
-                del self._presence[channel]
+                del self._channels[channel]
 
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
         """Return the distinct users in ``channel``."""
-        users = self._presence.get(channel, {})
+        users = self._channels.get(channel, {})
         listed = [user for _, user in itertools.islice(users.values(), limit)]
         return PresenceInfo(listed, len(users))
 

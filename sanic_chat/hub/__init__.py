@@ -1,0 +1,270 @@
+"""The hub: rooms and connections of one process.
+
+The hub is the only stateful part of the chat. For every room with at
+least one local member it holds exactly one broadcaster subscription, in
+one task; each event from it is turned into a frame once and written to
+(or queued for) every member (:meth:`Connection.send` never waits).
+Whatever the number of sockets, a message costs one publish, one frame
+encoding per process and one write per recipient.
+
+:class:`Hub` is a facade over small units with one job each, as
+Centrifuge splits its hub into connections and subscriptions:
+
+- :mod:`~sanic_chat.hub.registry`: the process's connections, per-user
+  counts and upgrade reservations, closing them;
+- :mod:`~sanic_chat.hub.membership`: the room table, joins (with
+  recovery), leaves and presence;
+- :mod:`~sanic_chat.hub.room`: one room's members, hold-back and replay
+  de-duplication, and fan-out (no I/O, no event loop);
+- :mod:`~sanic_chat.hub.subscription`: one room's subscription task,
+  retried with backoff;
+- :mod:`~sanic_chat.hub.watchdog`: the once-a-second sweep (unsent bytes,
+  keepalive, stuck writes);
+- :mod:`~sanic_chat.hub.control`: disconnect notices between workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .. import protocol
+from ..backends.base import Broadcaster
+from ..budget import UnsentBytes
+from ..config import ChatConfig
+from ..connection import Connection
+from ..errors import BroadcasterUnavailable, ProtocolError
+from ..identity import User
+from ..metrics import Metrics
+from ..protocol import fit, message_payload, now_ms
+from .control import CONTROL_CHANNEL, ControlChannel
+from .membership import Membership
+from .registry import Registry
+from .room import Room, event_text
+from .watchdog import SHED_AFTER, Watchdog
+
+__all__ = ["CONTROL_CHANNEL", "Hub", "Room"]
+
+logger = logging.getLogger(__name__)
+
+# Read when a Hub is built (tests raise it to keep stalled clients).
+_SHED_AFTER = SHED_AFTER
+
+
+class Hub:
+    """Membership and fan-out for the connections of one process.
+
+    Args:
+        broadcaster: Carries events between processes.
+        config: Limits and presence settings.
+        metrics: The worker's counters (a fresh set when omitted).
+    """
+
+    def __init__(
+        self,
+        broadcaster: Broadcaster,
+        config: ChatConfig,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.broadcaster = broadcaster
+        self.config = config
+        self.metrics = metrics or Metrics()
+        # Bytes produced for this worker's clients and not yet read.
+        self.unsent = UnsentBytes(config.max_worker_unsent_bytes)
+        self._registry = Registry()
+        self._membership = Membership(broadcaster, config, self.metrics)
+        self._watchdog = Watchdog(
+            self._registry.connections,
+            self.unsent,
+            config.send_timeout,
+            self.metrics,
+            shed_after=_SHED_AFTER,
+        )
+        self._control = ControlChannel(broadcaster, self._registry)
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        """Rooms with members (or joiners) on this process, by name."""
+        return self._membership.rooms
+
+    @property
+    def connections(self) -> set[Connection]:
+        """Every open connection of this process."""
+        return self._registry.connections
+
+    # ------------------------------------------------------------------
+    # Connections
+
+    def add(self, conn: Connection) -> None:
+        """Track ``conn`` until :meth:`detach`."""
+        self._registry.add(conn)
+
+    def reserve(self, user_id: str) -> None:
+        """Count an accepted upgrade of ``user_id`` before its socket exists.
+
+        Concurrent upgrades would otherwise all see the old count. A
+        reservation that no connection claims (a failed handshake) lapses
+        after 10 seconds.
+        """
+        self._registry.reserve(user_id)
+
+    def release(self, user_id: str) -> None:
+        """Drop one reservation of ``user_id`` (its handshake failed)."""
+        self._registry.release(user_id)
+
+    def connections_of(self, user_id: str) -> int:
+        """Open (or about to open) connections of ``user_id`` here."""
+        return self._registry.connections_of(user_id)
+
+    def detach(self, conn: Connection) -> list[tuple[str, bool]]:
+        """Take ``conn`` out of every room at once, without awaiting.
+
+        Returns:
+            ``(room, announce)`` for each room it was a member of; pass it
+            to :meth:`departed` to update presence.
+        """
+        left = self._membership.detach(conn)
+        self._registry.remove(conn)
+        return left
+
+    async def departed(
+        self, conn: Connection, rooms: list[tuple[str, bool]]
+    ) -> None:
+        """Update presence for a detached connection; never raises."""
+        for name, announce in rooms:
+            try:
+                await self._membership.departed(conn, name, announce)
+            except Exception as exc:
+                logger.debug("presence of %s in %s: %s", conn, name, exc)
+
+    async def close_all(
+        self, code: int, reason: str, wait: float, spread: float = 0.0
+    ) -> None:
+        """Close every connection after its queued frames; wait for them.
+
+        See :meth:`Registry.close_all
+        <sanic_chat.hub.registry.Registry.close_all>`.
+        """
+        await self._registry.close_all(code, reason, wait, spread)
+
+    def start(self) -> None:
+        """Start the watchdog and the control channel.
+
+        The watchdog sends keepalive pings and closes stuck clients; the
+        control channel carries disconnect notices between workers.
+        """
+        self._watchdog.start()
+        self._control.start()
+
+    async def stop(self) -> None:
+        """Cancel the watchdog and every room's subscription task."""
+        tasks = self._membership.stop()
+        for task in (self._watchdog.stop(), self._control.stop()):
+            if task is not None:
+                tasks.append(task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def disconnect_user(self, user_id: str, reason: str) -> int:
+        """Close ``user_id``'s connections here and tell other workers.
+
+        Returns:
+            How many connections were closed on this worker.
+        """
+        return await self._control.disconnect_user(user_id, reason)
+
+    # ------------------------------------------------------------------
+    # Rooms
+
+    async def join(
+        self, conn: Connection, name: str, since: str | None = None
+    ) -> None:
+        """Add ``conn`` to room ``name`` and confirm with ``joined``.
+
+        With ``since``, the room's stored messages after that id are sent
+        between the confirmation and the first live message. Joining a
+        room the connection is already in changes nothing, unless
+        ``since`` is given: then it re-syncs (frames of the room still
+        queued are dropped and the replay starts after ``since``).
+
+        Raises:
+            ProtocolError: ``too_many_rooms`` when the connection is
+                already in as many rooms as allowed.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        await self._membership.join(conn, name, since)
+
+    async def leave(
+        self, conn: Connection, name: str, reason: str | None = None
+    ) -> None:
+        """Take ``conn`` out of room ``name`` and confirm with ``left``.
+
+        Args:
+            conn: The connection.
+            name: The room.
+            reason: Why the server took it out (``"forbidden"``), carried
+                in the ``left`` frame; ``None`` when the client asked.
+
+        Raises:
+            ProtocolError: ``not_joined`` if it is not in the room.
+        """
+        await self._membership.leave(conn, name, reason)
+
+    # ------------------------------------------------------------------
+    # Requests
+
+    event_text = staticmethod(event_text)
+
+    async def publish(self, room: str, user: User, text: str) -> str:
+        """Publish a chat message; return its id.
+
+        Raises:
+            BroadcasterUnavailable: The message could not be published.
+        """
+        payload = message_payload(room, user.public(), text, now_ms())
+        started = time.perf_counter()
+        event = await self.broadcaster.publish(room, payload)
+        metrics = self.metrics
+        metrics.observe_publish(time.perf_counter() - started)
+        metrics.messages_received += 1
+        if event.id is None:
+            raise BroadcasterUnavailable("broadcaster stored no id")
+        return event.id
+
+    async def history_frame(
+        self,
+        room: str,
+        limit: int | None,
+        *,
+        before: str | None = None,
+        max_bytes: int | None = None,
+    ) -> str:
+        """Encode the ``history`` reply for ``room``, oldest first.
+
+        Args:
+            room: The room.
+            limit: Most messages (at most ``history_size``).
+            before: Only messages older than this id (paging backwards).
+            max_bytes: Most bytes of messages in the reply: the oldest
+                ones that do not fit are left out and the frame says
+                ``"truncated":true`` (ask again with ``before``).
+
+        Raises:
+            ProtocolError: ``not_found`` when ``before`` is not an id in
+                the room's history (any more).
+        """
+        size = self.config.history_size
+        page = await self.broadcaster.history(
+            room, limit=min(limit or size, size), before=before
+        )
+        if not page.found:
+            raise ProtocolError("not_found", "message id not in history")
+        texts, truncated = fit(page.events, event_text, max_bytes)
+        return protocol.history(room, texts, truncated)
+
+    async def presence_frame(self, room: str) -> str:
+        """Encode the ``presence`` reply for ``room``."""
+        info = await self.broadcaster.presence(
+            room, limit=self.config.presence_list_limit
+        )
+        return protocol.presence(room, info.users, info.count)

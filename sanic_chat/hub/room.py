@@ -1,0 +1,193 @@
+"""One room of one process: its members and the fan-out of its events.
+
+A :class:`Room` is plain data and synchronous code: no task, no future,
+no event loop. It owns who gets the room's events (its members), what is
+held back for connections whose join is replaying history, and which
+replayed events a new member must not get twice. The room's subscription
+(:mod:`sanic_chat.hub.subscription`) feeds it; the membership logic
+(:mod:`sanic_chat.hub.membership`) admits and removes connections.
+
+Replay de-duplication: while a joiner's history is read and sent, live
+events are held back for it (:meth:`Room.hold`); when it is admitted, the
+held events that the replay already contained are skipped. Every
+subscriber sees a channel in the same order as its history, so the
+held-back events that the client has (up to the last one replayed, or
+its ``since`` when nothing was) always come first: when that last event
+is among them, everything up to it is dropped; otherwise the replayed
+ids are skipped until the first new event, held or live.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from .. import protocol
+from ..backends.base import Event
+from ..connection import Connection
+from ..metrics import Metrics
+from ..wire import text_frame
+
+__all__ = ["Room", "event_frame", "event_text"]
+
+
+def event_text(event: Event) -> str:
+    """The event as the JSON text clients receive."""
+    if event.id is None:
+        return event.payload
+    return protocol.with_id(event.payload, event.id)
+
+
+def event_frame(event: Event) -> bytes:
+    """The event as a wire frame: built once, written to every member."""
+    return text_frame(event_text(event))
+
+
+class Room:
+    """The local members of one room and the fan-out of its events.
+
+    Args:
+        name: The room.
+        hold_limit: Most events held back for one replaying joiner; past
+            it the oldest is dropped and counted as the joiner's overflow
+            (its slow-consumer policy).
+        metrics: Counts the frames sent.
+    """
+
+    __slots__ = (
+        "_held",
+        "_hold_limit",
+        "_metrics",
+        "_skip",
+        "members",
+        "name",
+    )
+
+    def __init__(self, name: str, hold_limit: int, metrics: Metrics) -> None:
+        self.name = name
+        self.members: set[Connection] = set()
+        """Connections that get the room's events as they come."""
+        # Connections whose join is in progress, with the live events held
+        # back for them meanwhile.
+        self._held: dict[Connection, deque[Event]] = {}
+        # Ids a member already got from a history replay.
+        self._skip: dict[Connection, set[str]] = {}
+        self._hold_limit = hold_limit
+        self._metrics = metrics
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} members={len(self.members)}>"
+
+    def empty(self) -> bool:
+        """Whether no connection is in or joining the room."""
+        return not self.members and not self._held
+
+    def holding(self, conn: Connection) -> bool:
+        """Whether events are being held back for ``conn`` (it is joining)."""
+        return conn in self._held
+
+    def hold(self, conn: Connection) -> None:
+        """Hold back the room's events for ``conn`` until :meth:`admit`.
+
+        A member that re-syncs stops being one meanwhile: what it gets next
+        is its replay, then the held events it did not replay.
+        """
+        self.members.discard(conn)
+        self._skip.pop(conn, None)
+        self._held[conn] = deque()
+
+    def admit(
+        self,
+        conn: Connection,
+        replayed: Sequence[str] = (),
+        since: str | None = None,
+    ) -> bool:
+        """Make ``conn`` a member and deliver what was held back for it.
+
+        Args:
+            conn: A connection held by :meth:`hold`.
+            replayed: Ids of the events its replay contained, oldest
+                first: held events among them are skipped, as are later
+                live events with those ids.
+            since: The id the client said it had (its replay started
+                after it), if any.
+
+        Returns:
+            ``False``, and nothing changes, when ``conn`` is not held
+            (it was removed meanwhile: it is closing).
+        """
+        held = self._held.pop(conn, None)
+        if held is None:
+            return False
+        self.members.add(conn)
+        last = replayed[-1] if replayed else since
+        if last is not None and any(e.id == last for e in held):
+            # The subscription was behind the history read: what it held
+            # up to the client's last event, the client has.
+            while held.popleft().id != last:
+                pass
+        elif replayed:
+            self._skip[conn] = set(replayed)
+        for event in held:
+            self.deliver(conn, event)
+        return True
+
+    def remove(self, conn: Connection) -> bool:
+        """Take ``conn`` out (member or joiner); whether it was a member."""
+        was_member = conn in self.members
+        self.members.discard(conn)
+        self._held.pop(conn, None)
+        self._skip.pop(conn, None)
+        return was_member
+
+    def fanout(self, event: Event) -> None:
+        """Deliver one event of the room's subscription to its members.
+
+        The frame is built once. With no replay de-duplication pending,
+        each member costs one :meth:`Connection.send` of the same
+        ``bytes`` and nothing else. Presence notices (no id) are offered
+        (best-effort) to every member except the one they are about.
+        """
+        frame = event_frame(event)
+        name = self.name
+        if event.id is None:
+            # Ephemeral (presence) notices are best-effort.
+            for conn in self.members:
+                if conn.key != event.origin:
+                    conn.offer(frame, name)
+        elif not self._skip:
+            # The hot path: one frame, one write (or append) per member.
+            self._metrics.messages_sent += len(self.members)
+            for conn in self.members:
+                conn.send(frame, name)
+        else:
+            for conn in list(self.members):
+                self.deliver(conn, event, frame)
+        if self._held:
+            limit = self._hold_limit
+            for conn, held in self._held.items():
+                held.append(event)
+                if len(held) > limit and held.popleft().id is not None:
+                    conn.overflow(name)
+
+    def deliver(
+        self, conn: Connection, event: Event, frame: bytes | None = None
+    ) -> None:
+        """Send ``event`` to one member unless its replay already did."""
+        if event.id is None:
+            if conn.key != event.origin:
+                conn.offer(frame or event_frame(event), self.name)
+            return
+        skip = self._skip.get(conn)
+        if skip is not None:
+            if event.id in skip:
+                return
+            # Events arrive in history order: nothing later was replayed.
+            del self._skip[conn]
+        conn.send(frame or event_frame(event), self.name)
+
+    def resync(self) -> None:
+        """Tell every member to re-sync: events may have been missed."""
+        frame = text_frame(protocol.resync(self.name))
+        for conn in self.members:
+            conn.send(frame, self.name)

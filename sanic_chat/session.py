@@ -1,0 +1,408 @@
+"""One connection's conversation, without I/O: frames in, actions out.
+
+A :class:`Session` decides everything about a client's requests that
+does not need a socket, the hub or a user's hook to decide: it parses and
+validates frames (:func:`sanic_chat.protocol.parse`), charges them to the
+connection's rate limit and closes on sustained abuse, checks that a
+room was joined before it is used, asks the permission hooks it needs
+and says what a refusal looks like, builds the ``welcome`` frame, tells
+when the token expires, checks that a ``refresh`` is for the same user,
+and turns a failed action into the ``error`` frame the client gets. The
+I/O layer (:mod:`sanic_chat.endpoint`) feeds it frames and performs what
+it asks for.
+
+Each step is a generator of actions (:data:`Steps`), in the style of the
+generator-based parsers of python-websockets: the session yields an
+action and the driver performs it, then resumes the generator with the
+action's result (``send``) or its failure (``throw``). So the logic reads
+in order, as the code that awaited did, while the session itself never
+awaits: a test drives it with plain calls and no event loop::
+
+    steps = session.receive('{"type":"message","room":"a","text":"hi"}')
+    next(steps)          # MayPublish(user, "a")
+    steps.send(True)     # Publish("a", user, "hi")
+    steps.send("1-0")    # StopIteration: no ref, no ack
+
+Actions with a result: :class:`MayJoin` and :class:`MayPublish` (bool),
+:class:`Publish` (the message id), :class:`ReadHistory` and
+:class:`ReadPresence` (the frame built by the hub through
+:mod:`~sanic_chat.protocol`), :class:`Verify` (the refreshed ``User`` or
+None). The others return None. Every frame a session replies with is
+built by :mod:`sanic_chat.protocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Generator, Sequence
+from dataclasses import dataclass, replace
+from typing import cast
+
+from . import protocol
+from .config import ChatConfig
+from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
+from .identity import User
+from .limits import TokenBucket
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+# Replies are charged to the rate limit at one token per this many bytes
+# (requests pay one per 16 KiB they carry).
+REPLY_BYTES_PER_TOKEN = 65536
+REQUEST_BYTES_PER_TOKEN = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``frame`` (JSON text) to the client as a reply."""
+
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection with ``code`` and stop reading from it."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Close with ``code`` at ``at`` (epoch seconds), replacing any timer.
+
+    ``at`` None: cancel the timer, the identity does not expire.
+    """
+
+    at: float | None
+    code: int = CloseCode.POLICY_VIOLATION
+    reason: str = "token expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Wait until the client has read enough of its replies."""
+
+
+@dataclass(frozen=True, slots=True)
+class MayJoin:
+    """Ask the ``can_join`` hook; the result is a bool."""
+
+    user: User
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class MayPublish:
+    """Ask the ``can_publish`` hook; the result is a bool."""
+
+    user: User
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Join ``room`` (replaying after ``since``); the hub replies."""
+
+    room: str
+    since: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Leave ``room``, with ``reason`` in the ``left`` reply."""
+
+    room: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Publish ``text`` in ``room`` as ``user``; the result is the id."""
+
+    room: str
+    user: User
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    """Build the ``history`` frame of ``room``; the result is the frame."""
+
+    room: str
+    limit: int | None
+    before: str | None
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPresence:
+    """Build the ``presence`` frame of ``room``; the result is the frame."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Ask the authenticator who ``token`` is; the result is a User or None."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetUser:
+    """The connection's identity is now ``user`` (after a refresh)."""
+
+    user: User
+
+
+Action = (
+    Reply | Close | Expire | Drain | MayJoin | MayPublish | Join | Leave
+    | Publish | ReadHistory | ReadPresence | Verify | SetUser
+)  # fmt: skip
+"""Everything a session asks of the I/O layer."""
+
+Steps = Generator[Action, object, None]
+"""A session's step: actions out, each action's result sent back in."""
+
+
+class Session:
+    """The sans-I/O state of one chat connection.
+
+    Args:
+        user: The connection's identity.
+        config: The chat's settings (rate limit, default room, sizes).
+        rooms: The rooms the connection is in, as the hub keeps them (a
+            live view: the session only reads it).
+        can_refresh: Whether the authenticator can verify a ``refresh``
+            token (:class:`Verify`); without it a refresh is a
+            ``bad_request``.
+        metrics: Counters of the worker (``rate_limited``).
+        label: What log lines call the connection.
+        clock: Monotonic seconds, for the rate limit.
+    """
+
+    __slots__ = (
+        "_can_refresh",
+        "_config",
+        "_granted",
+        "_label",
+        "_metrics",
+        "_replied",
+        "_rooms",
+        "bucket",
+        "user",
+    )
+
+    def __init__(
+        self,
+        user: User,
+        config: ChatConfig,
+        *,
+        rooms: Collection[str],
+        can_refresh: bool,
+        metrics: Metrics | None = None,
+        label: object = "session",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.user = user
+        self.bucket = TokenBucket(config.rate_limit, config.rate_burst, clock)
+        self._config = config
+        self._rooms = rooms
+        self._can_refresh = can_refresh
+        self._metrics = metrics or Metrics()
+        self._label = label
+        self._granted: list[protocol.Join] = []
+        self._replied = 0
+
+    @property
+    def max_strikes(self) -> int:
+        """``rate_limited`` strikes in a row before the 1008 close."""
+        return self._config.rate_limit_strikes
+
+    # ------------------------------------------------------------------
+    # Setup
+
+    def open(self, requests: Sequence[protocol.Join]) -> Steps:
+        """Welcome the client: the rooms asked for at connect are checked.
+
+        Yields a :class:`MayJoin` per room, the ``welcome`` frame with the
+        rooms granted, a ``forbidden`` error per room refused and the
+        token's :class:`Expire`. A failing hook fails the connection.
+        """
+        granted: list[protocol.Join] = []
+        for request in requests:
+            if (yield MayJoin(self.user, request.room)):
+                granted.append(request)
+        self._granted = granted
+        rooms = [r.room for r in granted]
+        yield Reply(protocol.welcome(self.user.public(), rooms))
+        for request in requests:
+            if request not in granted:
+                yield Reply(_error(_forbidden(request.room)))
+        yield Expire(self.user.expires_at)
+
+    def join_granted(self) -> Steps:
+        """Join the rooms :meth:`open` granted, each once its replies drain.
+
+        A join that fails is an ``error`` frame, not the connection's end.
+        """
+        granted, self._granted = self._granted, []
+        for request in granted:
+            yield Drain()
+            yield from self._guarded(_one(Join(request.room, request.since)))
+
+    # ------------------------------------------------------------------
+    # Requests
+
+    def pay_replies(self, replied: int) -> float | None:
+        """Charge the reply bytes produced since :meth:`reading`.
+
+        Replies cost by their size too: a small request can ask for a
+        large reply. ``replied`` is the connection's running total.
+
+        Returns:
+            None when there was nothing to charge, else the seconds to
+            wait before reading the next frame (possibly 0.0).
+        """
+        cost = (replied - self._replied) // REPLY_BYTES_PER_TOKEN
+        if not cost:
+            return None
+        self.bucket.charge(cost)
+        return self.bucket.delay()
+
+    def reading(self, replied: int) -> None:
+        """Note the connection's reply total as the next frame is read."""
+        self._replied = replied
+
+    def receive(self, data: str | bytes) -> Steps:
+        """Act on one client frame.
+
+        The frame is charged before it is parsed, by size too, so refused
+        frames cost no work; ``join`` and ``leave`` then pay the churn
+        cost. Over the limit the client gets ``rate_limited``, and after
+        ``rate_limit_strikes`` of those in a row a :class:`Close`.
+        """
+        bucket, config = self.bucket, self._config
+        if not bucket.take(1 + len(data) // REQUEST_BYTES_PER_TOKEN):
+            yield self._rate_limited()
+            return
+        command: protocol.Command | ProtocolError
+        try:
+            command = protocol.parse(
+                data,
+                default_room=config.default_room,
+                max_text_length=config.max_text_length,
+            )
+        except ProtocolError as exc:
+            command = exc
+        churn = isinstance(command, protocol.Join | protocol.Leave)
+        if churn and not bucket.take(config.churn_cost - 1):
+            yield self._rate_limited()
+            return
+        if isinstance(command, ProtocolError):
+            yield Reply(_error(command))
+            return
+        yield from self._guarded(self._dispatch(command))
+
+    def _rate_limited(self) -> Reply | Close:
+        self._metrics.rate_limited += 1
+        if self.bucket.strikes >= self._config.rate_limit_strikes:
+            return Close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        return Reply(
+            protocol.error(
+                "rate_limited",
+                f"too many frames; at most {self._config.rate_limit:g} per "
+                "second, this one was not processed",
+            )
+        )
+
+    def _guarded(self, steps: Steps) -> Steps:
+        """Run ``steps``; turn a failure into an ``error`` frame."""
+        try:
+            yield from steps
+        except ProtocolError as exc:
+            yield Reply(_error(exc))
+        except BroadcasterUnavailable as exc:
+            # The backend logs its state changes once; not a line per frame.
+            logger.debug("broadcaster unavailable: %s", exc)
+            yield Reply(
+                protocol.error(
+                    "unavailable", "chat backend unavailable, retry"
+                )
+            )
+        except Exception:
+            logger.exception("error while serving %s", self._label)
+            yield Reply(
+                protocol.error("internal_error", "internal server error")
+            )
+
+    def _dispatch(self, command: protocol.Command) -> Steps:
+        match command:
+            case protocol.Send(room, text, ref):
+                self._require_member(room)
+                if not (yield MayPublish(self.user, room)):
+                    raise _forbidden(room)
+                message_id = yield Publish(room, self.user, text)
+                if ref is not None:
+                    ack = protocol.ack(ref, cast(str, message_id), room)
+                    yield Reply(ack)
+            case protocol.Join(room, since):
+                if not (yield MayJoin(self.user, room)):
+                    raise _forbidden(room)
+                yield Join(room, since)
+            case protocol.Leave(room):
+                yield Leave(room)
+            case protocol.History(room, limit, before):
+                self._require_member(room)
+                max_bytes = self._config.max_unsent_bytes // 4
+                frame = yield ReadHistory(room, limit, before, max_bytes)
+                yield Reply(cast(str, frame))
+            case protocol.Presence(room):
+                self._require_member(room)
+                frame = yield ReadPresence(room)
+                yield Reply(cast(str, frame))
+            case protocol.Refresh(token):
+                yield from self._refresh(token)
+            case protocol.Ping():
+                yield Reply(protocol.PONG)
+
+    def _refresh(self, token: str) -> Steps:
+        """Extend the session with a new token for the same identity."""
+        if not self._can_refresh:
+            raise ProtocolError(
+                "bad_request", "this server's authenticator cannot refresh"
+            )
+        user = cast("User | None", (yield Verify(token)))
+        if user is None or user.id != self.user.id:
+            raise ProtocolError(
+                "forbidden", "token invalid or for another user"
+            )
+        self.user = replace(
+            self.user, claims=user.claims, expires_at=user.expires_at
+        )
+        yield SetUser(self.user)
+        yield Expire(self.user.expires_at)
+        # The new claims may no longer grant every room: ask again.
+        for room in sorted(self._rooms):
+            if not (yield MayJoin(self.user, room)):
+                yield Leave(room, "forbidden")
+        yield Reply(protocol.refreshed(user.expires_at))
+
+    def _require_member(self, room: str) -> None:
+        if room not in self._rooms:
+            raise ProtocolError("not_joined", f"join room {room!r} first")
+
+
+def _one(action: Action) -> Steps:
+    yield action
+
+
+def _forbidden(room: str) -> ProtocolError:
+    return ProtocolError("forbidden", f"not allowed in room {room!r}")
+
+
+def _error(exc: ProtocolError) -> str:
+    return protocol.error(exc.code, exc.message)

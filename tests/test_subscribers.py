@@ -1,0 +1,136 @@
+"""Unit tests of the subscriber bookkeeping every broker shares.
+
+``Subscribers`` is pure: no server, no socket. The hooks stand in for a
+backend's own subscribe and unsubscribe at its server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sanic_chat import BroadcasterUnavailable, Event, Gap
+from sanic_chat.backends import Subscribers
+
+
+class Server:
+    """Records what a backend would ask its server."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+
+    async def subscribe(self, channel: str) -> None:
+        self.calls.append(f"subscribe {channel}")
+        if self.fail:
+            self.fail -= 1
+            raise BroadcasterUnavailable("refused")
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.calls.append(f"unsubscribe {channel}")
+
+
+def subscribers(server: Server, queue_size: int = 100) -> Subscribers:
+    return Subscribers(
+        queue_size, on_first=server.subscribe, on_last=server.unsubscribe
+    )
+
+
+async def test_the_server_sees_one_subscription_per_channel() -> None:
+    server = Server()
+    local = subscribers(server)
+    async with local.subscribe("a"), local.subscribe("a"):
+        async with local.subscribe("b"):
+            assert sorted(local.channels()) == ["a", "b"]
+            assert len(local) == 2 and "a" in local
+        assert server.calls == ["subscribe a", "subscribe b", "unsubscribe b"]
+        assert "b" not in local
+    assert server.calls[-1] == "unsubscribe a" and len(local) == 0
+    async with local.subscribe("a"):
+        pass
+    assert server.calls[-2:] == ["subscribe a", "unsubscribe a"]
+
+
+async def test_deliver_reaches_every_local_subscription_of_the_channel() -> (
+    None
+):
+    local = Subscribers()
+    async with (
+        local.subscribe("a") as one,
+        local.subscribe("a") as two,
+        local.subscribe("b") as other,
+    ):
+        event = Event("a", '{"n":1}', "1", "origin")
+        local.deliver(event)
+        local.deliver(Event("nobody", "{}"))  # no subscription: dropped
+        assert await anext(one) is event
+        assert await anext(two) is event
+        local.deliver(Event("b", "{}"))
+        assert (await anext(other)).channel == "b"
+
+
+async def test_ending_one_subscription_leaves_the_others() -> None:
+    server = Server()
+    local = subscribers(server)
+    async with local.subscribe("a") as stays:
+        async with local.subscribe("a") as goes:
+            pass
+        local.deliver(Event("a", "{}", "1"))
+        assert [e async for e in goes] == []
+        assert (await anext(stays)).id == "1"
+    assert server.calls == ["subscribe a", "unsubscribe a"]
+
+
+async def test_interrupt_gives_every_subscription_a_gap() -> None:
+    local = Subscribers()
+    async with local.subscribe("a") as a, local.subscribe("b") as b:
+        local.deliver(Event("a", "{}", "1"))
+        local.interrupt()
+        assert isinstance(await anext(a), Event)
+        assert await anext(a) == Gap("a", 0)
+        assert await anext(b) == Gap("b", 0)
+
+
+async def test_close_ends_every_subscription_without_unsubscribing() -> None:
+    server = Server()
+    local = subscribers(server)
+    error = BroadcasterUnavailable("gone")
+    async with local.subscribe("a") as a:
+        async with local.subscribe("b") as b:
+            local.close(error)
+            assert len(local) == 0
+            with pytest.raises(BroadcasterUnavailable):
+                await anext(b)
+        # The server connection is gone: nothing to unsubscribe from.
+        async with local.subscribe("a") as again:
+            local.deliver(Event("a", "{}", "2"))
+            assert (await anext(again)).id == "2"
+        with pytest.raises(BroadcasterUnavailable):
+            await anext(a)
+    assert server.calls == [
+        "subscribe a",
+        "subscribe b",
+        "subscribe a",
+        "unsubscribe a",
+    ]
+
+
+async def test_a_refused_first_subscription_fails_and_leaves_nothing() -> None:
+    server = Server(fail=1)
+    local = subscribers(server)
+    with pytest.raises(BroadcasterUnavailable):
+        async with local.subscribe("a"):
+            raise AssertionError("never entered")
+    assert "a" not in local
+    assert server.calls == ["subscribe a", "unsubscribe a"]
+    async with local.subscribe("a"):  # the next attempt subscribes again
+        assert server.calls[-1] == "subscribe a"
+
+
+async def test_a_subscription_falls_behind_into_a_gap() -> None:
+    local = Subscribers(queue_size=2)
+    async with local.subscribe("a") as a:
+        for n in range(5):
+            local.deliver(Event("a", "{}", str(n)))
+        items = [await anext(a) for _ in range(3)]
+        assert [getattr(i, "id", None) for i in items[:2]] == ["0", "1"]
+        assert items[2] == Gap("a", 3)
