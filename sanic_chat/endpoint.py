@@ -115,8 +115,6 @@ async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
         request.ctx.chat_user,
         queue_size=config.send_queue_size,
         policy=config.slow_consumer,
-        ping_interval=socket.ping_interval,
-        ping_timeout=socket.ping_timeout,
         metrics=chat.metrics,
         max_unsent_bytes=config.max_unsent_bytes,
         budget=chat.hub.unsent,

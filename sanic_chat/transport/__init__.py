@@ -14,6 +14,10 @@ use nothing but :class:`Socket`. Behind it:
   reader and a writer) and a send queue bounded in bytes and frames keep
   the same synchronous :meth:`Socket.write` contract.
 
+Both derive from :class:`~sanic_chat.transport.base.SocketBase`, which
+holds what does not depend on the I/O underneath: the reader's inbox and
+its water marks, the close timer, ``on_lost`` and the keepalive decision
+(:class:`~sanic_chat.transport.base.Keepalive`, settings stored once).
 Both take the same prebuilt frames (:mod:`sanic_chat.wire`) and report
 back pressure the same way: :attr:`Socket.can_write` is set while a write
 goes out at once, cleared while the socket is backed up, which is when
@@ -45,11 +49,6 @@ class Socket(Protocol):
         limiter: The connection's rate limit, charged for control frames
             and fragments where the transport sees them.
         max_strikes: ``rate_limited`` strikes before a 1008 close.
-        ping_interval: Seconds between keepalive pings the chat sends;
-            None when the transport (or nobody) does keepalive itself.
-        ping_timeout: Seconds to wait for the pong.
-        ping_sent_at: When an unanswered keepalive ping went out.
-        last_ping: When the last keepalive ping (or the handshake) was.
     """
 
     can_write: asyncio.Event
@@ -57,10 +56,6 @@ class Socket(Protocol):
     on_lost: Callable[[], None] | None
     limiter: TokenBucket | None
     max_strikes: int
-    ping_interval: float | None
-    ping_timeout: float | None
-    ping_sent_at: float | None
-    last_ping: float
 
     @property
     def open(self) -> bool:
@@ -93,8 +88,14 @@ class Socket(Protocol):
         """Write prebuilt frames; dropped once the socket is closing."""
         ...
 
-    def ping(self) -> None:
-        """Send a keepalive ping."""
+    def keepalive(self, now: float) -> str | None:
+        """Ping the client when due (``now`` is ``time.monotonic()``).
+
+        Returns:
+            The reason to close with 1011 when the last ping went
+            unanswered for too long, else None. Transports whose server
+            does keepalive itself never ping and return None.
+        """
         ...
 
     def start_closing(self, code: int = 1000, reason: str = "") -> None:

@@ -17,7 +17,8 @@ Sanic accepted:
   control (``pause_writing``) and the server's connection bookkeeping;
 * an idle socket costs no task at all: messages wait in a small inbox
   for the handler's single ``recv`` loop, and the keepalive ping is one
-  sweep per process (:meth:`Keepalive.sweep`), not a task per socket.
+  sweep per process (the hub calls each socket's ``keepalive``), not a
+  task per socket.
 
 This module knows asyncio and websockets, not Sanic: installing a
 :class:`FastSocket` where Sanic's ``WebSocketProtocol`` forwards the
@@ -30,24 +31,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..errors import CloseCode
-from ..limits import TokenBucket
+from .base import Keepalive, SocketBase
 
 logger = logging.getLogger(__name__)
 
-# How many complete client messages may wait unread before the socket
-# stops reading (TCP back-pressure on a client that floods).
-_INBOX_HIGH = 16
-_INBOX_LOW = 4
-_INBOX_HIGH_BYTES = 1 << 20
-_INBOX_LOW_BYTES = 1 << 18
 # Pongs and close frames go out even when the client does not read; a
 # client that floods pings without reading is cut off past this.
 _MAX_WRITE_BACKLOG = 4 << 20
@@ -61,7 +54,56 @@ _FRAGMENT_COST = 1 / 16
 _SLICE = 4096
 
 
-class FastSocket:
+class TooManyFragments(Exception):
+    """A message came in more pieces than a client may send (1008)."""
+
+
+class Fragments:
+    """Reassembles the data frames of one message at a time.
+
+    websockets bounds a message's bytes, not its count of (possibly
+    empty) fragments: this refuses a message in more than
+    ``_MAX_FRAGMENTS`` pieces.
+    """
+
+    __slots__ = ("_count", "_parts")
+
+    def __init__(self) -> None:
+        # The first item says text (b"\x01") or binary (b""); None: no
+        # message under way, or the one under way was refused.
+        self._parts: list[bytes] | None = None
+        self._count = 0
+
+    def add(
+        self, opcode: Opcode, data: bytes, fin: bool
+    ) -> str | bytes | None:
+        """Take a TEXT, BINARY or CONT frame; return a completed message.
+
+        Raises:
+            TooManyFragments: The message is over the bound; the rest of
+                it is ignored.
+            UnicodeDecodeError: A text message is not valid UTF-8.
+        """
+        if opcode is not Opcode.CONT:
+            self._parts = [b"\x01" if opcode is Opcode.TEXT else b""]
+            self._count = 0
+        parts = self._parts
+        if parts is None:  # the parser has already refused this
+            return None
+        self._count += 1
+        if self._count > _MAX_FRAGMENTS:
+            self._parts = None
+            raise TooManyFragments
+        if data:
+            parts.append(data)
+        if not fin:
+            return None
+        self._parts = None
+        payload = b"".join(parts[1:])
+        return payload.decode("utf-8") if parts[0] else payload
+
+
+class FastSocket(SocketBase):
     """One upgraded connection; Sanic's protocol forwards its I/O here.
 
     Besides the :class:`~sanic_chat.transport.Socket` interface it has what
@@ -81,36 +123,12 @@ class FastSocket:
 
     Attributes:
         ws_proto: The sans-I/O protocol state (Sanic reads its ``state``).
-        loop: The connection's event loop.
-        on_lost: Called once, as soon as the socket is no longer open
-            (a close started by either side, or the connection lost).
-        ping_sent_at: When an unanswered keepalive ping went out.
-        last_ping: When the last keepalive ping (or the handshake) was.
     """
 
     __slots__ = (
-        "_close_timeout",
-        "_close_timer",
-        "_eof",
-        "_fragment_count",
         "_fragments",
-        "_gone",
-        "_inbox",
-        "_inbox_bytes",
         "_muted",
-        "_paused",
         "_transport",
-        "_waiter",
-        "can_write",
-        "last_ping",
-        "limiter",
-        "loop",
-        "max_strikes",
-        "on_lost",
-        "ping_interval",
-        "ping_sent_at",
-        "ping_timeout",
-        "write_direct",
         "ws_proto",
     )
 
@@ -124,36 +142,19 @@ class FastSocket:
         ping_interval: float | None,
         ping_timeout: float | None,
     ) -> None:
+        # ``write_direct`` is the transport's own ``write``, for frames
+        # while the socket is OPEN; ``on_lost`` fires as soon as it is not.
+        # Keepalive settings are Sanic's WEBSOCKET_PING_*.
+        super().__init__(
+            can_write,
+            transport.write,
+            close_timeout=close_timeout,
+            keepalive=Keepalive(ping_interval, ping_timeout, time.monotonic()),
+        )
         self.ws_proto = ws_proto
-        self.loop = asyncio.get_running_loop()
-        self.on_lost: Callable[[], None] | None = None
-        self.ping_sent_at: float | None = None
-        self.last_ping = time.monotonic()
-        # Sanic's WEBSOCKET_PING_* settings; Connection.keepalive acts.
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
         self._transport = transport
-        # Set by the server's protocol while the transport takes more data.
-        self.can_write = can_write
-        # The transport's own ``write``, for frames while the socket is
-        # OPEN; ``on_lost`` fires as soon as it is not.
-        self.write_direct: Callable[[bytes], object] = self._transport.write
-        self._close_timeout = close_timeout
-        self._inbox: deque[str | bytes] = deque()
-        self._inbox_bytes = 0
-        self._eof = False
-        self._gone = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._fragments: list[bytes] | None = None
-        self._fragment_count = 0
+        self._fragments = Fragments()
         self._muted = False
-        # The connection's rate limit, which control frames (pings and
-        # pongs) are charged to as they arrive: websockets answers pings
-        # by itself, so they never reach the reader's own accounting.
-        self.limiter: TokenBucket | None = None
-        self.max_strikes = 20
-        self._close_timer: asyncio.TimerHandle | None = None
-        self._paused = False
 
     # ------------------------------------------------------------------
     # Writing
@@ -173,34 +174,14 @@ class FastSocket:
         """Bytes written to the socket that the client has not taken yet."""
         return self._transport.get_write_buffer_size()
 
-    @property
-    def reading_paused(self) -> bool:
-        """Whether reading is paused because the inbox is full."""
-        return self._paused
-
-    def writable(self) -> bool:
-        """Whether a write goes out now rather than into the buffer.
-
-        False while the transport's buffer is above its high-water mark
-        (Sanic's ``pause_writing``) or once the socket is closing.
-        """
-        return self.ws_proto.state is State.OPEN and self.can_write.is_set()
-
-    async def wait_writable(self) -> None:
-        """Wait until the transport drains below its low-water mark."""
-        await self.can_write.wait()
-
     def write(self, data: bytes) -> None:
         """Write prebuilt frames; dropped once the socket is closing."""
         if self.ws_proto.state is State.OPEN:
             self._transport.write(data)
 
-    def ping(self) -> None:
-        """Send a keepalive ping (answered by a pong)."""
-        if self.ws_proto.state is State.OPEN:
-            self.ws_proto.send_ping(b"")
-            self.ping_sent_at = self.last_ping = time.monotonic()
-            self._flush()
+    def _send_ping(self) -> None:
+        self.ws_proto.send_ping(b"")
+        self._flush()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (Sanic calls this when it stops)."""
@@ -217,20 +198,11 @@ class FastSocket:
         self._end()
         if self._gone:
             return
-        if self._paused and self.ws_proto.state is State.OPEN:
-            # The client's close frame must get through.
-            self._paused = False
-            self._transport.resume_reading()
         if self.ws_proto.state is State.OPEN:
+            self._resume()  # the client's close frame must get through
             self.ws_proto.send_close(code, reason)
         self._flush()
         self._abort_later()
-
-    def _abort_later(self) -> None:
-        if self._close_timer is None and not self._gone:
-            self._close_timer = self.loop.call_later(
-                self._close_timeout, self._transport.abort
-            )
 
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake."""
@@ -258,33 +230,11 @@ class FastSocket:
     # ------------------------------------------------------------------
     # Reading
 
-    async def recv(self) -> str | bytes | None:
-        """Return the next message, or None once reading is over.
+    def _pause_reading(self) -> None:
+        self._transport.pause_reading()
 
-        Reading ends when the connection closes or a close starts; the
-        messages that arrived before that are still returned first.
-        """
-        while not self._inbox:
-            if self._eof:
-                return None
-            self._waiter = self.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        message = self._inbox.popleft()
-        self._inbox_bytes -= len(message)
-        if (
-            self._paused
-            and len(self._inbox) <= _INBOX_LOW
-            and self._inbox_bytes <= _INBOX_LOW_BYTES
-        ):
-            self._paused = False
-            self._transport.resume_reading()
-            if self.ping_sent_at is not None:
-                # Its pong may have waited unread: time it from now.
-                self.ping_sent_at = time.monotonic()
-        return message
+    def _resume_reading(self) -> None:
+        self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes from the client; queue complete messages.
@@ -298,16 +248,7 @@ class FastSocket:
                 break  # closed for abuse: the rest is not even parsed
             self._receive(data[start : start + _SLICE])
         self._flush()
-        if (
-            not self._paused
-            and not self._eof
-            and (
-                len(self._inbox) >= _INBOX_HIGH
-                or self._inbox_bytes >= _INBOX_HIGH_BYTES
-            )
-        ):
-            self._paused = True
-            self._transport.pause_reading()
+        self._received()
 
     def _receive(self, data: bytes) -> None:
         proto = self.ws_proto
@@ -315,13 +256,11 @@ class FastSocket:
         for frame in proto.events_received():
             assert isinstance(frame, Frame)  # after the handshake: frames
             opcode = frame.opcode
-            if self._eof:
-                if opcode is Opcode.PONG:
-                    self.ping_sent_at = None
+            if opcode is Opcode.PONG:
+                self._keepalive.answered()
+            if self._inbox.ended:
                 continue  # a close has started: no more requests
             if opcode is Opcode.PING or opcode is Opcode.PONG:
-                if opcode is Opcode.PONG:
-                    self.ping_sent_at = None
                 if not self._charge(1):
                     return
             elif opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
@@ -330,7 +269,19 @@ class FastSocket:
                 fragment = opcode is Opcode.CONT or not frame.fin
                 if fragment and not self._charge(_FRAGMENT_COST):
                     return
-                self._assemble(opcode, bytes(frame.data), frame.fin)
+                try:
+                    message = self._fragments.add(
+                        opcode, bytes(frame.data), frame.fin
+                    )
+                except TooManyFragments:
+                    self._policy_close("too many fragments in one message")
+                    continue
+                except UnicodeDecodeError:
+                    self._end()  # nothing after the bad frame is taken
+                    proto.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                    continue
+                if message is not None:
+                    self._inbox.put(message)
 
     def _charge(self, cost: float) -> bool:
         """Charge a control frame or a fragment; False: closed with 1008."""
@@ -361,54 +312,10 @@ class FastSocket:
         for chunk in self.ws_proto.data_to_send():
             if chunk != _EOF:
                 transport.write(chunk)
-        if self._paused:
-            self._paused = False
-            transport.resume_reading()
+        self._resume()
         if transport.can_write_eof():
             transport.write_eof()
         self._abort_later()
-
-    def _assemble(self, opcode: Opcode, data: bytes, fin: bool) -> None:
-        if opcode is not Opcode.CONT:
-            self._fragments = [b"\x01" if opcode is Opcode.TEXT else b""]
-            self._fragment_count = 0
-        fragments = self._fragments
-        if fragments is None:  # the parser has already refused this
-            return
-        self._fragment_count += 1
-        if self._fragment_count > _MAX_FRAGMENTS:
-            self._fragments = None
-            self._policy_close("too many fragments in one message")
-            return
-        if data:
-            fragments.append(data)
-        if not fin:
-            return
-        self._fragments = None
-        payload = b"".join(fragments[1:])
-        if not fragments[0]:
-            self._deliver(payload)
-            return
-        try:
-            self._deliver(payload.decode("utf-8"))
-        except UnicodeDecodeError:
-            self._end()  # nothing after the bad frame is taken either
-            self.ws_proto.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-
-    def _deliver(self, message: str | bytes) -> None:
-        self._inbox.append(message)
-        self._inbox_bytes += len(message)
-        self._wake()
-
-    def _end(self) -> None:
-        """No more messages: ``recv`` returns None once the inbox is empty."""
-        self._eof = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _flush(self) -> None:
         """Write what the protocol produced (pongs, close frames)."""
@@ -441,12 +348,6 @@ class FastSocket:
         self._gone = True
         if self.ws_proto.state is not State.CLOSED:
             self.ws_proto.state = State.CLOSED
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        self._stop_close_timer()
         self._end()
         self._not_open()
-
-    def _not_open(self) -> None:
-        on_lost, self.on_lost = self.on_lost, None
-        if on_lost is not None:
-            on_lost()

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Protocol
 
-from ..limits import TokenBucket
 from ..wire import frame_texts
+from .base import Keepalive, SocketBase
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Channel(Protocol):
         ...
 
 
-class PortableSocket:
+class PortableSocket(SocketBase):
     """A :class:`~sanic_chat.transport.Socket` on a :class:`Channel`.
 
     Args:
@@ -83,60 +83,40 @@ class PortableSocket:
         close_timeout: Seconds from a close to giving up on the client.
     """
 
+    # Reading stops at 16 unread messages and resumes below: the server
+    # underneath bounds each message's size.
+    inbox_high = _INBOX
+    inbox_low = _INBOX - 1
+    inbox_high_bytes = inbox_low_bytes = sys.maxsize
+
     __slots__ = (
         "_bytes",
         "_channel",
         "_close",
-        "_close_timer",
-        "_eof",
-        "_gone",
-        "_inbox",
         "_inbox_room",
         "_queue",
         "_reader",
-        "_recv_waiter",
         "_send_waiter",
-        "_timeout",
         "_writer",
-        "can_write",
-        "last_ping",
-        "limiter",
-        "loop",
-        "max_strikes",
-        "on_lost",
-        "ping_interval",
-        "ping_sent_at",
-        "ping_timeout",
-        "write_direct",
     )
 
     def __init__(self, channel: Channel, *, close_timeout: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.can_write = asyncio.Event()
-        self.can_write.set()
-        self.write_direct: Callable[[bytes], object] = self.write
-        self.on_lost: Callable[[], None] | None = None
-        self.limiter: TokenBucket | None = None
-        self.max_strikes = 20
         # Keepalive is the server's (Sanic's WEBSOCKET_PING_*, or the ASGI
         # server's own settings): the chat sends no pings of its own.
-        self.ping_interval: float | None = None
-        self.ping_timeout: float | None = None
-        self.ping_sent_at: float | None = None
-        self.last_ping = time.monotonic()
+        super().__init__(
+            asyncio.Event(),
+            self.write,
+            close_timeout=close_timeout,
+            keepalive=Keepalive(None, None, time.monotonic()),
+        )
+        self.can_write.set()
         self._channel = channel
-        self._timeout = close_timeout
         self._queue: deque[tuple[str, int]] = deque()
         self._bytes = 0
-        self._inbox: deque[str | bytes] = deque()
         self._inbox_room = asyncio.Event()
         self._inbox_room.set()
-        self._recv_waiter: asyncio.Future[None] | None = None
         self._send_waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
-        self._close_timer: asyncio.TimerHandle | None = None
-        self._eof = False
-        self._gone = False
         self._reader = self.loop.create_task(self._read())
         self._writer = self.loop.create_task(self._send_all())
 
@@ -153,22 +133,9 @@ class PortableSocket:
         """The close code the client sent, if it sent one."""
         return self._channel.close_received
 
-    @property
-    def reading_paused(self) -> bool:
-        """Whether reading is paused because the inbox is full."""
-        return not self._inbox_room.is_set()
-
     def buffered(self) -> int:
         """Bytes queued here and not yet handed to the channel."""
         return self._bytes
-
-    def writable(self) -> bool:
-        """Whether the socket is open and the send queue is low."""
-        return self.open and self.can_write.is_set()
-
-    async def wait_writable(self) -> None:
-        """Wait until the send queue drains below its low-water mark."""
-        await self.can_write.wait()
 
     def write(self, data: bytes) -> None:
         """Queue prebuilt frames for the writer; dropped once closing."""
@@ -181,8 +148,8 @@ class PortableSocket:
             self.can_write.clear()
         self._wake_writer()
 
-    def ping(self) -> None:
-        """Keepalive is the server's: nothing to do here."""
+    def _send_ping(self) -> None:
+        """Keepalive is the server's: never called."""
 
     def start_closing(self, code: int = 1000, reason: str = "") -> None:
         """Close after the queued frames; give up after the timeout.
@@ -194,7 +161,7 @@ class PortableSocket:
         self._close = (code, reason)
         self._end()
         self._wake_writer()
-        self._close_timer = self.loop.call_later(self._timeout, self.abort)
+        self._abort_later()
         self._not_open()
 
     def abort(self) -> None:
@@ -266,9 +233,7 @@ class PortableSocket:
         the close frame is dropped by it.
         """
         if self._gone:
-            if self._close_timer is not None:
-                self._close_timer.cancel()
-                self._close_timer = None
+            self._stop_close_timer()
             self._queue.clear()
             self._bytes = 0
             self.can_write.set()  # nobody may wait for a dead socket
@@ -276,21 +241,6 @@ class PortableSocket:
 
     # ------------------------------------------------------------------
     # Reading
-
-    async def recv(self) -> str | bytes | None:
-        """Return the next message, or None once reading is over."""
-        while not self._inbox:
-            if self._eof:
-                return None
-            self._recv_waiter = self.loop.create_future()
-            try:
-                await self._recv_waiter
-            finally:
-                self._recv_waiter = None
-        message = self._inbox.popleft()
-        if len(self._inbox) < _INBOX:
-            self._inbox_room.set()
-        return message
 
     async def _read(self) -> None:
         """The reader: messages into the inbox until the channel ends."""
@@ -300,12 +250,10 @@ class PortableSocket:
                 message = await self._channel.receive()
                 if message is None:
                     break
-                if self._eof:
+                if self._inbox.ended:
                     continue  # a close has started: no more requests
-                self._inbox.append(message)
-                if len(self._inbox) >= _INBOX:
-                    self._inbox_room.clear()
-                self._wake_reader()
+                self._inbox.put(message)
+                self._received()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -316,21 +264,15 @@ class PortableSocket:
             self._wake_writer()
             self._finished()
 
-    def _end(self) -> None:
-        """No more messages: ``recv`` returns None once the inbox is empty."""
-        self._eof = True
+    def _pause_reading(self) -> None:
+        self._inbox_room.clear()
+
+    def _resume_reading(self) -> None:
         self._inbox_room.set()
-        self._wake_reader()
 
-    def _wake_reader(self) -> None:
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _not_open(self) -> None:
-        on_lost, self.on_lost = self.on_lost, None
-        if on_lost is not None:
-            on_lost()
+    def _end(self) -> None:
+        super()._end()
+        self._resume()  # the reader must not wait for room any more
 
 
 # The hub writes the same frame object to every member of a room: decode
