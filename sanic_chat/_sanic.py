@@ -97,6 +97,19 @@ def _protocol_class() -> type | None:
     return WebSocketProtocol
 
 
+@functools.lru_cache(maxsize=64)
+def _source_of(method: Callable[..., Any]) -> str | None:
+    """``method``'s source, read once per function object.
+
+    Every server start checks the same methods: several per worker, and
+    hundreds in a test run.
+    """
+    try:
+        return inspect.getsource(method)
+    except (OSError, TypeError):
+        return None
+
+
 def fast_path_problem(app: Sanic[Any, Any]) -> str | None:
     """Why the fast transport cannot serve ``app``; None if it can.
 
@@ -118,9 +131,8 @@ def fast_path_problem(app: Sanic[Any, Any]) -> str | None:
         method = getattr(protocol, name, None)
         if not inspect.isfunction(method):
             return f"WebSocketProtocol.{name}() is gone"
-        try:
-            source = inspect.getsource(method)
-        except (OSError, TypeError):
+        source = _source_of(method)
+        if source is None:
             return f"the source of WebSocketProtocol.{name}() is unavailable"
         if needle not in source:
             return f"WebSocketProtocol.{name}() no longer uses {needle}"

@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import sanic_chat
+import sanic_chat._openapi
 
 from .redis_server import RedisServer
 
@@ -31,12 +32,59 @@ _names = itertools.count()
 
 
 def new_app() -> Sanic:
-    """A fresh, empty app with a unique name."""
+    """A fresh, empty app with a unique name.
+
+    Without sanic-ext unless the test is marked ``sanic_ext`` (see
+    :func:`sanic_ext_where_marked`).
+    """
     app = Sanic(f"chat_test_{next(_names)}")
     # TouchUp rewrites Sanic's methods per app; with many apps in one
     # process it is flaky and it buys nothing in tests.
     app.config.TOUCHUP = False
+    app.config.AUTO_EXTEND = SANIC_EXT["on"]
     return app
+
+
+# Whether apps use sanic-ext; the ``sanic_ext`` marker turns it on.
+SANIC_EXT = {"on": False}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--sanic-ext",
+        action="store_true",
+        help="every test app uses sanic-ext (AUTO_EXTEND), as a host "
+        "with sanic-ext installed; by default only tests marked sanic_ext",
+    )
+
+
+@pytest.fixture(autouse=True)
+def sanic_ext_where_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Test apps as hosts without sanic-ext, unless marked ``sanic_ext``.
+
+    sanic-ext is in the dev extra, so Sanic would extend every test app
+    (``AUTO_EXTEND``): automatic HEAD, OPTIONS and TRACE routes, the
+    router finalized again for each, an OpenAPI document, and the chat
+    describing its routes for it; about half a second per app on two
+    cores, for a feature few tests are about. Unmarked tests run as a
+    host without sanic-ext does: no ``Extend``, and the chat's
+    descriptions skipped as when sanic-ext cannot be imported.
+    ``pytest --sanic-ext`` runs every test as a host using sanic-ext
+    (CI's oldest-versions job does, to check the chat on sanic-ext's
+    oldest release).
+    """
+    if request.node.get_closest_marker("sanic_ext") or (
+        request.config.getoption("sanic_ext")
+    ):
+        SANIC_EXT["on"] = True
+    else:
+        monkeypatch.setattr(sanic_chat._openapi, "openapi", None)
+    try:
+        yield
+    finally:
+        SANIC_EXT["on"] = False
 
 
 # The broadcaster URL ``make_app`` uses; the ``backend`` fixture sets it.
@@ -105,13 +153,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("transport", names, indirect=True)
 
 
+# First: ``-m "not slow"`` must see the markers added here.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Run the portable transports on the memory backend only.
+    """Run the portable transports on the memory backend only; mark the
+    rest of the matrix ``slow``.
 
     Transports and backends are separate layers (the hub stands between
     them); the full matrix would double the suites' time for nothing.
+    Of what remains, the default variant (memory backend, Sanic's server
+    with the fast transport) stays in the quick loop (``-m "not slow"``)
+    and every other one is marked ``slow``: the other transports
+    (``sanic-portable``, ``uvicorn``), the Redis backend, and anything
+    that needs a ``redis-server`` (any parameter ``"redis"``, or the
+    ``redis_server`` fixture), and the tests marked ``sanic_ext`` (an
+    app with sanic-ext takes about a second to start). CI runs them all.
     """
     kept, dropped = [], []
     for item in items:
@@ -122,11 +180,26 @@ def pytest_collection_modifyitems(
             and params.get("transport", "sanic") != "sanic"
         ):
             dropped.append(item)
-        else:
-            kept.append(item)
+            continue
+        kept.append(item)
+        if (
+            _matrix_variant(params)
+            or "redis_server" in getattr(item, "fixturenames", ())
+            or item.get_closest_marker("sanic_ext")
+        ):
+            item.add_marker(pytest.mark.slow)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _matrix_variant(params: dict[str, Any]) -> bool:
+    """Whether a test's parameters are not the default variant."""
+    return (
+        params.get("transport", "sanic") != "sanic"
+        or params.get("backend", "memory") != "memory"
+        or "redis" in params.values()
+    )
 
 
 @pytest.fixture

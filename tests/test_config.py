@@ -110,6 +110,7 @@ def test_one_blueprint_per_name_and_app() -> None:
     assert sanic_chat.get_chat(app, "public") is not None
 
 
+@pytest.mark.slow  # python -O in a subprocess
 def test_one_blueprint_per_name_and_app_without_sanic_asserts() -> None:
     # Two blueprints of one name: Sanic refuses the second with an
     # ``assert``, which ``python -O`` removes; then sanic-chat's own

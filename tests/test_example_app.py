@@ -121,6 +121,7 @@ async def test_the_browser_console_client_with_anonymous_guests(
             assert message["text"] == "Hello from JS!"
 
 
+@pytest.mark.slow  # the example app in a subprocess
 def test_help_documents_every_flag() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "example_app", "--help"],

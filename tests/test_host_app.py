@@ -159,6 +159,7 @@ def test_a_host_without_sanic_ext_gets_no_docs_and_a_working_api(
     ]
 
 
+@pytest.mark.sanic_ext  # installed; the host turns AUTO_EXTEND off
 async def test_a_host_with_auto_extend_off_serves_the_api() -> None:
     # sanic-ext is installed here; the host turned Sanic's auto-extend off.
     app = host_app(AUTO_EXTEND=False)
@@ -175,6 +176,7 @@ async def test_a_host_with_auto_extend_off_serves_the_api() -> None:
                 assert client.user["id"].startswith("guest-")
 
 
+@pytest.mark.sanic_ext
 @pytest.mark.parametrize(
     "options",
     [

@@ -232,6 +232,7 @@ async def test_health_reports_readiness_and_503_without_the_broadcaster(
         await proxy.stop()
 
 
+@pytest.mark.sanic_ext
 async def test_the_api_is_documented_with_openapi() -> None:
     app = api_app()
     _, response = await app.asgi_client.get("/docs/openapi.json")
@@ -247,6 +248,7 @@ async def test_the_api_is_documented_with_openapi() -> None:
     assert "text" in str(publish["requestBody"])
 
 
+@pytest.mark.sanic_ext
 async def test_the_app_can_inject_the_chat_into_its_handlers() -> None:
     app = api_app()
 

@@ -56,6 +56,7 @@ async def test_by_default_anonymous_scrapers_see_no_room_name() -> None:
         assert re.search(r"^sanic_chat_connections 2\.0$", reply.text, re.M)
 
 
+@pytest.mark.sanic_ext  # its automatic HEAD route
 async def test_a_metrics_key_is_required_when_set() -> None:
     async with busy(metrics_key=KEY, metrics_room_labels="names") as srv:
         for headers in [

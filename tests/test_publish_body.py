@@ -206,6 +206,7 @@ def _send_big(port: int, pid: int) -> tuple[bytes, int, int]:
     return answer[0][0], answer[0][1], peak
 
 
+@pytest.mark.slow  # the example app in a subprocess
 def test_60_mb_from_a_stranger_costs_no_memory(tmp_path: Path) -> None:
     port, proc = spawn_example(tmp_path / "example.log")
     try:
