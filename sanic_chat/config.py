@@ -125,11 +125,11 @@ class ChatConfig:
             response of a worker together; while they exceed it, new
             upgrades and HTTP history reads get 503.
         allowed_origins: Browser origins allowed to connect
-            (``scheme://host[:port]``), trimmed of spaces and of a final
-            ``/``; empty means the request's own host only; ``("*",)``
-            allows every origin (unsafe with cookie authentication). Given
-            as a list, or as a comma separated string (``CHAT_ALLOWED_
-            ORIGINS``).
+            (``scheme://host[:port]``), trimmed of spaces (a final ``/``
+            is ignored when they are compared); empty means the request's
+            own host only; ``("*",)`` allows every origin (unsafe with
+            cookie authentication). Given as a list, or as a comma
+            separated string (``CHAT_ALLOWED_ORIGINS``).
         allow_anonymous: With an authenticator, let requests without a
             valid identity in as guests instead of answering 401.
         rate_limit: Frames per second a connection may send on average
