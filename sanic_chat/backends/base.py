@@ -46,12 +46,13 @@ Contract every backend keeps:
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+
+from ..wakeup import Wakeup
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ class PresenceInfo:
     count: int = 0
 
 
-class Subscription:
+class Subscription(Wakeup):
     """A bounded, ordered stream of the events of one channel.
 
     Backends create it and feed it with :meth:`put`; consumers iterate
@@ -128,12 +129,12 @@ class Subscription:
     """
 
     def __init__(self, channel: str, maxsize: int = 10_000) -> None:
+        super().__init__()
         self.channel = channel
         self._maxsize = maxsize
         self._items: deque[Event] = deque()
         self._lost = 0
         self._interrupted = False
-        self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._closed = False
 
@@ -162,11 +163,6 @@ class Subscription:
         self._error = error
         self._wake()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def __aiter__(self) -> AsyncIterator[Event | Gap]:
         return self
 
@@ -183,11 +179,7 @@ class Subscription:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._sleep()
 
 
 ChannelHook = Callable[[str], Awaitable[None]]

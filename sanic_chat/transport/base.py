@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..limits import TokenBucket
+from ..wakeup import Wakeup
 
 KEEPALIVE_TIMEOUT = "keepalive ping timeout"
 """The close reason of :meth:`SocketBase.keepalive` (with 1011)."""
@@ -95,7 +96,7 @@ class Keepalive:
             self.sent_at = now
 
 
-class Inbox:
+class Inbox(Wakeup):
     """Complete client messages waiting for the connection's one reader.
 
     Unbounded by itself: each transport stops reading from the network
@@ -107,13 +108,13 @@ class Inbox:
             once the waiting ones are taken).
     """
 
-    __slots__ = ("_messages", "_waiter", "bytes", "ended")
+    __slots__ = ("_messages", "bytes", "ended")
 
     def __init__(self) -> None:
         # Created with the first message: many sockets never send one
         # after the handshake, and an empty deque costs 768 bytes.
+        super().__init__()
         self._messages: deque[str | bytes] | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self.bytes = 0
         self.ended = False
 
@@ -141,19 +142,10 @@ class Inbox:
                 break
             if self.ended:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._sleep()
         message = messages.popleft()
         self.bytes -= len(message)
         return message
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class SocketBase:
