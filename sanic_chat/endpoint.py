@@ -44,7 +44,6 @@ from .identity import RefreshingAuthenticator
 from .session import (
     Action,
     Close,
-    Drain,
     Expire,
     Join,
     Leave,
@@ -58,6 +57,7 @@ from .session import (
     SetUser,
     Steps,
     Verify,
+    WaitWritable,
 )
 from .transport import Socket
 
@@ -327,7 +327,7 @@ class _Actions:
                 )
             case ReadPresence(room):
                 return await chat.hub.presence_frame(room)
-            case Drain():
+            case WaitWritable():
                 await conn.wait_writable()
             case Close(code, reason):
                 conn.close(code, reason)

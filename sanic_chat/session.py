@@ -82,7 +82,7 @@ class Expire:
 
 
 @dataclass(frozen=True, slots=True)
-class Drain:
+class WaitWritable:
     """Wait until the client has read enough of its replies."""
 
 
@@ -159,7 +159,7 @@ class SetUser:
 
 
 Action = (
-    Reply | Close | Expire | Drain | MayJoin | MayPublish | Join | Leave
+    Reply | Close | Expire | WaitWritable | MayJoin | MayPublish | Join | Leave
     | Publish | ReadHistory | ReadPresence | Verify | SetUser
 )  # fmt: skip
 """Everything a session asks of the I/O layer."""
@@ -251,7 +251,7 @@ class Session:
         """
         granted, self._granted = self._granted, []
         for request in granted:
-            yield Drain()
+            yield WaitWritable()
             yield from self._guarded(_one(Join(request.room, request.since)))
 
     # ------------------------------------------------------------------

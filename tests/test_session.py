@@ -21,7 +21,6 @@ from sanic_chat.metrics import Metrics
 from sanic_chat.session import (
     Action,
     Close,
-    Drain,
     Expire,
     Join,
     Leave,
@@ -35,6 +34,7 @@ from sanic_chat.session import (
     SetUser,
     Steps,
     Verify,
+    WaitWritable,
 )
 
 ALICE = User("u1", "Alice", expires_at=1_000.0)
@@ -148,7 +148,7 @@ def test_open_asks_for_each_room_then_welcomes_with_those_granted() -> None:
         error("forbidden", "not allowed in room 'staff'"),
         Expire(1_000.0),
     ]
-    assert world.run(s.join_granted()) == [Drain(), Join("lobby", None)]
+    assert world.run(s.join_granted()) == [WaitWritable(), Join("lobby", None)]
     assert world.run(s.join_granted()) == []  # granted once
 
 
@@ -186,10 +186,10 @@ def test_a_failed_first_join_is_an_error_and_the_next_still_joins() -> None:
     world.run(s.open([protocol.Join("a"), protocol.Join("b")]))
     world.failures[Join] = ProtocolError("too_many_rooms", "too many")
     assert world.run(s.join_granted()) == [
-        Drain(),
+        WaitWritable(),
         Join("a", None),
         error("too_many_rooms", "too many"),
-        Drain(),
+        WaitWritable(),
         Join("b", None),
         error("too_many_rooms", "too many"),
     ]
