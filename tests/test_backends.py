@@ -88,9 +88,7 @@ async def test_receipts_are_shared_by_two_redis_instances(
         await second.disconnect()
 
 
-async def test_the_receipts_runner_and_a_combination_that_keeps_them() -> (
-    None
-):
+async def test_the_receipts_runner_and_a_combination_that_keeps_them() -> None:
     await check_receipts(MemoryBroadcaster)
     await check_receipts(
         lambda: CombinedBroadcaster(MemoryBroadcaster(), MemoryPresence())
