@@ -320,3 +320,51 @@ async def test_send_to_user_from_server_code() -> None:
         with pytest.raises(ValueError):
             await srv.chat.send_to_user("bob", " ")
         assert srv.chat.inbox("bob") == "@bob"
+
+
+async def test_http_api_sends_dms_and_reads_receipts() -> None:
+    import httpx
+
+    key = {"X-API-Key": "k-people"}
+    async with (
+        people(api_key="k-people") as srv,
+        srv.client(token="tb") as bob,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as http,
+    ):
+        answer = await http.post(
+            "/api/users/bob/messages", json={"text": "hi bob"}, headers=key
+        )
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert body["room"] == "@bob"
+        message = await bob.find("message", text="hi bob")
+        assert message["id"] == body["id"] and message["to"] == "bob"
+        assert message["user"] == {"id": "system", "name": "System"}
+        # System permission only; hostile ids and bodies.
+        assert (
+            await http.post(
+                "/api/users/bob/messages",
+                json={"text": "x"},
+                headers={"Authorization": "Bearer tb"},
+            )
+        ).status_code == 403
+        for path, payload, status in (
+            ("/api/users/bob/messages", {"text": ""}, 400),
+            ("/api/users/bob/messages", {"text": "x" * 4001}, 413),
+            (f"/api/users/{'u' * 129}/messages", {"text": "x"}, 400),
+        ):
+            answer = await http.post(path, json=payload, headers=key)
+            assert answer.status_code == status, answer.text
+        said = await bob.say("mark me")
+        await bob.send({"type": "read", "room": "lobby", "id": said["id"]})
+        async with asyncio.timeout(5):
+            while True:
+                answer = await http.get(
+                    "/api/rooms/lobby/receipts", headers=key
+                )
+                if answer.json()["read"]:
+                    break
+                await asyncio.sleep(0.05)
+        assert answer.json() == {"room": "lobby", "read": {"bob": said["id"]}}
+        answer = await http.get("/api/rooms/@bob/receipts", headers=key)
+        assert answer.status_code == 400
