@@ -353,3 +353,40 @@ async def test_guests_are_marked_so_they_cannot_pass_for_a_user(
         assert bob.errors == []
     finally:
         srv.stop()
+
+
+async def test_direct_messages_typing_and_unread_counts(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    # A DM: click a name in "Here now".
+    await alice.page.locator("#presence button.person", has_text="Bob").click()
+    await expect(alice.page.locator("#rooms button.room")).to_have_text(
+        ["# lobby", "@ Bob"]
+    )
+    # Typing shows on the other side, in that conversation only.
+    await alice.page.locator("#text").press_sequentially("psst")
+    bob_dm = bob.page.locator("#rooms li", has_text="@ Alice")
+    await bob.page.locator("#text").focus()
+    await alice.page.press("#text", "Enter")
+    await expect(bob_dm.locator(".unread")).to_have_text("1")
+    await expect(alice.messages()).to_have_text(["psst"])
+    await bob_dm.locator("button.room").click()
+    await expect(bob.messages()).to_have_text(["psst"])
+    await expect(bob_dm.locator(".unread")).to_have_count(0)
+    await bob.page.locator("#text").press_sequentially("hey")
+    await expect(alice.page.locator("#typing")).to_have_text(
+        "Bob is typing..."
+    )
+    await bob.page.press("#text", "Enter")
+    await expect(alice.page.locator("#typing")).to_have_text("")
+    await expect(alice.messages()).to_have_text(["psst", "hey"])
+    # Unread counts per room: a lobby message while alice reads the DM.
+    await bob.page.locator("#rooms button.room", has_text="# lobby").click()
+    await bob.say("in the lobby")
+    alice_lobby = alice.page.locator("#rooms li", has_text="# lobby")
+    await expect(alice_lobby.locator(".unread")).to_have_text("1")
+    await alice.shot("direct-messages")
+    for person in (alice, bob):
+        assert person.errors == []
