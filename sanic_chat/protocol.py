@@ -178,7 +178,9 @@ def parse(
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
     kind = obj.get("type")
-    if kind in _PEOPLE or (kind == "message" and obj.get("to") is not None):
+    if (isinstance(kind, str) and kind in _PEOPLE) or (
+        kind == "message" and obj.get("to") is not None
+    ):
         return _people(kind, obj, max_text_length)
     if kind == "message":
         return Send(
