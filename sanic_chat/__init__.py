@@ -22,6 +22,8 @@ from .backends import (
     MemoryBroadcaster,
     Presence,
     PresenceInfo,
+    ReadState,
+    Receipts,
     Subscription,
     broadcaster_from_url,
 )
@@ -72,6 +74,8 @@ __all__ = [
     "Presence",
     "PresenceInfo",
     "ProtocolError",
+    "ReadState",
+    "Receipts",
     "RefreshingAuthenticator",
     "Subscription",
     "TokenAuthenticator",
