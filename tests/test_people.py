@@ -39,6 +39,22 @@ async def dm(client: Client, to: str, text: str, **extra: Any) -> None:
     await client.send({"type": "message", "to": to, "text": text, **extra})
 
 
+async def echo_and_ack(
+    client: Client, text: str, ref: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sender's copy and its ack, in whichever order they come."""
+    seen: dict[str, dict[str, Any]] = {}
+    while len(seen) < 2:
+        frame = await client.until(
+            lambda f: (
+                (f["type"] == "message" and f.get("text") == text)
+                or (f["type"] == "ack" and f.get("ref") == ref)
+            )
+        )
+        seen[frame["type"]] = frame
+    return seen["message"], seen["ack"]
+
+
 pytestmark = pytest.mark.usefixtures("backend")
 
 
@@ -54,8 +70,8 @@ async def test_a_dm_reaches_every_connection_of_both_users_only() -> None:
         assert bob.welcome["inbox"] == "@bob"
         assert "@alice" not in alice.welcome["rooms"]
         await dm(alice, "bob", "psst", ref="r1")
-        mine = await alice.find("message", room="@alice")
-        ack = await alice.find("ack", ref="r1")
+        mine, ack = await echo_and_ack(alice, "psst", "r1")
+        assert mine["room"] == "@alice"
         assert ack == {"type": "ack", "ref": "r1", "id": mine["id"],
                        "room": "@alice"}  # fmt: skip
         assert mine["to"] == "bob" and mine["user"] == alice.user
@@ -76,8 +92,8 @@ async def test_a_dm_reaches_every_connection_of_both_users_only() -> None:
 async def test_a_dm_to_oneself_is_one_copy() -> None:
     async with people() as srv, srv.client(token="ta") as alice:
         await dm(alice, "alice", "note to self", ref="n")
-        message = await alice.find("message", text="note to self")
-        assert (await alice.find("ack", ref="n"))["id"] == message["id"]
+        message, ack = await echo_and_ack(alice, "note to self", "n")
+        assert ack["id"] == message["id"]
         await alice.nothing()
 
 
