@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,11 @@ from sanic_chat import MessageEvent, User
 from sanic_chat.archive import Archive
 from sanic_chat.metrics import Metrics
 
-from .conftest import live, make_app
+from .conftest import live, make_app, new_app
 from .test_http_api import SYSTEM
 
 TEXT = "hello"
+ROOT = Path(__file__).parent.parent
 
 
 def event(n: int, text: str = TEXT) -> MessageEvent:
@@ -242,3 +245,39 @@ async def test_a_failing_on_message_never_slows_or_stops_delivery() -> None:
             while len(calls) < 5:
                 await asyncio.sleep(0.01)
         assert srv.chat.metrics_snapshot()["archive_failures"] == 5
+
+
+async def test_the_sqlite_example_archives_and_serves_older_pages() -> None:
+    text = (ROOT / "docs" / "messages.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)\n```", text, re.S)
+               if "sqlite3" in c]  # fmt: skip
+    app = new_app()
+    namespace: dict[str, Any] = {"app": app, "__name__": "docs_sample"}
+    exec(compile(code, "docs/messages.md", "exec"), namespace)
+    async with (
+        live(app) as srv,
+        srv.client() as alice,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as http,
+    ):
+        ids = []
+        for n in range(5):
+            await alice.send(
+                {"type": "message", "room": "lobby", "text": f"m{n}",
+                 "meta": {"n": n}}
+            )  # fmt: skip
+            ids.append((await alice.find("message", text=f"m{n}"))["id"])
+        await alice.send(
+            {"type": "edit", "room": "lobby", "id": ids[1], "text": "m1!"}
+        )
+        await alice.find("edited")
+        await alice.send({"type": "delete", "room": "lobby", "id": ids[2]})
+        await alice.find("deleted")
+        await alice.send({"type": "history", "room": "lobby"})
+        history = (await alice.find("history"))["messages"]
+        await srv.chat.hub.archive.stop()  # type: ignore[union-attr]
+        answer = await http.get(f"/archive/lobby?before={ids[4]}&name=x")
+        assert answer.status_code == 200, answer.text
+        # The archive's page is what the chat's history says, folded.
+        assert answer.json()["messages"] == history[:4]
+        everything = await http.get("/archive/lobby?name=x")
+        assert everything.json()["messages"] == history
