@@ -417,7 +417,7 @@ class Session:
                 if not (yield MayPublish(self.user, room)):
                     raise _forbidden(room)
                 if self._moderates:
-                    text = yield from self._moderated(room, text, meta)
+                    text = yield from _moderated(self.user, room, text, meta)
                 message_id = yield Publish(room, self.user, text, meta)
                 if ref is not None:
                     ack = protocol.ack(ref, cast(str, message_id), room)
@@ -426,16 +426,16 @@ class Session:
                 self._require_member(room)
                 if not (yield MayPublish(self.user, room)):
                     raise _forbidden(room)
-                message = yield from self._changeable(room, message_id)
+                message = yield from _changeable(self.user, room, message_id)
                 if self._moderates:
                     meta = message.get("meta")
-                    text = yield from self._moderated(room, text, meta)
+                    text = yield from _moderated(self.user, room, text, meta)
                 yield EditMessage(room, message_id, self.user, text)
                 if ref is not None:
                     yield Reply(protocol.ack(ref, message_id, room))
             case protocol.Delete(room, message_id, ref):
                 self._require_member(room)
-                yield from self._changeable(room, message_id)
+                yield from _changeable(self.user, room, message_id)
                 yield DeleteMessage(room, message_id, self.user)
                 if ref is not None:
                     yield Reply(protocol.ack(ref, message_id, room))
@@ -458,37 +458,6 @@ class Session:
                 yield from self._refresh(token)
             case protocol.Ping():
                 yield Reply(protocol.PONG)
-
-    def _changeable(
-        self, room: str, message_id: str
-    ) -> Generator[Action, object, dict[str, Any]]:
-        """The stored message the user may edit or delete, or a refusal.
-
-        Its author may; anyone else only if ``can_moderate`` says so.
-        """
-        message = yield ReadMessage(room, message_id)
-        if not isinstance(message, dict):
-            raise ProtocolError("not_found", "message id not in history")
-        author = message.get("user")
-        mine = isinstance(author, dict) and author.get("id") == self.user.id
-        if not mine and not (yield MayModerate(self.user, room)):
-            raise ProtocolError(
-                "forbidden",
-                "only its author or a moderator may change this message",
-            )
-        return message
-
-    def _moderated(
-        self, room: str, text: str, meta: dict[str, Any] | None
-    ) -> Generator[Action, object, str]:
-        """The text ``before_publish`` lets through, or ``forbidden``."""
-        try:
-            result = yield Moderate(self.user, room, text, meta)
-        except Forbidden as exc:
-            raise ProtocolError(
-                "forbidden", str(exc) or "message refused"
-            ) from None
-        return cast(str, result)
 
     def _refresh(self, token: str) -> Steps:
         """Extend the session with a new token for the same identity."""
@@ -515,6 +484,39 @@ class Session:
     def _require_member(self, room: str) -> None:
         if room not in self._rooms:
             raise ProtocolError("not_joined", f"join room {room!r} first")
+
+
+def _changeable(
+    user: User, room: str, message_id: str
+) -> Generator[Action, object, dict[str, Any]]:
+    """The stored message ``user`` may edit or delete, or a refusal.
+
+    Its author may; anyone else only if ``can_moderate`` says so.
+    """
+    message = yield ReadMessage(room, message_id)
+    if not isinstance(message, dict):
+        raise ProtocolError("not_found", "message id not in history")
+    author = message.get("user")
+    mine = isinstance(author, dict) and author.get("id") == user.id
+    if not mine and not (yield MayModerate(user, room)):
+        raise ProtocolError(
+            "forbidden",
+            "only its author or a moderator may change this message",
+        )
+    return message
+
+
+def _moderated(
+    user: User, room: str, text: str, meta: dict[str, Any] | None
+) -> Generator[Action, object, str]:
+    """The text ``before_publish`` lets through, or ``forbidden``."""
+    try:
+        result = yield Moderate(user, room, text, meta)
+    except Forbidden as exc:
+        raise ProtocolError(
+            "forbidden", str(exc) or "message refused"
+        ) from None
+    return cast(str, result)
 
 
 def _one(action: Action) -> Steps:
