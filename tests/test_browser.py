@@ -353,3 +353,43 @@ async def test_guests_are_marked_so_they_cannot_pass_for_a_user(
         assert bob.errors == []
     finally:
         srv.stop()
+
+
+async def test_people_edit_and_delete_their_own_messages(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    await alice.say("Helo Bob")
+    await alice.say("wrong room, sorry")
+    await expect(bob.messages()).to_have_text(
+        ["Helo Bob", "wrong room, sorry"]
+    )
+    # Only one's own messages have the buttons.
+    await expect(bob.page.locator("#messages .actions")).to_have_count(0)
+    alice.page.once(
+        "dialog",
+        lambda dialog: asyncio.ensure_future(dialog.accept("Hello Bob")),
+    )
+    await alice.page.locator("#messages li.mine .edit").first.click()
+    await expect(bob.messages()).to_have_text(
+        ["Hello Bob", "wrong room, sorry"]
+    )
+    await expect(bob.page.locator("#messages .edited")).to_have_text(
+        ["(edited)"]
+    )
+    await alice.page.locator("#messages li.mine .delete").last.click()
+    await expect(bob.messages()).to_have_text(
+        ["Hello Bob", "(message deleted)"]
+    )
+    await expect(alice.messages()).to_have_text(
+        ["Hello Bob", "(message deleted)"]
+    )
+    # A late joiner sees the history as it is now.
+    carol = await ChatPage.open(browser, server.url, "Carol")
+    await expect(carol.messages()).to_have_text(
+        ["Hello Bob", "(message deleted)"]
+    )
+    await alice.shot("edit-delete")
+    for person in (alice, bob, carol):
+        assert person.errors == []

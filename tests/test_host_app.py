@@ -219,6 +219,10 @@ async def test_a_host_using_sanic_ext_keeps_its_docs_and_gets_the_chats(
         ("GET", "/api/rooms/{room}/presence"): "Who is in a room",
         ("POST", "/api/rooms/{room}/messages"):
             "Publish a message (system permission)",
+        ("PATCH", "/api/rooms/{room}/messages/{message_id}"):
+            "Edit a message (system permission)",
+        ("DELETE", "/api/rooms/{room}/messages/{message_id}"):
+            "Delete a message (system permission)",
         ("DELETE", "/api/users/{user_id}/connections"):
             "Disconnect a user (system permission)",
         ("GET", "/api/health"): "Liveness and readiness of this worker",
@@ -308,7 +312,7 @@ async def test_the_readme_lists_everything_the_blueprint_adds() -> None:
         if route.name != "chat_host.admin"
     }
     assert routes == set(
-        re.findall(r"`((?:GET|POST|DELETE) /[^`]*)`", bullets["Routes"])
+        re.findall(r"`((?:GET|POST|PATCH|DELETE) /[^`]*)`", bullets["Routes"])
     )
     assert {route.name for route in app.router.routes} - {
         "chat_host.admin"

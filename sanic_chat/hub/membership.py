@@ -25,6 +25,7 @@ from ..connection import Connection
 from ..errors import BroadcasterUnavailable, ProtocolError
 from ..metrics import Metrics
 from ..protocol import PublicUser
+from ..revisions import fold
 from .room import Room, event_frame
 from .subscription import RoomSubscription
 
@@ -138,6 +139,10 @@ class Membership:
             found = True
             replayed += page.events
             after = page.events[-1].id if len(page.events) >= size else None
+        # Messages edited or deleted later in the replay go out as they
+        # are now (a deleted text is not sent); the edits stay, for
+        # messages the client had before ``since``.
+        replayed = fold(replayed, keep_revisions=True)
         if not room.holding(conn):
             # The connection was detached while history was read (it is
             # closing; its task's cancellation is still on the way).
