@@ -12,6 +12,7 @@ See ``docs/`` for the wire protocol, configuration and backends.
 """
 
 from .__about__ import __version__
+from .archive import MessageEvent
 from .authenticators import JWTAuthenticator, TokenAuthenticator
 from .backends import (
     Broadcaster,
@@ -71,6 +72,7 @@ __all__ = [
     "HistoryPage",
     "JWTAuthenticator",
     "MemoryBroadcaster",
+    "MessageEvent",
     "Presence",
     "PresenceInfo",
     "ProtocolError",

@@ -1,4 +1,4 @@
-"""The HTTP API: rooms, history, presence, receipts, publishing, DMs.
+"""The HTTP API: rooms, history, presence, receipts, messages, DMs.
 
 Disconnecting users and health too.
 
@@ -11,18 +11,19 @@ is described in its OpenAPI document (:mod:`sanic_chat.routes`).
 
 Every route identifies the caller with the chat's own authenticator, as
 ``/ws`` does. Reading a room needs the right to join it (``can_join``);
-publishing and disconnecting need the *system* permission: the
-``X-API-Key`` header equal to ``CHAT_API_KEY``, or a token whose claims
-have ``"chat_admin": true``. A message published here takes the same
-path as one sent over a socket: same ids, order, history, limits and
-fan-out to every worker.
+publishing, editing and deleting messages and disconnecting need the
+*system* permission: the ``X-API-Key`` header equal to
+``CHAT_API_KEY``, or a token whose claims have ``"chat_admin": true``.
+A message published here takes the same path as one sent over a
+socket: same ids, order, history, limits, hooks and fan-out to every
+worker.
 
-Routes with a body authenticate before reading it: publishing is a
-streaming route (Sanic does not buffer the body first) that checks the
-caller, then ``Content-Type: application/json`` (415), then the size
-(413 past :func:`publish_body_limit`, from ``Content-Length`` before
-reading, or while reading a chunked body), and only then parses and
-validates it.
+Routes with a body authenticate before reading it: publishing and
+editing are streaming routes (Sanic does not buffer the body first)
+that check the caller, then ``Content-Type: application/json`` (415),
+then the size (413 past :func:`publish_body_limit`, from
+``Content-Length`` before reading, or while reading a chunked body),
+and only then parse and validate it.
 
 Errors are JSON: ``{"error": {"code": ..., "message": ..., "fields":
 [...]}}`` with 400, 401, 403, 404, 413, 415, 429 or 503.
@@ -32,7 +33,8 @@ from __future__ import annotations
 
 import hmac
 import json as jsonlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +61,7 @@ from .identity import NAME_RULE, SYSTEM_USER, User, valid_display_name
 from .limits import PublishLimiter
 from .protocol import (
     MAX_ID_LENGTH,
+    check_meta,
     check_room,
     check_text,
     check_user_id,
@@ -92,6 +95,22 @@ class PublishBody(BaseModel):
     user: Sender | None = Field(
         default=None,
         description="Sender shown to clients; the system user if omitted.",
+    )
+    meta: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON object carried with the message (replies, "
+        "attachments, mentions), at most 2 KB encoded.",
+    )
+
+
+class EditBody(BaseModel):
+    """The new text of a message (a moderator's edit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, examples=["[removed by a moderator]"])
+    user: Sender | None = Field(
+        default=None,
+        description="Editor shown to clients; the system user if omitted.",
     )
 
 
@@ -407,8 +426,8 @@ async def room_history(
     if key is not None and not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many requests, slow down")
-    page = await chat.broadcaster.history(
-        room, limit=query.limit, before=query.before, after=query.after
+    page = await chat.hub.history_page(
+        room, query.limit, before=query.before, after=query.after
     )
     if not page.found:
         raise ApiError(404, "not_found", "message id not in history")
@@ -485,12 +504,13 @@ async def publish(
     caller = await identify(chat, request)
     _require_system(caller)
     _valid_room(room)
-    text, sender = await _message_body(chat, request)
+    text, sender, meta = await _message_body(chat, request)
     key = caller.user.id if caller.user is not None else "api-key"
     if not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many messages, slow down")
-    message_id = await chat.publish(room, text, user=sender)
+    with _refusals():
+        message_id = await chat.publish(room, text, user=sender, meta=meta)
     return json({"id": message_id, "room": room}, status=201)
 
 
@@ -515,7 +535,7 @@ async def direct_message(
         check_user_id(user_id, "user_id")
     except ProtocolError as exc:
         raise ApiError(400, exc.code, exc.message) from None
-    text, sender = await _message_body(chat, request)
+    text, sender, _ = await _message_body(chat, request)
     key = caller.user.id if caller.user is not None else "api-key"
     if not limiter.allow(key):
         chat.metrics.rate_limited += 1
@@ -544,34 +564,113 @@ async def room_receipts(
     return json({"room": room, "read": marks})
 
 
-async def _message_body(chat: Chat, request: Request) -> tuple[str, User]:
-    """Read a :class:`PublishBody`: the text and the sender (checked)."""
+async def _message_body(
+    chat: Chat, request: Request
+) -> tuple[str, User, dict[str, Any] | None]:
+    """Read a :class:`PublishBody`: the text, the sender and the meta."""
     body = await read_json(
         request, PublishBody, publish_body_limit(chat.config)
     )
-    text = body.text
+    text = _checked(check_text, body.text, chat.config.max_text_length)
+    _checked(check_meta, body.meta)
+    return text, _sender(body.user), body.meta
+
+
+async def edit_message(
+    chat: Chat,
+    limiter: PublishLimiter,
+    request: Request,
+    room: str,
+    message_id: str,
+) -> HTTPResponse:
+    """Replace a message's text, as a moderator (system permission).
+
+    Any message still in the room's history; the ``before_publish``
+    hook runs on the new text (403 with its reason if it refuses).
+    Members get ``edited``; history and recovery show the new text.
+    Body as for publishing, with ``text`` and an optional ``user`` (the
+    editor shown). 404 when the id is not in history or was deleted.
+    """
+    caller = await identify(chat, request)
+    _require_system(caller)
+    _valid_room(room)
+    body = await read_json(request, EditBody, publish_body_limit(chat.config))
+    text = _checked(check_text, body.text, chat.config.max_text_length)
+    editor = _sender(body.user)
+    key = caller.user.id if caller.user is not None else "api-key"
+    if not limiter.allow(key):
+        chat.metrics.rate_limited += 1
+        raise ApiError(429, "rate_limited", "too many messages, slow down")
+    with _refusals():
+        await chat.edit(room, message_id, text, user=editor)
+    return json({"id": message_id, "room": room})
+
+
+async def delete_message(
+    chat: Chat, request: Request, room: str, message_id: str
+) -> HTTPResponse:
+    """Delete a message, as a moderator (system permission).
+
+    Members get ``deleted``; history and recovery show a tombstone
+    without its text. 404 when the id is not in history or was deleted
+    already.
+    """
+    caller = await identify(chat, request)
+    _require_system(caller)
+    await refuse_body(request)
+    _valid_room(room)
+    with _refusals():
+        await chat.delete(room, message_id)
+    return json({"id": message_id, "room": room})
+
+
+_T = TypeVar("_T")
+
+
+def _checked(check: Callable[..., _T], value: object, *args: int) -> _T:
+    """``check(value, ...)``; a refusal as 413, or 400 naming the field."""
     try:
-        check_text(text, chat.config.max_text_length)
+        return check(value, *args)
     except ProtocolError as exc:
         if exc.code == "too_large":
             raise ApiError(413, exc.code, exc.message) from None
+        field = "meta" if check is check_meta else "text"
         raise ApiError(
             400,
             "bad_request",
             "invalid request",
-            [{"field": "text", "message": exc.message}],
+            [{"field": field, "message": exc.message}],
         ) from None
-    sender = SYSTEM_USER
-    if body.user is not None:
-        if not valid_display_name(body.user.name):
-            raise ApiError(
-                400,
-                "bad_request",
-                "invalid request",
-                [{"field": "user.name", "message": NAME_RULE}],
-            )
-        sender = User(body.user.id, body.user.name)
-    return text, sender
+
+
+def _sender(sender: Sender | None) -> User:
+    if sender is None:
+        return SYSTEM_USER
+    if not valid_display_name(sender.name):
+        raise ApiError(
+            400,
+            "bad_request",
+            "invalid request",
+            [{"field": "user.name", "message": NAME_RULE}],
+        )
+    return User(sender.id, sender.name)
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The chat's refusals of a message as API errors.
+
+    ``before_publish`` refusing (403 with its reason) or returning an
+    invalid text (400), an unknown message id (404).
+    """
+    try:
+        yield
+    except Forbidden as exc:
+        raise ApiError(403, "forbidden", str(exc) or "refused") from None
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
 
 
 async def disconnect_user(
@@ -616,11 +715,14 @@ def _known(chat: Chat, room: str) -> bool:
 
 __all__ = [
     "ApiError",
+    "EditBody",
     "HistoryQuery",
     "PublishBody",
     "Sender",
+    "delete_message",
     "direct_message",
     "disconnect_user",
+    "edit_message",
     "error_response",
     "health",
     "identify",

@@ -18,9 +18,17 @@ from sanic import Blueprint, HTTPResponse, Request, Sanic
 from . import _sanic
 from ._openapi import describe
 from .api import ApiError, refuse_body
+from .archive import MessageHook
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
-from .chat import DEFAULT_NAME, Chat, MessageCheck, RoomCheck, get_chat
+from .chat import (
+    DEFAULT_NAME,
+    BeforePublish,
+    Chat,
+    MessageCheck,
+    RoomCheck,
+    get_chat,
+)
 from .config import ChatConfig, ChatOptions
 from .endpoint import serve
 from .errors import ConfigError
@@ -53,7 +61,7 @@ class ChatBlueprint(Blueprint):
         options: dict[str, Any] | ChatConfig,
         broadcaster: Broadcaster | None,
         authenticator: Authenticator | None,
-        hooks: dict[str, RoomCheck | None],
+        hooks: dict[str, Any],
     ) -> None:
         super().__init__(name)
         # Keywords, resolved over app.config at registration; or settings
@@ -175,6 +183,9 @@ class ChatBlueprint(Blueprint):
             can_join=self._hooks["can_join"],
             can_publish=self._hooks["can_publish"],
             can_message=self._hooks["can_message"],
+            can_moderate=self._hooks["can_moderate"],
+            before_publish=self._hooks["before_publish"],
+            on_message=self._hooks["on_message"],
         )
         app.ctx.sanic_chat = chats
         # Only where the app uses sanic-ext: see routes.inject_chat.
@@ -244,6 +255,9 @@ def create_blueprint(
     can_join: RoomCheck | None = None,
     can_publish: RoomCheck | None = None,
     can_message: MessageCheck | None = None,
+    can_moderate: RoomCheck | None = None,
+    before_publish: BeforePublish | None = None,
+    on_message: MessageHook | None = None,
     name: str = DEFAULT_NAME,
     **options: Unpack[ChatOptions],
 ) -> Blueprint:
@@ -276,10 +290,24 @@ def create_blueprint(
             a guest with a server-generated id.
         can_join: ``(user, room) -> bool`` (sync or async), asked for every
             room a connection joins, at connect or with ``join``.
-        can_publish: ``(user, room) -> bool``, asked for every message.
+        can_publish: ``(user, room) -> bool``, asked for every message
+            and edit.
         can_message: ``(sender, recipient_id) -> bool`` (sync or async),
             asked for every direct message and DM ``typing``: block
             lists. A refusal is the error ``forbidden``.
+        can_moderate: ``(user, room) -> bool`` (sync or async), asked
+            when a user edits or deletes a message of someone else: true
+            lets them. Without it only authors change their messages.
+        before_publish: ``(user, room, text, meta) -> str | None`` (sync
+            or async), run before every message and edit is stored, from
+            sockets, :meth:`Chat.publish <sanic_chat.Chat.publish>` and
+            the HTTP API: return the text to store (possibly changed),
+            ``None`` to keep it, or raise :class:`~sanic_chat.Forbidden`
+            with a reason to refuse it (error ``forbidden``).
+        on_message: ``(event) -> None`` (sync or async), given a
+            :class:`~sanic_chat.MessageEvent` for every message, edit and
+            delete stored through this worker, from a bounded queue off
+            the delivery path (:mod:`sanic_chat.archive`).
         name: Blueprint name; also the name :func:`get_chat` looks up.
         **options: Any :class:`~sanic_chat.config.ChatConfig` field, e.g.
             ``default_room="general"`` or ``url_prefix="/chat"``, typed as
@@ -315,5 +343,8 @@ def create_blueprint(
             "can_join": can_join,
             "can_publish": can_publish,
             "can_message": can_message,
+            "can_moderate": can_moderate,
+            "before_publish": before_publish,
+            "on_message": on_message,
         },
     )

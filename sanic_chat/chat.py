@@ -19,6 +19,7 @@ from typing import Any
 from sanic import Request, Sanic
 
 from .admission import Admission
+from .archive import Archive, MessageHook
 from .authenticators import token_from_request
 from .backends.base import Broadcaster, PresenceInfo
 from .config import ChatConfig
@@ -27,6 +28,7 @@ from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 from .metrics import Metrics, PrometheusExporter, room_labeller
 from .protocol import (
+    check_meta,
     check_room,
     check_text,
     check_user_id,
@@ -45,6 +47,17 @@ RoomCheck = Callable[[User, str], "bool | Awaitable[bool]"]
 MessageCheck = Callable[[User, str], "bool | Awaitable[bool]"]
 """``(sender, recipient_id) -> bool``, sync or async: may they DM them?"""
 
+BeforePublish = Callable[
+    [User, str, str, "dict[str, Any] | None"],
+    "str | Awaitable[str | None] | None",
+]
+"""``(user, room, text, meta) -> text | None``, sync or async.
+
+Runs before a message or an edit is stored: return the text to publish
+(possibly changed), ``None`` to publish it unchanged, or raise
+:class:`~sanic_chat.errors.Forbidden` with a reason to refuse it.
+"""
+
 
 class Chat:
     """Rooms, broadcaster and settings of one chat blueprint in one app.
@@ -57,6 +70,12 @@ class Chat:
         can_publish: May a user post a message to a room?
         can_message: May a user send a direct message (or ``typing``)
             to another user (block lists)?
+        can_moderate: May a user edit and delete others' messages in a
+            room? (Nobody may without it.)
+        before_publish: Checks or changes every message and edit before
+            it is stored (:data:`BeforePublish`).
+        on_message: Gets every message, edit and delete this worker
+            stores, from a bounded queue (:mod:`sanic_chat.archive`).
     """
 
     def __init__(
@@ -68,6 +87,9 @@ class Chat:
         can_join: RoomCheck | None = None,
         can_publish: RoomCheck | None = None,
         can_message: MessageCheck | None = None,
+        can_moderate: RoomCheck | None = None,
+        before_publish: BeforePublish | None = None,
+        on_message: MessageHook | None = None,
     ) -> None:
         self.config = config
         self.broadcaster = broadcaster
@@ -75,8 +97,12 @@ class Chat:
         self._can_join = can_join
         self._can_publish = can_publish
         self._can_message = can_message
+        self._can_moderate = can_moderate
+        self._before_publish = before_publish
         self.metrics = Metrics()
         self.hub = Hub(broadcaster, config, self.metrics)
+        if on_message is not None:
+            self.hub.archive = Archive(on_message, self.metrics)
         self.admission = Admission(
             config.max_connections_in_setup, config.setup_wait
         )
@@ -141,6 +167,8 @@ class Chat:
         """Stop room subscriptions and disconnect the broadcaster."""
         if self.exporter is not None:
             await self.exporter.stop()
+        if self.hub.archive is not None:
+            await self.hub.archive.stop()
         await self.hub.stop()
         await self.broadcaster.disconnect()
 
@@ -194,28 +222,150 @@ class Chat:
         """Ask the ``can_message`` hook (everyone may when there is none)."""
         return await _ask(self._can_message, sender, recipient_id)
 
+    async def may_moderate(self, user: User, room: str) -> bool:
+        """Ask the ``can_moderate`` hook (nobody may when there is none)."""
+        if self._can_moderate is None:
+            return False
+        return await _ask(self._can_moderate, user, room)
+
+    @property
+    def moderates(self) -> bool:
+        """Whether the chat has a ``before_publish`` hook."""
+        return self._before_publish is not None
+
+    async def moderate(
+        self,
+        user: User,
+        room: str,
+        text: str,
+        meta: dict[str, Any] | None = None,
+    ) -> str:
+        """Run ``before_publish``: return the text to store.
+
+        Every path that stores a message or an edit calls it (sockets,
+        :meth:`publish`, :meth:`edit`, the HTTP API): call it too from
+        your own. ``room`` is the room (for a direct message: the
+        recipient's inbox).
+
+        Raises:
+            Forbidden: The hook refused the message; its text is the
+                reason.
+            ProtocolError: The text the hook returned is not a valid
+                message (empty, too long: ``bad_request``, ``too_large``).
+            TypeError: The hook returned neither a string nor ``None``.
+        """
+        hook = self._before_publish
+        if hook is None:
+            return text
+        answer = hook(user, room, text, meta)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer is None:
+            return text
+        if not isinstance(answer, str):
+            raise TypeError(
+                "before_publish must return a str or None, not "
+                f"{type(answer).__name__}"
+            )
+        return check_text(answer, self.config.max_text_length)
+
     # Server-side API ---------------------------------------------------------
 
     async def publish(
-        self, room: str, text: str, *, user: User = SYSTEM_USER
+        self,
+        room: str,
+        text: str,
+        *,
+        user: User = SYSTEM_USER,
+        meta: dict[str, Any] | None = None,
     ) -> str:
         """Post ``text`` to ``room`` as ``user``; return the message id.
 
-        The message takes the same path as one sent over a socket: it gets
-        an id, goes into history and reaches every member on every worker.
+        The message takes the same path as one sent over a socket: the
+        ``before_publish`` hook, an id, history, every member on every
+        worker, the ``on_message`` hook.
+
+        Args:
+            room: The room.
+            text: The message.
+            user: The sender shown (the system user by default).
+            meta: A JSON object carried with the message (at most 2 KB
+                encoded), as a client's ``meta``.
 
         Raises:
-            ValueError: ``room`` is not a valid room name, or ``text`` is
+            ValueError: ``room`` is not a valid room name, ``text`` is
                 empty, longer than ``max_text_length`` or not encodable
-                as UTF-8 (the same rules as for a client's message).
+                as UTF-8, or ``meta`` is not a JSON object of at most
+                2 KB (the same rules as for a client's message).
+            Forbidden: ``before_publish`` refused it.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
         try:
             check_room(room)
             check_text(text, self.config.max_text_length)
+            check_meta(meta)
+            text = await self.moderate(user, room, text, meta)
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
-        return await self.hub.publish(room, user, text)
+        return await self.hub.publish(room, user, text, meta)
+
+    async def edit(
+        self,
+        room: str,
+        message_id: str,
+        text: str,
+        *,
+        user: User = SYSTEM_USER,
+    ) -> None:
+        """Replace the text of a stored message, as a moderator would.
+
+        Members get ``edited``; history and recovery show the new text.
+        No author check: server code may edit any message. The
+        ``before_publish`` hook runs on the new text.
+
+        Raises:
+            ValueError: Invalid ``room`` or ``text``.
+            LookupError: ``message_id`` is not in the room's history (any
+                more), or was deleted.
+            Forbidden: ``before_publish`` refused the new text.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        try:
+            check_room(room)
+            check_text(text, self.config.max_text_length)
+            message = await self._stored(room, message_id)
+            text = await self.moderate(user, room, text, message.get("meta"))
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
+        await self.hub.edit(room, message_id, user, text)
+
+    async def delete(
+        self, room: str, message_id: str, *, user: User = SYSTEM_USER
+    ) -> None:
+        """Delete a stored message, as a moderator would.
+
+        Members get ``deleted``; history and recovery show a tombstone.
+
+        Raises:
+            ValueError: Invalid ``room``.
+            LookupError: ``message_id`` is not in the room's history (any
+                more), or was deleted already.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        try:
+            check_room(room)
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
+        await self._stored(room, message_id)
+        await self.hub.delete(room, message_id, user)
+
+    async def _stored(self, room: str, message_id: str) -> dict[str, Any]:
+        message = await self.hub.message(room, message_id)
+        if message is None:
+            raise LookupError(
+                f"message {message_id!r} is not in the history of {room!r}"
+            )
+        return message
 
     async def send_to_user(
         self, user_id: str, text: str, *, user: User = SYSTEM_USER
@@ -301,6 +451,12 @@ class Chat:
         ``broadcaster_healthy``.
         """
         return self.metrics.snapshot(self)
+
+    @property
+    def archive_queued(self) -> int:
+        """Events waiting for the ``on_message`` hook on this worker."""
+        archive = self.hub.archive
+        return 0 if archive is None else archive.pending
 
     @property
     def connection_count(self) -> int:

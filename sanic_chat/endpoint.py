@@ -44,6 +44,8 @@ from .identity import RefreshingAuthenticator
 from .session import (
     Action,
     Close,
+    DeleteMessage,
+    EditMessage,
     Expire,
     Join,
     JoinInbox,
@@ -51,9 +53,12 @@ from .session import (
     MarkRead,
     MayJoin,
     MayMessage,
+    MayModerate,
     MayPublish,
+    Moderate,
     Publish,
     ReadHistory,
+    ReadMessage,
     ReadPresence,
     ReadReceipts,
     Reply,
@@ -229,6 +234,7 @@ async def _read(
         chat.config,
         rooms=conn.rooms,
         can_refresh=_refresher(chat) is not None,
+        moderates=chat.moderates,
         metrics=chat.metrics,
         label=conn,
         inbox=protocol.inbox_name(conn.user.id),
@@ -321,8 +327,18 @@ class _Actions:
                 conn.reply(frame)
             case MayPublish(user, room):
                 return await chat.may_publish(user, room)
-            case Publish(room, user, text):
-                return await chat.hub.publish(room, user, text)
+            case Publish(room, user, text, meta):
+                return await chat.hub.publish(room, user, text, meta)
+            case Moderate(user, room, text, meta):
+                return await chat.moderate(user, room, text, meta)
+            case MayModerate(user, room):
+                return await chat.may_moderate(user, room)
+            case ReadMessage(room, message_id):
+                return await chat.hub.message(room, message_id)
+            case EditMessage(room, message_id, user, text):
+                await chat.hub.edit(room, message_id, user, text)
+            case DeleteMessage(room, message_id, user):
+                await chat.hub.delete(room, message_id, user)
             case MayJoin(user, room):
                 return await chat.may_join(user, room)
             case Join(room, since):

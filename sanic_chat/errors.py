@@ -6,8 +6,9 @@ Exception tree::
     ├── ProtocolError         a client frame was refused: an ``error`` frame
     │                         with ``code``; the connection stays open
     ├── ConfigError           a ``CHAT_*`` setting or keyword is invalid
-    ├── Forbidden             an authenticator refuses a valid identity:
-    │                         the upgrade is answered 403
+    ├── Forbidden             an authenticator refuses a valid identity
+    │                         (the upgrade is answered 403), or
+    │                         ``before_publish`` refuses a message
     ├── Unauthorized          no valid identity, with a stable ``reason``
     │                         (:data:`UNAUTHORIZED_REASONS`): the upgrade
     │                         or API request is answered 401
@@ -57,7 +58,7 @@ class ProtocolError(ChatError):
     """
 
     def __init__(
-        self, code: str, message: str, ref: str | None = None
+        self, code: str, message: str, *, ref: str | None = None
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -66,7 +67,16 @@ class ProtocolError(ChatError):
 
 
 class Forbidden(ChatError):
-    """Raised by an authenticator for an identity that may not connect."""
+    """A refusal: of an identity, or of a message by ``before_publish``.
+
+    Raised by an authenticator for an identity that may not connect (the
+    upgrade is answered 403), or by a ``before_publish`` hook to refuse a
+    message or an edit: the client gets an ``error`` frame with code
+    ``forbidden`` and ``str(exc)`` as its message (so write it for the
+    user: ``raise Forbidden("links are not allowed here")``), the HTTP
+    API a 403 with it, and :meth:`Chat.publish <sanic_chat.Chat.publish>`
+    lets it through to its caller.
+    """
 
 
 UNAUTHORIZED_REASONS: dict[str, str] = {

@@ -91,6 +91,10 @@ class Metrics:
         self.publish_count = 0
         self.publish_seconds = 0.0
         self.publish_buckets = [0] * (len(PUBLISH_BUCKETS) + 1)
+        # The on_message hook (sanic_chat.archive).
+        self.archived = 0
+        self.archive_failures = 0
+        self.archive_dropped = 0
 
     def observe_publish(self, seconds: float) -> None:
         """Record the latency of one broadcaster publish."""
@@ -123,6 +127,10 @@ class Metrics:
             "broadcaster_healthy": chat.broadcaster.healthy,
             "broadcaster_reconnects": chat.broadcaster.reconnects,
             "unsent_bytes": chat.hub.unsent.total,
+            "archived": self.archived,
+            "archive_failures": self.archive_failures,
+            "archive_dropped": self.archive_dropped,
+            "archive_queued": chat.archive_queued,
         }
 
 
@@ -158,6 +166,10 @@ class PrometheusExporter:
                 "sanic_chat_unsent_bytes",
                 "Bytes produced for clients and not yet read by them",
                 registry=r, **live),
+            "archive_queued": prom.Gauge(
+                "sanic_chat_archive_queued",
+                "Events waiting for the on_message hook",
+                registry=r, **live),
             "broadcaster_healthy": prom.Gauge(
                 "sanic_chat_broadcaster_up",
                 "1 if the worker can reach its broadcaster",
@@ -178,6 +190,9 @@ class PrometheusExporter:
                 ("lagged", "lagged notices sent"),
                 ("rate_limited", "Frames or calls refused by rate limits"),
                 ("broadcaster_reconnects", "Broadcaster reconnections"),
+                ("archived", "Events the on_message hook took"),
+                ("archive_failures", "Events the on_message hook failed on"),
+                ("archive_dropped", "Events dropped: on_message queue full"),
             ]
         }
         self._auth = prom.Counter(

@@ -5,22 +5,24 @@ read (and tested) in one place. The reference is ``docs/protocol.md``.
 
 Client frames become :data:`Command` objects or raise
 :class:`~sanic_chat.errors.ProtocolError`. The rules they are checked
-against (:func:`check_room`, :func:`check_text`, :func:`check_id`) are
+against (:func:`check_room`, :func:`check_text`, :func:`check_id`,
+:func:`check_meta`) are
 the same for :meth:`Chat.publish <sanic_chat.Chat.publish>` and the HTTP
 API, which turn the error into a ``ValueError`` or a 400/413 answer.
 
 Every frame the server sends has a builder here (:func:`welcome`,
 :func:`joined`, :func:`left`, :func:`presence`, :func:`resync`,
 :func:`history`, :func:`ack`, :func:`refreshed`, :func:`lagged`,
-:func:`error`, :data:`PONG`, :func:`message_payload`,
-:func:`direct_payload`, :func:`typing`, :func:`read`, :func:`receipts`,
-:func:`request_ack`); no other module
+:func:`error`, :data:`PONG`, :func:`message_payload`, :func:`edited`,
+:func:`deleted`, :func:`direct_payload`, :func:`typing`, :func:`read`,
+:func:`receipts`, :func:`request_ack`); no other module
 writes a frame's JSON. A frame is encoded once and the same ``str`` is
 sent to every recipient.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -36,9 +38,16 @@ T = TypeVar("T")
 
 MAX_REF_LENGTH = 128
 MAX_ID_LENGTH = 128
+MAX_META_BYTES = 2048
+"""Most bytes of a message's ``meta``, encoded as the server sends it."""
 
 _encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), check_circular=False
+)
+# For values clients send (meta): NaN and Infinity are not JSON that a
+# browser can read back, so they are refused rather than passed on.
+_strict_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
 )
 
 
@@ -73,10 +82,33 @@ class Leave:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """``{"type":"message","room":R,"text":T,"ref"?:S}``, or plain text."""
+    """``{"type":"message","room":R,"text":T,"meta"?:{},"ref"?:S}``.
+
+    Or plain text (no meta, no ref).
+    """
 
     room: str
     text: str
+    ref: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """``{"type":"edit","room":R,"id":ID,"text":T,"ref"?:S}``."""
+
+    room: str
+    id: str
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """``{"type":"delete","room":R,"id":ID,"ref"?:S}``."""
+
+    room: str
+    id: str
     ref: str | None = None
 
 
@@ -147,8 +179,8 @@ class Receipts:
 
 
 Command = (
-    Join | Leave | Send | History | Presence | Refresh | Ping | Direct
-    | Typing | Read | Receipts
+    Join | Leave | Send | Edit | Delete | History | Presence | Refresh | Ping
+    | Direct | Typing | Read | Receipts
 )  # fmt: skip
 
 
@@ -163,7 +195,9 @@ def parse(
 
     Raises:
         ProtocolError: ``bad_request`` for anything that is not a valid
-            protocol object, ``too_large`` for text over the limit.
+            protocol object, ``too_large`` for text over the limit (or a
+            ``meta`` over :data:`MAX_META_BYTES`). When the frame carried
+            a valid ``ref``, the error's ``ref`` is set to it.
     """
     if not isinstance(data, str):
         raise ProtocolError(
@@ -177,6 +211,19 @@ def parse(
         raise ProtocolError("bad_request", "frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
+    try:
+        return _command(obj, default_room, max_text_length)
+    except ProtocolError as exc:
+        ref = obj.get("ref")
+        if isinstance(ref, str) and ref and exc.ref is None:
+            with contextlib.suppress(ProtocolError):
+                exc.ref = check_id(ref, "ref", MAX_REF_LENGTH)
+        raise
+
+
+def _command(
+    obj: dict[str, Any], default_room: str, max_text_length: int
+) -> Command:
     kind = obj.get("type")
     if (isinstance(kind, str) and kind in _PEOPLE) or (
         kind == "message" and obj.get("to") is not None
@@ -186,6 +233,20 @@ def parse(
         return Send(
             _room(obj),
             check_text(obj.get("text"), max_text_length),
+            _optional_str(obj, "ref", MAX_REF_LENGTH),
+            check_meta(obj.get("meta")),
+        )
+    if kind == "edit":
+        return Edit(
+            _room(obj),
+            check_id(obj.get("id"), "id", MAX_ID_LENGTH),
+            check_text(obj.get("text"), max_text_length),
+            _optional_str(obj, "ref", MAX_REF_LENGTH),
+        )
+    if kind == "delete":
+        return Delete(
+            _room(obj),
+            check_id(obj.get("id"), "id", MAX_ID_LENGTH),
             _optional_str(obj, "ref", MAX_REF_LENGTH),
         )
     if kind == "join":
@@ -331,6 +392,35 @@ def check_id(value: object, field: str, max_length: int) -> str:
             "bad_request",
             f"field {field!r} must be a string of at most {max_length} "
             "characters",
+        )
+    return value
+
+
+def check_meta(value: object) -> dict[str, Any] | None:
+    """Return ``value`` if it can travel as a message's ``meta``.
+
+    ``None`` (no meta) or a JSON object of at most :data:`MAX_META_BYTES`
+    bytes encoded as the server sends it (compact, UTF-8); its strings
+    encodable as UTF-8, and no ``NaN`` or ``Infinity``.
+
+    Raises:
+        ProtocolError: ``too_large`` over the size, ``bad_request`` for
+            anything else.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_request", "field 'meta' must be an object")
+    try:
+        size = len(_strict_encoder.encode(value).encode("utf-8"))
+    except (ValueError, RecursionError, TypeError):
+        # ValueError: NaN, or a lone surrogate (UnicodeEncodeError).
+        raise ProtocolError(
+            "bad_request", "field 'meta' is not encodable JSON"
+        ) from None
+    if size > MAX_META_BYTES:
+        raise ProtocolError(
+            "too_large", f"meta is larger than {MAX_META_BYTES} bytes"
         )
     return value
 
@@ -514,9 +604,10 @@ def request_ack(ref: str, **result: object) -> str:
 
 
 def error(code: str, message: str, ref: str | None = None) -> str:
-    """Encode ``{"type":"error","code":...,"message":...}``.
+    """Encode ``{"type":"error","code":...,"message":...,"ref"?:...}``.
 
-    ``ref``: the ref of the request that failed (no such field if None).
+    ``ref``: that of the request refused, if it carried one (no such
+    field otherwise).
     """
     if ref is None:
         return encode({"type": "error", "code": code, "message": message})
@@ -546,15 +637,71 @@ PONG = encode({"type": "pong"})
 """The ``pong`` frame, the answer to a ``ping``."""
 
 
-def message_payload(room: str, user: PublicUser, text: str, ts: int) -> str:
+def message_payload(
+    room: str,
+    user: PublicUser,
+    text: str,
+    ts: int,
+    meta: Mapping[str, Any] | None = None,
+) -> str:
     """Encode a chat message without its id, as broadcasters carry it.
 
     The id is assigned by the broadcaster at publish time and spliced in
     by :func:`with_id`, so the message is still encoded only once.
+    ``meta`` is carried only when given, so messages without one are
+    the same bytes as before it existed.
+    """
+    if meta is None:
+        return encode(
+            {"type": "message", "room": room, "user": user, "text": text,
+             "ts": ts}
+        )  # fmt: skip
+    return encode(
+        {"type": "message", "room": room, "user": user, "text": text,
+         "ts": ts, "meta": meta}
+    )  # fmt: skip
+
+
+EDITED_PREFIX = '{"type":"edited"'
+DELETED_PREFIX = '{"type":"deleted"'
+REVISION_PREFIXES = (EDITED_PREFIX, DELETED_PREFIX)
+"""How stored ``edited`` and ``deleted`` payloads begin (see
+:mod:`sanic_chat.revisions`): they carry their target's id, not their
+own, so the hub sends them as they are stored."""
+
+
+def edited(
+    room: str, message_id: str, text: str, user: PublicUser, edited_ts: int
+) -> str:
+    """Encode ``edited``: ``user`` changed message ``message_id``'s text."""
+    return encode(
+        {"type": "edited", "room": room, "id": message_id, "text": text,
+         "user": user, "edited_ts": edited_ts}
+    )  # fmt: skip
+
+
+def deleted(room: str, message_id: str, user: PublicUser, ts: int) -> str:
+    """Encode ``deleted``: ``user`` deleted message ``message_id``.
+
+    ``ts`` (when) is stored for the archive and history; clients may use
+    it.
     """
     return encode(
-        {"type": "message", "room": room, "user": user, "text": text, "ts": ts}
-    )
+        {"type": "deleted", "room": room, "id": message_id, "user": user,
+         "ts": ts}
+    )  # fmt: skip
+
+
+def tombstone(message: Mapping[str, Any]) -> str:
+    """Encode a deleted message as history lists it, without its id.
+
+    ``{"type":"message","room":R,"user":U,"ts":MS,"deleted":true}``:
+    the author and time stay, the text and meta are gone.
+    """
+    return encode(
+        {"type": "message", "room": message["room"], "user": message["user"],
+         "ts": message["ts"], "deleted": True}
+    )  # fmt: skip
 
 
 def direct_payload(

@@ -85,6 +85,21 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
     async def receipts(request: Request, room: str) -> HTTPResponse:
         return await api.room_receipts(chat_of(request), request, room)
 
+    async def edit(
+        request: Request, room: str, message_id: str
+    ) -> HTTPResponse:
+        # Streaming, as publish: authenticated before the body is read.
+        chat = chat_of(request)
+        limiter = limiter_of(chat, publishers)
+        return await api.edit_message(chat, limiter, request, room, message_id)
+
+    async def delete(
+        request: Request, room: str, message_id: str
+    ) -> HTTPResponse:
+        return await api.delete_message(
+            chat_of(request), request, room, message_id
+        )
+
     async def disconnect(request: Request, user_id: str) -> HTTPResponse:
         return await api.disconnect_user(chat_of(request), request, user_id)
 
@@ -142,6 +157,23 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         description=api.room_receipts.__doc__,
         answers=_answers(200, "Last read id by user id", 400, 401, 403, 503),
     )
+    edit = describe(
+        edit,
+        summary="Edit a message (system permission)",
+        description=api.edit_message.__doc__,
+        body=api.EditBody,
+        secured=True,
+        answers=_answers(
+            200, "The message edited", 400, 401, 403, 404, 413, 415, 429, 503
+        ),
+    )
+    delete = describe(
+        delete,
+        summary="Delete a message (system permission)",
+        description=api.delete_message.__doc__,
+        secured=True,
+        answers=_answers(200, "The message deleted", 400, 401, 403, 404, 503),
+    )
     disconnect = describe(
         disconnect,
         summary="Disconnect a user (system permission)",
@@ -163,6 +195,10 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         (publish, "/rooms/<room:str>/messages", "POST", "api_publish"),
         (receipts, "/rooms/<room:str>/receipts", "GET", "api_receipts"),
         (direct, "/users/<user_id:str>/messages", "POST", "api_direct"),
+        (edit, "/rooms/<room:str>/messages/<message_id:str>", "PATCH",
+         "api_edit"),
+        (delete, "/rooms/<room:str>/messages/<message_id:str>", "DELETE",
+         "api_delete"),
         (disconnect, "/users/<user_id:str>/connections", "DELETE",
          "api_disconnect"),
         (health, "/health", "GET", "api_health"),
@@ -172,7 +208,7 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         # buffer a body (up to REQUEST_MAX_SIZE, 100 MB) before the
         # handler runs. Publishing streams its body; the other routes
         # take none (Sanic discards one after the answer).
-        streams = handler is publish or handler is direct
+        streams = handler in (publish, edit, direct)
         bp.route(
             prefix + path,
             methods=[method],

@@ -23,11 +23,14 @@ awaits: a test drives it with plain calls and no event loop::
     steps.send(True)     # Publish("a", user, "hi")
     steps.send("1-0")    # StopIteration: no ref, no ack
 
-Actions with a result: :class:`MayJoin`, :class:`MayPublish` and
-:class:`MayMessage` (bool), :class:`Publish` and :class:`SendDirect`
-(the message id), :class:`MarkRead` (moved: bool, or None for an id not
-in history), :class:`ReadHistory`, :class:`ReadPresence` and
-:class:`ReadReceipts` (the frame built by the hub through
+Actions with a result: :class:`MayJoin`, :class:`MayPublish`,
+:class:`MayModerate` and :class:`MayMessage` (bool), :class:`Moderate`
+(the text to publish, or :class:`~sanic_chat.errors.Forbidden` thrown
+in), :class:`Publish` and :class:`SendDirect` (the message id),
+:class:`ReadMessage` (the stored message or None), :class:`MarkRead`
+(moved: bool, or None for an id not in history), :class:`ReadHistory`,
+:class:`ReadPresence` and :class:`ReadReceipts` (the frame built by the
+hub through
 :mod:`~sanic_chat.protocol`), :class:`Verify` (the refreshed ``User`` or
 None). The others return None.
 
@@ -44,11 +47,16 @@ import logging
 import time
 from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
 from . import protocol
 from .config import ChatConfig
-from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
+from .errors import (
+    BroadcasterUnavailable,
+    CloseCode,
+    Forbidden,
+    ProtocolError,
+)
 from .identity import User
 from .limits import Throttle, TokenBucket
 from .metrics import Metrics
@@ -110,6 +118,58 @@ class MayPublish:
 
 
 @dataclass(frozen=True, slots=True)
+class MayModerate:
+    """Ask the ``can_moderate`` hook; the result is a bool."""
+
+    user: User
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    """Run ``before_publish``; the result is the text to publish.
+
+    A refusal is :class:`~sanic_chat.errors.Forbidden`, thrown in.
+    """
+
+    user: User
+    room: str
+    text: str
+    meta: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMessage:
+    """Read stored message ``id`` of ``room``.
+
+    The result is its dict (current text), or None (not in history, or
+    deleted).
+    """
+
+    room: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EditMessage:
+    """Store and send an edit of message ``id``."""
+
+    room: str
+    id: str
+    user: User
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessage:
+    """Store and send the deletion of message ``id``."""
+
+    room: str
+    id: str
+    user: User
+
+
+@dataclass(frozen=True, slots=True)
 class Join:
     """Join ``room`` (replaying after ``since``); the hub replies."""
 
@@ -132,6 +192,7 @@ class Publish:
     room: str
     user: User
     text: str
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +285,8 @@ class ReadReceipts:
 
 Action = (
     Reply | Close | Expire | WaitWritable | MayJoin | MayPublish | Join | Leave
-    | Publish | ReadHistory | ReadPresence | Verify | SetUser | MayMessage
+    | Publish | ReadHistory | ReadPresence | Verify | SetUser | MayModerate
+    | Moderate | ReadMessage | EditMessage | DeleteMessage | MayMessage
     | SendDirect | JoinInbox | Signal | MarkRead | ReadReceipts
 )  # fmt: skip
 """Everything a session asks of the I/O layer."""
@@ -244,6 +306,8 @@ class Session:
         can_refresh: Whether the authenticator can verify a ``refresh``
             token (:class:`Verify`); without it a refresh is a
             ``bad_request``.
+        moderates: Whether the chat has a ``before_publish`` hook
+            (:class:`Moderate` is asked only then).
         metrics: Counters of the worker (``rate_limited``).
         label: What log lines call the connection.
         clock: Monotonic seconds, for the rate limit.
@@ -259,6 +323,7 @@ class Session:
         "_granted",
         "_label",
         "_metrics",
+        "_moderates",
         "_replied",
         "_rooms",
         "_typing",
@@ -274,6 +339,7 @@ class Session:
         *,
         rooms: Collection[str],
         can_refresh: bool,
+        moderates: bool = False,
         metrics: Metrics | None = None,
         label: object = "session",
         clock: Callable[[], float] = time.monotonic,
@@ -285,6 +351,7 @@ class Session:
         self._config = config
         self._rooms = rooms
         self._can_refresh = can_refresh
+        self._moderates = moderates
         self._metrics = metrics or Metrics()
         self._label = label
         self._granted: list[protocol.Join] = []
@@ -383,11 +450,11 @@ class Session:
         if isinstance(command, ProtocolError):
             yield Reply(_error(command))
             return
+        ref = getattr(command, "ref", None)
         if isinstance(command, _PEOPLE):
-            steps = _people(self, command)
-            yield from self._guarded(steps, command.ref)
+            yield from self._guarded(_people(self, command), ref)
             return
-        yield from self._guarded(self._dispatch(command))
+        yield from self._guarded(self._dispatch(command), ref)
 
     def _rate_limited(self) -> Reply | Close:
         self._metrics.rate_limited += 1
@@ -404,12 +471,12 @@ class Session:
     def _guarded(self, steps: Steps, ref: str | None = None) -> Steps:
         """Run ``steps``; turn a failure into an ``error`` frame.
 
-        ``ref``: the request's, echoed in the frame.
+        The frame echoes ``ref``, that of the request, if it had one.
         """
         try:
             yield from steps
         except ProtocolError as exc:
-            yield Reply(protocol.error(exc.code, exc.message, exc.ref or ref))
+            yield Reply(_error(exc, ref))
         except BroadcasterUnavailable as exc:
             # The backend logs its state changes once; not a line per frame.
             logger.debug("broadcaster unavailable: %s", exc)
@@ -426,14 +493,33 @@ class Session:
 
     def _dispatch(self, command: protocol.Command) -> Steps:
         match command:
-            case protocol.Send(room, text, ref):
+            case protocol.Send(room, text, ref, meta):
                 self._require_member(room)
                 if not (yield MayPublish(self.user, room)):
                     raise _forbidden(room)
-                message_id = yield Publish(room, self.user, text)
+                if self._moderates:
+                    text = yield from _moderated(self.user, room, text, meta)
+                message_id = yield Publish(room, self.user, text, meta)
                 if ref is not None:
                     ack = protocol.ack(ref, cast(str, message_id), room)
                     yield Reply(ack)
+            case protocol.Edit(room, message_id, text, ref):
+                self._require_member(room)
+                if not (yield MayPublish(self.user, room)):
+                    raise _forbidden(room)
+                message = yield from _changeable(self.user, room, message_id)
+                if self._moderates:
+                    meta = message.get("meta")
+                    text = yield from _moderated(self.user, room, text, meta)
+                yield EditMessage(room, message_id, self.user, text)
+                if ref is not None:
+                    yield Reply(protocol.ack(ref, message_id, room))
+            case protocol.Delete(room, message_id, ref):
+                self._require_member(room)
+                yield from _changeable(self.user, room, message_id)
+                yield DeleteMessage(room, message_id, self.user)
+                if ref is not None:
+                    yield Reply(protocol.ack(ref, message_id, room))
             case protocol.Join(room, since):
                 # The own inbox is the user's: no hook to ask.
                 if not self.check_target(room) and not (
@@ -582,6 +668,39 @@ def _people(
                 yield Reply(protocol.request_ack(ref, room=room))
 
 
+def _changeable(
+    user: User, room: str, message_id: str
+) -> Generator[Action, object, dict[str, Any]]:
+    """The stored message ``user`` may edit or delete, or a refusal.
+
+    Its author may; anyone else only if ``can_moderate`` says so.
+    """
+    message = yield ReadMessage(room, message_id)
+    if not isinstance(message, dict):
+        raise ProtocolError("not_found", "message id not in history")
+    author = message.get("user")
+    mine = isinstance(author, dict) and author.get("id") == user.id
+    if not mine and not (yield MayModerate(user, room)):
+        raise ProtocolError(
+            "forbidden",
+            "only its author or a moderator may change this message",
+        )
+    return message
+
+
+def _moderated(
+    user: User, room: str, text: str, meta: dict[str, Any] | None
+) -> Generator[Action, object, str]:
+    """The text ``before_publish`` lets through, or ``forbidden``."""
+    try:
+        result = yield Moderate(user, room, text, meta)
+    except Forbidden as exc:
+        raise ProtocolError(
+            "forbidden", str(exc) or "message refused"
+        ) from None
+    return cast(str, result)
+
+
 def _one(action: Action) -> Steps:
     yield action
 
@@ -590,5 +709,7 @@ def _forbidden(room: str) -> ProtocolError:
     return ProtocolError("forbidden", f"not allowed in room {room!r}")
 
 
-def _error(exc: ProtocolError) -> str:
-    return protocol.error(exc.code, exc.message, exc.ref)
+def _error(exc: ProtocolError, ref: str | None = None) -> str:
+    return protocol.error(
+        exc.code, exc.message, exc.ref if ref is None else ref
+    )

@@ -40,6 +40,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from . import protocol
 from .backends.base import (
     Broadcaster,
     Broker,
@@ -191,6 +192,33 @@ async def check_history_and_recovery(broadcaster: Broker) -> None:
         assert not page.found, f"garbage id {garbage!r} was found"
     empty = await broadcaster.history(_channel("never"), limit=10)
     assert empty.events == [] and empty.found
+
+
+async def check_edits_and_deletes_are_stored_verbatim(
+    broadcaster: Broker,
+) -> None:
+    """Messages with ``meta``, edits and deletes come back as published.
+
+    Edit and delete (:mod:`sanic_chat.revisions`) need no storage of
+    their own: they are stored events of the room, which the chat folds
+    onto their targets when it reads history. So a backend must store
+    and return every payload byte for byte, in order, whatever its kind.
+    """
+    channel = _channel("revisions")
+    user = {"id": "u1", "name": "Zoë"}
+    payloads = [
+        protocol.message_payload(channel, user, "hi ✓", 1, {"a": ["ü"]}),
+        protocol.edited(channel, "x-1", "hi ✓✓", user, 2),
+        protocol.deleted(channel, "x-1", user, 3),
+    ]
+    async with broadcaster.subscribe(channel) as subscription:
+        ids = [(await broadcaster.publish(channel, p)).id for p in payloads]
+        received = await _take(subscription, 3)
+    assert all(ids), "a stored event must get an id"
+    assert [e.payload for e in received] == payloads
+    page = await broadcaster.history(channel, limit=10)
+    assert [e.payload for e in page.events] == payloads
+    assert [e.id for e in page.events] == ids
 
 
 async def check_history_pages_backwards(broadcaster: Broker) -> None:
@@ -374,6 +402,7 @@ BROKER_CHECKS: tuple[BrokerCheck, ...] = (
     check_ephemeral_events_skip_history,
     check_history_and_recovery,
     check_history_pages_backwards,
+    check_edits_and_deletes_are_stored_verbatim,
     check_unsubscribe_stops_delivery,
     check_local_subscriptions_are_independent,
 )

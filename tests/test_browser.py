@@ -355,38 +355,41 @@ async def test_guests_are_marked_so_they_cannot_pass_for_a_user(
         srv.stop()
 
 
-async def test_direct_messages_typing_and_unread_counts(
+async def test_people_edit_and_delete_their_own_messages(
     browser: Browser, server: ExampleServer
 ) -> None:
     alice = await ChatPage.open(browser, server.url, "Alice")
     bob = await ChatPage.open(browser, server.url, "Bob")
-    # A DM: click a name in "Here now".
-    await alice.page.locator("#presence button.person", has_text="Bob").click()
-    await expect(alice.page.locator("#rooms button.room")).to_have_text(
-        ["# lobby", "@ Bob"]
+    await alice.say("Helo Bob")
+    await alice.say("wrong room, sorry")
+    await expect(bob.messages()).to_have_text(
+        ["Helo Bob", "wrong room, sorry"]
     )
-    # Typing shows on the other side, in that conversation only.
-    await alice.page.locator("#text").press_sequentially("psst")
-    bob_dm = bob.page.locator("#rooms li", has_text="@ Alice")
-    await bob.page.locator("#text").focus()
-    await alice.page.press("#text", "Enter")
-    await expect(bob_dm.locator(".unread")).to_have_text("1")
-    await expect(alice.messages()).to_have_text(["psst"])
-    await bob_dm.locator("button.room").click()
-    await expect(bob.messages()).to_have_text(["psst"])
-    await expect(bob_dm.locator(".unread")).to_have_count(0)
-    await bob.page.locator("#text").press_sequentially("hey")
-    await expect(alice.page.locator("#typing")).to_have_text(
-        "Bob is typing..."
+    # Only one's own messages have the buttons.
+    await expect(bob.page.locator("#messages .actions")).to_have_count(0)
+    alice.page.once(
+        "dialog",
+        lambda dialog: asyncio.ensure_future(dialog.accept("Hello Bob")),
     )
-    await bob.page.press("#text", "Enter")
-    await expect(alice.page.locator("#typing")).to_have_text("")
-    await expect(alice.messages()).to_have_text(["psst", "hey"])
-    # Unread counts per room: a lobby message while alice reads the DM.
-    await bob.page.locator("#rooms button.room", has_text="# lobby").click()
-    await bob.say("in the lobby")
-    alice_lobby = alice.page.locator("#rooms li", has_text="# lobby")
-    await expect(alice_lobby.locator(".unread")).to_have_text("1")
-    await alice.shot("direct-messages")
-    for person in (alice, bob):
+    await alice.page.locator("#messages li.mine .edit").first.click()
+    await expect(bob.messages()).to_have_text(
+        ["Hello Bob", "wrong room, sorry"]
+    )
+    await expect(bob.page.locator("#messages .edited")).to_have_text(
+        ["(edited)"]
+    )
+    await alice.page.locator("#messages li.mine .delete").last.click()
+    await expect(bob.messages()).to_have_text(
+        ["Hello Bob", "(message deleted)"]
+    )
+    await expect(alice.messages()).to_have_text(
+        ["Hello Bob", "(message deleted)"]
+    )
+    # A late joiner sees the history as it is now.
+    carol = await ChatPage.open(browser, server.url, "Carol")
+    await expect(carol.messages()).to_have_text(
+        ["Hello Bob", "(message deleted)"]
+    )
+    await alice.shot("edit-delete")
+    for person in (alice, bob, carol):
         assert person.errors == []

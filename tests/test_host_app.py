@@ -222,6 +222,10 @@ async def test_a_host_using_sanic_ext_keeps_its_docs_and_gets_the_chats(
         ("GET", "/api/rooms/{room}/receipts"): "Read receipts of a room",
         ("POST", "/api/users/{user_id}/messages"):
             "Send a direct message to a user (system permission)",
+        ("PATCH", "/api/rooms/{room}/messages/{message_id}"):
+            "Edit a message (system permission)",
+        ("DELETE", "/api/rooms/{room}/messages/{message_id}"):
+            "Delete a message (system permission)",
         ("DELETE", "/api/users/{user_id}/connections"):
             "Disconnect a user (system permission)",
         ("GET", "/api/health"): "Liveness and readiness of this worker",
@@ -311,7 +315,7 @@ async def test_the_readme_lists_everything_the_blueprint_adds() -> None:
         if route.name != "chat_host.admin"
     }
     assert routes == set(
-        re.findall(r"`((?:GET|POST|DELETE) /[^`]*)`", bullets["Routes"])
+        re.findall(r"`((?:GET|POST|PATCH|DELETE) /[^`]*)`", bullets["Routes"])
     )
     assert {route.name for route in app.router.routes} - {
         "chat_host.admin"

@@ -21,6 +21,8 @@ Centrifuge splits its hub into connections and subscriptions:
 - :mod:`~sanic_chat.hub.watchdog`: the once-a-second sweep (unsent bytes,
   keepalive, stuck writes);
 - :mod:`~sanic_chat.hub.control`: disconnect notices between workers;
+- :mod:`~sanic_chat.hub.messages`: storing messages, edits and deletes,
+  and reading history with the edits folded in;
 - :mod:`~sanic_chat.hub.receipts`: read marks, for ``read``,
   ``receipts`` and the ``joined`` reply.
 
@@ -35,9 +37,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from .. import protocol
-from ..backends.base import Broadcaster
+from ..archive import Archive
+from ..backends.base import Broadcaster, HistoryPage
 from ..budget import UnsentBytes
 from ..config import ChatConfig
 from ..connection import Connection
@@ -45,15 +50,10 @@ from ..errors import BroadcasterUnavailable, ProtocolError
 from ..identity import User
 from ..limits import Throttle
 from ..metrics import Metrics
-from ..protocol import (
-    direct_payload,
-    fit,
-    inbox_name,
-    message_payload,
-    now_ms,
-)
+from ..protocol import direct_payload, fit, inbox_name, now_ms
 from .control import CONTROL_CHANNEL, ControlChannel
 from .membership import Membership
+from .messages import Messages
 from .receipts import ReadMarks
 from .registry import Registry
 from .room import Room, event_text
@@ -103,6 +103,16 @@ class Hub:
             shed_after=_SHED_AFTER,
         )
         self._control = ControlChannel(broadcaster, self._registry)
+        self._messages = Messages(broadcaster, config, self.metrics)
+
+    @property
+    def archive(self) -> Archive | None:
+        """The ``on_message`` hook's queue (None: the app has no hook)."""
+        return self._messages.archive
+
+    @archive.setter
+    def archive(self, archive: Archive | None) -> None:
+        self._messages.archive = archive
 
     @property
     def rooms(self) -> dict[str, Room]:
@@ -285,21 +295,61 @@ class Hub:
             room, frame, store=False, origin=conn.key
         )
 
-    async def publish(self, room: str, user: User, text: str) -> str:
+    async def publish(
+        self,
+        room: str,
+        user: User,
+        text: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> str:
         """Publish a chat message; return its id.
 
         Raises:
             BroadcasterUnavailable: The message could not be published.
         """
-        payload = message_payload(room, user.public(), text, now_ms())
-        started = time.perf_counter()
-        event = await self.broadcaster.publish(room, payload)
-        metrics = self.metrics
-        metrics.observe_publish(time.perf_counter() - started)
-        metrics.messages_received += 1
-        if event.id is None:
-            raise BroadcasterUnavailable("broadcaster stored no id")
-        return event.id
+        return await self._messages.publish(room, user, text, meta)
+
+    async def edit(
+        self, room: str, message_id: str, user: User, text: str
+    ) -> int:
+        """Send and store an edit of ``message_id``; return its time (ms).
+
+        The caller checks that the message exists and that ``user`` may
+        edit it (:meth:`message`).
+        """
+        return await self._messages.edit(room, message_id, user, text)
+
+    async def delete(self, room: str, message_id: str, user: User) -> None:
+        """Send and store the deletion of ``message_id`` (checked before)."""
+        await self._messages.delete(room, message_id, user)
+
+    async def message(
+        self, room: str, message_id: str
+    ) -> dict[str, Any] | None:
+        """The stored message ``message_id`` of ``room``, decoded.
+
+        With its current text; None when it is not in history or was
+        deleted.
+        """
+        return await self._messages.message(room, message_id)
+
+    async def history_page(
+        self,
+        room: str,
+        limit: int,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> HistoryPage:
+        """Stored messages of ``room`` with edits and deletes folded in.
+
+        As :meth:`Broker.history <sanic_chat.backends.base.Broker.history>`
+        (``found`` false for an unknown ``before`` or ``after``), but
+        only messages, each with its current text or as a tombstone.
+        """
+        return await self._messages.page(
+            room, limit, before=before, after=after
+        )
 
     async def history_frame(
         self,
@@ -324,8 +374,8 @@ class Hub:
                 the room's history (any more).
         """
         size = self.config.history_size
-        page = await self.broadcaster.history(
-            room, limit=min(limit or size, size), before=before
+        page = await self.history_page(
+            room, min(limit or size, size), before=before
         )
         if not page.found:
             raise ProtocolError("not_found", "message id not in history")

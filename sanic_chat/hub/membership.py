@@ -29,6 +29,7 @@ from ..connection import Connection
 from ..errors import BroadcasterUnavailable, ProtocolError
 from ..metrics import Metrics
 from ..protocol import PublicUser
+from ..revisions import fold
 from .receipts import ReadMarks
 from .room import Room, event_frame
 from .subscription import RoomSubscription
@@ -178,6 +179,10 @@ class Membership:
             found = True
             replayed += page.events
             after = page.events[-1].id if len(page.events) >= size else None
+        # Messages edited or deleted later in the replay go out as they
+        # are now (a deleted text is not sent); the edits stay, for
+        # messages the client had before ``since``.
+        replayed = fold(replayed, keep_revisions=True)
         recovered = None if since is None else bool(found)
         reply = None if quiet else await self._joined(conn, name, recovered)
         if not room.holding(conn):

@@ -32,10 +32,19 @@ __all__ = ["Room", "event_frame", "event_text"]
 
 
 def event_text(event: Event) -> str:
-    """The event as the JSON text clients receive."""
-    if event.id is None:
-        return event.payload
-    return protocol.with_id(event.payload, event.id)
+    """The event as the JSON text clients receive.
+
+    A stored message gets its id spliced in; an edit or delete carries
+    its target's id already (:mod:`sanic_chat.revisions`) and is sent as
+    stored.
+    """
+    payload = event.payload
+    if event.id is None or payload.startswith(_AS_STORED):
+        return payload
+    return protocol.with_id(payload, event.id)
+
+
+_AS_STORED = protocol.REVISION_PREFIXES
 
 
 def event_frame(event: Event) -> bytes:
