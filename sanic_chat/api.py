@@ -523,11 +523,12 @@ async def direct_message(
     """Send a direct message to a user as the system (or a named sender).
 
     Needs the system permission; the body is a :class:`PublishBody`,
-    read and checked as for publishing into a room. Stored in the
-    recipient's inbox (and the sender's), delivered to every connection
-    of the recipient on every worker; an offline recipient finds it in
-    their inbox's history. 201 with the id in the recipient's inbox and
-    the inbox's name.
+    read and checked as for publishing into a room (``meta`` too), and
+    ``before_publish`` runs on it (403 with its reason if it refuses).
+    Stored in the recipient's inbox (and the sender's), delivered to
+    every connection of the recipient on every worker; an offline
+    recipient finds it in their inbox's history. 201 with the id in the
+    recipient's inbox and the inbox's name.
     """
     caller = await identify(chat, request)
     _require_system(caller)
@@ -535,12 +536,15 @@ async def direct_message(
         check_user_id(user_id, "user_id")
     except ProtocolError as exc:
         raise ApiError(400, exc.code, exc.message) from None
-    text, sender, _ = await _message_body(chat, request)
+    text, sender, meta = await _message_body(chat, request)
     key = caller.user.id if caller.user is not None else "api-key"
     if not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many messages, slow down")
-    message_id = await chat.send_to_user(user_id, text, user=sender)
+    with _refusals():
+        message_id = await chat.send_to_user(
+            user_id, text, user=sender, meta=meta
+        )
     return json({"id": message_id, "room": inbox_name(user_id)}, status=201)
 
 

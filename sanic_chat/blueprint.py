@@ -299,8 +299,10 @@ def create_blueprint(
             when a user edits or deletes a message of someone else: true
             lets them. Without it only authors change their messages.
         before_publish: ``(user, room, text, meta) -> str | None`` (sync
-            or async), run before every message and edit is stored, from
-            sockets, :meth:`Chat.publish <sanic_chat.Chat.publish>` and
+            or async), run before every message, direct message (its
+            ``room`` is the recipient's inbox) and edit is stored, from
+            sockets, :meth:`Chat.publish <sanic_chat.Chat.publish>`,
+            :meth:`Chat.send_to_user <sanic_chat.Chat.send_to_user>` and
             the HTTP API: return the text to store (possibly changed),
             ``None`` to keep it, or raise :class:`~sanic_chat.Forbidden`
             with a reason to refuse it (error ``forbidden``).

@@ -368,32 +368,48 @@ class Chat:
         return message
 
     async def send_to_user(
-        self, user_id: str, text: str, *, user: User = SYSTEM_USER
+        self,
+        user_id: str,
+        text: str,
+        *,
+        user: User = SYSTEM_USER,
+        meta: dict[str, Any] | None = None,
     ) -> str:
         """Send a direct message to ``user_id`` as ``user``; return its id.
 
         The message takes the path of a DM sent over a socket (the
-        ``can_message`` hook is not asked: server code decides): it is
+        ``can_message`` hook is not asked: server code decides): the
+        ``before_publish`` hook (its room is the recipient's inbox), then
         stored in the recipient's inbox and in the sender's, and reaches
         every connection of both on every worker; a recipient who is
         offline finds it in their inbox's history.
+
+        Args:
+            user_id: The recipient.
+            text: The message.
+            user: The sender shown (the system user by default).
+            meta: A JSON object carried with the message (at most 2 KB
+                encoded), as a client's ``meta``.
 
         Returns:
             The id of the recipient's copy (in their inbox).
 
         Raises:
             ValueError: ``user_id`` is empty or longer than 128
-                characters, or ``text`` breaks the rules of a message.
+                characters, ``text`` or ``meta`` breaks the rules of a
+                message.
+            Forbidden: ``before_publish`` refused it.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
         try:
             check_user_id(user_id, "user_id")
             check_text(text, self.config.max_text_length)
+            check_meta(meta)
+            inbox = inbox_name(user_id)
+            text = await self.moderate(user, inbox, text, meta)
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
-        # MODERATION: before_publish(user, inbox, text, meta) goes here
-        # once it lands (issue 14, item 6), as in Chat.publish.
-        delivered, _ = await self.hub.send_direct(user, user_id, text)
+        delivered, _ = await self.hub.send_direct(user, user_id, text, meta)
         return delivered
 
     def inbox(self, user_id: str) -> str:

@@ -373,10 +373,9 @@ class _Actions:
         match action:
             case MayMessage(user, to):
                 return await chat.may_message(user, to)
-            case SendDirect(user, to, text):
-                # MODERATION: before_publish(user, inbox, text, meta) goes
-                # here once it lands (issue 14, item 6).
-                _, mine = await chat.hub.send_direct(user, to, text)
+            case SendDirect(user, to, text, meta):
+                # before_publish was asked by the session (Moderate).
+                _, mine = await chat.hub.send_direct(user, to, text, meta)
                 return mine
             case JoinInbox(name):
                 await chat.hub.join_inbox(conn, name)

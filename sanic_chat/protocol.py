@@ -142,11 +142,15 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Direct:
-    """``{"type":"message","to":USER_ID,"text":T,"ref"?:S}``: a DM."""
+    """``{"type":"message","to":USER_ID,"text":T,"meta"?:{},"ref"?:S}``.
+
+    A direct message.
+    """
 
     to: str
     text: str
     ref: str | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +292,8 @@ def _people(kind: str, obj: dict[str, Any], max_text_length: int) -> Command:
                     "bad_request", "give 'room' or 'to', not both"
                 )
             to = check_user_id(obj.get("to"), "to")
-            return Direct(
-                to, check_text(obj.get("text"), max_text_length), ref
-            )
+            text = check_text(obj.get("text"), max_text_length)
+            return Direct(to, text, ref, check_meta(obj.get("meta")))
         if kind == "typing":
             if obj.get("to") is not None:
                 if obj.get("room") is not None:
@@ -705,16 +708,27 @@ def tombstone(message: Mapping[str, Any]) -> str:
 
 
 def direct_payload(
-    inbox: str, to: str, user: PublicUser, text: str, ts: int
+    inbox: str,
+    to: str,
+    user: PublicUser,
+    text: str,
+    ts: int,
+    meta: Mapping[str, Any] | None = None,
 ) -> str:
     """Encode one copy of a direct message, without its id.
 
     ``inbox`` is the inbox it is stored in (the recipient's or the
-    sender's), ``to`` the recipient's user id.
+    sender's), ``to`` the recipient's user id; ``meta`` as in
+    :func:`message_payload` (no such field when None).
     """
+    if meta is None:
+        return encode(
+            {"type": "message", "room": inbox, "to": to, "user": user,
+             "text": text, "ts": ts}
+        )  # fmt: skip
     return encode(
         {"type": "message", "room": inbox, "to": to, "user": user,
-         "text": text, "ts": ts}
+         "text": text, "ts": ts, "meta": meta}
     )  # fmt: skip
 
 

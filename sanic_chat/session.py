@@ -245,6 +245,7 @@ class SendDirect:
     user: User
     to: str
     text: str
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,12 +324,12 @@ class Session:
         "_granted",
         "_label",
         "_metrics",
-        "_moderates",
         "_replied",
         "_rooms",
         "_typing",
         "bucket",
         "inbox",
+        "moderates",
         "user",
     )
 
@@ -351,7 +352,7 @@ class Session:
         self._config = config
         self._rooms = rooms
         self._can_refresh = can_refresh
-        self._moderates = moderates
+        self.moderates = moderates
         self._metrics = metrics or Metrics()
         self._label = label
         self._granted: list[protocol.Join] = []
@@ -497,7 +498,7 @@ class Session:
                 self._require_member(room)
                 if not (yield MayPublish(self.user, room)):
                     raise _forbidden(room)
-                if self._moderates:
+                if self.moderates:
                     text = yield from _moderated(self.user, room, text, meta)
                 message_id = yield Publish(room, self.user, text, meta)
                 if ref is not None:
@@ -508,7 +509,7 @@ class Session:
                 if not (yield MayPublish(self.user, room)):
                     raise _forbidden(room)
                 message = yield from _changeable(self.user, room, message_id)
-                if self._moderates:
+                if self.moderates:
                     meta = message.get("meta")
                     text = yield from _moderated(self.user, room, text, meta)
                 yield EditMessage(room, message_id, self.user, text)
@@ -614,14 +615,16 @@ def _people(
 ) -> Steps:
     user = session.user
     match command:
-        case protocol.Direct(to, text, ref):
+        case protocol.Direct(to, text, ref, meta):
             if session.inbox is None:
                 raise ProtocolError("bad_request", "no direct messages here")
             if not (yield MayMessage(user, to)):
                 raise ProtocolError("forbidden", "you may not message them")
-            # Moderation (before_publish) is asked by the hub's send,
-            # as for every stored message: see Hub.send_direct.
-            message_id = yield SendDirect(user, to, text)
+            if session.moderates:
+                # As for a room's message; the room is the recipient's inbox.
+                inbox = protocol.inbox_name(to)
+                text = yield from _moderated(user, inbox, text, meta)
+            message_id = yield SendDirect(user, to, text, meta)
             if ref is not None:
                 yield Reply(
                     protocol.ack(ref, cast(str, message_id), session.inbox)

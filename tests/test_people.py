@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sanic_chat import TokenAuthenticator, User
+from sanic_chat import Forbidden, TokenAuthenticator, User
 
 from .conftest import UNLIMITED, Client, LiveServer, live, make_app
 
@@ -120,6 +120,108 @@ async def test_dms_missed_offline_are_recovered_with_one_join() -> None:
             assert joined["recovered"] is True
             texts = [(await alice.expect("message"))["text"] for _ in "ab"]
             assert texts == ["second", "third"]
+
+
+async def test_meta_on_a_dm_in_delivery_history_and_recovery() -> None:
+    meta = {"reply_to": "1-0", "files": [{"url": "https://x.test/a"}]}
+    async with people() as srv:
+        async with (
+            srv.client(token="ta") as alice,
+            srv.client(token="tb") as bob,
+        ):
+            await dm(alice, "bob", "see this", meta=meta, ref="m")
+            mine, _ = await echo_and_ack(alice, "see this", "m")
+            theirs = await bob.find("message", text="see this")
+            assert mine["meta"] == theirs["meta"] == meta
+            assert list(theirs)[-1] == "meta"
+            await dm(alice, "bob", "plain")
+            assert "meta" not in await bob.find("message", text="plain")
+            for client, inbox in ((alice, "@alice"), (bob, "@bob")):
+                await client.send({"type": "history", "room": inbox})
+                history = await client.find("history", room=inbox)
+                stored = history["messages"][-2]
+                assert stored["text"] == "see this" and stored["meta"] == meta
+            await alice.send(
+                {"type": "message", "to": "bob", "text": "big", "ref": "b",
+                 "meta": {"x": "y" * 2048}}
+            )  # fmt: skip
+            error = await alice.expect("error", code="too_large")
+            assert error["ref"] == "b"
+            await bob.nothing(0.1)
+            since = theirs["id"]
+        # Server code sends meta too; an offline bob recovers it.
+        await srv.chat.send_to_user("bob", "by bot", meta={"bot": True})
+        async with srv.client(token="tb") as bob:
+            await bob.send({"type": "join", "room": "@bob", "since": since})
+            await bob.find("joined", room="@bob", recovered=True)
+            plain, bot = [await bob.expect("message") for _ in "ab"]
+            assert (plain["text"], bot["text"]) == ("plain", "by bot")
+            assert "meta" not in plain and bot["meta"] == {"bot": True}
+        with pytest.raises(ValueError):
+            await srv.chat.send_to_user("bob", "x", meta={"x": "y" * 2048})
+
+
+async def test_before_publish_changes_and_refuses_dms_on_every_path() -> None:
+    import httpx
+
+    seen: list[tuple[str, str, str, Any]] = []
+
+    def before_publish(
+        user: User, room: str, text: str, meta: dict[str, Any] | None
+    ) -> str | None:
+        seen.append((user.id, room, text, meta))
+        if "spam" in text:
+            raise Forbidden("no spam here")
+        return text.replace("darn", "d**n") if "darn" in text else None
+
+    key = {"X-API-Key": "k-dm"}
+    async with (
+        people(before_publish=before_publish, api_key="k-dm") as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as http,
+    ):
+        # Changed: both copies and both inboxes' history hold the new text.
+        await dm(alice, "bob", "darn it", meta={"m": 1}, ref="c")
+        mine, _ = await echo_and_ack(alice, "d**n it", "c")
+        assert (await bob.find("message", text="d**n it"))["meta"] == {"m": 1}
+        assert seen[-1] == ("alice", "@bob", "darn it", {"m": 1})
+        await bob.send({"type": "history", "room": "@bob"})
+        history = await bob.find("history", room="@bob")
+        assert [m["text"] for m in history["messages"]] == ["d**n it"]
+        # Refused: forbidden with the hook's reason and the ref; no copy.
+        await dm(alice, "bob", "buy spam", ref="s")
+        error = await alice.expect("error", code="forbidden")
+        assert error["message"] == "no spam here" and error["ref"] == "s"
+        await bob.nothing(0.1)
+        # Server code and the HTTP API go through it too.
+        await srv.chat.send_to_user("bob", "darn bot")
+        assert (await bob.find("message", room="@bob"))["text"] == "d**n bot"
+        assert seen[-1][1] == "@bob"
+        with pytest.raises(Forbidden, match="no spam"):
+            await srv.chat.send_to_user("bob", "spam")
+        answer = await http.post(
+            "/api/users/bob/messages",
+            json={"text": "darn api", "meta": {"via": "api"}},
+            headers=key,
+        )
+        assert answer.status_code == 201, answer.text
+        message = await bob.find("message", room="@bob")
+        assert message["text"] == "d**n api"
+        assert message["meta"] == {"via": "api"}
+        answer = await http.post(
+            "/api/users/bob/messages", json={"text": "spam"}, headers=key
+        )
+        assert answer.status_code == 403
+        assert answer.json()["error"]["message"] == "no spam here"
+        answer = await http.post(
+            "/api/users/bob/messages",
+            json={"text": "x", "meta": {"x": "y" * 2048}},
+            headers=key,
+        )
+        assert answer.status_code == 413
+        await bob.nothing(0.1)
+        assert mine["text"] == "d**n it"
 
 
 async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from sanic_chat import ChatConfig, protocol
-from sanic_chat.errors import ProtocolError
+from sanic_chat import ChatConfig, User, protocol
+from sanic_chat.errors import Forbidden, ProtocolError
 from sanic_chat.limits import Throttle
 from sanic_chat.session import (
     JoinInbox,
     MarkRead,
     MayMessage,
+    Moderate,
     ReadReceipts,
     Reply,
     SendDirect,
@@ -48,12 +49,15 @@ class People(World):
         return super().perform(action)
 
 
-def people(world: World, clock: Clock | None = None) -> Session:
+def people(
+    world: World, clock: Clock | None = None, moderates: bool = False
+) -> Session:
     return Session(
         ALICE,
         ChatConfig(),
         rooms=world.rooms,
         can_refresh=False,
+        moderates=moderates,
         clock=clock or Clock(),
         inbox=protocol.inbox_name(ALICE.id),
     )
@@ -165,6 +169,64 @@ def test_a_dm_asks_the_hook_then_sends_and_acks_in_the_own_inbox() -> None:
     assert [f["code"] for f in replies(actions)] == ["forbidden"]
     assert replies(actions)[0]["ref"] == "r"
     assert not [a for a in actions if isinstance(a, SendDirect)]
+
+
+def test_a_dm_is_moderated_with_the_recipient_inbox_as_its_room() -> None:
+    s = people(People("lobby"), moderates=True)
+    steps = s.receive(
+        '{"type":"message","to":"bob","text":"darn","meta":{"m":1},"ref":"r"}'
+    )
+    assert next(steps) == MayMessage(ALICE, "bob")
+    assert steps.send(True) == Moderate(ALICE, "@bob", "darn", {"m": 1})
+    assert steps.send("d**n") == SendDirect(ALICE, "bob", "d**n", {"m": 1})
+    steps = s.receive('{"type":"message","to":"bob","text":"x","ref":"r"}')
+    next(steps)
+    assert isinstance(steps.send(True), Moderate)
+    refusal = steps.throw(Forbidden("not to bob"))
+    assert isinstance(refusal, Reply)
+    assert json.loads(refusal.frame) == {
+        "type": "error", "code": "forbidden", "message": "not to bob",
+        "ref": "r",
+    }  # fmt: skip
+    with pytest.raises(StopIteration):
+        next(steps)
+
+
+def test_a_dm_without_a_before_publish_hook_is_not_moderated() -> None:
+    world = People("lobby")
+    actions = world.run(
+        people(world).receive('{"type":"message","to":"b","text":"x"}')
+    )
+    assert not [a for a in actions if isinstance(a, Moderate)]
+
+
+def test_a_dm_carries_meta_checked_as_a_message_s() -> None:
+    parse = protocol.parse
+    assert parse(
+        '{"type":"message","to":"bob","text":"hi","meta":{"reply_to":"1-0"}}',
+        **parse_options,
+    ) == protocol.Direct("bob", "hi", None, {"reply_to": "1-0"})
+    for meta, code in (
+        ("[1]", "bad_request"),
+        ('"x"', "bad_request"),
+        ('{"a":NaN}', "bad_request"),
+        ('{"a":"' + "x" * 2048 + '"}', "too_large"),
+    ):
+        with pytest.raises(ProtocolError) as info:
+            parse(
+                '{"type":"message","to":"b","text":"x","ref":"m","meta":'
+                + meta
+                + "}",
+                **parse_options,
+            )
+        assert info.value.code == code and info.value.ref == "m"
+    user = User("a", "A").public()
+    copy = json.loads(protocol.direct_payload("@b", "b", user, "t", 1))
+    assert "meta" not in copy
+    copy = json.loads(
+        protocol.direct_payload("@b", "b", user, "t", 1, {"k": [1]})
+    )
+    assert copy["meta"] == {"k": [1]} and list(copy)[-1] == "meta"
 
 
 def test_typing_is_throttled_per_room_before_any_hook() -> None:

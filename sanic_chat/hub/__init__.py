@@ -251,7 +251,11 @@ class Hub:
     event_text = staticmethod(event_text)
 
     async def send_direct(
-        self, sender: User, to: str, text: str
+        self,
+        sender: User,
+        to: str,
+        text: str,
+        meta: Mapping[str, Any] | None = None,
     ) -> tuple[str, str]:
         """Store a DM in the inboxes of ``to`` and ``sender``; deliver it.
 
@@ -271,7 +275,7 @@ class Hub:
         ts, public = now_ms(), sender.public()
         inboxes = {inbox_name(sender.id), inbox_name(to)}
         copies = [
-            (inbox, direct_payload(inbox, to, public, text, ts))
+            (inbox, direct_payload(inbox, to, public, text, ts, meta))
             for inbox in sorted(inboxes, key=lambda i: i != inbox_name(to))
         ]
         started = time.perf_counter()
