@@ -42,6 +42,7 @@ from .errors import (
     ProtocolError,
     Unauthorized,
 )
+from .hooks import Hooks
 from .identity import (
     SYSTEM_USER,
     Authenticator,
@@ -70,6 +71,7 @@ __all__ = [
     "Gap",
     "GuestAuthenticator",
     "HistoryPage",
+    "Hooks",
     "JWTAuthenticator",
     "MemoryBroadcaster",
     "MessageEvent",

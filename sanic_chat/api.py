@@ -356,7 +356,7 @@ async def _readable_room(chat: Chat, caller: Caller, room: str) -> None:
     if (
         user is not None
         and not caller.system
-        and not await chat.may_join(user, room)
+        and not await chat.hooks.may_join(user, room)
     ):
         raise ApiError(403, "forbidden", f"not allowed in room {room!r}")
 
@@ -389,7 +389,7 @@ async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
         if (
             user is not None
             and not caller.system
-            and not await chat.may_join(user, name)
+            and not await chat.hooks.may_join(user, name)
         ):
             continue
         info = await chat.presence(name)

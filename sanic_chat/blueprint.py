@@ -15,23 +15,17 @@ from typing import Any, Unpack
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
-from . import _sanic
+from . import _sanic, lifecycle
 from ._openapi import describe
 from .api import ApiError, refuse_body
 from .archive import MessageHook
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
-from .chat import (
-    DEFAULT_NAME,
-    BeforePublish,
-    Chat,
-    MessageCheck,
-    RoomCheck,
-    get_chat,
-)
+from .chat import DEFAULT_NAME, Chat, get_chat
 from .config import ChatConfig, ChatOptions
 from .endpoint import serve
 from .errors import ConfigError
+from .hooks import BeforePublish, Hooks, MessageCheck, RoomCheck
 from .identity import Authenticator, GuestAuthenticator
 from .metrics import may_scrape
 from .redaction import install as install_log_redaction
@@ -82,13 +76,13 @@ class ChatBlueprint(Blueprint):
                 app, chat.config.transport
             )
             chat.signals = _sanic.websocket_signals(app)
-            await chat.start()
+            await lifecycle.start(chat)
 
         async def shutdown(app: Sanic[Any, Any]) -> None:
-            await self._chat(app).shutdown()
+            await lifecycle.shutdown(self._chat(app))
 
         async def stop(app: Sanic[Any, Any]) -> None:
-            await self._chat(app).stop()
+            await lifecycle.stop(self._chat(app))
 
         def share_metrics(app: Sanic[Any, Any]) -> None:
             # prometheus-client aggregates workers through files in this
@@ -180,11 +174,14 @@ class ChatBlueprint(Blueprint):
             config,
             broadcaster,
             self._authenticator or GuestAuthenticator(),
-            can_join=self._hooks["can_join"],
-            can_publish=self._hooks["can_publish"],
-            can_message=self._hooks["can_message"],
-            can_moderate=self._hooks["can_moderate"],
-            before_publish=self._hooks["before_publish"],
+            hooks=Hooks(
+                config.max_text_length,
+                can_join=self._hooks["can_join"],
+                can_publish=self._hooks["can_publish"],
+                can_message=self._hooks["can_message"],
+                can_moderate=self._hooks["can_moderate"],
+                before_publish=self._hooks["before_publish"],
+            ),
             on_message=self._hooks["on_message"],
         )
         app.ctx.sanic_chat = chats

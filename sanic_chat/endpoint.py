@@ -234,7 +234,7 @@ async def _read(
         chat.config,
         rooms=conn.rooms,
         can_refresh=_refresher(chat) is not None,
-        moderates=chat.moderates,
+        moderates=chat.hooks.moderates,
         metrics=chat.metrics,
         label=conn,
         inbox=protocol.inbox_name(conn.user.id),
@@ -326,13 +326,13 @@ class _Actions:
             case Reply(frame):
                 conn.reply(frame)
             case MayPublish(user, room):
-                return await chat.may_publish(user, room)
+                return await chat.hooks.may_publish(user, room)
             case Publish(room, user, text, meta):
                 return await chat.hub.publish(room, user, text, meta)
             case Moderate(user, room, text, meta):
-                return await chat.moderate(user, room, text, meta)
+                return await chat.hooks.moderate(user, room, text, meta)
             case MayModerate(user, room):
-                return await chat.may_moderate(user, room)
+                return await chat.hooks.may_moderate(user, room)
             case ReadMessage(room, message_id):
                 return await chat.hub.message(room, message_id)
             case EditMessage(room, message_id, user, text):
@@ -340,7 +340,7 @@ class _Actions:
             case DeleteMessage(room, message_id, user):
                 await chat.hub.delete(room, message_id, user)
             case MayJoin(user, room):
-                return await chat.may_join(user, room)
+                return await chat.hooks.may_join(user, room)
             case Join(room, since):
                 await chat.hub.join(conn, room, since)
             case Leave(room, reason):
@@ -372,7 +372,7 @@ class _Actions:
         chat, conn = self._chat, self._conn
         match action:
             case MayMessage(user, to):
-                return await chat.may_message(user, to)
+                return await chat.hooks.may_message(user, to)
             case SendDirect(user, to, text, meta):
                 # before_publish was asked by the session (Moderate).
                 _, mine = await chat.hub.send_direct(user, to, text, meta)
