@@ -426,7 +426,7 @@ async def room_history(
     if key is not None and not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many requests, slow down")
-    page = await chat.hub.history_page(
+    page = await chat.hub.messages.page(
         room, query.limit, before=query.before, after=query.after
     )
     if not page.found:

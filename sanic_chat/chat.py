@@ -247,7 +247,7 @@ class Chat:
         self, room: str, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Return the room's stored messages as dicts, oldest first."""
-        frame = await self.hub.history_frame(room, limit)
+        frame = await self.hub.messages.history_frame(room, limit)
         messages: list[dict[str, Any]] = json.loads(frame)["messages"]
         return messages
 

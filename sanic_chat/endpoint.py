@@ -328,17 +328,17 @@ class _Actions:
             case MayPublish(user, room):
                 return await chat.hooks.may_publish(user, room)
             case Publish(room, user, text, meta):
-                return await chat.hub.publish(room, user, text, meta)
+                return await chat.hub.messages.publish(room, user, text, meta)
             case Moderate(user, room, text, meta):
                 return await chat.hooks.moderate(user, room, text, meta)
             case MayModerate(user, room):
                 return await chat.hooks.may_moderate(user, room)
             case ReadMessage(room, message_id):
-                return await chat.hub.message(room, message_id)
+                return await chat.hub.messages.message(room, message_id)
             case EditMessage(room, message_id, user, text):
-                await chat.hub.edit(room, message_id, user, text)
+                await chat.hub.messages.edit(room, message_id, user, text)
             case DeleteMessage(room, message_id, user):
-                await chat.hub.delete(room, message_id, user)
+                await chat.hub.messages.delete(room, message_id, user)
             case MayJoin(user, room):
                 return await chat.hooks.may_join(user, room)
             case Join(room, since):
@@ -346,7 +346,7 @@ class _Actions:
             case Leave(room, reason):
                 await chat.hub.leave(conn, room, reason=reason)
             case ReadHistory(room, limit, before, max_bytes):
-                return await chat.hub.history_frame(
+                return await chat.hub.messages.history_frame(
                     room, limit, before=before, max_bytes=max_bytes
                 )
             case ReadPresence(room):
@@ -375,12 +375,14 @@ class _Actions:
                 return await chat.hooks.may_message(user, to)
             case SendDirect(user, to, text, meta):
                 # before_publish was asked by the session (Moderate).
-                _, mine = await chat.hub.send_direct(user, to, text, meta)
+                _, mine = await chat.hub.messages.send_direct(
+                    user, to, text, meta
+                )
                 return mine
             case JoinInbox(name):
                 await chat.hub.join_inbox(conn, name)
             case Signal(room, frame):
-                await chat.hub.signal(conn, room, frame)
+                await chat.hub.messages.signal(conn, room, frame)
             case MarkRead(room, message_id):
                 return await chat.hub.marks.mark(
                     conn.user.id, room, message_id

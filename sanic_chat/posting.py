@@ -56,7 +56,7 @@ class Posting:
             text = await self._hooks.moderate(user, room, text, meta)
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
-        return await self._hub.publish(room, user, text, meta)
+        return await self._hub.messages.publish(room, user, text, meta)
 
     async def edit(
         self, room: str, message_id: str, text: str, user: User
@@ -71,7 +71,7 @@ class Posting:
             )
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
-        await self._hub.edit(room, message_id, user, text)
+        await self._hub.messages.edit(room, message_id, user, text)
 
     async def delete(self, room: str, message_id: str, user: User) -> None:
         """See :meth:`Chat.delete <sanic_chat.Chat.delete>`."""
@@ -80,7 +80,7 @@ class Posting:
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
         await self._stored(room, message_id)
-        await self._hub.delete(room, message_id, user)
+        await self._hub.messages.delete(room, message_id, user)
 
     async def send_to_user(
         self,
@@ -98,11 +98,13 @@ class Posting:
             text = await self._hooks.moderate(user, inbox, text, meta)
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
-        delivered, _ = await self._hub.send_direct(user, user_id, text, meta)
+        delivered, _ = await self._hub.messages.send_direct(
+            user, user_id, text, meta
+        )
         return delivered
 
     async def _stored(self, room: str, message_id: str) -> dict[str, Any]:
-        message = await self._hub.message(room, message_id)
+        message = await self._hub.messages.message(room, message_id)
         if message is None:
             raise LookupError(
                 f"message {message_id!r} is not in the history of {room!r}"
