@@ -34,11 +34,12 @@ hub through
 :mod:`~sanic_chat.protocol`), :class:`Verify` (the refreshed ``User`` or
 None). The others return None.
 
-Requests about people (direct messages, ``typing``, ``read``,
-``receipts``) are dispatched to the module-level steps at the end of
-this module; each takes an optional ``ref`` that its ``ack`` or
-``error`` echoes. Every frame a session replies with is
-built by :mod:`sanic_chat.protocol`.
+The steps of messages (``message``, ``edit``, ``delete``), of
+``refresh`` and of the requests about people (direct messages,
+``typing``, ``read``, ``receipts``) are module-level functions after the
+class, which keeps the connection's state and dispatch; a request's
+optional ``ref`` is echoed by its ``ack`` or ``error``. Every frame a
+session replies with is built by :mod:`sanic_chat.protocol`.
 """
 
 from __future__ import annotations
@@ -326,10 +327,10 @@ class Session:
         "_metrics",
         "_replied",
         "_rooms",
-        "_typing",
         "bucket",
         "inbox",
         "moderates",
+        "typing",
         "user",
     )
 
@@ -358,7 +359,7 @@ class Session:
         self._granted: list[protocol.Join] = []
         self._replied = 0
         self.inbox = inbox
-        self._typing = typing or Throttle(TYPING_INTERVAL, clock=clock)
+        self.typing = typing or Throttle(TYPING_INTERVAL, clock=clock)
 
     @property
     def max_strikes(self) -> int:
@@ -452,10 +453,13 @@ class Session:
             yield Reply(_error(command))
             return
         ref = getattr(command, "ref", None)
-        if isinstance(command, _PEOPLE):
-            yield from self._guarded(_people(self, command), ref)
-            return
-        yield from self._guarded(self._dispatch(command), ref)
+        if isinstance(command, _MESSAGES):
+            steps = _messages(self, command)
+        elif isinstance(command, _PEOPLE):
+            steps = _people(self, command)
+        else:
+            steps = self._dispatch(command)
+        yield from self._guarded(steps, ref)
 
     def _rate_limited(self) -> Reply | Close:
         self._metrics.rate_limited += 1
@@ -494,36 +498,9 @@ class Session:
 
     def _dispatch(self, command: protocol.Command) -> Steps:
         match command:
-            case protocol.Send(room, text, ref, meta):
-                self._require_member(room)
-                if not (yield MayPublish(self.user, room)):
-                    raise _forbidden(room)
-                if self.moderates:
-                    text = yield from _moderated(self.user, room, text, meta)
-                message_id = yield Publish(room, self.user, text, meta)
-                if ref is not None:
-                    ack = protocol.ack(ref, cast(str, message_id), room)
-                    yield Reply(ack)
-            case protocol.Edit(room, message_id, text, ref):
-                self._require_member(room)
-                if not (yield MayPublish(self.user, room)):
-                    raise _forbidden(room)
-                message = yield from _changeable(self.user, room, message_id)
-                if self.moderates:
-                    meta = message.get("meta")
-                    text = yield from _moderated(self.user, room, text, meta)
-                yield EditMessage(room, message_id, self.user, text)
-                if ref is not None:
-                    yield Reply(protocol.ack(ref, message_id, room))
-            case protocol.Delete(room, message_id, ref):
-                self._require_member(room)
-                yield from _changeable(self.user, room, message_id)
-                yield DeleteMessage(room, message_id, self.user)
-                if ref is not None:
-                    yield Reply(protocol.ack(ref, message_id, room))
             case protocol.Join(room, since):
                 # The own inbox is the user's: no hook to ask.
-                if not self.check_target(room) and not (
+                if not _own_inbox(self, room) and not (
                     yield MayJoin(self.user, room)
                 ):
                     raise _forbidden(room)
@@ -533,7 +510,7 @@ class Session:
                     raise ProtocolError("forbidden", "an inbox is not left")
                 yield Leave(room)
             case protocol.History(room, limit, before):
-                self.check_target(room)
+                _own_inbox(self, room)
                 self._require_member(room)
                 max_bytes = self._config.max_unsent_bytes // 4
                 frame = yield ReadHistory(room, limit, before, max_bytes)
@@ -547,31 +524,9 @@ class Session:
                 frame = yield ReadPresence(room)
                 yield Reply(cast(str, frame))
             case protocol.Refresh(token):
-                yield from self._refresh(token)
+                yield from _refresh(self, token)
             case protocol.Ping():
                 yield Reply(protocol.PONG)
-
-    def _refresh(self, token: str) -> Steps:
-        """Extend the session with a new token for the same identity."""
-        if not self._can_refresh:
-            raise ProtocolError(
-                "bad_request", "this server's authenticator cannot refresh"
-            )
-        user = cast("User | None", (yield Verify(token)))
-        if user is None or user.id != self.user.id:
-            raise ProtocolError(
-                "forbidden", "token invalid or for another user"
-            )
-        self.user = replace(
-            self.user, claims=user.claims, expires_at=user.expires_at
-        )
-        yield SetUser(self.user)
-        yield Expire(self.user.expires_at)
-        # The new claims may no longer grant every room: ask again.
-        for room in sorted(self._rooms):
-            if not (yield MayJoin(self.user, room)):
-                yield Leave(room, "forbidden")
-        yield Reply(protocol.refreshed(user.expires_at))
 
     def require_member(self, room: str) -> None:
         """Refuse (``not_joined``) a request about a room not joined."""
@@ -579,22 +534,6 @@ class Session:
             raise ProtocolError("not_joined", f"join room {room!r} first")
 
     _require_member = require_member
-
-    def check_target(self, room: str) -> bool:
-        """Tell whether ``room`` is the own inbox; refuse other inboxes.
-
-        Raises:
-            ProtocolError: ``forbidden`` for anyone else's inbox.
-        """
-        if not protocol.is_inbox(room):
-            return False
-        if room != self.inbox:
-            raise ProtocolError("forbidden", "not your inbox")
-        return True
-
-    def may_type(self, room: str) -> bool:
-        """Whether a ``typing`` of this user in ``room`` goes out now."""
-        return self._typing.allow((self.user.id, room))
 
 
 # ----------------------------------------------------------------------
@@ -604,6 +543,19 @@ TYPING_INTERVAL = 2.0
 """Seconds between two ``typing`` of a user in a room that go out."""
 
 _PEOPLE = (protocol.Direct, protocol.Typing, protocol.Read, protocol.Receipts)
+
+
+def _own_inbox(session: Session, room: str) -> bool:
+    """Tell whether ``room`` is the session's inbox; refuse other inboxes.
+
+    Raises:
+        ProtocolError: ``forbidden`` for anyone else's inbox.
+    """
+    if not protocol.is_inbox(room):
+        return False
+    if room != session.inbox:
+        raise ProtocolError("forbidden", "not your inbox")
+    return True
 
 
 def _people(
@@ -633,7 +585,7 @@ def _people(
             if to is not None:
                 room = protocol.inbox_name(to)
                 # Asked only for what goes out: extras cost no hook call.
-                if session.may_type(room):
+                if session.typing.allow((user.id, room)):
                     if not (yield MayMessage(user, to)):
                         raise ProtocolError(
                             "forbidden", "you may not message them"
@@ -641,14 +593,14 @@ def _people(
                     yield Signal(room, protocol.typing(room, user.public()))
             else:
                 room = cast(str, target)
-                session.check_target(room)
+                _own_inbox(session, room)
                 session.require_member(room)
-                if session.may_type(room):
+                if session.typing.allow((user.id, room)):
                     yield Signal(room, protocol.typing(room, user.public()))
             if ref is not None:
                 yield Reply(protocol.request_ack(ref, room=room))
         case protocol.Read(room, message_id, ref):
-            session.check_target(room)
+            _own_inbox(session, room)
             session.require_member(room)
             moved = yield MarkRead(room, message_id)
             if moved is None:
@@ -663,12 +615,73 @@ def _people(
                     protocol.request_ack(ref, room=room, id=message_id)
                 )
         case protocol.Receipts(room, ref):
-            session.check_target(room)
+            _own_inbox(session, room)
             session.require_member(room)
             receipts = yield ReadReceipts(room)
             yield Reply(cast(str, receipts))
             if ref is not None:
                 yield Reply(protocol.request_ack(ref, room=room))
+
+
+def _refresh(session: Session, token: str) -> Steps:
+    """Extend the session with a new token for the same identity."""
+    if not session._can_refresh:
+        raise ProtocolError(
+            "bad_request", "this server's authenticator cannot refresh"
+        )
+    user = cast("User | None", (yield Verify(token)))
+    if user is None or user.id != session.user.id:
+        raise ProtocolError("forbidden", "token invalid or for another user")
+    session.user = replace(
+        session.user, claims=user.claims, expires_at=user.expires_at
+    )
+    yield SetUser(session.user)
+    yield Expire(session.user.expires_at)
+    # The new claims may no longer grant every room: ask again.
+    for room in sorted(session._rooms):
+        if not (yield MayJoin(session.user, room)):
+            yield Leave(room, "forbidden")
+    yield Reply(protocol.refreshed(user.expires_at))
+
+
+# ----------------------------------------------------------------------
+# Messages: send, edit, delete (steps outside the class, which stays
+# about one job: the connection's conversation).
+
+_MESSAGES = (protocol.Send, protocol.Edit, protocol.Delete)
+
+
+def _messages(
+    session: Session, command: protocol.Send | protocol.Edit | protocol.Delete
+) -> Steps:
+    user = session.user
+    match command:
+        case protocol.Send(room, text, ref, meta):
+            session.require_member(room)
+            if not (yield MayPublish(user, room)):
+                raise _forbidden(room)
+            if session.moderates:
+                text = yield from _moderated(user, room, text, meta)
+            message_id = yield Publish(room, user, text, meta)
+            if ref is not None:
+                yield Reply(protocol.ack(ref, cast(str, message_id), room))
+        case protocol.Edit(room, message_id, text, ref):
+            session.require_member(room)
+            if not (yield MayPublish(user, room)):
+                raise _forbidden(room)
+            message = yield from _changeable(user, room, message_id)
+            if session.moderates:
+                meta = message.get("meta")
+                text = yield from _moderated(user, room, text, meta)
+            yield EditMessage(room, message_id, user, text)
+            if ref is not None:
+                yield Reply(protocol.ack(ref, message_id, room))
+        case protocol.Delete(room, message_id, ref):
+            session.require_member(room)
+            yield from _changeable(user, room, message_id)
+            yield DeleteMessage(room, message_id, user)
+            if ref is not None:
+                yield Reply(protocol.ack(ref, message_id, room))
 
 
 def _changeable(
