@@ -7,7 +7,8 @@ cancelled, when the last one leaves.
 
 Joining with ``since`` replays history without gap or duplicate: the
 room holds live events back for the joiner while its history is read and
-sent, then delivers those the replay did not contain (see
+sent (what it missed: :mod:`sanic_chat.hub.recovery`), then delivers
+those the replay did not contain (see
 :mod:`sanic_chat.hub.room`).
 
 An inbox (a user's DMs, named by :func:`~sanic_chat.protocol.inbox_name`)
@@ -23,14 +24,14 @@ import logging
 from collections.abc import Callable
 
 from .. import protocol
-from ..backends.base import Broadcaster, Event
+from ..backends.base import Broadcaster
 from ..config import ChatConfig
 from ..connection import Connection
 from ..errors import BroadcasterUnavailable, ProtocolError
 from ..metrics import Metrics
 from ..protocol import PublicUser
-from ..revisions import fold
 from .receipts import ReadMarks
+from .recovery import missed
 from .room import Room, event_frame
 from .subscription import RoomSubscription
 
@@ -163,26 +164,9 @@ class Membership:
         replay is out; events both replayed and held are delivered once.
         """
         name = room.name
-        size = self._config.history_size
-        found: bool | None = None
-        replayed: list[Event] = []
-        after = since
-        while after is not None:
-            # Page through the broadcaster's history, which may be longer
-            # than one page: stopping early would leave a gap.
-            page = await self._broadcaster.history(
-                name, limit=size, after=after
-            )
-            if not page.found:
-                found, replayed = False, []
-                break
-            found = True
-            replayed += page.events
-            after = page.events[-1].id if len(page.events) >= size else None
-        # Messages edited or deleted later in the replay go out as they
-        # are now (a deleted text is not sent); the edits stay, for
-        # messages the client had before ``since``.
-        replayed = fold(replayed, keep_revisions=True)
+        found, replayed = await missed(
+            self._broadcaster, name, since, self._config.history_size
+        )
         recovered = None if since is None else bool(found)
         reply = None if quiet else await self._joined(conn, name, recovered)
         if not room.holding(conn):
