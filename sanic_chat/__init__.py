@@ -23,6 +23,8 @@ from .backends import (
     MemoryBroadcaster,
     Presence,
     PresenceInfo,
+    ReadState,
+    Receipts,
     Subscription,
     broadcaster_from_url,
 )
@@ -40,6 +42,7 @@ from .errors import (
     ProtocolError,
     Unauthorized,
 )
+from .hooks import Hooks
 from .identity import (
     SYSTEM_USER,
     Authenticator,
@@ -68,12 +71,15 @@ __all__ = [
     "Gap",
     "GuestAuthenticator",
     "HistoryPage",
+    "Hooks",
     "JWTAuthenticator",
     "MemoryBroadcaster",
     "MessageEvent",
     "Presence",
     "PresenceInfo",
     "ProtocolError",
+    "ReadState",
+    "Receipts",
     "RefreshingAuthenticator",
     "Subscription",
     "TokenAuthenticator",

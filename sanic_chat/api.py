@@ -1,4 +1,6 @@
-"""The HTTP API: rooms, history, presence, messages, disconnecting.
+"""The HTTP API: rooms, history, presence, receipts, messages, DMs.
+
+Disconnecting users and health too.
 
 Routes live in the chat's blueprint under ``api_path`` (``/api``).
 Request bodies and queries are validated with pydantic models, after the
@@ -62,8 +64,10 @@ from .protocol import (
     check_meta,
     check_room,
     check_text,
+    check_user_id,
     fit,
     history_body,
+    inbox_name,
 )
 
 API_KEY_HEADER = "x-api-key"
@@ -352,7 +356,7 @@ async def _readable_room(chat: Chat, caller: Caller, room: str) -> None:
     if (
         user is not None
         and not caller.system
-        and not await chat.may_join(user, room)
+        and not await chat.hooks.may_join(user, room)
     ):
         raise ApiError(403, "forbidden", f"not allowed in room {room!r}")
 
@@ -385,7 +389,7 @@ async def list_rooms(chat: Chat, request: Request) -> HTTPResponse:
         if (
             user is not None
             and not caller.system
-            and not await chat.may_join(user, name)
+            and not await chat.hooks.may_join(user, name)
         ):
             continue
         info = await chat.presence(name)
@@ -422,7 +426,7 @@ async def room_history(
     if key is not None and not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many requests, slow down")
-    page = await chat.hub.history_page(
+    page = await chat.hub.messages.page(
         room, query.limit, before=query.before, after=query.after
     )
     if not page.found:
@@ -500,21 +504,80 @@ async def publish(
     caller = await identify(chat, request)
     _require_system(caller)
     _valid_room(room)
-    body = await read_json(
-        request, PublishBody, publish_body_limit(chat.config)
-    )
-    text = _checked(check_text, body.text, chat.config.max_text_length)
-    _checked(check_meta, body.meta)
-    sender = _sender(body.user)
+    text, sender, meta = await _message_body(chat, request)
     key = caller.user.id if caller.user is not None else "api-key"
     if not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many messages, slow down")
     with _refusals():
-        message_id = await chat.publish(
-            room, text, user=sender, meta=body.meta
-        )
+        message_id = await chat.publish(room, text, user=sender, meta=meta)
     return json({"id": message_id, "room": room}, status=201)
+
+
+async def direct_message(
+    chat: Chat,
+    limiter: PublishLimiter,
+    request: Request,
+    user_id: str,
+) -> HTTPResponse:
+    """Send a direct message to a user as the system (or a named sender).
+
+    Needs the system permission; the body is a :class:`PublishBody`,
+    read and checked as for publishing into a room (``meta`` too), and
+    ``before_publish`` runs on it (403 with its reason if it refuses).
+    Stored in the recipient's inbox (and the sender's), delivered to
+    every connection of the recipient on every worker; an offline
+    recipient finds it in their inbox's history. 201 with the id in the
+    recipient's inbox and the inbox's name.
+    """
+    caller = await identify(chat, request)
+    _require_system(caller)
+    try:
+        check_user_id(user_id, "user_id")
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    text, sender, meta = await _message_body(chat, request)
+    key = caller.user.id if caller.user is not None else "api-key"
+    if not limiter.allow(key):
+        chat.metrics.rate_limited += 1
+        raise ApiError(429, "rate_limited", "too many messages, slow down")
+    with _refusals():
+        message_id = await chat.send_to_user(
+            user_id, text, user=sender, meta=meta
+        )
+    return json({"id": message_id, "room": inbox_name(user_id)}, status=201)
+
+
+async def room_receipts(
+    chat: Chat, request: Request, room: str
+) -> HTTPResponse:
+    """Read receipts of a room: the last id each present user has read.
+
+    Readable by whoever may join the room; users are those present on
+    every worker (at most ``presence_list_limit``). 400 when the backend
+    keeps no read receipts.
+    """
+    caller = await identify(chat, request)
+    await refuse_body(request)
+    await _readable_room(chat, caller, room)
+    try:
+        frame = await chat.hub.marks.frame(room, "")
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    marks = jsonlib.loads(frame)["read"]
+    return json({"room": room, "read": marks})
+
+
+async def _message_body(
+    chat: Chat, request: Request
+) -> tuple[str, User, dict[str, Any] | None]:
+    """Read a :class:`PublishBody`: the text, the sender and the meta."""
+    body = await read_json(
+        request, PublishBody, publish_body_limit(chat.config)
+    )
+    text = _checked(check_text, body.text, chat.config.max_text_length)
+    _checked(check_meta, body.meta)
+    return text, _sender(body.user), body.meta
 
 
 async def edit_message(
@@ -661,6 +724,7 @@ __all__ = [
     "PublishBody",
     "Sender",
     "delete_message",
+    "direct_message",
     "disconnect_user",
     "edit_message",
     "error_response",
@@ -674,4 +738,5 @@ __all__ = [
     "refuse_body",
     "room_history",
     "room_presence",
+    "room_receipts",
 ]

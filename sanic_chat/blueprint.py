@@ -15,16 +15,17 @@ from typing import Any, Unpack
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
-from . import _sanic
+from . import _sanic, lifecycle
 from ._openapi import describe
 from .api import ApiError, refuse_body
 from .archive import MessageHook
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
-from .chat import DEFAULT_NAME, BeforePublish, Chat, RoomCheck, get_chat
+from .chat import DEFAULT_NAME, Chat, get_chat
 from .config import ChatConfig, ChatOptions
 from .endpoint import serve
 from .errors import ConfigError
+from .hooks import BeforePublish, Hooks, MessageCheck, RoomCheck
 from .identity import Authenticator, GuestAuthenticator
 from .metrics import may_scrape
 from .redaction import install as install_log_redaction
@@ -75,13 +76,13 @@ class ChatBlueprint(Blueprint):
                 app, chat.config.transport
             )
             chat.signals = _sanic.websocket_signals(app)
-            await chat.start()
+            await lifecycle.start(chat)
 
         async def shutdown(app: Sanic[Any, Any]) -> None:
-            await self._chat(app).shutdown()
+            await lifecycle.shutdown(self._chat(app))
 
         async def stop(app: Sanic[Any, Any]) -> None:
-            await self._chat(app).stop()
+            await lifecycle.stop(self._chat(app))
 
         def share_metrics(app: Sanic[Any, Any]) -> None:
             # prometheus-client aggregates workers through files in this
@@ -173,10 +174,14 @@ class ChatBlueprint(Blueprint):
             config,
             broadcaster,
             self._authenticator or GuestAuthenticator(),
-            can_join=self._hooks["can_join"],
-            can_publish=self._hooks["can_publish"],
-            can_moderate=self._hooks["can_moderate"],
-            before_publish=self._hooks["before_publish"],
+            hooks=Hooks(
+                config.max_text_length,
+                can_join=self._hooks["can_join"],
+                can_publish=self._hooks["can_publish"],
+                can_message=self._hooks["can_message"],
+                can_moderate=self._hooks["can_moderate"],
+                before_publish=self._hooks["before_publish"],
+            ),
             on_message=self._hooks["on_message"],
         )
         app.ctx.sanic_chat = chats
@@ -246,6 +251,7 @@ def create_blueprint(
     authenticator: Authenticator | None = None,
     can_join: RoomCheck | None = None,
     can_publish: RoomCheck | None = None,
+    can_message: MessageCheck | None = None,
     can_moderate: RoomCheck | None = None,
     before_publish: BeforePublish | None = None,
     on_message: MessageHook | None = None,
@@ -283,12 +289,17 @@ def create_blueprint(
             room a connection joins, at connect or with ``join``.
         can_publish: ``(user, room) -> bool``, asked for every message
             and edit.
+        can_message: ``(sender, recipient_id) -> bool`` (sync or async),
+            asked for every direct message and DM ``typing``: block
+            lists. A refusal is the error ``forbidden``.
         can_moderate: ``(user, room) -> bool`` (sync or async), asked
             when a user edits or deletes a message of someone else: true
             lets them. Without it only authors change their messages.
         before_publish: ``(user, room, text, meta) -> str | None`` (sync
-            or async), run before every message and edit is stored, from
-            sockets, :meth:`Chat.publish <sanic_chat.Chat.publish>` and
+            or async), run before every message, direct message (its
+            ``room`` is the recipient's inbox) and edit is stored, from
+            sockets, :meth:`Chat.publish <sanic_chat.Chat.publish>`,
+            :meth:`Chat.send_to_user <sanic_chat.Chat.send_to_user>` and
             the HTTP API: return the text to store (possibly changed),
             ``None`` to keep it, or raise :class:`~sanic_chat.Forbidden`
             with a reason to refuse it (error ``forbidden``).
@@ -330,6 +341,7 @@ def create_blueprint(
         {
             "can_join": can_join,
             "can_publish": can_publish,
+            "can_message": can_message,
             "can_moderate": can_moderate,
             "before_publish": before_publish,
             "on_message": on_message,

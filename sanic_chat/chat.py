@@ -10,10 +10,8 @@ tasks with :func:`get_chat`::
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sanic import Request, Sanic
@@ -23,30 +21,31 @@ from .archive import Archive, MessageHook
 from .authenticators import token_from_request
 from .backends.base import Broadcaster, PresenceInfo
 from .config import ChatConfig
-from .errors import CloseCode, ProtocolError, Unauthorized
+from .errors import Unauthorized
+from .hooks import Hooks
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
-from .metrics import Metrics, PrometheusExporter, room_labeller
-from .protocol import check_meta, check_room, check_text
+from .metrics import Metrics, PrometheusExporter
+from .posting import Posting
+from .protocol import (
+    inbox_name,
+    is_inbox,
+)
 from .transport import Kind
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME = "sanic_chat"
 
-RoomCheck = Callable[[User, str], "bool | Awaitable[bool]"]
-"""``(user, room) -> bool``, sync or async: may this user do it here?"""
-
-BeforePublish = Callable[
-    [User, str, str, "dict[str, Any] | None"],
-    "str | Awaitable[str | None] | None",
-]
-"""``(user, room, text, meta) -> text | None``, sync or async.
-
-Runs before a message or an edit is stored: return the text to publish
-(possibly changed), ``None`` to publish it unchanged, or raise
-:class:`~sanic_chat.errors.Forbidden` with a reason to refuse it.
-"""
+WEBSOCKET_SIGNALS = frozenset(
+    {
+        "websocket.handler.after",
+        "websocket.handler.before",
+        "websocket.handler.exception",
+    }
+)
+"""Sanic's ``websocket.handler.*`` events (until startup finds which
+have handlers)."""
 
 
 class Chat:
@@ -56,12 +55,8 @@ class Chat:
         config: Resolved settings.
         broadcaster: The backend that carries events.
         authenticator: Identifies users before the upgrade.
-        can_join: May a user join (or connect into) a room?
-        can_publish: May a user post a message to a room?
-        can_moderate: May a user edit and delete others' messages in a
-            room? (Nobody may without it.)
-        before_publish: Checks or changes every message and edit before
-            it is stored (:data:`BeforePublish`).
+        hooks: The app's permission and moderation hooks (none: everyone
+            may join, publish and message; nobody moderates).
         on_message: Gets every message, edit and delete this worker
             stores, from a bounded queue (:mod:`sanic_chat.archive`).
     """
@@ -72,21 +67,17 @@ class Chat:
         broadcaster: Broadcaster,
         authenticator: Authenticator,
         *,
-        can_join: RoomCheck | None = None,
-        can_publish: RoomCheck | None = None,
-        can_moderate: RoomCheck | None = None,
-        before_publish: BeforePublish | None = None,
+        hooks: Hooks | None = None,
         on_message: MessageHook | None = None,
     ) -> None:
         self.config = config
         self.broadcaster = broadcaster
         self.authenticator = authenticator
-        self._can_join = can_join
-        self._can_publish = can_publish
-        self._can_moderate = can_moderate
-        self._before_publish = before_publish
+        self.hooks = hooks or Hooks(config.max_text_length)
+        """The app's hooks, asked on every path."""
         self.metrics = Metrics()
         self.hub = Hub(broadcaster, config, self.metrics)
+        self._posting = Posting(config, self.hooks, self.hub)
         if on_message is not None:
             self.hub.archive = Archive(on_message, self.metrics)
         self.admission = Admission(
@@ -98,65 +89,12 @@ class Chat:
         self.transport: Kind = "fast"
         # Sanic's websocket.handler.* events the endpoint dispatches (those
         # with handlers; set with the transport).
-        self.signals: frozenset[str] = frozenset(
-            {
-                "websocket.handler.after",
-                "websocket.handler.before",
-                "websocket.handler.exception",
-            }
-        )
+        self.signals: frozenset[str] = WEBSOCKET_SIGNALS
         # Prometheus exposition, when prometheus-client is installed and a
         # metrics route is configured (created per worker, at start).
         self.exporter: PrometheusExporter | None = None
 
-    # Lifecycle, driven by the blueprint's listeners -----------------------
-
-    async def start(self) -> None:
-        """Connect the broadcaster (once per worker, before serving)."""
-        self.closing = False
-        if self.config.metrics_path and self.exporter is None:
-            try:
-                config = self.config
-                self.exporter = PrometheusExporter(
-                    self.metrics_snapshot,
-                    room_labeller(
-                        config.metrics_room_labels,
-                        config.metrics_key or config.api_key,
-                    ),
-                )
-            except ImportError:
-                logger.info(
-                    "sanic-chat: no /metrics (pip install prometheus-client)"
-                )
-        await self.broadcaster.connect()
-        self.hub.start()
-        if self.exporter is not None:
-            self.exporter.start()
-
-    async def shutdown(self) -> None:
-        """Close every socket with 1012 (service restart), in batches.
-
-        Each socket gets the frames already queued for it first; the
-        batches are spread over ``shutdown_spread`` seconds so clients do
-        not reconnect all at once. Messages in flight are in history, so
-        clients that reconnect with ``since`` lose nothing.
-        """
-        self.closing = True
-        await self.hub.close_all(
-            CloseCode.SERVICE_RESTART,
-            "server restarting",
-            self.config.shutdown_close_timeout,
-            self.config.shutdown_spread,
-        )
-
-    async def stop(self) -> None:
-        """Stop room subscriptions and disconnect the broadcaster."""
-        if self.exporter is not None:
-            await self.exporter.stop()
-        if self.hub.archive is not None:
-            await self.hub.archive.stop()
-        await self.hub.stop()
-        await self.broadcaster.disconnect()
+    # Identity ------------------------------------------------------------
 
     async def identify(self, request: Request) -> User | None:
         """Run the chat's authenticator for one of the app's own requests.
@@ -194,63 +132,6 @@ class Chat:
             raise Unauthorized("rejected" if carried else "missing")
         return user
 
-    # Authorization -----------------------------------------------------
-
-    async def may_join(self, user: User, room: str) -> bool:
-        """Ask the ``can_join`` hook (everyone may when there is none)."""
-        return await _ask(self._can_join, user, room)
-
-    async def may_publish(self, user: User, room: str) -> bool:
-        """Ask the ``can_publish`` hook (everyone may when there is none)."""
-        return await _ask(self._can_publish, user, room)
-
-    async def may_moderate(self, user: User, room: str) -> bool:
-        """Ask the ``can_moderate`` hook (nobody may when there is none)."""
-        if self._can_moderate is None:
-            return False
-        return await _ask(self._can_moderate, user, room)
-
-    @property
-    def moderates(self) -> bool:
-        """Whether the chat has a ``before_publish`` hook."""
-        return self._before_publish is not None
-
-    async def moderate(
-        self,
-        user: User,
-        room: str,
-        text: str,
-        meta: dict[str, Any] | None = None,
-    ) -> str:
-        """Run ``before_publish``: return the text to store.
-
-        Every path that stores a message or an edit calls it (sockets,
-        :meth:`publish`, :meth:`edit`, the HTTP API): call it too from
-        your own. ``room`` is the room (for a direct message: the
-        recipient's inbox).
-
-        Raises:
-            Forbidden: The hook refused the message; its text is the
-                reason.
-            ProtocolError: The text the hook returned is not a valid
-                message (empty, too long: ``bad_request``, ``too_large``).
-            TypeError: The hook returned neither a string nor ``None``.
-        """
-        hook = self._before_publish
-        if hook is None:
-            return text
-        answer = hook(user, room, text, meta)
-        if inspect.isawaitable(answer):
-            answer = await answer
-        if answer is None:
-            return text
-        if not isinstance(answer, str):
-            raise TypeError(
-                "before_publish must return a str or None, not "
-                f"{type(answer).__name__}"
-            )
-        return check_text(answer, self.config.max_text_length)
-
     # Server-side API ---------------------------------------------------------
 
     async def publish(
@@ -282,14 +163,7 @@ class Chat:
             Forbidden: ``before_publish`` refused it.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
-        try:
-            check_room(room)
-            check_text(text, self.config.max_text_length)
-            check_meta(meta)
-            text = await self.moderate(user, room, text, meta)
-        except ProtocolError as exc:
-            raise ValueError(exc.message) from None
-        return await self.hub.publish(room, user, text, meta)
+        return await self._posting.publish(room, text, user, meta)
 
     async def edit(
         self,
@@ -312,14 +186,7 @@ class Chat:
             Forbidden: ``before_publish`` refused the new text.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
-        try:
-            check_room(room)
-            check_text(text, self.config.max_text_length)
-            message = await self._stored(room, message_id)
-            text = await self.moderate(user, room, text, message.get("meta"))
-        except ProtocolError as exc:
-            raise ValueError(exc.message) from None
-        await self.hub.edit(room, message_id, user, text)
+        await self._posting.edit(room, message_id, text, user)
 
     async def delete(
         self, room: str, message_id: str, *, user: User = SYSTEM_USER
@@ -334,26 +201,53 @@ class Chat:
                 more), or was deleted already.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
-        try:
-            check_room(room)
-        except ProtocolError as exc:
-            raise ValueError(exc.message) from None
-        await self._stored(room, message_id)
-        await self.hub.delete(room, message_id, user)
+        await self._posting.delete(room, message_id, user)
 
-    async def _stored(self, room: str, message_id: str) -> dict[str, Any]:
-        message = await self.hub.message(room, message_id)
-        if message is None:
-            raise LookupError(
-                f"message {message_id!r} is not in the history of {room!r}"
-            )
-        return message
+    async def send_to_user(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        user: User = SYSTEM_USER,
+        meta: dict[str, Any] | None = None,
+    ) -> str:
+        """Send a direct message to ``user_id`` as ``user``; return its id.
+
+        The message takes the path of a DM sent over a socket (the
+        ``can_message`` hook is not asked: server code decides): the
+        ``before_publish`` hook (its room is the recipient's inbox), then
+        stored in the recipient's inbox and in the sender's, and reaches
+        every connection of both on every worker; a recipient who is
+        offline finds it in their inbox's history.
+
+        Args:
+            user_id: The recipient.
+            text: The message.
+            user: The sender shown (the system user by default).
+            meta: A JSON object carried with the message (at most 2 KB
+                encoded), as a client's ``meta``.
+
+        Returns:
+            The id of the recipient's copy (in their inbox).
+
+        Raises:
+            ValueError: ``user_id`` is empty or longer than 128
+                characters, ``text`` or ``meta`` breaks the rules of a
+                message.
+            Forbidden: ``before_publish`` refused it.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        return await self._posting.send_to_user(user_id, text, user, meta)
+
+    def inbox(self, user_id: str) -> str:
+        """Return the name of ``user_id``'s inbox (its DMs' room)."""
+        return inbox_name(user_id)
 
     async def history(
         self, room: str, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Return the room's stored messages as dicts, oldest first."""
-        frame = await self.hub.history_frame(room, limit)
+        frame = await self.hub.messages.history_frame(room, limit)
         messages: list[dict[str, Any]] = json.loads(frame)["messages"]
         return messages
 
@@ -402,28 +296,17 @@ class Chat:
         return self.metrics.snapshot(self)
 
     @property
-    def archive_queued(self) -> int:
-        """Events waiting for the ``on_message`` hook on this worker."""
-        archive = self.hub.archive
-        return 0 if archive is None else archive.pending
-
-    @property
     def connection_count(self) -> int:
         """Open WebSocket connections on this worker."""
         return len(self.hub.connections)
 
     def room_sizes(self) -> dict[str, int]:
-        """Members per room on this worker."""
-        return {name: len(r.members) for name, r in self.hub.rooms.items()}
-
-
-async def _ask(check: RoomCheck | None, user: User, room: str) -> bool:
-    if check is None:
-        return True
-    answer = check(user, room)
-    if inspect.isawaitable(answer):
-        answer = await answer
-    return bool(answer)
+        """Members per room on this worker (inboxes are not rooms here)."""
+        return {
+            name: len(r.members)
+            for name, r in self.hub.rooms.items()
+            if not is_inbox(name)
+        }
 
 
 def get_chat(app: Sanic[Any, Any] | Request, name: str = DEFAULT_NAME) -> Chat:

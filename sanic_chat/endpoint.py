@@ -48,8 +48,11 @@ from .session import (
     EditMessage,
     Expire,
     Join,
+    JoinInbox,
     Leave,
+    MarkRead,
     MayJoin,
+    MayMessage,
     MayModerate,
     MayPublish,
     Moderate,
@@ -57,9 +60,12 @@ from .session import (
     ReadHistory,
     ReadMessage,
     ReadPresence,
+    ReadReceipts,
     Reply,
+    SendDirect,
     Session,
     SetUser,
+    Signal,
     Steps,
     Verify,
     WaitWritable,
@@ -228,9 +234,11 @@ async def _read(
         chat.config,
         rooms=conn.rooms,
         can_refresh=_refresher(chat) is not None,
-        moderates=chat.moderates,
+        moderates=chat.hooks.moderates,
         metrics=chat.metrics,
         label=conn,
+        inbox=protocol.inbox_name(conn.user.id),
+        typing=chat.hub.typing,
     )
     actions = _Actions(chat, conn)
     try:
@@ -318,27 +326,27 @@ class _Actions:
             case Reply(frame):
                 conn.reply(frame)
             case MayPublish(user, room):
-                return await chat.may_publish(user, room)
+                return await chat.hooks.may_publish(user, room)
             case Publish(room, user, text, meta):
-                return await chat.hub.publish(room, user, text, meta)
+                return await chat.hub.messages.publish(room, user, text, meta)
             case Moderate(user, room, text, meta):
-                return await chat.moderate(user, room, text, meta)
+                return await chat.hooks.moderate(user, room, text, meta)
             case MayModerate(user, room):
-                return await chat.may_moderate(user, room)
+                return await chat.hooks.may_moderate(user, room)
             case ReadMessage(room, message_id):
-                return await chat.hub.message(room, message_id)
+                return await chat.hub.messages.message(room, message_id)
             case EditMessage(room, message_id, user, text):
-                await chat.hub.edit(room, message_id, user, text)
+                await chat.hub.messages.edit(room, message_id, user, text)
             case DeleteMessage(room, message_id, user):
-                await chat.hub.delete(room, message_id, user)
+                await chat.hub.messages.delete(room, message_id, user)
             case MayJoin(user, room):
-                return await chat.may_join(user, room)
+                return await chat.hooks.may_join(user, room)
             case Join(room, since):
                 await chat.hub.join(conn, room, since)
             case Leave(room, reason):
                 await chat.hub.leave(conn, room, reason=reason)
             case ReadHistory(room, limit, before, max_bytes):
-                return await chat.hub.history_frame(
+                return await chat.hub.messages.history_frame(
                     room, limit, before=before, max_bytes=max_bytes
                 )
             case ReadPresence(room):
@@ -356,6 +364,31 @@ class _Actions:
                     return await authenticator.from_token(token)
             case SetUser(user):
                 conn.user = user
+            case _:
+                return await self._perform_people(action)
+        return None
+
+    async def _perform_people(self, action: Action) -> object:
+        chat, conn = self._chat, self._conn
+        match action:
+            case MayMessage(user, to):
+                return await chat.hooks.may_message(user, to)
+            case SendDirect(user, to, text, meta):
+                # before_publish was asked by the session (Moderate).
+                _, mine = await chat.hub.messages.send_direct(
+                    user, to, text, meta
+                )
+                return mine
+            case JoinInbox(name):
+                await chat.hub.join_inbox(conn, name)
+            case Signal(room, frame):
+                await chat.hub.messages.signal(conn, room, frame)
+            case MarkRead(room, message_id):
+                return await chat.hub.marks.mark(
+                    conn.user.id, room, message_id
+                )
+            case ReadReceipts(room):
+                return await chat.hub.marks.frame(room, conn.user.id)
         return None
 
     def _schedule_expiry(

@@ -109,6 +109,7 @@ class Metrics:
     def snapshot(self, chat: Any) -> dict[str, Any]:
         """Every counter and gauge of this worker, as a dict."""
         sizes = chat.room_sizes()
+        archive = chat.hub.archive
         top = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
         return {
             "connections": chat.connection_count,
@@ -130,7 +131,7 @@ class Metrics:
             "archived": self.archived,
             "archive_failures": self.archive_failures,
             "archive_dropped": self.archive_dropped,
-            "archive_queued": chat.archive_queued,
+            "archive_queued": 0 if archive is None else archive.pending,
         }
 
 

@@ -23,15 +23,23 @@ awaits: a test drives it with plain calls and no event loop::
     steps.send(True)     # Publish("a", user, "hi")
     steps.send("1-0")    # StopIteration: no ref, no ack
 
-Actions with a result: :class:`MayJoin`, :class:`MayPublish` and
-:class:`MayModerate` (bool), :class:`Moderate` (the text to publish, or
-:class:`~sanic_chat.errors.Forbidden` thrown in), :class:`Publish` (the
-message id), :class:`ReadMessage` (the stored message or None),
-:class:`ReadHistory` and
-:class:`ReadPresence` (the frame built by the hub through
+Actions with a result: :class:`MayJoin`, :class:`MayPublish`,
+:class:`MayModerate` and :class:`MayMessage` (bool), :class:`Moderate`
+(the text to publish, or :class:`~sanic_chat.errors.Forbidden` thrown
+in), :class:`Publish` and :class:`SendDirect` (the message id),
+:class:`ReadMessage` (the stored message or None), :class:`MarkRead`
+(moved: bool, or None for an id not in history), :class:`ReadHistory`,
+:class:`ReadPresence` and :class:`ReadReceipts` (the frame built by the
+hub through
 :mod:`~sanic_chat.protocol`), :class:`Verify` (the refreshed ``User`` or
-None). The others return None. Every frame a session replies with is
-built by :mod:`sanic_chat.protocol`.
+None). The others return None.
+
+The steps of messages (``message``, ``edit``, ``delete``), of
+``refresh`` and of the requests about people (direct messages,
+``typing``, ``read``, ``receipts``) are module-level functions after the
+class, which keeps the connection's state and dispatch; a request's
+optional ``ref`` is echoed by its ``ack`` or ``error``. Every frame a
+session replies with is built by :mod:`sanic_chat.protocol`.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from .errors import (
     ProtocolError,
 )
 from .identity import User
-from .limits import TokenBucket
+from .limits import Throttle, TokenBucket
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -219,10 +227,69 @@ class SetUser:
     user: User
 
 
+@dataclass(frozen=True, slots=True)
+class MayMessage:
+    """Ask the ``can_message`` hook; the result is a bool."""
+
+    user: User
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendDirect:
+    """Send a DM from ``user`` to ``to``; the result is the sender's id.
+
+    Stored in the recipient's inbox and in the sender's (once when they
+    are the same user).
+    """
+
+    user: User
+    to: str
+    text: str
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JoinInbox:
+    """Join the connection's own inbox ``name``, with no reply."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Publish ``frame`` in ``room``, unstored (``typing``, ``read``).
+
+    Every member gets it but this connection.
+    """
+
+    room: str
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    """Move the user's read mark in ``room`` to ``id``.
+
+    The result: True (moved), False (not newer), None (not in history).
+    """
+
+    room: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipts:
+    """Build the ``receipts`` frame of ``room``; the result is the frame."""
+
+    room: str
+
+
 Action = (
     Reply | Close | Expire | WaitWritable | MayJoin | MayPublish | Join | Leave
     | Publish | ReadHistory | ReadPresence | Verify | SetUser | MayModerate
-    | Moderate | ReadMessage | EditMessage | DeleteMessage
+    | Moderate | ReadMessage | EditMessage | DeleteMessage | MayMessage
+    | SendDirect | JoinInbox | Signal | MarkRead | ReadReceipts
 )  # fmt: skip
 """Everything a session asks of the I/O layer."""
 
@@ -246,6 +313,10 @@ class Session:
         metrics: Counters of the worker (``rate_limited``).
         label: What log lines call the connection.
         clock: Monotonic seconds, for the rate limit.
+        inbox: The connection's inbox (its user's DMs), named in the
+            ``welcome`` and joined first; None: no inbox, no DMs.
+        typing: The worker's ``typing`` throttle (per user and room);
+            None: a throttle of the session's own.
     """
 
     __slots__ = (
@@ -254,10 +325,12 @@ class Session:
         "_granted",
         "_label",
         "_metrics",
-        "_moderates",
         "_replied",
         "_rooms",
         "bucket",
+        "inbox",
+        "moderates",
+        "typing",
         "user",
     )
 
@@ -272,17 +345,21 @@ class Session:
         metrics: Metrics | None = None,
         label: object = "session",
         clock: Callable[[], float] = time.monotonic,
+        inbox: str | None = None,
+        typing: Throttle | None = None,
     ) -> None:
         self.user = user
         self.bucket = TokenBucket(config.rate_limit, config.rate_burst, clock)
         self._config = config
         self._rooms = rooms
         self._can_refresh = can_refresh
-        self._moderates = moderates
+        self.moderates = moderates
         self._metrics = metrics or Metrics()
         self._label = label
         self._granted: list[protocol.Join] = []
         self._replied = 0
+        self.inbox = inbox
+        self.typing = typing or Throttle(TYPING_INTERVAL, clock=clock)
 
     @property
     def max_strikes(self) -> int:
@@ -305,7 +382,7 @@ class Session:
                 granted.append(request)
         self._granted = granted
         rooms = [r.room for r in granted]
-        yield Reply(protocol.welcome(self.user.public(), rooms))
+        yield Reply(protocol.welcome(self.user.public(), rooms, self.inbox))
         for request in requests:
             if request not in granted:
                 yield Reply(_error(_forbidden(request.room)))
@@ -317,6 +394,9 @@ class Session:
         A join that fails is an ``error`` frame, not the connection's end.
         """
         granted, self._granted = self._granted, []
+        if self.inbox is not None:
+            # First: DMs sent while the rooms are joined are not missed.
+            yield from self._guarded(_one(JoinInbox(self.inbox)))
         for request in granted:
             yield WaitWritable()
             yield from self._guarded(_one(Join(request.room, request.since)))
@@ -373,7 +453,13 @@ class Session:
             yield Reply(_error(command))
             return
         ref = getattr(command, "ref", None)
-        yield from self._guarded(self._dispatch(command), ref)
+        if isinstance(command, _MESSAGES):
+            steps = _messages(self, command)
+        elif isinstance(command, _PEOPLE):
+            steps = _people(self, command)
+        else:
+            steps = self._dispatch(command)
+        yield from self._guarded(steps, ref)
 
     def _rate_limited(self) -> Reply | Close:
         self._metrics.rate_limited += 1
@@ -412,78 +498,190 @@ class Session:
 
     def _dispatch(self, command: protocol.Command) -> Steps:
         match command:
-            case protocol.Send(room, text, ref, meta):
-                self._require_member(room)
-                if not (yield MayPublish(self.user, room)):
-                    raise _forbidden(room)
-                if self._moderates:
-                    text = yield from _moderated(self.user, room, text, meta)
-                message_id = yield Publish(room, self.user, text, meta)
-                if ref is not None:
-                    ack = protocol.ack(ref, cast(str, message_id), room)
-                    yield Reply(ack)
-            case protocol.Edit(room, message_id, text, ref):
-                self._require_member(room)
-                if not (yield MayPublish(self.user, room)):
-                    raise _forbidden(room)
-                message = yield from _changeable(self.user, room, message_id)
-                if self._moderates:
-                    meta = message.get("meta")
-                    text = yield from _moderated(self.user, room, text, meta)
-                yield EditMessage(room, message_id, self.user, text)
-                if ref is not None:
-                    yield Reply(protocol.ack(ref, message_id, room))
-            case protocol.Delete(room, message_id, ref):
-                self._require_member(room)
-                yield from _changeable(self.user, room, message_id)
-                yield DeleteMessage(room, message_id, self.user)
-                if ref is not None:
-                    yield Reply(protocol.ack(ref, message_id, room))
             case protocol.Join(room, since):
-                if not (yield MayJoin(self.user, room)):
+                # The own inbox is the user's: no hook to ask.
+                if not _own_inbox(self, room) and not (
+                    yield MayJoin(self.user, room)
+                ):
                     raise _forbidden(room)
                 yield Join(room, since)
             case protocol.Leave(room):
+                if protocol.is_inbox(room):
+                    raise ProtocolError("forbidden", "an inbox is not left")
                 yield Leave(room)
             case protocol.History(room, limit, before):
+                _own_inbox(self, room)
                 self._require_member(room)
                 max_bytes = self._config.max_unsent_bytes // 4
                 frame = yield ReadHistory(room, limit, before, max_bytes)
                 yield Reply(cast(str, frame))
             case protocol.Presence(room):
+                if protocol.is_inbox(room):
+                    raise ProtocolError(
+                        "forbidden", "an inbox has no presence"
+                    )
                 self._require_member(room)
                 frame = yield ReadPresence(room)
                 yield Reply(cast(str, frame))
             case protocol.Refresh(token):
-                yield from self._refresh(token)
+                yield from _refresh(self, token)
             case protocol.Ping():
                 yield Reply(protocol.PONG)
 
-    def _refresh(self, token: str) -> Steps:
-        """Extend the session with a new token for the same identity."""
-        if not self._can_refresh:
-            raise ProtocolError(
-                "bad_request", "this server's authenticator cannot refresh"
-            )
-        user = cast("User | None", (yield Verify(token)))
-        if user is None or user.id != self.user.id:
-            raise ProtocolError(
-                "forbidden", "token invalid or for another user"
-            )
-        self.user = replace(
-            self.user, claims=user.claims, expires_at=user.expires_at
-        )
-        yield SetUser(self.user)
-        yield Expire(self.user.expires_at)
-        # The new claims may no longer grant every room: ask again.
-        for room in sorted(self._rooms):
-            if not (yield MayJoin(self.user, room)):
-                yield Leave(room, "forbidden")
-        yield Reply(protocol.refreshed(user.expires_at))
-
-    def _require_member(self, room: str) -> None:
+    def require_member(self, room: str) -> None:
+        """Refuse (``not_joined``) a request about a room not joined."""
         if room not in self._rooms:
             raise ProtocolError("not_joined", f"join room {room!r} first")
+
+    _require_member = require_member
+
+
+# ----------------------------------------------------------------------
+# Requests about people: direct messages, typing, read receipts.
+
+TYPING_INTERVAL = 2.0
+"""Seconds between two ``typing`` of a user in a room that go out."""
+
+_PEOPLE = (protocol.Direct, protocol.Typing, protocol.Read, protocol.Receipts)
+
+
+def _own_inbox(session: Session, room: str) -> bool:
+    """Tell whether ``room`` is the session's inbox; refuse other inboxes.
+
+    Raises:
+        ProtocolError: ``forbidden`` for anyone else's inbox.
+    """
+    if not protocol.is_inbox(room):
+        return False
+    if room != session.inbox:
+        raise ProtocolError("forbidden", "not your inbox")
+    return True
+
+
+def _people(
+    session: Session,
+    command: protocol.Direct
+    | protocol.Typing
+    | protocol.Read
+    | protocol.Receipts,
+) -> Steps:
+    user = session.user
+    match command:
+        case protocol.Direct(to, text, ref, meta):
+            if session.inbox is None:
+                raise ProtocolError("bad_request", "no direct messages here")
+            if not (yield MayMessage(user, to)):
+                raise ProtocolError("forbidden", "you may not message them")
+            if session.moderates:
+                # As for a room's message; the room is the recipient's inbox.
+                inbox = protocol.inbox_name(to)
+                text = yield from _moderated(user, inbox, text, meta)
+            message_id = yield SendDirect(user, to, text, meta)
+            if ref is not None:
+                yield Reply(
+                    protocol.ack(ref, cast(str, message_id), session.inbox)
+                )
+        case protocol.Typing(target, to, ref):
+            if to is not None:
+                room = protocol.inbox_name(to)
+                # Asked only for what goes out: extras cost no hook call.
+                if session.typing.allow((user.id, room)):
+                    if not (yield MayMessage(user, to)):
+                        raise ProtocolError(
+                            "forbidden", "you may not message them"
+                        )
+                    yield Signal(room, protocol.typing(room, user.public()))
+            else:
+                room = cast(str, target)
+                _own_inbox(session, room)
+                session.require_member(room)
+                if session.typing.allow((user.id, room)):
+                    yield Signal(room, protocol.typing(room, user.public()))
+            if ref is not None:
+                yield Reply(protocol.request_ack(ref, room=room))
+        case protocol.Read(room, message_id, ref):
+            _own_inbox(session, room)
+            session.require_member(room)
+            moved = yield MarkRead(room, message_id)
+            if moved is None:
+                raise ProtocolError(
+                    "not_found", "message id not in the room's history"
+                )
+            if moved:
+                notice = protocol.read(room, user.public(), message_id)
+                yield Signal(room, notice)
+            if ref is not None:
+                yield Reply(
+                    protocol.request_ack(ref, room=room, id=message_id)
+                )
+        case protocol.Receipts(room, ref):
+            _own_inbox(session, room)
+            session.require_member(room)
+            receipts = yield ReadReceipts(room)
+            yield Reply(cast(str, receipts))
+            if ref is not None:
+                yield Reply(protocol.request_ack(ref, room=room))
+
+
+def _refresh(session: Session, token: str) -> Steps:
+    """Extend the session with a new token for the same identity."""
+    if not session._can_refresh:
+        raise ProtocolError(
+            "bad_request", "this server's authenticator cannot refresh"
+        )
+    user = cast("User | None", (yield Verify(token)))
+    if user is None or user.id != session.user.id:
+        raise ProtocolError("forbidden", "token invalid or for another user")
+    session.user = replace(
+        session.user, claims=user.claims, expires_at=user.expires_at
+    )
+    yield SetUser(session.user)
+    yield Expire(session.user.expires_at)
+    # The new claims may no longer grant every room: ask again.
+    for room in sorted(session._rooms):
+        if not (yield MayJoin(session.user, room)):
+            yield Leave(room, "forbidden")
+    yield Reply(protocol.refreshed(user.expires_at))
+
+
+# ----------------------------------------------------------------------
+# Messages: send, edit, delete (steps outside the class, which stays
+# about one job: the connection's conversation).
+
+_MESSAGES = (protocol.Send, protocol.Edit, protocol.Delete)
+
+
+def _messages(
+    session: Session, command: protocol.Send | protocol.Edit | protocol.Delete
+) -> Steps:
+    user = session.user
+    match command:
+        case protocol.Send(room, text, ref, meta):
+            session.require_member(room)
+            if not (yield MayPublish(user, room)):
+                raise _forbidden(room)
+            if session.moderates:
+                text = yield from _moderated(user, room, text, meta)
+            message_id = yield Publish(room, user, text, meta)
+            if ref is not None:
+                yield Reply(protocol.ack(ref, cast(str, message_id), room))
+        case protocol.Edit(room, message_id, text, ref):
+            session.require_member(room)
+            if not (yield MayPublish(user, room)):
+                raise _forbidden(room)
+            message = yield from _changeable(user, room, message_id)
+            if session.moderates:
+                meta = message.get("meta")
+                text = yield from _moderated(user, room, text, meta)
+            yield EditMessage(room, message_id, user, text)
+            if ref is not None:
+                yield Reply(protocol.ack(ref, message_id, room))
+        case protocol.Delete(room, message_id, ref):
+            session.require_member(room)
+            yield from _changeable(user, room, message_id)
+            yield DeleteMessage(room, message_id, user)
+            if ref is not None:
+                yield Reply(protocol.ack(ref, message_id, room))
 
 
 def _changeable(

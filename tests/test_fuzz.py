@@ -24,7 +24,8 @@ from .conftest import UNLIMITED, live, make_app
 
 SERVER_TYPES = {
     "welcome", "joined", "left", "message", "ack", "history", "presence",
-    "pong", "error", "lagged", "resync", "refreshed",
+    "pong", "error", "lagged", "resync", "refreshed", "typing", "read",
+    "receipts",
 }  # fmt: skip
 
 json_values = st.recursive(
@@ -54,6 +55,9 @@ protocol_shaped = st.fixed_dictionaries(
                 "ping",
                 "refresh",
                 "welcome",
+                "typing",
+                "read",
+                "receipts",
                 "nope",
             ]
         )
@@ -69,6 +73,9 @@ protocol_shaped = st.fixed_dictionaries(
         "user": json_values,
         "id": json_values,
         "token": st.text(max_size=10),
+        "to": st.sampled_from(["", "guest-x", "@lobby"])
+        | st.text(max_size=10)
+        | json_values,
     },
 ).map(json.dumps)
 frames = st.one_of(

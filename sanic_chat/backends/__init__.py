@@ -19,8 +19,11 @@ from .base import (
     HistoryPage,
     Presence,
     PresenceInfo,
+    ReadState,
+    Receipts,
     Subscribers,
     Subscription,
+    receipts_of,
 )
 from .combined import CombinedBroadcaster
 from .memory import MemoryBroadcaster, MemoryPresence
@@ -36,10 +39,13 @@ __all__ = [
     "MemoryPresence",
     "Presence",
     "PresenceInfo",
+    "ReadState",
+    "Receipts",
     "Subscribers",
     "Subscription",
     "broadcaster_from_url",
     "mask_url",
+    "receipts_of",
 ]
 
 

@@ -21,30 +21,36 @@ Centrifuge splits its hub into connections and subscriptions:
 - :mod:`~sanic_chat.hub.watchdog`: the once-a-second sweep (unsent bytes,
   keepalive, stuck writes);
 - :mod:`~sanic_chat.hub.control`: disconnect notices between workers;
-- :mod:`~sanic_chat.hub.messages`: storing messages, edits and deletes,
-  and reading history with the edits folded in.
+- :mod:`~sanic_chat.hub.messages` (``Hub.messages``): storing
+  messages, edits, deletes and direct messages, unstored notices
+  (``typing``, ``read``), and reading history with the edits folded in;
+- :mod:`~sanic_chat.hub.receipts`: read marks, for ``read``,
+  ``receipts`` and the ``joined`` reply.
+
+Direct messages need no unit of their own: each user's inbox is a room
+(:func:`~sanic_chat.protocol.inbox_name`) that every connection of the
+user joins at connect, and a DM is a stored publish into the inboxes of
+both users (:meth:`Messages.send_direct
+<sanic_chat.hub.messages.Messages.send_direct>`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from .. import protocol
 from ..archive import Archive
-from ..backends.base import Broadcaster, HistoryPage
+from ..backends.base import Broadcaster
 from ..budget import UnsentBytes
 from ..config import ChatConfig
 from ..connection import Connection
-from ..errors import ProtocolError
-from ..identity import User
+from ..limits import Throttle
 from ..metrics import Metrics
-from ..protocol import fit
 from .control import CONTROL_CHANNEL, ControlChannel
 from .membership import Membership
 from .messages import Messages
+from .receipts import ReadMarks
 from .registry import Registry
 from .room import Room, event_text
 from .watchdog import SHED_AFTER, Watchdog
@@ -55,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 # Read when a Hub is built (tests raise it to keep stalled clients).
 _SHED_AFTER = SHED_AFTER
+TYPING_INTERVAL = 2.0
 
 
 class Hub:
@@ -78,7 +85,12 @@ class Hub:
         # Bytes produced for this worker's clients and not yet read.
         self.unsent = UnsentBytes(config.max_worker_unsent_bytes)
         self._registry = Registry()
-        self._membership = Membership(broadcaster, config, self.metrics)
+        self.marks = ReadMarks(broadcaster, config)
+        self._membership = Membership(
+            broadcaster, config, self.metrics, self.marks
+        )
+        # One per worker: a user's typing in a room, once per 2 s.
+        self.typing = Throttle(TYPING_INTERVAL)
         self._watchdog = Watchdog(
             self._registry.connections,
             self.unsent,
@@ -87,16 +99,17 @@ class Hub:
             shed_after=_SHED_AFTER,
         )
         self._control = ControlChannel(broadcaster, self._registry)
-        self._messages = Messages(broadcaster, config, self.metrics)
+        self.messages = Messages(broadcaster, config, self.metrics)
+        """Messages, edits, deletes, DMs and notices of rooms and inboxes."""
 
     @property
     def archive(self) -> Archive | None:
         """The ``on_message`` hook's queue (None: the app has no hook)."""
-        return self._messages.archive
+        return self.messages.archive
 
     @archive.setter
     def archive(self, archive: Archive | None) -> None:
-        self._messages.archive = archive
+        self.messages.archive = archive
 
     @property
     def rooms(self) -> dict[str, Room]:
@@ -225,97 +238,14 @@ class Hub:
         """
         await self._membership.leave(conn, name, reason)
 
+    async def join_inbox(self, conn: Connection, name: str) -> None:
+        """Put ``conn`` in its inbox ``name``, without a reply."""
+        await self._membership.join(conn, name, quiet=True)
+
     # ------------------------------------------------------------------
     # Requests
 
     event_text = staticmethod(event_text)
-
-    async def publish(
-        self,
-        room: str,
-        user: User,
-        text: str,
-        meta: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Publish a chat message; return its id.
-
-        Raises:
-            BroadcasterUnavailable: The message could not be published.
-        """
-        return await self._messages.publish(room, user, text, meta)
-
-    async def edit(
-        self, room: str, message_id: str, user: User, text: str
-    ) -> int:
-        """Send and store an edit of ``message_id``; return its time (ms).
-
-        The caller checks that the message exists and that ``user`` may
-        edit it (:meth:`message`).
-        """
-        return await self._messages.edit(room, message_id, user, text)
-
-    async def delete(self, room: str, message_id: str, user: User) -> None:
-        """Send and store the deletion of ``message_id`` (checked before)."""
-        await self._messages.delete(room, message_id, user)
-
-    async def message(
-        self, room: str, message_id: str
-    ) -> dict[str, Any] | None:
-        """The stored message ``message_id`` of ``room``, decoded.
-
-        With its current text; None when it is not in history or was
-        deleted.
-        """
-        return await self._messages.message(room, message_id)
-
-    async def history_page(
-        self,
-        room: str,
-        limit: int,
-        *,
-        before: str | None = None,
-        after: str | None = None,
-    ) -> HistoryPage:
-        """Stored messages of ``room`` with edits and deletes folded in.
-
-        As :meth:`Broker.history <sanic_chat.backends.base.Broker.history>`
-        (``found`` false for an unknown ``before`` or ``after``), but
-        only messages, each with its current text or as a tombstone.
-        """
-        return await self._messages.page(
-            room, limit, before=before, after=after
-        )
-
-    async def history_frame(
-        self,
-        room: str,
-        limit: int | None,
-        *,
-        before: str | None = None,
-        max_bytes: int | None = None,
-    ) -> str:
-        """Encode the ``history`` reply for ``room``, oldest first.
-
-        Args:
-            room: The room.
-            limit: Most messages (at most ``history_size``).
-            before: Only messages older than this id (paging backwards).
-            max_bytes: Most bytes of messages in the reply: the oldest
-                ones that do not fit are left out and the frame says
-                ``"truncated":true`` (ask again with ``before``).
-
-        Raises:
-            ProtocolError: ``not_found`` when ``before`` is not an id in
-                the room's history (any more).
-        """
-        size = self.config.history_size
-        page = await self.history_page(
-            room, min(limit or size, size), before=before
-        )
-        if not page.found:
-            raise ProtocolError("not_found", "message id not in history")
-        texts, truncated = fit(page.events, event_text, max_bytes)
-        return protocol.history(room, texts, truncated)
 
     async def presence_frame(self, room: str) -> str:
         """Encode the ``presence`` reply for ``room``."""

@@ -1,4 +1,4 @@
-"""Storing messages, edits and deletes; reading history with them folded.
+"""Storing messages, edits, deletes and DMs; reading history folded.
 
 A message is published into its room's stream once, encoded once (see
 :func:`sanic_chat.protocol.message_payload`). An edit or delete is
@@ -8,13 +8,20 @@ in order and recovery replays it. History is read whole (the room's
 ``history_size`` events) and folded, so that a page lists each message
 with its current text whatever page its edits are on.
 
-Every event stored here is also handed to the ``on_message`` hook's
-queue (:mod:`sanic_chat.archive`) when the app has one: on this worker
-only, after the publish, without waiting.
+A direct message is the same publish into two inboxes, the
+recipient's and the sender's (:meth:`Messages.send_direct`); ``typing``
+and ``read`` notices are publishes that are not stored
+(:meth:`Messages.signal`).
+
+Every room event stored here is also handed to the ``on_message``
+hook's queue (:mod:`sanic_chat.archive`) when the app has one: on this
+worker only, after the publish, without waiting. Direct messages are
+not (a :class:`~sanic_chat.MessageEvent` has no recipient field yet).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,16 +30,24 @@ from .. import protocol, revisions
 from ..archive import Archive, MessageEvent
 from ..backends.base import Broadcaster, Event, HistoryPage
 from ..config import ChatConfig
-from ..errors import BroadcasterUnavailable
+from ..connection import Connection
+from ..errors import BroadcasterUnavailable, ProtocolError
 from ..identity import User
 from ..metrics import Metrics
-from ..protocol import message_payload, now_ms
+from ..protocol import (
+    direct_payload,
+    fit,
+    inbox_name,
+    message_payload,
+    now_ms,
+)
+from .room import event_text
 
 __all__ = ["Messages"]
 
 
 class Messages:
-    """The messages of the rooms: publish, edit, delete, read.
+    """The messages of the rooms and inboxes: publish, edit, delete, read.
 
     Args:
         broadcaster: Stores and carries the events.
@@ -154,4 +169,82 @@ class Messages:
         """
         return revisions.page(
             await self.stored(room), limit, before=before, after=after
+        )
+
+    async def history_frame(
+        self,
+        room: str,
+        limit: int | None,
+        *,
+        before: str | None = None,
+        max_bytes: int | None = None,
+    ) -> str:
+        """Encode the ``history`` reply for ``room``, oldest first.
+
+        Args:
+            room: The room.
+            limit: Most messages (at most ``history_size``).
+            before: Only messages older than this id (paging backwards).
+            max_bytes: Most bytes of messages in the reply: the oldest
+                ones that do not fit are left out and the frame says
+                ``"truncated":true`` (ask again with ``before``).
+
+        Raises:
+            ProtocolError: ``not_found`` when ``before`` is not an id in
+                the room's history (any more).
+        """
+        size = self._config.history_size
+        page = await self.page(room, min(limit or size, size), before=before)
+        if not page.found:
+            raise ProtocolError("not_found", "message id not in history")
+        texts, truncated = fit(page.events, event_text, max_bytes)
+        return protocol.history(room, texts, truncated)
+
+    async def send_direct(
+        self,
+        sender: User,
+        to: str,
+        text: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Store a DM in the inboxes of ``to`` and ``sender``; deliver it.
+
+        One stored publish per inbox (one when the sender writes to
+        themselves), at once; every connection of both users gets its
+        inbox's copy, on every worker, and each copy is in that inbox's
+        history for recovery.
+
+        Returns:
+            The ids of the recipient's copy and of the sender's (the
+            same when they are one user).
+
+        Raises:
+            BroadcasterUnavailable: A copy could not be published (the
+                other may have been).
+        """
+        ts, public = now_ms(), sender.public()
+        inboxes = {inbox_name(sender.id), inbox_name(to)}
+        copies = [
+            (inbox, direct_payload(inbox, to, public, text, ts, meta))
+            for inbox in sorted(inboxes, key=lambda i: i != inbox_name(to))
+        ]
+        started = time.perf_counter()
+        events = await asyncio.gather(
+            *(self._broadcaster.publish(i, p) for i, p in copies)
+        )
+        self._metrics.observe_publish(time.perf_counter() - started)
+        self._metrics.messages_received += 1
+        first, last = events[0].id, events[-1].id
+        if first is None or last is None:
+            raise BroadcasterUnavailable("broadcaster stored no id")
+        return first, last
+
+    async def signal(self, conn: Connection, room: str, frame: str) -> None:
+        """Publish an ephemeral ``frame`` to ``room``'s other connections.
+
+        Not stored; best-effort, as presence notices: the members get it
+        when they can take it, the sending connection never.
+        """
+        await self._broadcaster.publish(
+            room, frame, store=False, origin=conn.key
         )
