@@ -482,11 +482,12 @@ async def test_typing_shows_for_a_while_or_until_the_next_message(
     await text.press("Enter")
     await expect(bob.messages()).to_have_text(["hello Bob"])
     await expect(bob.typing).to_have_text("")  # the message ends it
-    # Typing without sending: shown for about 5 s, then gone.
-    await text.press_sequentially("hmm", delay=30)
+    # Typing without sending (slowly: one typing per 2.5 s at most): shown
+    # for about 5 s, then gone.
+    await text.press_sequentially("hmm, let me think", delay=200)
     await expect(bob.typing).to_have_text("Alice is typing...")
     await expect(bob.typing).to_have_text("", timeout=8_000)
-    # Three seconds of steady typing send two typing frames, not dozens.
+    # Three seconds of steady typing send one or two typing frames.
     before = len([f for f in alice.sent if f["type"] == "typing"])
     await text.press_sequentially("x" * 60, delay=50)
     typed = [f for f in alice.sent if f["type"] == "typing"][before:]
@@ -601,5 +602,15 @@ async def test_own_messages_can_be_edited_and_deleted(
         ["hello", "message deleted", "mine"]
     )
     await expect(dave.page.locator("#messages li.gone")).to_have_count(1)
+    # An edit is text like any other.
+    payload = '<img src=x onerror="window.__xss = 1">'
+    await alice.message("hello").locator(".edit").click()
+    await alice.page.fill("#text", payload)
+    await alice.page.press("#text", "Enter")
+    await expect(dave.messages()).to_have_text(
+        [payload, "message deleted", "mine"]
+    )
+    assert await dave.page.evaluate("window.__xss") is None
+    assert await dave.page.locator("#messages img").count() == 0
     for person in (alice, bob, carol, dave):
         assert person.errors == []
