@@ -100,6 +100,7 @@ class ChatPage:
         self.errors: list[str] = []
         self.logs: list[str] = []
         self.sent: list[dict[str, object]] = []  # frames the page sent
+        self.refused: list[str] = []  # error frames the page received
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("websocket", self._websocket)
@@ -109,7 +110,12 @@ class ChatPage:
             if isinstance(payload, str) and payload.startswith("{"):
                 self.sent.append(json.loads(payload))
 
+        def received(payload: str | bytes) -> None:
+            if isinstance(payload, str) and '"type":"error"' in payload:
+                self.refused.append(payload)
+
         ws.on("framesent", sent)  # type: ignore[attr-defined]
+        ws.on("framereceived", received)  # type: ignore[attr-defined]
 
     def _console(self, message: object) -> None:
         text = message.text  # type: ignore[attr-defined]
@@ -466,7 +472,7 @@ async def test_direct_messages_reach_only_the_two_people(
         ["psst, Bob", payload, "hi Alice", "while you were away"]
     )
     for person in (alice, bob, carol):
-        assert person.errors == []
+        assert person.errors == person.refused == []
 
 
 async def test_typing_shows_for_a_while_or_until_the_next_message(
@@ -503,7 +509,8 @@ async def test_typing_shows_for_a_while_or_until_the_next_message(
     assert dm_typing.keys() == {"type", "to"}
     await bob.view("lobby")
     await expect(bob.typing).to_have_text("")
-    assert alice.errors == bob.errors == []
+    for person in (alice, bob):
+        assert person.errors == person.refused == []
 
 
 async def test_unread_counts_per_room_live_and_after_a_reload(
@@ -544,7 +551,8 @@ async def test_unread_counts_per_room_live_and_after_a_reload(
         ["one", "two", "three", "four", "five"]
     )
     await expect(dev).to_be_hidden()
-    assert alice.errors == again.errors == bob.errors == []
+    for person in (alice, again, bob):
+        assert person.errors == person.refused == []
 
 
 async def test_own_messages_can_be_edited_and_deleted(
@@ -612,5 +620,7 @@ async def test_own_messages_can_be_edited_and_deleted(
     )
     assert await dave.page.evaluate("window.__xss") is None
     assert await dave.page.locator("#messages img").count() == 0
-    for person in (alice, bob, carol, dave):
-        assert person.errors == []
+    assert [json.loads(f)["code"] for f in bob.refused] == ["forbidden"]
+    for person in (alice, carol, dave):
+        assert person.errors == person.refused == []
+    assert bob.errors == []
