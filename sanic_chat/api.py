@@ -1,4 +1,6 @@
-"""The HTTP API: rooms, history, presence, publishing, disconnecting.
+"""The HTTP API: rooms, history, presence, receipts, publishing, DMs.
+
+Disconnecting users and health too.
 
 Routes live in the chat's blueprint under ``api_path`` (``/api``).
 Request bodies and queries are validated with pydantic models, after the
@@ -59,8 +61,10 @@ from .protocol import (
     MAX_ID_LENGTH,
     check_room,
     check_text,
+    check_user_id,
     fit,
     history_body,
+    inbox_name,
 )
 
 API_KEY_HEADER = "x-api-key"
@@ -481,6 +485,67 @@ async def publish(
     caller = await identify(chat, request)
     _require_system(caller)
     _valid_room(room)
+    text, sender = await _message_body(chat, request)
+    key = caller.user.id if caller.user is not None else "api-key"
+    if not limiter.allow(key):
+        chat.metrics.rate_limited += 1
+        raise ApiError(429, "rate_limited", "too many messages, slow down")
+    message_id = await chat.publish(room, text, user=sender)
+    return json({"id": message_id, "room": room}, status=201)
+
+
+async def direct_message(
+    chat: Chat,
+    limiter: PublishLimiter,
+    request: Request,
+    user_id: str,
+) -> HTTPResponse:
+    """Send a direct message to a user as the system (or a named sender).
+
+    Needs the system permission; the body is a :class:`PublishBody`,
+    read and checked as for publishing into a room. Stored in the
+    recipient's inbox (and the sender's), delivered to every connection
+    of the recipient on every worker; an offline recipient finds it in
+    their inbox's history. 201 with the id in the recipient's inbox and
+    the inbox's name.
+    """
+    caller = await identify(chat, request)
+    _require_system(caller)
+    try:
+        check_user_id(user_id, "user_id")
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    text, sender = await _message_body(chat, request)
+    key = caller.user.id if caller.user is not None else "api-key"
+    if not limiter.allow(key):
+        chat.metrics.rate_limited += 1
+        raise ApiError(429, "rate_limited", "too many messages, slow down")
+    message_id = await chat.send_to_user(user_id, text, user=sender)
+    return json({"id": message_id, "room": inbox_name(user_id)}, status=201)
+
+
+async def room_receipts(
+    chat: Chat, request: Request, room: str
+) -> HTTPResponse:
+    """Read receipts of a room: the last id each present user has read.
+
+    Readable by whoever may join the room; users are those present on
+    every worker (at most ``presence_list_limit``). 400 when the backend
+    keeps no read receipts.
+    """
+    caller = await identify(chat, request)
+    await refuse_body(request)
+    await _readable_room(chat, caller, room)
+    try:
+        frame = await chat.hub.marks.frame(room, "")
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    marks = jsonlib.loads(frame)["read"]
+    return json({"room": room, "read": marks})
+
+
+async def _message_body(chat: Chat, request: Request) -> tuple[str, User]:
+    """Read a :class:`PublishBody`: the text and the sender (checked)."""
     body = await read_json(
         request, PublishBody, publish_body_limit(chat.config)
     )
@@ -506,12 +571,7 @@ async def publish(
                 [{"field": "user.name", "message": NAME_RULE}],
             )
         sender = User(body.user.id, body.user.name)
-    key = caller.user.id if caller.user is not None else "api-key"
-    if not limiter.allow(key):
-        chat.metrics.rate_limited += 1
-        raise ApiError(429, "rate_limited", "too many messages, slow down")
-    message_id = await chat.publish(room, text, user=sender)
-    return json({"id": message_id, "room": room}, status=201)
+    return text, sender
 
 
 async def disconnect_user(
@@ -559,6 +619,7 @@ __all__ = [
     "HistoryQuery",
     "PublishBody",
     "Sender",
+    "direct_message",
     "disconnect_user",
     "error_response",
     "health",
@@ -571,4 +632,5 @@ __all__ = [
     "refuse_body",
     "room_history",
     "room_presence",
+    "room_receipts",
 ]

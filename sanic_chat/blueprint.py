@@ -20,7 +20,7 @@ from ._openapi import describe
 from .api import ApiError, refuse_body
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
-from .chat import DEFAULT_NAME, Chat, RoomCheck, get_chat
+from .chat import DEFAULT_NAME, Chat, MessageCheck, RoomCheck, get_chat
 from .config import ChatConfig, ChatOptions
 from .endpoint import serve
 from .errors import ConfigError
@@ -174,6 +174,7 @@ class ChatBlueprint(Blueprint):
             self._authenticator or GuestAuthenticator(),
             can_join=self._hooks["can_join"],
             can_publish=self._hooks["can_publish"],
+            can_message=self._hooks["can_message"],
         )
         app.ctx.sanic_chat = chats
         # Only where the app uses sanic-ext: see routes.inject_chat.
@@ -242,6 +243,7 @@ def create_blueprint(
     authenticator: Authenticator | None = None,
     can_join: RoomCheck | None = None,
     can_publish: RoomCheck | None = None,
+    can_message: MessageCheck | None = None,
     name: str = DEFAULT_NAME,
     **options: Unpack[ChatOptions],
 ) -> Blueprint:
@@ -275,6 +277,9 @@ def create_blueprint(
         can_join: ``(user, room) -> bool`` (sync or async), asked for every
             room a connection joins, at connect or with ``join``.
         can_publish: ``(user, room) -> bool``, asked for every message.
+        can_message: ``(sender, recipient_id) -> bool`` (sync or async),
+            asked for every direct message and DM ``typing``: block
+            lists. A refusal is the error ``forbidden``.
         name: Blueprint name; also the name :func:`get_chat` looks up.
         **options: Any :class:`~sanic_chat.config.ChatConfig` field, e.g.
             ``default_room="general"`` or ``url_prefix="/chat"``, typed as
@@ -306,5 +311,9 @@ def create_blueprint(
         else ChatConfig.resolve(given, {}, base=config),
         broadcaster,
         authenticator,
-        {"can_join": can_join, "can_publish": can_publish},
+        {
+            "can_join": can_join,
+            "can_publish": can_publish,
+            "can_message": can_message,
+        },
     )

@@ -26,7 +26,13 @@ from .errors import CloseCode, ProtocolError, Unauthorized
 from .hub import Hub
 from .identity import SYSTEM_USER, Authenticator, GuestAuthenticator, User
 from .metrics import Metrics, PrometheusExporter, room_labeller
-from .protocol import check_room, check_text
+from .protocol import (
+    check_room,
+    check_text,
+    check_user_id,
+    inbox_name,
+    is_inbox,
+)
 from .transport import Kind
 
 logger = logging.getLogger(__name__)
@@ -35,6 +41,9 @@ DEFAULT_NAME = "sanic_chat"
 
 RoomCheck = Callable[[User, str], "bool | Awaitable[bool]"]
 """``(user, room) -> bool``, sync or async: may this user do it here?"""
+
+MessageCheck = Callable[[User, str], "bool | Awaitable[bool]"]
+"""``(sender, recipient_id) -> bool``, sync or async: may they DM them?"""
 
 
 class Chat:
@@ -46,6 +55,8 @@ class Chat:
         authenticator: Identifies users before the upgrade.
         can_join: May a user join (or connect into) a room?
         can_publish: May a user post a message to a room?
+        can_message: May a user send a direct message (or ``typing``)
+            to another user (block lists)?
     """
 
     def __init__(
@@ -56,12 +67,14 @@ class Chat:
         *,
         can_join: RoomCheck | None = None,
         can_publish: RoomCheck | None = None,
+        can_message: MessageCheck | None = None,
     ) -> None:
         self.config = config
         self.broadcaster = broadcaster
         self.authenticator = authenticator
         self._can_join = can_join
         self._can_publish = can_publish
+        self._can_message = can_message
         self.metrics = Metrics()
         self.hub = Hub(broadcaster, config, self.metrics)
         self.admission = Admission(
@@ -177,6 +190,10 @@ class Chat:
         """Ask the ``can_publish`` hook (everyone may when there is none)."""
         return await _ask(self._can_publish, user, room)
 
+    async def may_message(self, sender: User, recipient_id: str) -> bool:
+        """Ask the ``can_message`` hook (everyone may when there is none)."""
+        return await _ask(self._can_message, sender, recipient_id)
+
     # Server-side API ---------------------------------------------------------
 
     async def publish(
@@ -199,6 +216,39 @@ class Chat:
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
         return await self.hub.publish(room, user, text)
+
+    async def send_to_user(
+        self, user_id: str, text: str, *, user: User = SYSTEM_USER
+    ) -> str:
+        """Send a direct message to ``user_id`` as ``user``; return its id.
+
+        The message takes the path of a DM sent over a socket (the
+        ``can_message`` hook is not asked: server code decides): it is
+        stored in the recipient's inbox and in the sender's, and reaches
+        every connection of both on every worker; a recipient who is
+        offline finds it in their inbox's history.
+
+        Returns:
+            The id of the recipient's copy (in their inbox).
+
+        Raises:
+            ValueError: ``user_id`` is empty or longer than 128
+                characters, or ``text`` breaks the rules of a message.
+            BroadcasterUnavailable: The broadcaster cannot be reached.
+        """
+        try:
+            check_user_id(user_id, "user_id")
+            check_text(text, self.config.max_text_length)
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
+        # MODERATION: before_publish(user, inbox, text, meta) goes here
+        # once it lands (issue 14, item 6), as in Chat.publish.
+        delivered, _ = await self.hub.send_direct(user, user_id, text)
+        return delivered
+
+    def inbox(self, user_id: str) -> str:
+        """Return the name of ``user_id``'s inbox (its DMs' room)."""
+        return inbox_name(user_id)
 
     async def history(
         self, room: str, limit: int | None = None
@@ -258,8 +308,12 @@ class Chat:
         return len(self.hub.connections)
 
     def room_sizes(self) -> dict[str, int]:
-        """Members per room on this worker."""
-        return {name: len(r.members) for name, r in self.hub.rooms.items()}
+        """Members per room on this worker (inboxes are not rooms here)."""
+        return {
+            name: len(r.members)
+            for name, r in self.hub.rooms.items()
+            if not is_inbox(name)
+        }
 
 
 async def _ask(check: RoomCheck | None, user: User, room: str) -> bool:

@@ -46,15 +46,21 @@ from .session import (
     Close,
     Expire,
     Join,
+    JoinInbox,
     Leave,
+    MarkRead,
     MayJoin,
+    MayMessage,
     MayPublish,
     Publish,
     ReadHistory,
     ReadPresence,
+    ReadReceipts,
     Reply,
+    SendDirect,
     Session,
     SetUser,
+    Signal,
     Steps,
     Verify,
     WaitWritable,
@@ -225,6 +231,8 @@ async def _read(
         can_refresh=_refresher(chat) is not None,
         metrics=chat.metrics,
         label=conn,
+        inbox=protocol.inbox_name(conn.user.id),
+        typing=chat.hub.typing,
     )
     actions = _Actions(chat, conn)
     try:
@@ -340,6 +348,30 @@ class _Actions:
                     return await authenticator.from_token(token)
             case SetUser(user):
                 conn.user = user
+            case _:
+                return await self._perform_people(action)
+        return None
+
+    async def _perform_people(self, action: Action) -> object:
+        chat, conn = self._chat, self._conn
+        match action:
+            case MayMessage(user, to):
+                return await chat.may_message(user, to)
+            case SendDirect(user, to, text):
+                # MODERATION: before_publish(user, inbox, text, meta) goes
+                # here once it lands (issue 14, item 6).
+                _, mine = await chat.hub.send_direct(user, to, text)
+                return mine
+            case JoinInbox(name):
+                await chat.hub.join_inbox(conn, name)
+            case Signal(room, frame):
+                await chat.hub.signal(conn, room, frame)
+            case MarkRead(room, message_id):
+                return await chat.hub.marks.mark(
+                    conn.user.id, room, message_id
+                )
+            case ReadReceipts(room):
+                return await chat.hub.marks.frame(room, conn.user.id)
         return None
 
     def _schedule_expiry(

@@ -53,12 +53,16 @@ class ProtocolError(ChatError):
     Args:
         code: A stable machine-readable code, e.g. ``"bad_request"``.
         message: A human-readable explanation; never contains a traceback.
+        ref: The ``ref`` of the request refused, echoed in the frame.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, ref: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.ref = ref
 
 
 class Forbidden(ChatError):

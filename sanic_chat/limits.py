@@ -105,3 +105,49 @@ class PublishLimiter:
         bucket = self._buckets.get(key)
         if bucket is not None and cost > 0:
             bucket.charge(cost)
+
+
+class Throttle:
+    """At most one event per key per ``interval`` seconds (bounded).
+
+    For ephemeral signals such as ``typing``: the first event of a key
+    passes, the others within ``interval`` seconds are dropped. Keys
+    older than ``interval`` are forgotten as new ones arrive; with
+    ``size`` keys all recent, a new key is dropped too (a flood of
+    distinct keys cannot grow it; what it drops is best-effort anyway).
+
+    Args:
+        interval: Seconds between two events of a key.
+        size: Most keys remembered.
+        clock: Seconds from a monotonic clock.
+    """
+
+    __slots__ = ("_clock", "_stamps", "interval", "size")
+
+    def __init__(
+        self,
+        interval: float = 2.0,
+        size: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval, self.size, self._clock = interval, size, clock
+        # Insertion order is time order: each pass moves its key last.
+        self._stamps: OrderedDict[object, float] = OrderedDict()
+
+    def allow(self, key: object) -> bool:
+        """Whether an event of ``key`` may pass now (then it is counted)."""
+        now = self._clock()
+        stamps = self._stamps
+        last = stamps.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        while stamps:
+            oldest, stamp = next(iter(stamps.items()))
+            if now - stamp < self.interval:
+                break
+            del stamps[oldest]
+        if len(stamps) >= self.size:
+            return False
+        stamps.pop(key, None)
+        stamps[key] = now
+        return True

@@ -12,14 +12,18 @@ API, which turn the error into a ``ValueError`` or a 400/413 answer.
 Every frame the server sends has a builder here (:func:`welcome`,
 :func:`joined`, :func:`left`, :func:`presence`, :func:`resync`,
 :func:`history`, :func:`ack`, :func:`refreshed`, :func:`lagged`,
-:func:`error`, :data:`PONG`, :func:`message_payload`); no other module
+:func:`error`, :data:`PONG`, :func:`message_payload`,
+:func:`direct_payload`, :func:`typing`, :func:`read`, :func:`receipts`,
+:func:`request_ack`); no other module
 writes a frame's JSON. A frame is encoded once and the same ``str`` is
 sent to every recipient.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,7 +108,48 @@ class Ping:
     """``{"type":"ping"}``: an application-level heartbeat."""
 
 
-Command = Join | Leave | Send | History | Presence | Refresh | Ping
+@dataclass(frozen=True, slots=True)
+class Direct:
+    """``{"type":"message","to":USER_ID,"text":T,"ref"?:S}``: a DM."""
+
+    to: str
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """``{"type":"typing","room":R}`` or ``{"type":"typing","to":ID}``.
+
+    Exactly one of ``room`` and ``to`` is set.
+    """
+
+    room: str | None
+    to: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """``{"type":"read","room":R,"id":ID,"ref"?:S}``: read up to ``id``."""
+
+    room: str
+    id: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """``{"type":"receipts","room":R,"ref"?:S}``: who read up to where."""
+
+    room: str
+    ref: str | None = None
+
+
+Command = (
+    Join | Leave | Send | History | Presence | Refresh | Ping | Direct
+    | Typing | Read | Receipts
+)  # fmt: skip
 
 
 def parse(
@@ -133,6 +178,8 @@ def parse(
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
     kind = obj.get("type")
+    if kind in _PEOPLE or (kind == "message" and obj.get("to") is not None):
+        return _people(kind, obj, max_text_length)
     if kind == "message":
         return Send(
             _room(obj),
@@ -140,14 +187,14 @@ def parse(
             _optional_str(obj, "ref", MAX_REF_LENGTH),
         )
     if kind == "join":
-        return Join(_room(obj), _optional_str(obj, "since", MAX_ID_LENGTH))
+        return Join(_target(obj), _optional_str(obj, "since", MAX_ID_LENGTH))
     if kind == "leave":
-        return Leave(_room(obj))
+        return Leave(_target(obj))
     if kind == "history":
         before = _optional_str(obj, "before", MAX_ID_LENGTH)
-        return History(_room(obj), _limit(obj), before)
+        return History(_target(obj), _limit(obj), before)
     if kind == "presence":
-        return Presence(_room(obj))
+        return Presence(_target(obj))
     if kind == "ping":
         return Ping()
     if kind == "refresh":
@@ -158,6 +205,44 @@ def parse(
     if not isinstance(kind, str):
         raise ProtocolError("bad_request", "field 'type' must be a string")
     raise ProtocolError("bad_request", f"unknown frame type {kind[:32]!r}")
+
+
+_PEOPLE = frozenset({"typing", "read", "receipts"})
+
+
+def _people(kind: str, obj: dict[str, Any], max_text_length: int) -> Command:
+    """Parse the requests about people: DMs, typing, read receipts.
+
+    Each takes an optional ``ref``; a refusal carries it
+    (:attr:`ProtocolError.ref`), so the client knows which request failed.
+    """
+    ref = None
+    try:
+        ref = _optional_str(obj, "ref", MAX_REF_LENGTH)
+        if kind == "message":
+            if obj.get("room") is not None:
+                raise ProtocolError(
+                    "bad_request", "give 'room' or 'to', not both"
+                )
+            to = check_user_id(obj.get("to"), "to")
+            return Direct(
+                to, check_text(obj.get("text"), max_text_length), ref
+            )
+        if kind == "typing":
+            if obj.get("to") is not None:
+                if obj.get("room") is not None:
+                    raise ProtocolError(
+                        "bad_request", "give 'room' or 'to', not both"
+                    )
+                return Typing(None, check_user_id(obj.get("to"), "to"), ref)
+            return Typing(_target(obj), None, ref)
+        if kind == "read":
+            message_id = check_id(obj.get("id"), "id", MAX_ID_LENGTH)
+            return Read(_target(obj), message_id, ref)
+        return Receipts(_target(obj), ref)
+    except ProtocolError as exc:
+        exc.ref = ref
+        raise
 
 
 # --------------------------------------------------------------------------
@@ -252,6 +337,56 @@ def _room(obj: dict[str, Any]) -> str:
     return check_room(obj.get("room"))
 
 
+def _target(obj: dict[str, Any]) -> str:
+    """A room name, or an inbox name (only the session's own is allowed)."""
+    name = obj.get("room")
+    if isinstance(name, str) and INBOX_RE.fullmatch(name):
+        return name
+    return check_room(name)
+
+
+# --------------------------------------------------------------------------
+# Inboxes: the room of each user's direct messages.
+
+INBOX_RE = re.compile(r"@(?:[A-Za-z0-9_.:-]{1,63}|~[0-9a-f]{32})")
+"""Inbox names: never a valid room name (rooms cannot contain ``@``)."""
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
+
+
+def inbox_name(user_id: str) -> str:
+    """Return the name of ``user_id``'s inbox.
+
+    ``"@" + user_id`` when the id is spelt with room-name characters and
+    at most 63 long; else ``"@~"`` and 32 hex digits of its BLAKE2b hash,
+    so that any id (any length, any character) has a valid channel name
+    and no two ids share one.
+    """
+    if _PLAIN_ID.fullmatch(user_id):
+        return "@" + user_id
+    digest = hashlib.blake2b(user_id.encode(), digest_size=16).hexdigest()
+    return "@~" + digest
+
+
+def is_inbox(name: str) -> bool:
+    """Tell whether ``name`` is an inbox name (anyone's)."""
+    return name.startswith("@")
+
+
+def check_user_id(value: object, field: str) -> str:
+    """Return ``value`` if it can be a user id (the target of a DM).
+
+    A non-empty string of at most :data:`MAX_ID_LENGTH` characters,
+    encodable as UTF-8.
+
+    Raises:
+        ProtocolError: ``bad_request`` naming ``field``.
+    """
+    if value == "":
+        raise ProtocolError("bad_request", f"field {field!r} is empty")
+    return check_id(value, field, MAX_ID_LENGTH)
+
+
 def _optional_str(
     obj: dict[str, Any], key: str, max_length: int
 ) -> str | None:
@@ -281,14 +416,28 @@ PublicUser = Mapping[str, str]
 """A user's public part (``{"id", "name"}``), as frames carry it."""
 
 
-def welcome(user: PublicUser, rooms: Sequence[str]) -> str:
-    """Encode ``welcome``: the first frame, with the rooms granted."""
-    return encode(
-        {"type": "welcome", "protocol": 1, "user": user, "rooms": rooms}
-    )
+def welcome(
+    user: PublicUser, rooms: Sequence[str], inbox: str | None = None
+) -> str:
+    """Encode ``welcome``: the first frame, with the rooms granted.
+
+    ``inbox`` names the connection's inbox (no such field when None).
+    """
+    frame: dict[str, object] = {
+        "type": "welcome", "protocol": 1, "user": user, "rooms": rooms
+    }  # fmt: skip
+    if inbox is not None:
+        frame["inbox"] = inbox
+    return encode(frame)
 
 
-def joined(room: str, user: PublicUser, recovered: bool | None = None) -> str:
+def joined(
+    room: str,
+    user: PublicUser,
+    recovered: bool | None = None,
+    last_read: str | None = None,
+    unread: int | None = None,
+) -> str:
     """Encode ``joined``: a join reply, or the notice other members get.
 
     Args:
@@ -296,12 +445,19 @@ def joined(room: str, user: PublicUser, recovered: bool | None = None) -> str:
         user: Who joined.
         recovered: Only in the reply to a join with ``since``: whether
             that id was still in history (``None``: no such field).
+        last_read: With ``unread``, in a join reply: the last message
+            id the user marked read (``null`` if none).
+        unread: Only in a join reply: stored messages after
+            ``last_read``; ``None``: neither field (the backend keeps no
+            read receipts). Both are the frame's last fields.
     """
-    if recovered is None:
-        return encode({"type": "joined", "room": room, "user": user})
-    return encode(
-        {"type": "joined", "room": room, "user": user, "recovered": recovered}
-    )
+    frame: dict[str, object] = {"type": "joined", "room": room, "user": user}
+    if recovered is not None:
+        frame["recovered"] = recovered
+    if unread is not None:
+        frame["last_read"] = last_read
+        frame["unread"] = unread
+    return encode(frame)
 
 
 def left(room: str, user: PublicUser, reason: str | None = None) -> str:
@@ -347,9 +503,41 @@ def refreshed(expires_at: float | None) -> str:
     return encode({"type": "refreshed", "expires_at": expires_at})
 
 
-def error(code: str, message: str) -> str:
-    """Encode ``{"type":"error","code":...,"message":...}``."""
-    return encode({"type": "error", "code": code, "message": message})
+def request_ack(ref: str, **result: object) -> str:
+    """Encode the ``ack`` of a request that is not a message.
+
+    ``{"type":"ack","ref":REF}`` and what identifies the result.
+    """
+    return encode({"type": "ack", "ref": ref, **result})
+
+
+def error(code: str, message: str, ref: str | None = None) -> str:
+    """Encode ``{"type":"error","code":...,"message":...}``.
+
+    ``ref``: the ref of the request that failed (no such field if None).
+    """
+    if ref is None:
+        return encode({"type": "error", "code": code, "message": message})
+    return encode(
+        {"type": "error", "code": code, "message": message, "ref": ref}
+    )
+
+
+def typing(room: str, user: PublicUser) -> str:
+    """Encode ``typing``: ``user`` is typing in ``room`` (ephemeral)."""
+    return encode({"type": "typing", "room": room, "user": user})
+
+
+def read(room: str, user: PublicUser, message_id: str) -> str:
+    """Encode ``read``: ``user`` has read ``room`` up to ``message_id``."""
+    return encode(
+        {"type": "read", "room": room, "user": user, "id": message_id}
+    )
+
+
+def receipts(room: str, marks: Mapping[str, str]) -> str:
+    """Encode the ``receipts`` reply: last read id by user id."""
+    return encode({"type": "receipts", "room": room, "read": marks})
 
 
 PONG = encode({"type": "pong"})
@@ -365,6 +553,20 @@ def message_payload(room: str, user: PublicUser, text: str, ts: int) -> str:
     return encode(
         {"type": "message", "room": room, "user": user, "text": text, "ts": ts}
     )
+
+
+def direct_payload(
+    inbox: str, to: str, user: PublicUser, text: str, ts: int
+) -> str:
+    """Encode one copy of a direct message, without its id.
+
+    ``inbox`` is the inbox it is stored in (the recipient's or the
+    sender's), ``to`` the recipient's user id.
+    """
+    return encode(
+        {"type": "message", "room": inbox, "to": to, "user": user,
+         "text": text, "ts": ts}
+    )  # fmt: skip
 
 
 def with_id(payload: str, message_id: str) -> str:

@@ -77,6 +77,14 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         limiter = limiter_of(chat, publishers)
         return await api.publish(chat, limiter, request, room)
 
+    async def direct(request: Request, user_id: str) -> HTTPResponse:
+        chat = chat_of(request)
+        limiter = limiter_of(chat, publishers)
+        return await api.direct_message(chat, limiter, request, user_id)
+
+    async def receipts(request: Request, room: str) -> HTTPResponse:
+        return await api.room_receipts(chat_of(request), request, room)
+
     async def disconnect(request: Request, user_id: str) -> HTTPResponse:
         return await api.disconnect_user(chat_of(request), request, user_id)
 
@@ -118,6 +126,22 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
             201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
         ),
     )
+    direct = describe(
+        direct,
+        summary="Send a direct message to a user (system permission)",
+        description=api.direct_message.__doc__,
+        body=api.PublishBody,
+        secured=True,
+        answers=_answers(
+            201, "The new message's id", 400, 401, 403, 413, 415, 429, 503
+        ),
+    )
+    receipts = describe(
+        receipts,
+        summary="Read receipts of a room",
+        description=api.room_receipts.__doc__,
+        answers=_answers(200, "Last read id by user id", 400, 401, 403, 503),
+    )
     disconnect = describe(
         disconnect,
         summary="Disconnect a user (system permission)",
@@ -137,6 +161,8 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         (history, "/rooms/<room:str>/history", "GET", "api_history"),
         (presence, "/rooms/<room:str>/presence", "GET", "api_presence"),
         (publish, "/rooms/<room:str>/messages", "POST", "api_publish"),
+        (receipts, "/rooms/<room:str>/receipts", "GET", "api_receipts"),
+        (direct, "/users/<user_id:str>/messages", "POST", "api_direct"),
         (disconnect, "/users/<user_id:str>/connections", "DELETE",
          "api_disconnect"),
         (health, "/health", "GET", "api_health"),
@@ -146,7 +172,7 @@ def add_api_routes(bp: Blueprint, api_path: str) -> None:
         # buffer a body (up to REQUEST_MAX_SIZE, 100 MB) before the
         # handler runs. Publishing streams its body; the other routes
         # take none (Sanic discards one after the answer).
-        streams = handler is publish
+        streams = handler is publish or handler is direct
         bp.route(
             prefix + path,
             methods=[method],

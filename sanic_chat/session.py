@@ -23,11 +23,18 @@ awaits: a test drives it with plain calls and no event loop::
     steps.send(True)     # Publish("a", user, "hi")
     steps.send("1-0")    # StopIteration: no ref, no ack
 
-Actions with a result: :class:`MayJoin` and :class:`MayPublish` (bool),
-:class:`Publish` (the message id), :class:`ReadHistory` and
-:class:`ReadPresence` (the frame built by the hub through
+Actions with a result: :class:`MayJoin`, :class:`MayPublish` and
+:class:`MayMessage` (bool), :class:`Publish` and :class:`SendDirect`
+(the message id), :class:`MarkRead` (moved: bool, or None for an id not
+in history), :class:`ReadHistory`, :class:`ReadPresence` and
+:class:`ReadReceipts` (the frame built by the hub through
 :mod:`~sanic_chat.protocol`), :class:`Verify` (the refreshed ``User`` or
-None). The others return None. Every frame a session replies with is
+None). The others return None.
+
+Requests about people (direct messages, ``typing``, ``read``,
+``receipts``) are dispatched to the module-level steps at the end of
+this module; each takes an optional ``ref`` that its ``ack`` or
+``error`` echoes. Every frame a session replies with is
 built by :mod:`sanic_chat.protocol`.
 """
 
@@ -43,7 +50,7 @@ from . import protocol
 from .config import ChatConfig
 from .errors import BroadcasterUnavailable, CloseCode, ProtocolError
 from .identity import User
-from .limits import TokenBucket
+from .limits import Throttle, TokenBucket
 from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -158,9 +165,67 @@ class SetUser:
     user: User
 
 
+@dataclass(frozen=True, slots=True)
+class MayMessage:
+    """Ask the ``can_message`` hook; the result is a bool."""
+
+    user: User
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendDirect:
+    """Send a DM from ``user`` to ``to``; the result is the sender's id.
+
+    Stored in the recipient's inbox and in the sender's (once when they
+    are the same user).
+    """
+
+    user: User
+    to: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinInbox:
+    """Join the connection's own inbox ``name``, with no reply."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Publish ``frame`` in ``room``, unstored (``typing``, ``read``).
+
+    Every member gets it but this connection.
+    """
+
+    room: str
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    """Move the user's read mark in ``room`` to ``id``.
+
+    The result: True (moved), False (not newer), None (not in history).
+    """
+
+    room: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipts:
+    """Build the ``receipts`` frame of ``room``; the result is the frame."""
+
+    room: str
+
+
 Action = (
     Reply | Close | Expire | WaitWritable | MayJoin | MayPublish | Join | Leave
-    | Publish | ReadHistory | ReadPresence | Verify | SetUser
+    | Publish | ReadHistory | ReadPresence | Verify | SetUser | MayMessage
+    | SendDirect | JoinInbox | Signal | MarkRead | ReadReceipts
 )  # fmt: skip
 """Everything a session asks of the I/O layer."""
 
@@ -182,6 +247,10 @@ class Session:
         metrics: Counters of the worker (``rate_limited``).
         label: What log lines call the connection.
         clock: Monotonic seconds, for the rate limit.
+        inbox: The connection's inbox (its user's DMs), named in the
+            ``welcome`` and joined first; None: no inbox, no DMs.
+        typing: The worker's ``typing`` throttle (per user and room);
+            None: a throttle of the session's own.
     """
 
     __slots__ = (
@@ -192,7 +261,9 @@ class Session:
         "_metrics",
         "_replied",
         "_rooms",
+        "_typing",
         "bucket",
+        "inbox",
         "user",
     )
 
@@ -206,6 +277,8 @@ class Session:
         metrics: Metrics | None = None,
         label: object = "session",
         clock: Callable[[], float] = time.monotonic,
+        inbox: str | None = None,
+        typing: Throttle | None = None,
     ) -> None:
         self.user = user
         self.bucket = TokenBucket(config.rate_limit, config.rate_burst, clock)
@@ -216,6 +289,8 @@ class Session:
         self._label = label
         self._granted: list[protocol.Join] = []
         self._replied = 0
+        self.inbox = inbox
+        self._typing = typing or Throttle(TYPING_INTERVAL, clock=clock)
 
     @property
     def max_strikes(self) -> int:
@@ -238,7 +313,7 @@ class Session:
                 granted.append(request)
         self._granted = granted
         rooms = [r.room for r in granted]
-        yield Reply(protocol.welcome(self.user.public(), rooms))
+        yield Reply(protocol.welcome(self.user.public(), rooms, self.inbox))
         for request in requests:
             if request not in granted:
                 yield Reply(_error(_forbidden(request.room)))
@@ -250,6 +325,9 @@ class Session:
         A join that fails is an ``error`` frame, not the connection's end.
         """
         granted, self._granted = self._granted, []
+        if self.inbox is not None:
+            # First: DMs sent while the rooms are joined are not missed.
+            yield from self._guarded(_one(JoinInbox(self.inbox)))
         for request in granted:
             yield WaitWritable()
             yield from self._guarded(_one(Join(request.room, request.since)))
@@ -305,6 +383,10 @@ class Session:
         if isinstance(command, ProtocolError):
             yield Reply(_error(command))
             return
+        if isinstance(command, _PEOPLE):
+            steps = _people(self, command)
+            yield from self._guarded(steps, command.ref)
+            return
         yield from self._guarded(self._dispatch(command))
 
     def _rate_limited(self) -> Reply | Close:
@@ -319,24 +401,27 @@ class Session:
             )
         )
 
-    def _guarded(self, steps: Steps) -> Steps:
-        """Run ``steps``; turn a failure into an ``error`` frame."""
+    def _guarded(self, steps: Steps, ref: str | None = None) -> Steps:
+        """Run ``steps``; turn a failure into an ``error`` frame.
+
+        ``ref``: the request's, echoed in the frame.
+        """
         try:
             yield from steps
         except ProtocolError as exc:
-            yield Reply(_error(exc))
+            yield Reply(protocol.error(exc.code, exc.message, exc.ref or ref))
         except BroadcasterUnavailable as exc:
             # The backend logs its state changes once; not a line per frame.
             logger.debug("broadcaster unavailable: %s", exc)
             yield Reply(
                 protocol.error(
-                    "unavailable", "chat backend unavailable, retry"
+                    "unavailable", "chat backend unavailable, retry", ref
                 )
             )
         except Exception:
             logger.exception("error while serving %s", self._label)
             yield Reply(
-                protocol.error("internal_error", "internal server error")
+                protocol.error("internal_error", "internal server error", ref)
             )
 
     def _dispatch(self, command: protocol.Command) -> Steps:
@@ -350,17 +435,27 @@ class Session:
                     ack = protocol.ack(ref, cast(str, message_id), room)
                     yield Reply(ack)
             case protocol.Join(room, since):
-                if not (yield MayJoin(self.user, room)):
+                # The own inbox is the user's: no hook to ask.
+                if not self.check_target(room) and not (
+                    yield MayJoin(self.user, room)
+                ):
                     raise _forbidden(room)
                 yield Join(room, since)
             case protocol.Leave(room):
+                if protocol.is_inbox(room):
+                    raise ProtocolError("forbidden", "an inbox is not left")
                 yield Leave(room)
             case protocol.History(room, limit, before):
+                self.check_target(room)
                 self._require_member(room)
                 max_bytes = self._config.max_unsent_bytes // 4
                 frame = yield ReadHistory(room, limit, before, max_bytes)
                 yield Reply(cast(str, frame))
             case protocol.Presence(room):
+                if protocol.is_inbox(room):
+                    raise ProtocolError(
+                        "forbidden", "an inbox has no presence"
+                    )
                 self._require_member(room)
                 frame = yield ReadPresence(room)
                 yield Reply(cast(str, frame))
@@ -391,9 +486,100 @@ class Session:
                 yield Leave(room, "forbidden")
         yield Reply(protocol.refreshed(user.expires_at))
 
-    def _require_member(self, room: str) -> None:
+    def require_member(self, room: str) -> None:
+        """Refuse (``not_joined``) a request about a room not joined."""
         if room not in self._rooms:
             raise ProtocolError("not_joined", f"join room {room!r} first")
+
+    _require_member = require_member
+
+    def check_target(self, room: str) -> bool:
+        """Tell whether ``room`` is the own inbox; refuse other inboxes.
+
+        Raises:
+            ProtocolError: ``forbidden`` for anyone else's inbox.
+        """
+        if not protocol.is_inbox(room):
+            return False
+        if room != self.inbox:
+            raise ProtocolError("forbidden", "not your inbox")
+        return True
+
+    def may_type(self, room: str) -> bool:
+        """Whether a ``typing`` of this user in ``room`` goes out now."""
+        return self._typing.allow((self.user.id, room))
+
+
+# ----------------------------------------------------------------------
+# Requests about people: direct messages, typing, read receipts.
+
+TYPING_INTERVAL = 2.0
+"""Seconds between two ``typing`` of a user in a room that go out."""
+
+_PEOPLE = (protocol.Direct, protocol.Typing, protocol.Read, protocol.Receipts)
+
+
+def _people(
+    session: Session,
+    command: protocol.Direct
+    | protocol.Typing
+    | protocol.Read
+    | protocol.Receipts,
+) -> Steps:
+    user = session.user
+    match command:
+        case protocol.Direct(to, text, ref):
+            if session.inbox is None:
+                raise ProtocolError("bad_request", "no direct messages here")
+            if not (yield MayMessage(user, to)):
+                raise ProtocolError("forbidden", "you may not message them")
+            # Moderation (before_publish) is asked by the hub's send,
+            # as for every stored message: see Hub.send_direct.
+            message_id = yield SendDirect(user, to, text)
+            if ref is not None:
+                yield Reply(
+                    protocol.ack(ref, cast(str, message_id), session.inbox)
+                )
+        case protocol.Typing(target, to, ref):
+            if to is not None:
+                room = protocol.inbox_name(to)
+                # Asked only for what goes out: extras cost no hook call.
+                if session.may_type(room):
+                    if not (yield MayMessage(user, to)):
+                        raise ProtocolError(
+                            "forbidden", "you may not message them"
+                        )
+                    yield Signal(room, protocol.typing(room, user.public()))
+            else:
+                room = cast(str, target)
+                session.check_target(room)
+                session.require_member(room)
+                if session.may_type(room):
+                    yield Signal(room, protocol.typing(room, user.public()))
+            if ref is not None:
+                yield Reply(protocol.request_ack(ref, room=room))
+        case protocol.Read(room, message_id, ref):
+            session.check_target(room)
+            session.require_member(room)
+            moved = yield MarkRead(room, message_id)
+            if moved is None:
+                raise ProtocolError(
+                    "not_found", "message id not in the room's history"
+                )
+            if moved:
+                notice = protocol.read(room, user.public(), message_id)
+                yield Signal(room, notice)
+            if ref is not None:
+                yield Reply(
+                    protocol.request_ack(ref, room=room, id=message_id)
+                )
+        case protocol.Receipts(room, ref):
+            session.check_target(room)
+            session.require_member(room)
+            receipts = yield ReadReceipts(room)
+            yield Reply(cast(str, receipts))
+            if ref is not None:
+                yield Reply(protocol.request_ack(ref, room=room))
 
 
 def _one(action: Action) -> Steps:
@@ -405,4 +591,4 @@ def _forbidden(room: str) -> ProtocolError:
 
 
 def _error(exc: ProtocolError) -> str:
-    return protocol.error(exc.code, exc.message)
+    return protocol.error(exc.code, exc.message, exc.ref)

@@ -8,7 +8,11 @@ them. There is a tuple of checks per part of the interface:
   (publish, subscribe, history);
 * :data:`PRESENCE_CHECKS` for a
   :class:`~sanic_chat.backends.base.Presence`;
-* :data:`BROADCASTER_CHECKS`, both, for a :class:`Broadcaster`.
+* :data:`BROADCASTER_CHECKS`, both, for a :class:`Broadcaster`;
+* :data:`RECEIPTS_CHECKS` for a broadcaster that also keeps read
+  receipts (:class:`~sanic_chat.backends.base.Receipts`, optional), and
+  :func:`check_receipts_shared` for two processes' instances of one that
+  shares them.
 
 With pytest::
 
@@ -42,7 +46,10 @@ from .backends.base import (
     Event,
     Gap,
     Presence,
+    ReadState,
+    Receipts,
     Subscription,
+    receipts_of,
 )
 
 Check = Callable[[Broadcaster], Awaitable[None]]
@@ -380,7 +387,122 @@ PRESENCE_CHECKS: tuple[PresenceCheck, ...] = (
 """The checks of a :class:`~sanic_chat.backends.base.Presence`."""
 
 BROADCASTER_CHECKS: tuple[Check, ...] = (*BROKER_CHECKS, *PRESENCE_CHECKS)
-"""Every conformance check, to parametrize a test over."""
+"""Every conformance check of the required parts, to parametrize over."""
+
+
+def _receipts(broadcaster: Broker) -> Receipts:
+    part = receipts_of(broadcaster)
+    assert part is not None, "the broadcaster keeps no read receipts"
+    return part
+
+
+async def check_receipts_never_move_backwards(broadcaster: Broker) -> None:
+    """A mark moves forward only; an older or equal id changes nothing."""
+    receipts = _receipts(broadcaster)
+    channel = _channel("marks")
+    first, second, third = await _publish_many(broadcaster, channel, 3)
+    assert await receipts.mark_read(channel, "u", second) is True
+    assert await receipts.mark_read(channel, "u", first) is False, (
+        "an older id moved the mark backwards"
+    )
+    assert await receipts.mark_read(channel, "u", second) is False
+    assert await receipts.receipts(channel, ["u"]) == {"u": second}
+    assert await receipts.mark_read(channel, "u", third) is True
+    assert await receipts.receipts(channel, ["u", "v"]) == {"u": third}
+    # Concurrent marks: the newest wins, whatever the order they land in.
+    ids = await _publish_many(broadcaster, channel, 6)
+    await asyncio.gather(
+        *(receipts.mark_read(channel, "w", i) for i in reversed(ids))
+    )
+    assert await receipts.receipts(channel, ["w"]) == {"w": ids[-1]}
+
+
+async def check_receipts_refuse_ids_not_in_history(
+    broadcaster: Broker,
+) -> None:
+    """Garbage ids and another channel's ids are refused (``None``)."""
+    receipts = _receipts(broadcaster)
+    channel, other = _channel("mine"), _channel("other")
+    (mine,) = await _publish_many(broadcaster, channel, 1)
+    (theirs,) = await _publish_many(broadcaster, other, 1)
+    for bad in (*_GARBAGE_IDS, theirs):
+        assert await receipts.mark_read(channel, "u", bad) is None, (
+            f"{bad!r} was accepted as an id of the channel"
+        )
+    assert await receipts.receipts(channel, ["u"]) == {}
+    assert await receipts.mark_read(channel, "u", mine) is True
+
+
+async def check_receipts_are_per_channel_and_user(
+    broadcaster: Broker,
+) -> None:
+    """Marks of one user or channel never show in another's."""
+    receipts = _receipts(broadcaster)
+    one, two = _channel("one"), _channel("two")
+    a = await _publish_many(broadcaster, one, 2)
+    b = await _publish_many(broadcaster, two, 2)
+    assert await receipts.mark_read(one, "x", a[0])
+    assert await receipts.mark_read(one, "y", a[1])
+    assert await receipts.mark_read(two, "x", b[1])
+    assert await receipts.receipts(one, ["x", "y"]) == {"x": a[0], "y": a[1]}
+    assert await receipts.receipts(two, ["x", "y"]) == {"x": b[1]}
+    assert await receipts.receipts(_channel("none"), ["x"]) == {}
+
+
+async def check_read_state_counts_unread(broadcaster: Broker) -> None:
+    """``read_state``: the mark and the stored events after it."""
+    receipts = _receipts(broadcaster)
+    channel = _channel("unread")
+    assert await receipts.read_state(channel, "u", limit=10) == ReadState(
+        None, 0
+    )
+    ids = await _publish_many(broadcaster, channel, 5)
+    assert await receipts.read_state(channel, "u", limit=10) == ReadState(
+        None, 5
+    )
+    assert await receipts.read_state(channel, "u", limit=3) == ReadState(
+        None, 3
+    )
+    await receipts.mark_read(channel, "u", ids[1])
+    assert await receipts.read_state(channel, "u", limit=10) == ReadState(
+        ids[1], 3
+    )
+    await receipts.mark_read(channel, "u", ids[4])
+    assert await receipts.read_state(channel, "u", limit=10) == ReadState(
+        ids[4], 0
+    )
+
+
+RECEIPTS_CHECKS: tuple[BrokerCheck, ...] = (
+    check_receipts_never_move_backwards,
+    check_receipts_refuse_ids_not_in_history,
+    check_receipts_are_per_channel_and_user,
+    check_read_state_counts_unread,
+)
+"""The checks of the optional :class:`~sanic_chat.backends.base.Receipts`
+part, for a broker that keeps read receipts (history size of at least
+10)."""
+
+
+async def check_receipts_shared(first: Broker, second: Broker) -> None:
+    """Two processes' instances of one backend share every mark.
+
+    Args:
+        first: A connected instance.
+        second: Another connected instance on the same store (a second
+            worker's).
+    """
+    a, b = _receipts(first), _receipts(second)
+    channel = _channel("shared")
+    ids = await _publish_many(first, channel, 3)
+    assert await a.mark_read(channel, "u", ids[1]) is True
+    assert await b.receipts(channel, ["u"]) == {"u": ids[1]}, (
+        "a mark made by one process is not seen by the other"
+    )
+    assert await b.mark_read(channel, "u", ids[0]) is False, (
+        "another process moved the mark backwards"
+    )
+    assert await b.read_state(channel, "u", limit=10) == ReadState(ids[1], 1)
 
 
 async def _run(
@@ -416,6 +538,15 @@ async def check_broker(factory: Callable[[], Broker]) -> None:
         AssertionError: The first check that fails, naming it.
     """
     await _run(BROKER_CHECKS, factory)
+
+
+async def check_receipts(factory: Callable[[], Broker]) -> None:
+    """Run :data:`RECEIPTS_CHECKS` against fresh brokers from ``factory``.
+
+    Raises:
+        AssertionError: The first check that fails, naming it.
+    """
+    await _run(RECEIPTS_CHECKS, factory)
 
 
 async def check_presence(factory: Callable[[], Presence]) -> None:

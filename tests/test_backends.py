@@ -28,10 +28,13 @@ from sanic_chat.testing import (
     BROADCASTER_CHECKS,
     BROKER_CHECKS,
     PRESENCE_CHECKS,
+    RECEIPTS_CHECKS,
     Check,
     check_broadcaster,
     check_broker,
     check_presence,
+    check_receipts,
+    check_receipts_shared,
 )
 
 from .conftest import live, make_app
@@ -56,6 +59,43 @@ async def test_conformance(
         await check(broadcaster)
     finally:
         await broadcaster.disconnect()
+
+
+@pytest.mark.parametrize("check", RECEIPTS_CHECKS, ids=lambda c: c.__name__)
+async def test_receipts_conformance(
+    factory: Callable[[], Broadcaster], check: Check
+) -> None:
+    broadcaster = factory()
+    await broadcaster.connect()
+    try:
+        await check(broadcaster)
+    finally:
+        await broadcaster.disconnect()
+
+
+async def test_receipts_are_shared_by_two_redis_instances(
+    redis_server: Any,
+) -> None:
+    prefix = f"shared{secrets.token_hex(3)}:"
+    first = broadcaster_from_url(f"{redis_server.url}?prefix={prefix}")
+    second = broadcaster_from_url(f"{redis_server.url}?prefix={prefix}")
+    await first.connect()
+    await second.connect()
+    try:
+        await check_receipts_shared(first, second)
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_the_receipts_runner_and_a_combination_that_keeps_them() -> None:
+    await check_receipts(MemoryBroadcaster)
+    await check_receipts(
+        lambda: CombinedBroadcaster(MemoryBroadcaster(), MemoryPresence())
+    )
+    assert sanic_chat.backends.base.receipts_of(OldStyleBroadcaster()) is None
+    combined = CombinedBroadcaster(OldStyleBroadcaster(), MemoryPresence())
+    assert sanic_chat.backends.base.receipts_of(combined) is None
 
 
 async def test_check_broadcaster_runs_the_whole_suite() -> None:

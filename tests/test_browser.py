@@ -624,3 +624,38 @@ async def test_own_messages_can_be_edited_and_deleted(
     for person in (alice, carol, dave):
         assert person.errors == person.refused == []
     assert bob.errors == []
+
+
+async def test_direct_messages_typing_and_unread_counts(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    # A DM: click a name in "Here now".
+    await alice.open_dm("Bob")
+    await expect(alice.page.locator("#dms button.dm")).to_have_text(["Bob"])
+    await alice.page.locator("#text").press_sequentially("psst")
+    bob_dm = bob.nav("dm", "Alice")
+    await bob.page.locator("#text").focus()
+    await alice.page.press("#text", "Enter")
+    await expect(bob_dm.locator(".unread")).to_have_text("1")
+    await expect(alice.messages()).to_have_text(["psst"])
+    await bob_dm.click()
+    await expect(bob.messages()).to_have_text(["psst"])
+    await expect(bob_dm.locator(".unread")).to_be_hidden()
+    # Typing shows on the other side, in that conversation, until the
+    # message comes.
+    await bob.page.locator("#text").press_sequentially("hey")
+    await expect(alice.typing).to_have_text("Bob is typing...")
+    await bob.page.press("#text", "Enter")
+    await expect(alice.typing).to_have_text("")
+    await expect(alice.messages()).to_have_text(["psst", "hey"])
+    # Unread counts per room: a lobby message while alice reads the DM.
+    await bob.view("lobby")
+    await bob.say("in the lobby")
+    await expect(alice.nav("room", "# lobby").locator(".unread")).to_have_text(
+        "1"
+    )
+    await alice.shot("direct-messages-unread")
+    for person in (alice, bob):
+        assert person.errors == person.refused == []

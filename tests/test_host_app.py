@@ -219,6 +219,9 @@ async def test_a_host_using_sanic_ext_keeps_its_docs_and_gets_the_chats(
         ("GET", "/api/rooms/{room}/presence"): "Who is in a room",
         ("POST", "/api/rooms/{room}/messages"):
             "Publish a message (system permission)",
+        ("GET", "/api/rooms/{room}/receipts"): "Read receipts of a room",
+        ("POST", "/api/users/{user_id}/messages"):
+            "Send a direct message to a user (system permission)",
         ("DELETE", "/api/users/{user_id}/connections"):
             "Disconnect a user (system permission)",
         ("GET", "/api/health"): "Liveness and readiness of this worker",

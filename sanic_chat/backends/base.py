@@ -20,6 +20,13 @@ small, so that new backends are easy to write and to check with
 :class:`Presence`, the people: ``presence_add``, ``presence_remove`` and
 ``presence`` (who is in a channel, across every process).
 
+:class:`Receipts`, optional: each user's last-read message per channel
+(``mark_read``, ``receipts``, ``read_state``). It needs the order of the
+broker's ids, so the broker implements it (both built-in backends do).
+A backend without it still serves a chat: ``read`` and ``receipts``
+requests get a ``bad_request`` error and ``joined`` has no
+``last_read``/``unread`` (see :func:`receipts_of`).
+
 :class:`Broadcaster` is both, on one object: what the chat takes, and
 what a backend that does both subclasses (both built-in backends do).
 :class:`~sanic_chat.backends.combined.CombinedBroadcaster` makes one out
@@ -48,7 +55,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -449,6 +462,86 @@ class Presence(ABC):
             channel: The channel.
             limit: Most users listed; ``count`` is exact regardless.
         """
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A user's place in a channel (:meth:`Receipts.read_state`).
+
+    Attributes:
+        last_read: The id the user last marked read; ``None``: none.
+        unread: Stored events after ``last_read`` (every stored event
+            when there is none, or when it is no longer in history).
+    """
+
+    last_read: str | None
+    unread: int
+
+
+class Receipts(ABC):
+    """The optional read-receipts part: who read each channel how far.
+
+    One mark per user and channel, shared by every process, that never
+    moves backwards. Marks are ids of the broker's history, so the broker
+    implements this part: it alone knows its ids' order. Marks live as
+    long as the channel's history (its TTL, its eviction). Run
+    :data:`sanic_chat.testing.RECEIPTS_CHECKS` against it.
+    """
+
+    @abstractmethod
+    async def mark_read(
+        self, channel: str, user_id: str, message_id: str
+    ) -> bool | None:
+        """Record that ``user_id`` read ``channel`` up to ``message_id``.
+
+        Atomic: of two concurrent marks, the newer id wins.
+
+        Returns:
+            ``True`` when the mark moved forward; ``False`` when
+            ``message_id`` is not newer than the mark (nothing changes);
+            ``None`` when ``message_id`` is not an id in the channel's
+            history (nothing changes).
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+    @abstractmethod
+    async def receipts(
+        self, channel: str, user_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Return the marks of ``user_ids`` in ``channel`` (those with one).
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+    @abstractmethod
+    async def read_state(
+        self, channel: str, user_id: str, *, limit: int
+    ) -> ReadState:
+        """Return ``user_id``'s mark and how many events follow it.
+
+        Args:
+            channel: The channel.
+            user_id: The user.
+            limit: Most unread events counted (the history size).
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+
+def receipts_of(broadcaster: object) -> Receipts | None:
+    """The read-receipts part of ``broadcaster``, if it has one.
+
+    The broadcaster itself when it is a :class:`Receipts`, or the part a
+    :class:`~sanic_chat.backends.combined.CombinedBroadcaster` was given
+    (its ``receipts_part``); ``None`` for a backend without receipts,
+    such as one written for 0.1.
+    """
+    part = getattr(broadcaster, "receipts_part", broadcaster)
+    return part if isinstance(part, Receipts) else None
 
 
 class Broadcaster(Broker, Presence):

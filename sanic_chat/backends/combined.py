@@ -24,6 +24,7 @@ from .base import (
     HistoryPage,
     Presence,
     PresenceInfo,
+    Receipts,
     Subscription,
 )
 
@@ -44,11 +45,22 @@ class CombinedBroadcaster(Broadcaster):
     Args:
         broker: Carries messages: publish, subscribe, history.
         presence: Counts who is in each channel.
+        receipts: Keeps read receipts; by default the broker, when it
+            is a :class:`~sanic_chat.backends.base.Receipts` (the marks
+            are its ids), else none (``read`` requests are refused).
     """
 
-    def __init__(self, broker: Broker, presence: Presence) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        presence: Presence,
+        receipts: Receipts | None = None,
+    ) -> None:
         self.broker = broker
         self.presence_part = presence
+        if receipts is None and isinstance(broker, Receipts):
+            receipts = broker
+        self.receipts_part = receipts
         # One object may be both parts: then it is connected once.
         self._separate = cast(object, presence) is not broker
 

@@ -25,7 +25,7 @@ import re
 import secrets
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from .base import (
@@ -34,6 +34,8 @@ from .base import (
     HistoryPage,
     Presence,
     PresenceInfo,
+    ReadState,
+    Receipts,
     Subscribers,
     Subscription,
 )
@@ -48,8 +50,11 @@ ENTRY_OVERHEAD = 300
 ROOM_OVERHEAD = 900
 
 
-class MemoryBroadcaster(Broadcaster):
+class MemoryBroadcaster(Broadcaster, Receipts):
     """Broadcaster for a single process.
+
+    It keeps read receipts too (:class:`~.base.Receipts`): a mark per
+    user per channel, forgotten with the channel's history.
 
     Ids look like ``"3f9a1c-42"``: a random epoch per broadcaster and a
     counter. The epoch means an id from before a restart is never
@@ -98,6 +103,8 @@ class MemoryBroadcaster(Broadcaster):
         )
         self._subscribers = Subscribers(queue_size)
         self._presence = MemoryPresence()
+        # channel -> user id -> (sequence number, id) of the last read.
+        self._marks: dict[str, dict[str, tuple[int, str]]] = {}
 
     @property
     def history_bytes(self) -> int:
@@ -145,6 +152,7 @@ class MemoryBroadcaster(Broadcaster):
         return event
 
     def _forget(self, channel: str) -> None:
+        self._marks.pop(channel, None)
         ring = self._history.pop(channel)
         self._bytes -= ROOM_OVERHEAD + sum(_cost(e) for _, e in ring)
 
@@ -221,6 +229,40 @@ class MemoryBroadcaster(Broadcaster):
         if epoch != self._epoch or not _SEQUENCE.fullmatch(seq):
             return None
         return int(seq)
+
+    async def mark_read(
+        self, channel: str, user_id: str, message_id: str
+    ) -> bool | None:
+        """Move ``user_id``'s mark in ``channel`` forward to ``message_id``."""
+        ring = self._history.get(channel)
+        index = None if ring is None else self._index(list(ring), message_id)
+        if ring is None or index is None:
+            return None
+        seq, event = ring[index]
+        marks = self._marks.setdefault(channel, {})
+        current = marks.get(user_id)
+        if current is not None and current[0] >= seq:
+            return False
+        marks[user_id] = (seq, event.id or message_id)
+        return True
+
+    async def receipts(
+        self, channel: str, user_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Return the marks of ``user_ids`` in ``channel``."""
+        marks = self._marks.get(channel, {})
+        return {u: marks[u][1] for u in user_ids if u in marks}
+
+    async def read_state(
+        self, channel: str, user_id: str, *, limit: int
+    ) -> ReadState:
+        """Return ``user_id``'s mark and the stored events after it."""
+        ring = self._history.get(channel) or ()
+        mark = self._marks.get(channel, {}).get(user_id)
+        if mark is None:
+            return ReadState(None, min(len(ring), limit))
+        unread = sum(1 for seq, _ in ring if seq > mark[0])
+        return ReadState(mark[1], min(unread, limit))
 
     async def presence_add(
         self, channel: str, user: Mapping[str, str]

@@ -10,6 +10,9 @@ with hiredis). Keys and channels are namespaced by ``prefix``
                                ``history_size`` entries, expires after
                                ``history_ttl`` seconds without a message
 ``{prefix}presence:{room}``    hash ``{worker}|{user json}`` -> connections
+``{prefix}read:{room}``        hash user id -> last read stream id,
+                               expires with the history
+                               (:mod:`.redis_receipts`)
 ``{prefix}worker:{worker}``    a worker's heartbeat, expiring after
                                ``presence_ttl`` seconds
 ``{prefix}control:{worker}``   a worker's own heartbeat channel
@@ -51,14 +54,16 @@ history, subscriptions) and composes the others, one job each:
 * :mod:`.redis_listener`: the pub/sub connection and its reconnection;
 * :mod:`.redis_heartbeat`: the heartbeat that judges Redis;
 * :mod:`.redis_presence`: the :class:`~.base.Presence` part, with its
-  batched writer.
+  batched writer;
+* :mod:`.redis_receipts`: the :class:`~.base.Receipts` part (read
+  receipts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -68,6 +73,8 @@ from .base import (
     Event,
     HistoryPage,
     PresenceInfo,
+    ReadState,
+    Receipts,
     Subscribers,
     Subscription,
 )
@@ -79,6 +86,7 @@ try:
     from .redis_link import RedisLink
     from .redis_listener import RedisListener
     from .redis_presence import RedisPresence
+    from .redis_receipts import RedisReceipts
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise ImportError(
         "the Redis broadcaster needs the redis extra: "
@@ -114,7 +122,7 @@ def _valid_stream_id(value: str) -> bool:
     )
 
 
-class RedisBroadcaster(Broadcaster):
+class RedisBroadcaster(Broadcaster, Receipts):
     """Broadcaster backed by Redis pub/sub and streams.
 
     Args:
@@ -166,6 +174,7 @@ class RedisBroadcaster(Broadcaster):
             self._link, self._subscribers, self._count_reconnect
         )
         self._presence = RedisPresence(self._link, presence_ttl=presence_ttl)
+        self._receipts = RedisReceipts(self._link, history_ttl=history_ttl)
         self._heartbeat = RedisHeartbeat(
             self._link, self._listener, self._presence, interval=heartbeat
         )
@@ -203,6 +212,7 @@ class RedisBroadcaster(Broadcaster):
             # (after a Redis restart redis-py reloads on NOSCRIPT).
             await redis.script_load(_PUBLISH)
             await self._presence.load()
+            await self._receipts.load()
             self._tasks = [
                 asyncio.create_task(
                     self._listener.run(ready), name="sanic-chat redis"
@@ -358,3 +368,25 @@ class RedisBroadcaster(Broadcaster):
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
         """List distinct users of live workers; prune dead workers' users."""
         return await self._presence.presence(channel, limit=limit)
+
+    # -- the receipts part (redis_receipts.py) --------------------------------
+
+    async def mark_read(
+        self, channel: str, user_id: str, message_id: str
+    ) -> bool | None:
+        """Move ``user_id``'s mark forward (one script, atomic)."""
+        if not _valid_stream_id(message_id):
+            return None
+        return await self._receipts.mark_read(channel, user_id, message_id)
+
+    async def receipts(
+        self, channel: str, user_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Return the marks of ``user_ids`` in ``channel``."""
+        return await self._receipts.receipts(channel, user_ids)
+
+    async def read_state(
+        self, channel: str, user_id: str, *, limit: int
+    ) -> ReadState:
+        """Return ``user_id``'s mark and the stored messages after it."""
+        return await self._receipts.read_state(channel, user_id, limit=limit)

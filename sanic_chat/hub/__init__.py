@@ -20,7 +20,14 @@ Centrifuge splits its hub into connections and subscriptions:
   retried with backoff;
 - :mod:`~sanic_chat.hub.watchdog`: the once-a-second sweep (unsent bytes,
   keepalive, stuck writes);
-- :mod:`~sanic_chat.hub.control`: disconnect notices between workers.
+- :mod:`~sanic_chat.hub.control`: disconnect notices between workers;
+- :mod:`~sanic_chat.hub.receipts`: read marks, for ``read``,
+  ``receipts`` and the ``joined`` reply.
+
+Direct messages need no unit of their own: each user's inbox is a room
+(:func:`~sanic_chat.protocol.inbox_name`) that every connection of the
+user joins at connect, and a DM is a stored publish into the inboxes of
+both users (:meth:`Hub.send_direct`).
 """
 
 from __future__ import annotations
@@ -36,10 +43,18 @@ from ..config import ChatConfig
 from ..connection import Connection
 from ..errors import BroadcasterUnavailable, ProtocolError
 from ..identity import User
+from ..limits import Throttle
 from ..metrics import Metrics
-from ..protocol import fit, message_payload, now_ms
+from ..protocol import (
+    direct_payload,
+    fit,
+    inbox_name,
+    message_payload,
+    now_ms,
+)
 from .control import CONTROL_CHANNEL, ControlChannel
 from .membership import Membership
+from .receipts import ReadMarks
 from .registry import Registry
 from .room import Room, event_text
 from .watchdog import SHED_AFTER, Watchdog
@@ -50,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 # Read when a Hub is built (tests raise it to keep stalled clients).
 _SHED_AFTER = SHED_AFTER
+TYPING_INTERVAL = 2.0
 
 
 class Hub:
@@ -73,7 +89,12 @@ class Hub:
         # Bytes produced for this worker's clients and not yet read.
         self.unsent = UnsentBytes(config.max_worker_unsent_bytes)
         self._registry = Registry()
-        self._membership = Membership(broadcaster, config, self.metrics)
+        self.marks = ReadMarks(broadcaster, config)
+        self._membership = Membership(
+            broadcaster, config, self.metrics, self.marks
+        )
+        # One per worker: a user's typing in a room, once per 2 s.
+        self.typing = Throttle(TYPING_INTERVAL)
         self._watchdog = Watchdog(
             self._registry.connections,
             self.unsent,
@@ -210,10 +231,59 @@ class Hub:
         """
         await self._membership.leave(conn, name, reason)
 
+    async def join_inbox(self, conn: Connection, name: str) -> None:
+        """Put ``conn`` in its inbox ``name``, without a reply."""
+        await self._membership.join(conn, name, quiet=True)
+
     # ------------------------------------------------------------------
     # Requests
 
     event_text = staticmethod(event_text)
+
+    async def send_direct(
+        self, sender: User, to: str, text: str
+    ) -> tuple[str, str]:
+        """Store a DM in the inboxes of ``to`` and ``sender``; deliver it.
+
+        One stored publish per inbox (one when the sender writes to
+        themselves), at once; every connection of both users gets its
+        inbox's copy, on every worker, and each copy is in that inbox's
+        history for recovery.
+
+        Returns:
+            The ids of the recipient's copy and of the sender's (the
+            same when they are one user).
+
+        Raises:
+            BroadcasterUnavailable: A copy could not be published (the
+                other may have been).
+        """
+        ts, public = now_ms(), sender.public()
+        inboxes = {inbox_name(sender.id), inbox_name(to)}
+        copies = [
+            (inbox, direct_payload(inbox, to, public, text, ts))
+            for inbox in sorted(inboxes, key=lambda i: i != inbox_name(to))
+        ]
+        started = time.perf_counter()
+        events = await asyncio.gather(
+            *(self.broadcaster.publish(i, p) for i, p in copies)
+        )
+        self.metrics.observe_publish(time.perf_counter() - started)
+        self.metrics.messages_received += 1
+        first, last = events[0].id, events[-1].id
+        if first is None or last is None:
+            raise BroadcasterUnavailable("broadcaster stored no id")
+        return first, last
+
+    async def signal(self, conn: Connection, room: str, frame: str) -> None:
+        """Publish an ephemeral ``frame`` to ``room``'s other connections.
+
+        Not stored; best-effort, as presence notices: the members get it
+        when they can take it, the sending connection never.
+        """
+        await self.broadcaster.publish(
+            room, frame, store=False, origin=conn.key
+        )
 
     async def publish(self, room: str, user: User, text: str) -> str:
         """Publish a chat message; return its id.

@@ -9,6 +9,10 @@ Joining with ``since`` replays history without gap or duplicate: the
 room holds live events back for the joiner while its history is read and
 sent, then delivers those the replay did not contain (see
 :mod:`sanic_chat.hub.room`).
+
+An inbox (a user's DMs, named by :func:`~sanic_chat.protocol.inbox_name`)
+is a room like any other here, except that it counts against no room
+limit and has no presence: nobody else is ever in it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..connection import Connection
 from ..errors import BroadcasterUnavailable, ProtocolError
 from ..metrics import Metrics
 from ..protocol import PublicUser
+from .receipts import ReadMarks
 from .room import Room, event_frame
 from .subscription import RoomSubscription
 
@@ -40,33 +45,50 @@ class Membership:
         broadcaster: Subscriptions, history and presence.
         config: Room limits, history size and presence settings.
         metrics: Counts the frames the rooms send.
+        marks: Read marks, for the ``joined`` reply.
     """
 
-    __slots__ = ("_broadcaster", "_config", "_metrics", "_subs", "rooms")
+    __slots__ = (
+        "_broadcaster", "_config", "_marks", "_metrics", "_subs", "rooms"
+    )  # fmt: skip
 
     def __init__(
-        self, broadcaster: Broadcaster, config: ChatConfig, metrics: Metrics
+        self,
+        broadcaster: Broadcaster,
+        config: ChatConfig,
+        metrics: Metrics,
+        marks: ReadMarks | None = None,
     ) -> None:
         self._broadcaster = broadcaster
         self._config = config
         self._metrics = metrics
+        self._marks = marks or ReadMarks(broadcaster, config)
         self.rooms: dict[str, Room] = {}
         """Rooms with local members or joiners, by name."""
         self._subs: dict[str, RoomSubscription] = {}
 
     async def join(
-        self, conn: Connection, name: str, since: str | None = None
+        self,
+        conn: Connection,
+        name: str,
+        since: str | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
-        """Add ``conn`` to room ``name``; see :meth:`Hub.join`."""
+        """Add ``conn`` to room ``name``; see :meth:`Hub.join`.
+
+        ``quiet``: no ``joined`` reply (the inbox joined at connect).
+        """
         room = self.rooms.get(name)
         if name in conn.rooms and room is not None:
             if since is None:
-                conn.reply(protocol.joined(name, conn.user.public()))
+                if not quiet:
+                    conn.reply(await self._joined(conn, name))
                 return
             room.hold(conn)
             conn.forget(name)
             try:
-                await self._replay(conn, room, since)
+                await self._replay(conn, room, since, quiet)
             except BaseException:
                 # The re-sync failed (e.g. the broadcaster is down): stay a
                 # member and keep receiving; the client may try again.
@@ -76,8 +98,9 @@ class Membership:
                     room.remove(conn)
                 raise
             return
+        private = protocol.is_inbox(name)
         limit = self._config.max_rooms_per_connection
-        if len(conn.rooms) >= limit:
+        if not private and _rooms(conn) >= limit:
             raise ProtocolError(
                 "too_many_rooms",
                 f"a connection may be in at most {limit} rooms",
@@ -88,11 +111,14 @@ class Membership:
         user = conn.user.public()
         try:
             await sub.subscribed()
+            if private:
+                await self._replay(conn, room, since, quiet)
+                return
             # Counted if and only if it returns, even when cancelled (the
             # broadcaster takes back a change it could not finish).
             await self._broadcaster.presence_add(name, user)
             try:
-                await self._replay(conn, room, since)
+                await self._replay(conn, room, since, quiet)
             except BaseException:
                 # Shielded: a second cancellation must not skip it.
                 with contextlib.suppress(Exception):
@@ -113,8 +139,22 @@ class Membership:
             except BroadcasterUnavailable as exc:
                 logger.debug("join notice in %s not sent: %s", name, exc)
 
+    async def _joined(
+        self, conn: Connection, name: str, recovered: bool | None = None
+    ) -> str:
+        """The ``joined`` reply, with the user's read state."""
+        user = conn.user
+        last_read, unread = await self._marks.state(user.id, name)
+        return protocol.joined(
+            name, user.public(), recovered, last_read, unread
+        )
+
     async def _replay(
-        self, conn: Connection, room: Room, since: str | None
+        self,
+        conn: Connection,
+        room: Room,
+        since: str | None,
+        quiet: bool = False,
     ) -> None:
         """Confirm a join, replay history after ``since``, then go live.
 
@@ -138,12 +178,14 @@ class Membership:
             found = True
             replayed += page.events
             after = page.events[-1].id if len(page.events) >= size else None
+        recovered = None if since is None else bool(found)
+        reply = None if quiet else await self._joined(conn, name, recovered)
         if not room.holding(conn):
             # The connection was detached while history was read (it is
             # closing; its task's cancellation is still on the way).
             raise asyncio.CancelledError
-        recovered = None if since is None else bool(found)
-        conn.reply(protocol.joined(name, conn.user.public(), recovered))
+        if reply is not None:
+            conn.reply(reply)
         for event in replayed:
             conn.reply(event_frame(event))
             if conn.backed_up():
@@ -174,7 +216,7 @@ class Membership:
         left = []
         for name in list(conn.rooms):
             announce = self._detach_room(conn, name)
-            if announce is not None:
+            if announce is not None and not protocol.is_inbox(name):
                 left.append((name, announce))
         return left
 
@@ -229,7 +271,8 @@ class Membership:
 
     def _announces(self, room: Room) -> bool:
         return (
-            self._config.presence_events
+            not protocol.is_inbox(room.name)
+            and self._config.presence_events
             and len(room.members) <= self._config.presence_events_max_members
         )
 
@@ -246,3 +289,8 @@ class Membership:
             store=False,
             origin=conn.key,
         )
+
+
+def _rooms(conn: Connection) -> int:
+    """Rooms ``conn`` is in that count against its limit (not its inbox)."""
+    return sum(1 for name in conn.rooms if not protocol.is_inbox(name))

@@ -1,0 +1,370 @@
+"""Direct messages, typing and read receipts, end to end.
+
+Every test runs on both built-in backends (the ``backend`` fixture);
+the two-worker tests share one ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from sanic_chat import TokenAuthenticator, User
+
+from .conftest import UNLIMITED, Client, LiveServer, live, make_app
+
+USERS = {
+    "ta": User("alice", "Alice"),
+    "tb": User("bob", "Bob"),
+    "tc": User("carol", "Carol"),
+}
+
+
+def people_app(**options: Any) -> Any:
+    options.setdefault("authenticator", TokenAuthenticator(USERS))
+    return make_app(**options)
+
+
+@asynccontextmanager
+async def people(**options: Any) -> AsyncIterator[LiveServer]:
+    async with live(people_app(**options)) as srv:
+        yield srv
+
+
+async def dm(client: Client, to: str, text: str, **extra: Any) -> None:
+    await client.send({"type": "message", "to": to, "text": text, **extra})
+
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+
+async def test_a_dm_reaches_every_connection_of_both_users_only() -> None:
+    async with (
+        people() as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="ta") as alice2,
+        srv.client(token="tb") as bob,
+        srv.client(token="tc") as carol,
+    ):
+        assert alice.welcome["inbox"] == "@alice"
+        assert bob.welcome["inbox"] == "@bob"
+        assert "@alice" not in alice.welcome["rooms"]
+        await dm(alice, "bob", "psst", ref="r1")
+        mine = await alice.find("message", room="@alice")
+        ack = await alice.find("ack", ref="r1")
+        assert ack == {"type": "ack", "ref": "r1", "id": mine["id"],
+                       "room": "@alice"}  # fmt: skip
+        assert mine["to"] == "bob" and mine["user"] == alice.user
+        assert (await alice2.find("message", text="psst"))["id"] == mine["id"]
+        theirs = await bob.find("message", text="psst")
+        assert list(theirs) == ["id", "type", "room", "to", "user", "text",
+                                "ts"]  # fmt: skip
+        assert theirs["room"] == "@bob" and theirs["to"] == "bob"
+        assert theirs["user"] == {"id": "alice", "name": "Alice"}
+        assert theirs["ts"] == mine["ts"]
+        await carol.nothing()
+        # Each inbox's history holds its own copy.
+        await bob.send({"type": "history", "room": "@bob"})
+        history = await bob.find("history", room="@bob")
+        assert [m["id"] for m in history["messages"]] == [theirs["id"]]
+
+
+async def test_a_dm_to_oneself_is_one_copy() -> None:
+    async with people() as srv, srv.client(token="ta") as alice:
+        await dm(alice, "alice", "note to self", ref="n")
+        message = await alice.find("message", text="note to self")
+        assert (await alice.find("ack", ref="n"))["id"] == message["id"]
+        await alice.nothing()
+
+
+async def test_dms_missed_offline_are_recovered_with_one_join() -> None:
+    async with people() as srv:
+        async with srv.client(token="tb") as bob:
+            await dm(bob, "alice", "first")
+            first = await bob.find("message", text="first")
+        async with srv.client(token="ta") as alice:
+            await alice.send({"type": "history", "room": "@alice"})
+            history = await alice.find("history", room="@alice")
+            seen = history["messages"][-1]
+            assert seen["text"] == "first" and seen["to"] == "alice"
+            assert first["room"] == "@bob"
+        async with srv.client(token="tb") as bob:
+            await dm(bob, "alice", "second")
+            await dm(bob, "alice", "third")
+            await bob.find("message", text="third")
+        async with srv.client(token="ta") as alice:
+            await alice.send(
+                {"type": "join", "room": "@alice", "since": seen["id"]}
+            )
+            joined = await alice.find("joined", room="@alice")
+            assert joined["recovered"] is True
+            texts = [(await alice.expect("message"))["text"] for _ in "ab"]
+            assert texts == ["second", "third"]
+
+
+async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:
+    async def blocks_async(sender: User, to: str) -> bool:
+        await asyncio.sleep(0)
+        return to != "carol"
+
+    for hook in (lambda sender, to: to != "carol", blocks_async):
+        async with (
+            people(can_message=hook) as srv,
+            srv.client(token="ta") as alice,
+            srv.client(token="tc") as carol,
+        ):
+            await dm(alice, "carol", "hi", ref="x")
+            error = await alice.expect("error", code="forbidden", ref="x")
+            assert "message" in error
+            await alice.send({"type": "typing", "to": "carol", "ref": "t"})
+            await alice.expect("error", code="forbidden", ref="t")
+            await carol.nothing()
+            await dm(alice, "bob", "allowed")
+            await alice.find("message", text="allowed")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "message", "to": "", "text": "x"}, "bad_request"),
+        ({"type": "message", "to": "b" * 129, "text": "x"}, "bad_request"),
+        ({"type": "message", "to": 7, "text": "x"}, "bad_request"),
+        ({"type": "message", "to": ["bob"], "text": "x"}, "bad_request"),
+        ({"type": "message", "to": "bob", "text": ""}, "bad_request"),
+        ({"type": "message", "to": "bob", "text": "x" * 4001}, "too_large"),
+        ({"type": "message", "to": "bob", "room": "lobby", "text": "x"},
+         "bad_request"),
+        ({"type": "message", "to": "bob", "text": "x", "ref": 5},
+         "bad_request"),
+        ({"type": "join", "room": "@bob"}, "forbidden"),
+        ({"type": "join", "room": "@bob", "since": "1-0"}, "forbidden"),
+        ({"type": "history", "room": "@bob"}, "forbidden"),
+        ({"type": "leave", "room": "@alice"}, "forbidden"),
+        ({"type": "presence", "room": "@alice"}, "forbidden"),
+        ({"type": "message", "room": "@bob", "text": "x"}, "bad_request"),
+        ({"type": "message", "room": "@alice", "text": "x"}, "bad_request"),
+        ({"type": "typing", "room": "@bob"}, "forbidden"),
+        ({"type": "typing", "room": "nowhere"}, "not_joined"),
+        ({"type": "typing", "room": "lobby", "to": "bob"}, "bad_request"),
+        ({"type": "typing"}, "bad_request"),
+        ({"type": "typing", "to": ""}, "bad_request"),
+        ({"type": "read", "room": "lobby"}, "bad_request"),
+        ({"type": "read", "room": "lobby", "id": 12}, "bad_request"),
+        ({"type": "read", "room": "lobby", "id": "nope"}, "not_found"),
+        ({"type": "read", "room": "lobby", "id": "x" * 129}, "bad_request"),
+        ({"type": "read", "room": "nowhere", "id": "1-0"}, "not_joined"),
+        ({"type": "read", "room": "@bob", "id": "1-0"}, "forbidden"),
+        ({"type": "receipts", "room": "@bob"}, "forbidden"),
+        ({"type": "receipts", "room": "nowhere"}, "not_joined"),
+        ({"type": "receipts", "room": 3}, "bad_request"),
+    ],
+)  # fmt: skip
+async def test_hostile_people_frames_are_refused(
+    frame: dict[str, Any], code: str
+) -> None:
+    async with (
+        people(**UNLIMITED) as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+    ):
+        await alice.send(
+            {**frame, "ref": "h"} if "ref" not in frame else frame
+        )
+        error = await alice.expect("error", code=code)
+        new = frame["type"] in ("typing", "read", "receipts") or "to" in frame
+        if new and "ref" not in frame:
+            assert error["ref"] == "h", error  # the request's, echoed
+        else:
+            assert "ref" not in error
+        await bob.nothing(0.1)
+        # The connection still works.
+        await alice.send({"type": "ping"})
+        await alice.expect("pong")
+
+
+async def test_read_ids_of_another_room_are_not_found() -> None:
+    async with (
+        people() as srv,
+        srv.client(token="ta", room=["lobby", "dev"]) as alice,
+    ):
+        elsewhere = await alice.say("in dev", room="dev")
+        await alice.send(
+            {"type": "read", "room": "lobby", "id": elsewhere["id"],
+             "ref": "o"}
+        )  # fmt: skip
+        await alice.expect("error", code="not_found", ref="o")
+
+
+async def test_typing_reaches_the_others_at_most_once_per_two_seconds() -> (
+    None
+):
+    async with (
+        people(**UNLIMITED) as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+    ):
+        for _ in range(50):  # a flood
+            await alice.send({"type": "typing", "room": "lobby"})
+        await alice.send({"type": "typing", "room": "lobby", "ref": "t"})
+        assert await alice.find("ack", ref="t") == {
+            "type": "ack", "ref": "t", "room": "lobby"
+        }  # fmt: skip
+        frames = await bob.drain(0.5)
+        typing = [f for f in frames if f["type"] == "typing"]
+        assert typing == [
+            {"type": "typing", "room": "lobby", "user": alice.user}
+        ]
+        # Never echoed to the sender; never stored.
+        await alice.send({"type": "history", "room": "lobby"})
+        history = await alice.expect("history")
+        assert history["messages"] == []
+
+
+async def test_typing_in_a_dm_goes_to_the_recipient_inbox() -> None:
+    async with (
+        people() as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+        srv.client(token="tc") as carol,
+    ):
+        await alice.send({"type": "typing", "to": "bob"})
+        assert await bob.find("typing") == {
+            "type": "typing", "room": "@bob", "user": alice.user
+        }  # fmt: skip
+        for other in (alice, carol):
+            frames = await other.drain(0.3)
+            assert not [f for f in frames if f["type"] == "typing"]
+
+
+async def test_read_marks_move_forward_notify_and_fill_joined() -> None:
+    async with (
+        people() as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+    ):
+        ids = [(await alice.say(f"m{i}"))["id"] for i in range(4)]
+        for _ in ids:
+            await bob.expect("message")
+        await bob.send(
+            {"type": "read", "room": "lobby", "id": ids[2], "ref": "r"}
+        )
+        assert await bob.expect("ack", ref="r") == {
+            "type": "ack", "ref": "r", "room": "lobby", "id": ids[2]
+        }  # fmt: skip
+        assert await alice.expect("read") == {
+            "type": "read", "room": "lobby", "user": bob.user, "id": ids[2]
+        }  # fmt: skip
+        # Backwards: ignored, no notice.
+        await bob.send({"type": "read", "room": "lobby", "id": ids[0]})
+        await alice.nothing()
+        await alice.send({"type": "receipts", "room": "lobby", "ref": "q"})
+        assert await alice.expect("receipts") == {
+            "type": "receipts", "room": "lobby", "read": {"bob": ids[2]}
+        }  # fmt: skip
+        await alice.expect("ack", ref="q")
+        # A new connection of bob learns where he was.
+        async with srv.client(token="tb", welcome=False) as bob2:
+            await bob2.expect("welcome")
+            joined = await bob2.expect("joined", room="lobby")
+            assert list(joined)[-2:] == ["last_read", "unread"]
+            assert joined["last_read"] == ids[2] and joined["unread"] == 1
+        async with srv.client(token="tc", welcome=False) as carol:
+            await carol.expect("welcome")
+            joined = await carol.expect("joined", room="lobby")
+            assert joined["last_read"] is None and joined["unread"] == 4
+
+
+async def test_an_inbox_is_read_like_a_room() -> None:
+    async with (
+        people() as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+    ):
+        await dm(alice, "bob", "one")
+        message = await bob.find("message", text="one")
+        await bob.send({"type": "read", "room": "@bob", "id": message["id"]})
+        await bob.send({"type": "receipts", "room": "@bob"})
+        assert (await bob.find("receipts"))["read"] == {"bob": message["id"]}
+        await bob.send({"type": "join", "room": "@bob"})
+        joined = await bob.expect("joined", room="@bob")
+        assert joined["last_read"] == message["id"] and joined["unread"] == 0
+
+
+async def test_inboxes_are_not_listed_as_rooms_and_need_no_room_slot() -> None:
+    async with (
+        people(max_rooms_per_connection=1) as srv,
+        srv.client(token="ta") as alice,
+    ):
+        assert srv.chat.room_sizes() == {"lobby": 1}
+        assert "@alice" in srv.chat.hub.rooms
+        await dm(alice, "alice", "still works")
+        await alice.find("message", text="still works")
+        info = await srv.chat.presence("@alice")
+        assert info.count == 0
+
+
+async def test_send_to_user_from_server_code() -> None:
+    async with people() as srv, srv.client(token="tb") as bob:
+        message_id = await srv.chat.send_to_user(
+            "bob", "from the server", user=User("bot", "Bot")
+        )
+        message = await bob.find("message", text="from the server")
+        assert message["id"] == message_id and message["room"] == "@bob"
+        assert message["user"] == {"id": "bot", "name": "Bot"}
+        with pytest.raises(ValueError):
+            await srv.chat.send_to_user("", "x")
+        with pytest.raises(ValueError):
+            await srv.chat.send_to_user("bob", " ")
+        assert srv.chat.inbox("bob") == "@bob"
+
+
+async def test_http_api_sends_dms_and_reads_receipts() -> None:
+    import httpx
+
+    key = {"X-API-Key": "k-people"}
+    async with (
+        people(api_key="k-people") as srv,
+        srv.client(token="tb") as bob,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as http,
+    ):
+        answer = await http.post(
+            "/api/users/bob/messages", json={"text": "hi bob"}, headers=key
+        )
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert body["room"] == "@bob"
+        message = await bob.find("message", text="hi bob")
+        assert message["id"] == body["id"] and message["to"] == "bob"
+        assert message["user"] == {"id": "system", "name": "System"}
+        # System permission only; hostile ids and bodies.
+        assert (
+            await http.post(
+                "/api/users/bob/messages",
+                json={"text": "x"},
+                headers={"Authorization": "Bearer tb"},
+            )
+        ).status_code == 403
+        for path, payload, status in (
+            ("/api/users/bob/messages", {"text": ""}, 400),
+            ("/api/users/bob/messages", {"text": "x" * 4001}, 413),
+            (f"/api/users/{'u' * 129}/messages", {"text": "x"}, 400),
+        ):
+            answer = await http.post(path, json=payload, headers=key)
+            assert answer.status_code == status, answer.text
+        said = await bob.say("mark me")
+        await bob.send({"type": "read", "room": "lobby", "id": said["id"]})
+        async with asyncio.timeout(5):
+            while True:
+                answer = await http.get(
+                    "/api/rooms/lobby/receipts", headers=key
+                )
+                if answer.json()["read"]:
+                    break
+                await asyncio.sleep(0.05)
+        assert answer.json() == {"room": "lobby", "read": {"bob": said["id"]}}
+        answer = await http.get("/api/rooms/@bob/receipts", headers=key)
+        assert answer.status_code == 400
