@@ -8,10 +8,11 @@ cannot download browsers here). Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,23 @@ class ChatPage:
         self.page = page
         self.errors: list[str] = []
         self.logs: list[str] = []
+        self.sent: list[dict[str, object]] = []  # frames the page sent
+        self.refused: list[str] = []  # error frames the page received
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("websocket", self._websocket)
+
+    def _websocket(self, ws: object) -> None:
+        def sent(payload: str | bytes) -> None:
+            if isinstance(payload, str) and payload.startswith("{"):
+                self.sent.append(json.loads(payload))
+
+        def received(payload: str | bytes) -> None:
+            if isinstance(payload, str) and '"type":"error"' in payload:
+                self.refused.append(payload)
+
+        ws.on("framesent", sent)  # type: ignore[attr-defined]
+        ws.on("framereceived", received)  # type: ignore[attr-defined]
 
     def _console(self, message: object) -> None:
         text = message.text  # type: ignore[attr-defined]
@@ -118,9 +134,59 @@ class ChatPage:
             await chat.sign_in(name)
         return chat
 
+    async def reopen(self, name: str) -> ChatPage:
+        """The same person in a new tab of the same browser (storage)."""
+        chat = type(self)(await self.page.context.new_page())
+        await chat.page.goto(self.page.url)
+        await chat.sign_in(name)
+        return chat
+
     @property
     def status(self) -> object:
         return self.page.locator("#status")
+
+    @property
+    def typing(self) -> object:
+        return self.page.locator("#typing")
+
+    def nav(self, kind: str, text: str) -> object:
+        """A room (``kind="room"``) or conversation (``"dm"``) button."""
+        where = "#rooms" if kind == "room" else "#dms"
+        return self.page.locator(f"{where} button.{kind}", has_text=text)
+
+    def message(self, text: str) -> object:
+        """The list item of the message with this text."""
+        return self.page.locator("#messages li:not(.notice)").filter(
+            has=self.page.locator(".text", has_text=text)
+        )
+
+    async def join(self, room: str) -> None:
+        await self.page.fill("#new-room", room)
+        await self.page.press("#new-room", "Enter")
+        await expect(self.page.locator("#title")).to_have_text(f"# {room}")
+
+    async def view(self, room: str) -> None:
+        await self.nav("room", f"# {room}").click()
+        await expect(self.page.locator("#title")).to_have_text(f"# {room}")
+
+    async def open_dm(self, name: str) -> None:
+        """Click ``name`` in Here now: the direct messages with them."""
+        person = self.page.locator("#presence button.person", has_text=name)
+        await person.click()
+        await expect(self.page.locator("#title")).to_have_text(
+            f"Direct messages with {name}"
+        )
+
+    async def sent_frame(
+        self, match: Callable[[dict[str, object]], bool]
+    ) -> dict[str, object]:
+        """Wait until the page has sent a frame that ``match`` accepts."""
+        async with asyncio.timeout(5):
+            while True:
+                for frame in self.sent:
+                    if match(frame):
+                        return frame
+                await asyncio.sleep(0.05)
 
     async def sign_in(self, name: str) -> None:
         await self.page.fill("#name", name)
@@ -355,41 +421,241 @@ async def test_guests_are_marked_so_they_cannot_pass_for_a_user(
         srv.stop()
 
 
-async def test_people_edit_and_delete_their_own_messages(
+# Issue 14. Server features each test needs: direct messages, typing and
+# read receipts come from the `people` work, edit and delete from the
+# `messages` work.
+
+
+async def test_direct_messages_reach_only_the_two_people(
     browser: Browser, server: ExampleServer
 ) -> None:
     alice = await ChatPage.open(browser, server.url, "Alice")
     bob = await ChatPage.open(browser, server.url, "Bob")
-    await alice.say("Helo Bob")
-    await alice.say("wrong room, sorry")
-    await expect(bob.messages()).to_have_text(
-        ["Helo Bob", "wrong room, sorry"]
-    )
-    # Only one's own messages have the buttons.
-    await expect(bob.page.locator("#messages .actions")).to_have_count(0)
-    alice.page.once(
-        "dialog",
-        lambda dialog: asyncio.ensure_future(dialog.accept("Hello Bob")),
-    )
-    await alice.page.locator("#messages li.mine .edit").first.click()
-    await expect(bob.messages()).to_have_text(
-        ["Hello Bob", "wrong room, sorry"]
-    )
-    await expect(bob.page.locator("#messages .edited")).to_have_text(
-        ["(edited)"]
-    )
-    await alice.page.locator("#messages li.mine .delete").last.click()
-    await expect(bob.messages()).to_have_text(
-        ["Hello Bob", "(message deleted)"]
-    )
-    await expect(alice.messages()).to_have_text(
-        ["Hello Bob", "(message deleted)"]
-    )
-    # A late joiner sees the history as it is now.
     carol = await ChatPage.open(browser, server.url, "Carol")
-    await expect(carol.messages()).to_have_text(
-        ["Hello Bob", "(message deleted)"]
+    await alice.say("hello everyone")
+    await expect(carol.messages()).to_have_text(["hello everyone"])
+    await alice.open_dm("Bob")
+    await expect(alice.messages()).to_have_count(0)
+    payload = '<img src=x onerror="window.__xss = 1">'
+    await alice.say("psst, Bob")
+    await alice.say(payload)
+    await expect(alice.messages()).to_have_text(["psst, Bob", payload])
+    sent = await alice.sent_frame(lambda f: f.get("text") == "psst, Bob")
+    assert sent.keys() == {"type", "to", "text"}
+    # Bob stays in the lobby; the conversation appears, its messages unread.
+    dm = bob.nav("dm", "Alice")
+    await expect(dm.locator(".unread")).to_have_text("2")
+    await expect(bob.messages()).to_have_text(["hello everyone"])
+    await dm.click()
+    await expect(bob.messages()).to_have_text(["psst, Bob", payload])
+    await expect(dm.locator(".unread")).to_be_hidden()
+    await bob.say("hi Alice")
+    await expect(alice.messages()).to_have_text(
+        ["psst, Bob", payload, "hi Alice"]
     )
-    await alice.shot("edit-delete")
+    await expect(alice.page.locator("#messages li.mine .text")).to_have_text(
+        ["psst, Bob", payload]
+    )
+    # Carol, in the same room, got none of it.
+    await expect(carol.page.locator("#dms li")).to_have_count(0)
+    await expect(carol.messages()).to_have_text(["hello everyone"])
+    assert await bob.page.evaluate("window.__xss") is None
+    await bob.shot("direct-messages")
+    # Offline, Bob misses a direct message; reconnecting recovers it once.
+    await bob.page.context.set_offline(True)
+    await expect(bob.status).to_have_attribute("data-state", "offline")
+    await alice.say("while you were away")
+    await expect(alice.messages()).to_have_count(4)
+    await bob.page.context.set_offline(False)
+    await expect(bob.status).to_have_attribute("data-state", "online")
+    await expect(bob.messages()).to_have_text(
+        ["psst, Bob", payload, "hi Alice", "while you were away"]
+    )
     for person in (alice, bob, carol):
-        assert person.errors == []
+        assert person.errors == person.refused == []
+
+
+async def test_typing_shows_for_a_while_or_until_the_next_message(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    text = alice.page.locator("#text")
+    await text.press_sequentially("hello Bob", delay=30)
+    await expect(bob.typing).to_have_text("Alice is typing...")
+    await expect(alice.typing).to_have_text("")  # not told of oneself
+    await bob.shot("typing")
+    await text.press("Enter")
+    await expect(bob.messages()).to_have_text(["hello Bob"])
+    await expect(bob.typing).to_have_text("")  # the message ends it
+    # Typing without sending (slowly: one typing per 2.5 s at most): shown
+    # for about 5 s, then gone.
+    await text.press_sequentially("hmm, let me think", delay=200)
+    await expect(bob.typing).to_have_text("Alice is typing...")
+    await expect(bob.typing).to_have_text("", timeout=8_000)
+    # Three seconds of steady typing send one or two typing frames.
+    before = len([f for f in alice.sent if f["type"] == "typing"])
+    await text.press_sequentially("x" * 60, delay=50)
+    typed = [f for f in alice.sent if f["type"] == "typing"][before:]
+    assert 1 <= len(typed) <= 2, typed
+    assert typed[0] == {"type": "typing", "room": "lobby"}
+    await text.fill("")
+    # In a direct message, only that conversation shows it.
+    await bob.open_dm("Alice")
+    await alice.open_dm("Bob")
+    await text.press_sequentially("secret", delay=30)
+    await expect(bob.typing).to_have_text("Alice is typing...")
+    dm_typing = [f for f in alice.sent if f["type"] == "typing"][-1]
+    assert dm_typing.keys() == {"type", "to"}
+    await bob.view("lobby")
+    await expect(bob.typing).to_have_text("")
+    for person in (alice, bob):
+        assert person.errors == person.refused == []
+
+
+async def test_unread_counts_per_room_live_and_after_a_reload(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    await alice.join("dev")
+    await bob.join("dev")
+    await alice.view("lobby")
+    dev = alice.nav("room", "# dev").locator(".unread")
+    await bob.say("one")
+    await bob.say("two")
+    await expect(dev).to_have_text("2")
+    await alice.shot("unread")
+    await alice.view("dev")
+    await expect(alice.messages()).to_have_text(["one", "two"])
+    await expect(dev).to_be_hidden()
+    last = await alice.message("two").get_attribute("data-id")
+    await alice.sent_frame(
+        lambda f: f == {"type": "read", "room": "dev", "id": last}
+    )
+    await alice.view("lobby")
+    # Alice closes the tab; what is written meanwhile is unread when she
+    # comes back (the page remembers her rooms, the server her position).
+    await alice.page.close()
+    for text in ("three", "four", "five"):
+        await bob.say(text)
+    await expect(bob.messages()).to_have_count(5)
+    again = await alice.reopen("Alice")
+    dev = again.nav("room", "# dev").locator(".unread")
+    await expect(dev).to_have_text("3")
+    await expect(
+        again.nav("room", "# lobby").locator(".unread")
+    ).to_be_hidden()
+    await again.view("dev")
+    await expect(again.messages()).to_have_text(
+        ["one", "two", "three", "four", "five"]
+    )
+    await expect(dev).to_be_hidden()
+    for person in (alice, again, bob):
+        assert person.errors == person.refused == []
+
+
+async def test_own_messages_can_be_edited_and_deleted(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    carol = await ChatPage.open(browser, server.url, "Carol")
+    await alice.say("helo")
+    await alice.say("oops")
+    await bob.say("mine")
+    await expect(carol.messages()).to_have_text(["helo", "oops", "mine"])
+    # Only one's own messages offer Edit and Delete.
+    await expect(alice.page.locator("#messages .edit")).to_have_count(2)
+    await expect(alice.message("mine").locator(".edit")).to_have_count(0)
+    await carol.page.context.set_offline(True)
+    await expect(carol.status).to_have_attribute("data-state", "offline")
+    await alice.message("helo").hover()
+    await alice.message("helo").locator(".edit").click()
+    await expect(alice.page.locator("#editing")).to_be_visible()
+    await expect(alice.page.locator("#text")).to_have_value("helo")
+    await alice.page.fill("#text", "hello")
+    await alice.page.press("#text", "Enter")
+    await expect(bob.messages()).to_have_text(["hello", "oops", "mine"])
+    await expect(bob.message("hello").locator(".edited")).to_have_text(
+        "(edited)"
+    )
+    await alice.message("oops").locator(".delete").click()
+    await expect(bob.messages()).to_have_text(
+        ["hello", "message deleted", "mine"]
+    )
+    await expect(bob.page.locator("#messages li.gone")).to_have_count(1)
+    await expect(alice.page.locator("#messages .edit")).to_have_count(1)
+    await bob.shot("edited")
+    # Someone else's message: the server refuses, the page says so.
+    target = await bob.message("hello").get_attribute("data-id")
+    await bob.page.evaluate(
+        "(id) => send({type: 'edit', room: 'lobby', id, text: 'pwned'})",
+        target,
+    )
+    await expect(bob.page.locator("#notice")).to_contain_text("forbidden")
+    await expect(alice.messages()).to_have_text(
+        ["hello", "message deleted", "mine"]
+    )
+    # Carol was offline throughout: recovering shows the current state.
+    await carol.page.context.set_offline(False)
+    await expect(carol.status).to_have_attribute("data-state", "online")
+    await expect(carol.messages()).to_have_text(
+        ["hello", "message deleted", "mine"]
+    )
+    await expect(carol.message("hello").locator(".edited")).to_have_count(1)
+    # So does history, for someone who comes later.
+    dave = await ChatPage.open(browser, server.url, "Dave")
+    await expect(dave.messages()).to_have_text(
+        ["hello", "message deleted", "mine"]
+    )
+    await expect(dave.page.locator("#messages li.gone")).to_have_count(1)
+    # An edit is text like any other.
+    payload = '<img src=x onerror="window.__xss = 1">'
+    await alice.message("hello").locator(".edit").click()
+    await alice.page.fill("#text", payload)
+    await alice.page.press("#text", "Enter")
+    await expect(dave.messages()).to_have_text(
+        [payload, "message deleted", "mine"]
+    )
+    assert await dave.page.evaluate("window.__xss") is None
+    assert await dave.page.locator("#messages img").count() == 0
+    assert [json.loads(f)["code"] for f in bob.refused] == ["forbidden"]
+    for person in (alice, carol, dave):
+        assert person.errors == person.refused == []
+    assert bob.errors == []
+
+
+async def test_direct_messages_typing_and_unread_counts(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    # A DM: click a name in "Here now".
+    await alice.open_dm("Bob")
+    await expect(alice.page.locator("#dms button.dm")).to_have_text(["Bob"])
+    await alice.page.locator("#text").press_sequentially("psst")
+    bob_dm = bob.nav("dm", "Alice")
+    await bob.page.locator("#text").focus()
+    await alice.page.press("#text", "Enter")
+    await expect(bob_dm.locator(".unread")).to_have_text("1")
+    await expect(alice.messages()).to_have_text(["psst"])
+    await bob_dm.click()
+    await expect(bob.messages()).to_have_text(["psst"])
+    await expect(bob_dm.locator(".unread")).to_be_hidden()
+    # Typing shows on the other side, in that conversation, until the
+    # message comes.
+    await bob.page.locator("#text").press_sequentially("hey")
+    await expect(alice.typing).to_have_text("Bob is typing...")
+    await bob.page.press("#text", "Enter")
+    await expect(alice.typing).to_have_text("")
+    await expect(alice.messages()).to_have_text(["psst", "hey"])
+    # Unread counts per room: a lobby message while alice reads the DM.
+    await bob.view("lobby")
+    await bob.say("in the lobby")
+    await expect(alice.nav("room", "# lobby").locator(".unread")).to_have_text(
+        "1"
+    )
+    await alice.shot("direct-messages-unread")
+    for person in (alice, bob):
+        assert person.errors == person.refused == []
