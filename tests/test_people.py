@@ -403,6 +403,34 @@ async def test_read_marks_move_forward_notify_and_fill_joined() -> None:
             assert joined["last_read"] is None and joined["unread"] == 4
 
 
+async def test_unread_counts_messages_not_edits_and_not_deleted_ones() -> None:
+    async with (
+        people() as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+    ):
+        first = await alice.say("read already")
+        await bob.find("message", text="read already")
+        await bob.send({"type": "read", "room": "lobby", "id": first["id"]})
+        await alice.find("read")
+        kept = await alice.say("kept")
+        gone = await alice.say("gone")
+        for frame, done in (
+            ({"type": "edit", "room": "lobby", "id": kept["id"],
+              "text": "kept, edited"}, "edited"),
+            ({"type": "delete", "room": "lobby", "id": gone["id"]},
+             "deleted"),
+        ):  # fmt: skip
+            await alice.send(frame)
+            await alice.find(done)
+        # Stored after the mark: two messages, one edit, one delete. Bob
+        # has one message to read.
+        async with srv.client(token="tb", welcome=False) as bob2:
+            joined = await bob2.find("joined", room="lobby")
+            assert joined["last_read"] == first["id"], joined
+            assert joined["unread"] == 1, joined
+
+
 async def test_an_inbox_is_read_like_a_room() -> None:
     async with (
         people() as srv,

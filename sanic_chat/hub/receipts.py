@@ -10,12 +10,14 @@ part (one written for 0.1) still serves a chat: ``read`` and
 
 from __future__ import annotations
 
+import json
 import logging
 
 from .. import protocol
 from ..backends.base import Broadcaster, Receipts, receipts_of
 from ..config import ChatConfig
 from ..errors import BroadcasterUnavailable, ProtocolError
+from ..revisions import is_revision
 
 __all__ = ["ReadMarks"]
 
@@ -54,7 +56,37 @@ class ReadMarks:
         except BroadcasterUnavailable as exc:
             logger.debug("read state of %s not read: %s", room, exc)
             return None, None
-        return state.last_read, state.unread
+        unread = state.unread
+        if unread:
+            # The backend counts stored events; edits and deletes are
+            # stored events too, and a deleted message is not unread.
+            try:
+                counted = await self._messages_after(room, state.last_read)
+                unread = unread if counted is None else counted
+            except BroadcasterUnavailable as exc:
+                logger.debug("unread of %s not counted: %s", room, exc)
+        return state.last_read, unread
+
+    async def _messages_after(
+        self, room: str, last_read: str | None
+    ) -> int | None:
+        """Messages stored after ``last_read``, not counting deleted ones.
+
+        None when ``last_read`` has left the history meanwhile.
+        """
+        page = await self._broadcaster.history(
+            room, limit=self._config.history_size, after=last_read
+        )
+        if not page.found:
+            return None
+        deleted: set[object] = set()
+        messages: list[str | None] = []
+        for event in page.events:
+            if event.payload.startswith(protocol.DELETED_PREFIX):
+                deleted.add(json.loads(event.payload).get("id"))
+            elif not is_revision(event):
+                messages.append(event.id)
+        return sum(1 for message in messages if message not in deleted)
 
     async def mark(
         self, user_id: str, room: str, message_id: str
