@@ -69,6 +69,10 @@ class MessageEvent:
             and deletes: an edit keeps the message's meta).
         event_id: The id of this event in the room's stream (the same as
             ``id`` for a message).
+        to: For a direct message, the recipient's user id; ``room`` is
+            then an inbox. A DM is stored once per inbox (the recipient's
+            and the sender's, once when they are one user), and each
+            stored copy is an event with its own ``room`` and ``id``.
     """
 
     kind: Literal["message", "edited", "deleted"]
@@ -79,6 +83,7 @@ class MessageEvent:
     text: str | None = None
     meta: Mapping[str, Any] | None = None
     event_id: str = ""
+    to: str | None = None
 
 
 MessageHook = Callable[[MessageEvent], "Awaitable[object] | object"]

@@ -108,6 +108,46 @@ async def test_the_queue_is_bounded_in_bytes_too() -> None:
     await archive.stop()
 
 
+@pytest.mark.usefixtures("backend")
+async def test_direct_messages_reach_on_message_once_per_inbox() -> None:
+    got: list[MessageEvent] = []
+
+    async with (
+        live(make_app(on_message=got.append)) as srv,
+        srv.client(name="alice") as alice,
+        srv.client(name="bob") as bob,
+    ):
+        await alice.send(
+            {"type": "message", "to": bob.user["id"], "text": "psst",
+             "meta": {"m": 1}, "ref": "d"}
+        )  # fmt: skip
+        ack = await alice.find("ack", ref="d")
+        theirs = await bob.find("message", text="psst")
+        await alice.send(
+            {"type": "message", "to": alice.user["id"], "text": "note"}
+        )
+        mine = await alice.find("message", text="note")
+        async with asyncio.timeout(5):
+            while len(got) < 3:
+                await asyncio.sleep(0.01)
+    copies = sorted(got[:2], key=lambda e: e.room != theirs["room"])
+    assert [(e.room, e.id) for e in copies] == [
+        (theirs["room"], theirs["id"]),
+        (ack["room"], ack["id"]),
+    ]
+    for event in copies:
+        assert (event.kind, event.text, event.meta) == (
+            "message",
+            "psst",
+            {"m": 1},
+        )
+        assert event.to == bob.user["id"] and event.user == alice.user
+    # To oneself: one copy, one event.
+    assert [(e.room, e.id, e.to) for e in got[2:]] == [
+        (mine["room"], mine["id"], alice.user["id"])
+    ]
+
+
 @pytest.mark.logs_errors
 async def test_failures_are_counted_logged_once_and_do_not_stop_the_queue(
     caplog: pytest.LogCaptureFixture,

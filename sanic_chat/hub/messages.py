@@ -237,6 +237,15 @@ class Messages:
         first, last = events[0].id, events[-1].id
         if first is None or last is None:
             raise BroadcasterUnavailable("broadcaster stored no id")
+        archive = self.archive
+        if archive is not None:
+            for (inbox, _), event in zip(copies, events, strict=True):
+                archive.record(
+                    MessageEvent(
+                        "message", inbox, event.id or "", public, ts, text,
+                        meta, event.id or "", to,
+                    )
+                )  # fmt: skip
         return first, last
 
     async def signal(self, conn: Connection, room: str, frame: str) -> None:
