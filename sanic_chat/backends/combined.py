@@ -26,6 +26,7 @@ from .base import (
     PresenceInfo,
     Receipts,
     Subscription,
+    receipts_of,
 )
 
 __all__ = ["CombinedBroadcaster"]
@@ -58,8 +59,8 @@ class CombinedBroadcaster(Broadcaster):
     ) -> None:
         self.broker = broker
         self.presence_part = presence
-        if receipts is None and isinstance(broker, Receipts):
-            receipts = broker
+        if receipts is None:
+            receipts = receipts_of(broker)
         self.receipts_part = receipts
         # One object may be both parts: then it is connected once.
         self._separate = cast(object, presence) is not broker

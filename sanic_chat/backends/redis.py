@@ -62,8 +62,7 @@ history, subscriptions) and composes the others, one job each:
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -73,8 +72,6 @@ from .base import (
     Event,
     HistoryPage,
     PresenceInfo,
-    ReadState,
-    Receipts,
     Subscribers,
     Subscription,
 )
@@ -83,7 +80,7 @@ try:
     from redis.exceptions import RedisError
 
     from .redis_heartbeat import RedisHeartbeat
-    from .redis_link import RedisLink
+    from .redis_link import RedisLink, valid_stream_id
     from .redis_listener import RedisListener
     from .redis_presence import RedisPresence
     from .redis_receipts import RedisReceipts
@@ -93,7 +90,6 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
         "pip install 'sanic-chat[redis]'"
     ) from exc
 
-_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 _PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*',
@@ -104,25 +100,7 @@ return id
 """
 
 
-def _valid_stream_id(value: str) -> bool:
-    """Whether ``value`` can be the id of an entry added with ``XADD *``.
-
-    ``0-0`` and the largest id never are, and they are the two ids that
-    Redis refuses as exclusive range bounds (``(0-0`` as an end,
-    ``(18446744073709551615-18446744073709551615`` as a start).
-    """
-    if not _STREAM_ID.fullmatch(value):
-        return False
-    ms, seq = (int(part) for part in value.split("-"))
-    largest = 2**64 - 1
-    return (
-        ms <= largest
-        and seq <= largest
-        and (ms, seq) not in ((0, 0), (largest, largest))
-    )
-
-
-class RedisBroadcaster(Broadcaster, Receipts):
+class RedisBroadcaster(Broadcaster):
     """Broadcaster backed by Redis pub/sub and streams.
 
     Args:
@@ -174,7 +152,8 @@ class RedisBroadcaster(Broadcaster, Receipts):
             self._link, self._subscribers, self._count_reconnect
         )
         self._presence = RedisPresence(self._link, presence_ttl=presence_ttl)
-        self._receipts = RedisReceipts(self._link, history_ttl=history_ttl)
+        # Read receipts: the part this broker offers (see receipts_of).
+        self.receipts_part = RedisReceipts(self._link, history_ttl=history_ttl)
         self._heartbeat = RedisHeartbeat(
             self._link, self._listener, self._presence, interval=heartbeat
         )
@@ -212,7 +191,7 @@ class RedisBroadcaster(Broadcaster, Receipts):
             # (after a Redis restart redis-py reloads on NOSCRIPT).
             await redis.script_load(_PUBLISH)
             await self._presence.load()
-            await self._receipts.load()
+            await self.receipts_part.load()
             self._tasks = [
                 asyncio.create_task(
                     self._listener.run(ready), name="sanic-chat redis"
@@ -295,7 +274,7 @@ class RedisBroadcaster(Broadcaster, Receipts):
         redis = self._link.client()
         key = self._link.key("history", channel)
         anchors = [i for i in (after, before) if i is not None]
-        if not all(_valid_stream_id(anchor) for anchor in anchors):
+        if not all(valid_stream_id(anchor) for anchor in anchors):
             return HistoryPage([], found=False)
         try:
             if not anchors:
@@ -368,25 +347,3 @@ class RedisBroadcaster(Broadcaster, Receipts):
     async def presence(self, channel: str, *, limit: int) -> PresenceInfo:
         """List distinct users of live workers; prune dead workers' users."""
         return await self._presence.presence(channel, limit=limit)
-
-    # -- the receipts part (redis_receipts.py) --------------------------------
-
-    async def mark_read(
-        self, channel: str, user_id: str, message_id: str
-    ) -> bool | None:
-        """Move ``user_id``'s mark forward (one script, atomic)."""
-        if not _valid_stream_id(message_id):
-            return None
-        return await self._receipts.mark_read(channel, user_id, message_id)
-
-    async def receipts(
-        self, channel: str, user_ids: Sequence[str]
-    ) -> dict[str, str]:
-        """Return the marks of ``user_ids`` in ``channel``."""
-        return await self._receipts.receipts(channel, user_ids)
-
-    async def read_state(
-        self, channel: str, user_id: str, *, limit: int
-    ) -> ReadState:
-        """Return ``user_id``'s mark and the stored messages after it."""
-        return await self._receipts.read_state(channel, user_id, limit=limit)

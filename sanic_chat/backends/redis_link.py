@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 
 import redis.asyncio as aioredis
@@ -129,3 +130,24 @@ class RedisLink:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self.closed.wait()
+
+
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+def valid_stream_id(value: str) -> bool:
+    """Whether ``value`` can be the id of an entry added with ``XADD *``.
+
+    ``0-0`` and the largest id never are, and they are the two ids that
+    Redis refuses as exclusive range bounds (``(0-0`` as an end,
+    ``(18446744073709551615-18446744073709551615`` as a start).
+    """
+    if not STREAM_ID.fullmatch(value):
+        return False
+    ms, seq = (int(part) for part in value.split("-"))
+    largest = 2**64 - 1
+    return (
+        ms <= largest
+        and seq <= largest
+        and (ms, seq) not in ((0, 0), (largest, largest))
+    )

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from ..errors import BroadcasterUnavailable
 from .base import ReadState, Receipts
-from .redis_link import RedisLink
+from .redis_link import RedisLink, valid_stream_id
 
 # KEYS: stream, marks; ARGV: user id, message id, ttl.
 # Returns -1 (not in history), 0 (not newer), 1 (moved).
@@ -86,6 +86,8 @@ class RedisReceipts(Receipts):
         self, channel: str, user_id: str, message_id: str
     ) -> bool | None:
         """Move the mark forward, atomically, if the id is in history."""
+        if not valid_stream_id(message_id):
+            return None
         try:
             moved = await self._mark(
                 keys=self._keys(channel),
