@@ -426,10 +426,18 @@ async def room_history(
     if key is not None and not limiter.allow(key):
         chat.metrics.rate_limited += 1
         raise ApiError(429, "rate_limited", "too many requests, slow down")
+    read: list[int] = []
     page = await chat.hub.messages.page(
-        room, query.limit, before=query.before, after=query.after
+        room,
+        query.limit,
+        before=query.before,
+        after=query.after,
+        charge=read.append,
     )
     if not page.found:
+        if key is not None:
+            # The whole history was read for an id that is not in it.
+            limiter.charge(key, sum(read) // _BYTES_PER_TOKEN)
         raise ApiError(404, "not_found", "message id not in history")
     if not page.events and not _known(chat, room) and not query.before:
         info = await chat.presence(room)
@@ -441,7 +449,9 @@ async def room_history(
     )
     body = history_body(room, texts, truncated).encode()
     if key is not None:
-        limiter.charge(key, len(body) // _BYTES_PER_TOKEN)
+        # The whole history was read, whatever part of it is sent.
+        cost = max(len(body), sum(read))
+        limiter.charge(key, cost // _BYTES_PER_TOKEN)
     # Written in pieces, each once the client took the previous ones, and
     # counted as the worker's unsent bytes until then: a client that does
     # not read holds at most one piece in the socket (Sanic's response

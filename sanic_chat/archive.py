@@ -10,8 +10,11 @@ the publisher appends the event to this worker's :class:`Archive` queue
 event in turn, in the order they were stored.
 
 The queue is bounded in events (:data:`MAX_EVENTS`) and in bytes
-(:data:`MAX_BYTES`, estimated: the text's length plus a fixed cost per
-event, and the meta's bound when there is one). When it is full the new
+(:data:`MAX_BYTES`: the memory of the text and of the meta plus a fixed
+cost per event). A meta waits encoded, as the JSON text it was sent as,
+and is decoded again for the hook: decoded, 2 KB of JSON can take 50 KB
+of Python objects (``[{},{},...]``), which a bound in bytes of JSON would
+not see. When it is full the new
 event is dropped at once, counted (``archive_dropped``) and logged (one
 warning when dropping starts, one line when it stops): a publisher never
 waits for the archive. Waiting would move an archive's slowness into the
@@ -29,14 +32,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .metrics import Metrics
-from .protocol import MAX_META_BYTES
 
 __all__ = ["MAX_BYTES", "MAX_EVENTS", "Archive", "MessageEvent", "MessageHook"]
 
@@ -127,7 +131,8 @@ class Archive:
         self._metrics = metrics
         self._max_events = max_events
         self._max_bytes = max_bytes
-        self._queue: deque[tuple[MessageEvent, int]] = deque()
+        # (event without its meta, the meta as JSON text, bytes counted)
+        self._queue: deque[tuple[MessageEvent, str | None, int]] = deque()
         self._bytes = 0
         self._dropping = 0
         self._failing = 0
@@ -146,9 +151,13 @@ class Archive:
         Returns:
             False when the queue was full and the event was dropped.
         """
-        size = EVENT_COST + len(event.text or "")
+        size = EVENT_COST + sys.getsizeof(event.text or "")
+        meta = None
         if event.meta is not None:
-            size += MAX_META_BYTES
+            meta = json.dumps(
+                event.meta, ensure_ascii=False, separators=(",", ":")
+            )
+            size += sys.getsizeof(meta)
         if (
             len(self._queue) >= self._max_events
             or self._bytes + size > self._max_bytes
@@ -169,7 +178,9 @@ class Archive:
                 self._dropping,
             )
             self._dropping = 0
-        self._queue.append((event, size))
+        if meta is not None:
+            event = replace(event, meta=None)
+        self._queue.append((event, meta, size))
         self._bytes += size
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
@@ -208,7 +219,9 @@ class Archive:
                 wake.clear()
                 await wake.wait()
                 continue
-            event, size = queue[0]
+            event, meta, size = queue[0]
+            if meta is not None:
+                event = replace(event, meta=json.loads(meta))
             # Taken off the queue once the hook is done with it: a stop
             # that cancels the hook meanwhile counts it as not archived.
             try:

@@ -47,8 +47,9 @@ class Connection:
 
     Attributes:
         key: Unique across processes (the origin of presence notices).
-        replied: Bytes of replies so far (the reader charges them to the
-            rate limit: a small request can cost a large reply).
+        replied: Bytes of replies so far, and of stored history read for
+            the client (:meth:`charge`); the reader charges them to the
+            rate limit: a small request can cost a large reply or read.
         on_stall: Called once when a wait for this client to read begins
             (the endpoint gives its admission slot back).
     """
@@ -123,6 +124,15 @@ class Connection:
         stuck for longer than ``send_timeout``.
         """
         return self._drain.since
+
+    def charge(self, size: int) -> None:
+        """Count ``size`` bytes of work done for the client as replied.
+
+        For stored history read to answer a request and not sent back
+        (an edit's or a delete's lookup, a ``before`` id not found): the
+        reader charges it to the rate limit as it charges replies.
+        """
+        self.replied += size
 
     def reply(self, frame: str | bytes) -> None:
         """Send an answer to the client's own request; never dropped.

@@ -334,7 +334,9 @@ class _Actions:
             case MayModerate(user, room):
                 return await chat.hooks.may_moderate(user, room)
             case ReadMessage(room, message_id):
-                return await chat.hub.messages.message(room, message_id)
+                return await chat.hub.messages.message(
+                    room, message_id, conn.charge
+                )
             case EditMessage(room, message_id, user, text):
                 await chat.hub.messages.edit(room, message_id, user, text)
             case DeleteMessage(room, message_id, user):
@@ -347,7 +349,11 @@ class _Actions:
                 await chat.hub.leave(conn, room, reason=reason)
             case ReadHistory(room, limit, before, max_bytes):
                 return await chat.hub.messages.history_frame(
-                    room, limit, before=before, max_bytes=max_bytes
+                    room,
+                    limit,
+                    before=before,
+                    max_bytes=max_bytes,
+                    charge=conn.charge,
                 )
             case ReadPresence(room):
                 return await chat.hub.presence_frame(room)

@@ -113,8 +113,10 @@ class Throttle:
     For ephemeral signals such as ``typing``: the first event of a key
     passes, the others within ``interval`` seconds are dropped. Keys
     older than ``interval`` are forgotten as new ones arrive; with
-    ``size`` keys all recent, a new key is dropped too (a flood of
-    distinct keys cannot grow it; what it drops is best-effort anyway).
+    ``size`` keys all recent, the oldest is forgotten to make room, so a
+    flood of distinct keys (``typing`` to many made-up users) cannot
+    grow it, nor silence everyone else's keys: it can at most let a key
+    of the flood's age through again early.
 
     Args:
         interval: Seconds between two events of a key.
@@ -146,8 +148,8 @@ class Throttle:
             if now - stamp < self.interval:
                 break
             del stamps[oldest]
-        if len(stamps) >= self.size:
-            return False
         stamps.pop(key, None)
+        if len(stamps) >= self.size:
+            stamps.popitem(last=False)
         stamps[key] = now
         return True

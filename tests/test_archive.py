@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from sanic_chat import MessageEvent, User
 from sanic_chat.archive import Archive
 from sanic_chat.metrics import Metrics
 
-from .conftest import live, make_app, new_app
+from .conftest import UNLIMITED, live, make_app, new_app
 from .test_http_api import SYSTEM
 
 TEXT = "hello"
@@ -99,8 +101,8 @@ async def test_the_queue_is_bounded_in_bytes_too() -> None:
         await gate.wait()
 
     metrics = Metrics()
-    archive = Archive(hook, metrics, max_bytes=3 * (512 + 1000))
     big = "x" * 1000
+    archive = Archive(hook, metrics, max_bytes=3 * (512 + sys.getsizeof(big)))
     assert [archive.record(event(n, big)) for n in range(4)] == [
         True, True, True, False
     ]  # fmt: skip
@@ -263,6 +265,46 @@ async def test_every_stored_message_edit_and_delete_reaches_on_message() -> (
     assert got[3].user == {"id": "bot", "name": "Bot"}
     snapshot = srv.chat.metrics_snapshot()
     assert snapshot["archived"] == 5 and snapshot["archive_queued"] == 0
+
+
+async def test_a_stuck_on_message_queue_holds_meta_as_bytes_not_objects() -> (
+    None
+):
+    """2 KB of ``[{},{},...]`` decode to about 50 KB of Python objects.
+
+    The queue counted a meta as 2 KiB: 6,000 such messages queued for a
+    slow hook held some 300 MB of a 16 MiB bound.
+    """
+    gate = asyncio.Event()
+    got: list[MessageEvent] = []
+
+    async def on_message(e: MessageEvent) -> None:
+        await gate.wait()
+        got.append(e)
+
+    meta = {"a": [{}] * 680}
+    app = make_app(on_message=on_message, **UNLIMITED)
+    async with live(app) as srv, srv.client() as mallory:
+        await mallory.say("warm up")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(300):
+                await mallory.send(
+                    {"type": "message", "room": "lobby", "text": f"m{n}",
+                     "meta": meta}
+                )  # fmt: skip
+                await mallory.find("message", text=f"m{n}")
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        # Queued as JSON: about 2.6 KB each (was 50 KB each, 15 MB).
+        assert grown < 300 * 10_000, grown
+        gate.set()
+        async with asyncio.timeout(5):
+            while len(got) < 301:
+                await asyncio.sleep(0.01)
+        assert got[-1].meta == meta and got[-1].text == "m299"
 
 
 @pytest.mark.logs_errors

@@ -372,3 +372,30 @@ async def test_error_frames_without_ref_are_unchanged(
             "type": "error", "code": "not_joined",
             "message": "join room 'nope' first",
         }  # fmt: skip
+
+
+async def test_edits_of_unknown_ids_pay_for_the_history_they_read() -> None:
+    """An edit or delete reads the room's whole history to find its id.
+
+    Answered with a small ``not_found``, it cost one token: 100 messages
+    of 4,000 emoji read from Redis for each (5 ms, 30 times a ping).
+    """
+    async with live(make_app()) as srv:
+        for _ in range(100):
+            await srv.chat.publish("lobby", "\U0001f600" * 4000)
+        async with srv.client() as mallory:
+            await check_paid(mallory)
+
+
+async def check_paid(mallory: Client) -> None:
+    for n, kind in enumerate(("edit", "delete", "history")):
+        await mallory.send(
+            {"type": kind, "room": "lobby", "id": "0-1", "text": "x",
+             "before": "0-1", "ref": f"e{n}"}
+        )  # fmt: skip
+        error = await mallory.expect("error")
+        assert error["code"] == "not_found"
+    # Three reads of about 1.6 MB, 25 tokens each, at 10 a second:
+    # the reader waits before it takes the ping.
+    await mallory.send({"type": "ping"})
+    await mallory.nothing(1.0)

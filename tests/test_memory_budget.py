@@ -12,7 +12,12 @@ import sys
 import pytest
 
 from sanic_chat import ConfigError, MemoryBroadcaster, broadcaster_from_url
-from sanic_chat.backends.memory import ENTRY_OVERHEAD, ROOM_OVERHEAD
+from sanic_chat.backends import memory
+from sanic_chat.backends.memory import (
+    ENTRY_OVERHEAD,
+    MARK_OVERHEAD,
+    ROOM_OVERHEAD,
+)
 
 from .conftest import UNLIMITED, live, make_app
 from .redis_server import RedisServer
@@ -151,3 +156,44 @@ async def test_what_a_room_costs_in_redis(redis_server: RedisServer) -> None:
     # Documented: 1,689,424 and 19,040 bytes on Redis 7.0.15.
     assert 1_500_000 < big < 1_900_000, big
     assert 10_000 < small < 30_000, small
+
+
+async def test_read_marks_of_passing_guests_are_counted_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every guest is a new user: each one that reads leaves a mark.
+
+    They used to be kept outside the budget, forever, in a live room.
+    """
+    monkeypatch.setattr(memory, "MAX_MARKS", 20)
+    app = make_app(broadcaster="memory://", **UNLIMITED)
+    async with live(app) as srv:
+        backend = srv.chat.broadcaster
+        assert isinstance(backend, MemoryBroadcaster)
+        message_id = await srv.chat.publish("lobby", "read me")
+        before = backend.history_bytes
+        for i in range(30):
+            async with srv.client() as guest:
+                await guest.send(
+                    {"type": "read", "room": "lobby", "id": message_id,
+                     "ref": f"r{i}"}
+                )  # fmt: skip
+                await guest.find("ack", ref=f"r{i}")
+        # The 20 most recent readers are kept, and counted.
+        grown = backend.history_bytes - before
+        assert 20 * MARK_OVERHEAD <= grown < 30 * MARK_OVERHEAD
+        async with srv.client() as last:
+            await last.send(
+                {"type": "read", "room": "lobby", "id": message_id}
+            )
+            await last.send({"type": "receipts", "room": "lobby"})
+            receipts = await last.find("receipts")
+            assert receipts["read"] == {last.user["id"]: message_id}
+    budget = ROOM_OVERHEAD + 2000
+    backend = MemoryBroadcaster(max_history_bytes=budget)
+    event = await backend.publish("a", "x")
+    for i in range(20):
+        await backend.mark_read("a", f"user-{i}", str(event.id))
+        assert backend.history_bytes <= budget
+    # Over the budget, the room went as a publish would have made it go.
+    assert (await backend.history("a", limit=5)).events == []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sanic_chat import Forbidden, TokenAuthenticator, User
+from sanic_chat import Forbidden, TokenAuthenticator, User, hub
 
 from .conftest import UNLIMITED, Client, LiveServer, live, make_app
 
@@ -347,6 +347,30 @@ async def test_typing_reaches_the_others_at_most_once_per_two_seconds() -> (
         await alice.send({"type": "history", "room": "lobby"})
         history = await alice.expect("history")
         assert history["messages"] == []
+
+
+async def test_a_flood_of_typing_to_made_up_users_does_not_silence_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's throttle is bounded; full, it refused every new key.
+
+    Typing to 100,000 made-up ids within 2 s (a few thousand guests)
+    dropped every other user's typing on that worker.
+    """
+    monkeypatch.setattr(hub, "TYPING_KEYS", 50)
+    async with (
+        people(**UNLIMITED) as srv,
+        srv.client(token="ta") as alice,
+        srv.client(token="tb") as bob,
+    ):
+        for n in range(60):
+            await alice.send({"type": "typing", "to": f"nobody-{n}"})
+        await alice.send({"type": "ping"})
+        await alice.expect("pong")
+        await bob.send({"type": "typing", "room": "lobby"})
+        assert await alice.find("typing") == {
+            "type": "typing", "room": "lobby", "user": bob.user
+        }  # fmt: skip
 
 
 async def test_typing_in_a_dm_goes_to_the_recipient_inbox() -> None:

@@ -48,13 +48,19 @@ _SEQUENCE = re.compile(r"[0-9]{1,18}")
 # on CPython 3.11, rounded up.
 ENTRY_OVERHEAD = 300
 ROOM_OVERHEAD = 900
+MARK_OVERHEAD = 200
+"""Bytes a read mark is counted for besides its user id."""
+MAX_MARKS = 10_000
+"""Read marks kept per channel; the least recently moved go first."""
 
 
 class MemoryBroadcaster(Broadcaster, Receipts):
     """Broadcaster for a single process.
 
     It keeps read receipts too (:class:`~.base.Receipts`): a mark per
-    user per channel, forgotten with the channel's history.
+    user per channel, counted in ``max_history_bytes``, at most
+    :data:`MAX_MARKS` per channel (the least recently moved forgotten
+    first), and forgotten with the channel's history.
 
     Ids look like ``"3f9a1c-42"``: a random epoch per broadcaster and a
     counter. The epoch means an id from before a restart is never
@@ -152,7 +158,8 @@ class MemoryBroadcaster(Broadcaster, Receipts):
         return event
 
     def _forget(self, channel: str) -> None:
-        self._marks.pop(channel, None)
+        marks = self._marks.pop(channel, {})
+        self._bytes -= sum(_mark_cost(user) for user in marks)
         ring = self._history.pop(channel)
         self._bytes -= ROOM_OVERHEAD + sum(_cost(e) for _, e in ring)
 
@@ -240,10 +247,21 @@ class MemoryBroadcaster(Broadcaster, Receipts):
             return None
         seq, event = ring[index]
         marks = self._marks.setdefault(channel, {})
-        current = marks.get(user_id)
+        current = marks.pop(user_id, None)
         if current is not None and current[0] >= seq:
+            marks[user_id] = current
             return False
+        # Every user who ever read (a guest per connection) leaves a
+        # mark: they count against the budget, and a channel keeps the
+        # most recently moved MAX_MARKS, so reads cannot grow memory.
+        if current is None:
+            self._bytes += _mark_cost(user_id)
+            if len(marks) >= MAX_MARKS:
+                oldest = next(iter(marks))
+                del marks[oldest]
+                self._bytes -= _mark_cost(oldest)
         marks[user_id] = (seq, event.id or message_id)
+        self._enforce_budget(channel)
         return True
 
     async def receipts(
@@ -323,6 +341,11 @@ class MemoryPresence(Presence):
         users = self._channels.get(channel, {})
         listed = [user for _, user in itertools.islice(users.values(), limit)]
         return PresenceInfo(listed, len(users))
+
+
+def _mark_cost(user_id: str) -> int:
+    """Bytes one read mark is counted for."""
+    return sys.getsizeof(user_id) + MARK_OVERHEAD
 
 
 def _cost(event: Event) -> int:

@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 # Read when a Hub is built (tests raise it to keep stalled clients).
 _SHED_AFTER = SHED_AFTER
 TYPING_INTERVAL = 2.0
+# Read when a Hub is built: (user, room) keys of the typing throttle.
+TYPING_KEYS = 100_000
 
 
 class Hub:
@@ -90,7 +92,7 @@ class Hub:
             broadcaster, config, self.metrics, self.marks
         )
         # One per worker: a user's typing in a room, once per 2 s.
-        self.typing = Throttle(TYPING_INTERVAL)
+        self.typing = Throttle(TYPING_INTERVAL, TYPING_KEYS)
         self._watchdog = Watchdog(
             self._registry.connections,
             self.unsent,

@@ -22,8 +22,9 @@ not (a :class:`~sanic_chat.MessageEvent` has no recipient field yet).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import protocol, revisions
@@ -44,6 +45,9 @@ from ..protocol import (
 from .room import event_text
 
 __all__ = ["Messages"]
+
+Charge = Callable[[int], None]
+"""Told how much stored history a request made the server read."""
 
 
 class Messages:
@@ -139,21 +143,33 @@ class Messages:
             raise BroadcasterUnavailable("broadcaster stored no id")
         return event.id
 
-    async def stored(self, room: str) -> list[Event]:
-        """Every stored message of ``room``, oldest first, folded."""
+    async def stored(
+        self, room: str, charge: Charge | None = None
+    ) -> list[Event]:
+        """Every stored message of ``room``, oldest first, folded.
+
+        The whole history is read whatever the caller needs from it (one
+        message, a page, an id that is not there): ``charge``, when
+        given, is told the bytes read (as held in memory), so that the
+        client who asked pays for them (a cheap request must not buy a
+        costly read).
+        """
         page = await self._broadcaster.history(
             room, limit=self._config.history_size
         )
+        if charge is not None:
+            charge(sum(sys.getsizeof(event.payload) for event in page.events))
         return revisions.fold(page.events, keep_revisions=False)
 
     async def message(
-        self, room: str, message_id: str
+        self, room: str, message_id: str, charge: Charge | None = None
     ) -> dict[str, Any] | None:
         """The stored message ``message_id`` of ``room``, decoded.
 
         With its current text; None when it is not there, or deleted.
+        ``charge`` as for :meth:`stored`.
         """
-        return revisions.find(await self.stored(room), message_id)
+        return revisions.find(await self.stored(room, charge), message_id)
 
     async def page(
         self,
@@ -162,13 +178,15 @@ class Messages:
         *,
         before: str | None = None,
         after: str | None = None,
+        charge: Charge | None = None,
     ) -> HistoryPage:
         """A page of ``room``'s folded history.
 
-        See :func:`sanic_chat.revisions.page`.
+        See :func:`sanic_chat.revisions.page`; ``charge`` as for
+        :meth:`stored`.
         """
         return revisions.page(
-            await self.stored(room), limit, before=before, after=after
+            await self.stored(room, charge), limit, before=before, after=after
         )
 
     async def history_frame(
@@ -178,6 +196,7 @@ class Messages:
         *,
         before: str | None = None,
         max_bytes: int | None = None,
+        charge: Charge | None = None,
     ) -> str:
         """Encode the ``history`` reply for ``room``, oldest first.
 
@@ -188,17 +207,27 @@ class Messages:
             max_bytes: Most bytes of messages in the reply: the oldest
                 ones that do not fit are left out and the frame says
                 ``"truncated":true`` (ask again with ``before``).
+            charge: Told the bytes read and not sent back (the reply
+                is charged as a reply), as for :meth:`stored`.
 
         Raises:
             ProtocolError: ``not_found`` when ``before`` is not an id in
                 the room's history (any more).
         """
         size = self._config.history_size
-        page = await self.page(room, min(limit or size, size), before=before)
+        read: list[int] = []
+        page = await self.page(
+            room, min(limit or size, size), before=before, charge=read.append
+        )
         if not page.found:
+            if charge is not None:
+                charge(sum(read))
             raise ProtocolError("not_found", "message id not in history")
         texts, truncated = fit(page.events, event_text, max_bytes)
-        return protocol.history(room, texts, truncated)
+        frame = protocol.history(room, texts, truncated)
+        if charge is not None:
+            charge(max(0, sum(read) - len(frame)))
+        return frame
 
     async def send_direct(
         self,
