@@ -188,12 +188,17 @@ class Leave:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Publish ``text`` in ``room`` as ``user``; the result is the id."""
+    """Publish ``text`` in ``room`` as ``user``; the result is the id.
+
+    With a ``ref``, at most once per user and ``ref`` within the
+    idempotency window: a resend's result is the first one's id.
+    """
 
     room: str
     user: User
     text: str
     meta: dict[str, Any] | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +245,14 @@ class SendDirect:
     """Send a DM from ``user`` to ``to``; the result is the sender's id.
 
     Stored in the recipient's inbox and in the sender's (once when they
-    are the same user).
+    are the same user). With a ``ref``, at most once, as :class:`Publish`.
     """
 
     user: User
     to: str
     text: str
     meta: dict[str, Any] | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,7 +593,7 @@ def _people(
                 # As for a room's message; the room is the recipient's inbox.
                 inbox = protocol.inbox_name(to)
                 text = yield from _moderated(user, inbox, text, meta)
-            message_id = yield SendDirect(user, to, text, meta)
+            message_id = yield SendDirect(user, to, text, meta, ref)
             if ref is not None:
                 yield Reply(
                     protocol.ack(ref, cast(str, message_id), session.inbox)
@@ -673,7 +679,7 @@ def _messages(
                 raise _forbidden(room)
             if session.moderates:
                 text = yield from _moderated(user, room, text, meta)
-            message_id = yield Publish(room, user, text, meta)
+            message_id = yield Publish(room, user, text, meta, ref)
             if ref is not None:
                 yield Reply(protocol.ack(ref, cast(str, message_id), room))
         case protocol.Edit(room, message_id, text, ref):

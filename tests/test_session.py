@@ -258,7 +258,7 @@ def test_a_message_with_a_ref_is_published_then_acked() -> None:
     frame = {"type": "message", "room": "dev", "text": "hi", "ref": "r1"}
     assert world.run(session(world).receive(json.dumps(frame))) == [
         MayPublish(ALICE, "dev"),
-        Publish("dev", ALICE, "hi"),
+        Publish("dev", ALICE, "hi", None, "r1"),
         Reply(protocol.ack("r1", "17-0", "dev")),
     ]
 
