@@ -69,7 +69,9 @@ class CombinedBroadcaster(Broadcaster):
             receipts = receipts_of(broker)
         self.receipts_part = receipts
         if idempotency is None:
-            idempotency = idempotency_of(broker) or idempotency_of(presence)
+            idempotency = idempotency_of(broker)
+        if idempotency is None:
+            idempotency = idempotency_of(presence)
         self.idempotency_part = idempotency
         # One object may be both parts: then it is connected once.
         self._separate = cast(object, presence) is not broker
