@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 
+from sanic_chat import ChatConfig, MemoryBroadcaster
 from sanic_chat.backends.memory_idempotency import MemoryIdempotency
+from sanic_chat.errors import BroadcasterUnavailable
+from sanic_chat.hub.sent import SentRefs
 
 from .conftest import UNLIMITED, Client, LiveServer, live
 from .redis_server import RedisServer
 from .tcp_proxy import TcpProxy
+from .test_backends import OldStyleBroadcaster
 from .test_people import people_app
 
 TIMEOUT = 5.0
@@ -256,3 +261,61 @@ async def test_error_frames_carry_ref_and_room_end_to_end(
         await alice.send(raw)
         error = await alice.expect("error")
         assert (error["room"], "ref" in error) == ("nowhere", False)
+
+
+# --------------------------------------------------------------------------
+# SentRefs alone: the claim, publish, settle or release sequence
+
+
+async def test_a_failed_publish_releases_its_ref_for_the_resend() -> None:
+    refs = SentRefs(MemoryBroadcaster(), ChatConfig())
+
+    async def fail() -> str:
+        raise BroadcasterUnavailable("down")
+
+    with pytest.raises(BroadcasterUnavailable):
+        await refs.once("u", "r", fail)
+    assert await refs.once("u", "r", _returns("1-0")) == "1-0"
+    assert await refs.once("u", "r", _returns("2-0")) == "1-0"
+    assert await refs.once("u", None, _returns("3-0")) == "3-0"
+
+
+async def test_a_concurrent_send_waits_for_the_first_id_or_gives_up() -> None:
+    refs = SentRefs(MemoryBroadcaster(), ChatConfig())
+    gate = asyncio.Event()
+
+    async def slow() -> str:
+        await gate.wait()
+        return "1-0"
+
+    first = asyncio.create_task(refs.once("u", "r", slow))
+    second = asyncio.create_task(refs.once("u", "r", _returns("2-0")))
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await asyncio.gather(first, second) == ["1-0", "1-0"]
+    gate.clear()
+    refs.wait = 0.1
+    stuck = asyncio.create_task(refs.once("u", "s", slow))
+    await asyncio.sleep(0.01)
+    with pytest.raises(BroadcasterUnavailable):
+        await refs.once("u", "s", _returns("3-0"))
+    gate.set()
+    assert await stuck == "1-0"
+
+
+async def test_a_backend_without_the_part_gets_refs_per_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broadcaster = OldStyleBroadcaster()
+    with caplog.at_level(logging.INFO, "sanic_chat.hub.sent"):
+        refs = SentRefs(broadcaster, ChatConfig())
+    assert "resends are recognised on the worker" in caplog.text
+    assert await refs.once("u", "r", _returns("1-0")) == "1-0"
+    assert await refs.once("u", "r", _returns("2-0")) == "1-0"
+
+
+def _returns(message_id: str) -> Callable[[], Awaitable[str]]:
+    async def publish() -> str:
+        return message_id
+
+    return publish
