@@ -83,6 +83,7 @@ class ChatOptions(TypedDict, total=False):
     metrics_room_labels: RoomLabels
     max_connections_in_setup: int
     setup_wait: float
+    idempotency_window: float
     transport: TransportChoice
 
 
@@ -161,6 +162,10 @@ class ChatConfig:
             before the upgrade (:mod:`sanic_chat.admission`).
         setup_wait: Seconds an upgrade may wait for a setup slot before
             it is refused with 503 and ``Retry-After``; 0: refuse at once.
+        idempotency_window: Seconds a ``message``'s ``ref`` is
+            remembered per user: a resend with the same ``ref`` within
+            them is not published again, it gets the first one's ``ack``
+            (:mod:`sanic_chat.hub.sent`); 0: refs are not remembered.
         transport: Which WebSocket transport serves ``/ws``: ``auto``
             (the fast one on Sanic's own server when its startup check
             passes, else the portable one), ``fast`` (fail at startup if
@@ -201,6 +206,7 @@ class ChatConfig:
     metrics_room_labels: RoomLabels = "off"
     max_connections_in_setup: int = 128
     setup_wait: float = 5.0
+    idempotency_window: float = 300.0
     # Which transport; see sanic_chat._sanic.
     transport: TransportChoice = "auto"
 
@@ -298,6 +304,7 @@ def _validate(config: ChatConfig, given: Mapping[str, str]) -> None:
         "shutdown_spread",
         "shutdown_close_timeout",
         "setup_wait",
+        "idempotency_window",
     ):
         if getattr(config, name) < 0:
             raise fail(f"{name} must be >= 0", name)

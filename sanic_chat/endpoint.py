@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import cast
+from typing import Any, cast
 
 from sanic import HTTPResponse, Request
 
@@ -40,7 +40,7 @@ from .authenticators import SUBPROTOCOL
 from .chat import Chat
 from .connection import Connection
 from .errors import CloseCode
-from .identity import RefreshingAuthenticator
+from .identity import RefreshingAuthenticator, User
 from .session import (
     Action,
     Close,
@@ -327,8 +327,13 @@ class _Actions:
                 conn.reply(frame)
             case MayPublish(user, room):
                 return await chat.hooks.may_publish(user, room)
-            case Publish(room, user, text, meta):
-                return await chat.hub.messages.publish(room, user, text, meta)
+            case Publish(room, user, text, meta, ref):
+                messages = chat.hub.messages
+                return await chat.hub.sent.once(
+                    user.id,
+                    ref,
+                    lambda: messages.publish(room, user, text, meta),
+                )
             case Moderate(user, room, text, meta):
                 return await chat.hooks.moderate(user, room, text, meta)
             case MayModerate(user, room):
@@ -379,12 +384,11 @@ class _Actions:
         match action:
             case MayMessage(user, to):
                 return await chat.hooks.may_message(user, to)
-            case SendDirect(user, to, text, meta):
+            case SendDirect(user, to, text, meta, ref):
                 # before_publish was asked by the session (Moderate).
-                _, mine = await chat.hub.messages.send_direct(
-                    user, to, text, meta
+                return await chat.hub.sent.once(
+                    user.id, ref, lambda: _direct(chat, user, to, text, meta)
                 )
-                return mine
             case JoinInbox(name):
                 await chat.hub.join_inbox(conn, name)
             case Signal(room, frame):
@@ -414,3 +418,11 @@ class _Actions:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+
+
+async def _direct(
+    chat: Chat, user: User, to: str, text: str, meta: dict[str, Any] | None
+) -> str:
+    """Send a DM; its id in the sender's inbox (what the ``ack`` names)."""
+    _, mine = await chat.hub.messages.send_direct(user, to, text, meta)
+    return mine

@@ -55,15 +55,22 @@ class ProtocolError(ChatError):
         code: A stable machine-readable code, e.g. ``"bad_request"``.
         message: A human-readable explanation; never contains a traceback.
         ref: The ``ref`` of the request refused, echoed in the frame.
+        room: The ``room`` of the request refused, echoed in the frame.
     """
 
     def __init__(
-        self, code: str, message: str, *, ref: str | None = None
+        self,
+        code: str,
+        message: str,
+        *,
+        ref: str | None = None,
+        room: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.room = room
 
 
 class Forbidden(ChatError):

@@ -67,17 +67,19 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """``{"type":"join","room":R,"since"?:ID}``."""
+    """``{"type":"join","room":R,"since"?:ID,"ref"?:S}``."""
 
     room: str
     since: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """``{"type":"leave","room":R}``."""
+    """``{"type":"leave","room":R,"ref"?:S}``."""
 
     room: str
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,25 +116,28 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """``{"type":"history","room":R,"limit"?:N,"before"?:ID}``."""
+    """``{"type":"history","room":R,"limit"?:N,"before"?:ID,"ref"?:S}``."""
 
     room: str
     limit: int | None = None
     before: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Presence:
-    """``{"type":"presence","room":R}``."""
+    """``{"type":"presence","room":R,"ref"?:S}``."""
 
     room: str
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
-    """``{"type":"refresh","token":T}``: extend the session's expiry."""
+    """``{"type":"refresh","token":T,"ref"?:S}``: extend the session."""
 
     token: str
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +206,8 @@ def parse(
         ProtocolError: ``bad_request`` for anything that is not a valid
             protocol object, ``too_large`` for text over the limit (or a
             ``meta`` over :data:`MAX_META_BYTES`). When the frame carried
-            a valid ``ref``, the error's ``ref`` is set to it.
+            a valid ``ref``, the error's ``ref`` is set to it, and when
+            it named a valid ``room`` (or inbox), its ``room``.
     """
     if not isinstance(data, str):
         raise ProtocolError(
@@ -222,7 +228,26 @@ def parse(
         if isinstance(ref, str) and ref and exc.ref is None:
             with contextlib.suppress(ProtocolError):
                 exc.ref = check_id(ref, "ref", MAX_REF_LENGTH)
+        if exc.room is None:
+            exc.room = echoed_room(obj.get("room"))
         raise
+
+
+def echoed_room(name: object) -> str | None:
+    """``name`` if it is a valid room or inbox name, else None.
+
+    What an ``error`` frame may echo as its ``room``: never a string the
+    server would refuse to name a room with.
+    """
+    if isinstance(name, str) and (
+        valid_room(name) or INBOX_RE.fullmatch(name)
+    ):
+        return name
+    return None
+
+
+def _ref(obj: dict[str, Any]) -> str | None:
+    return _optional_str(obj, "ref", MAX_REF_LENGTH)
 
 
 def _command(
@@ -254,21 +279,22 @@ def _command(
             _optional_str(obj, "ref", MAX_REF_LENGTH),
         )
     if kind == "join":
-        return Join(_target(obj), _optional_str(obj, "since", MAX_ID_LENGTH))
+        since = _optional_str(obj, "since", MAX_ID_LENGTH)
+        return Join(_target(obj), since, _ref(obj))
     if kind == "leave":
-        return Leave(_target(obj))
+        return Leave(_target(obj), _ref(obj))
     if kind == "history":
         before = _optional_str(obj, "before", MAX_ID_LENGTH)
-        return History(_target(obj), _limit(obj), before)
+        return History(_target(obj), _limit(obj), before, _ref(obj))
     if kind == "presence":
-        return Presence(_target(obj))
+        return Presence(_target(obj), _ref(obj))
     if kind == "ping":
         return Ping()
     if kind == "refresh":
         token = _optional_str(obj, "token", 8192)
         if not token:
             raise ProtocolError("bad_request", "field 'token' is required")
-        return Refresh(token)
+        return Refresh(token, _ref(obj))
     if not isinstance(kind, str):
         raise ProtocolError("bad_request", "field 'type' must be a string")
     raise ProtocolError("bad_request", f"unknown frame type {kind[:32]!r}")
@@ -606,17 +632,24 @@ def request_ack(ref: str, **result: object) -> str:
     return encode({"type": "ack", "ref": ref, **result})
 
 
-def error(code: str, message: str, ref: str | None = None) -> str:
-    """Encode ``{"type":"error","code":...,"message":...,"ref"?:...}``.
+def error(
+    code: str,
+    message: str,
+    ref: str | None = None,
+    room: str | None = None,
+) -> str:
+    """Encode ``{"type":"error","code":C,"message":M,"ref"?:S,"room"?:R}``.
 
-    ``ref``: that of the request refused, if it carried one (no such
-    field otherwise).
+    ``ref`` and ``room``: those of the request refused, if it carried
+    them (no such fields otherwise, so the frame of a request without
+    either is what it always was).
     """
-    if ref is None:
-        return encode({"type": "error", "code": code, "message": message})
-    return encode(
-        {"type": "error", "code": code, "message": message, "ref": ref}
-    )
+    frame = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    if room is not None:
+        frame["room"] = room
+    return encode(frame)
 
 
 def typing(room: str, user: PublicUser) -> str:

@@ -188,12 +188,17 @@ class Leave:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Publish ``text`` in ``room`` as ``user``; the result is the id."""
+    """Publish ``text`` in ``room`` as ``user``; the result is the id.
+
+    With a ``ref``, at most once per user and ``ref`` within the
+    idempotency window: a resend's result is the first one's id.
+    """
 
     room: str
     user: User
     text: str
     meta: dict[str, Any] | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +245,14 @@ class SendDirect:
     """Send a DM from ``user`` to ``to``; the result is the sender's id.
 
     Stored in the recipient's inbox and in the sender's (once when they
-    are the same user).
+    are the same user). With a ``ref``, at most once, as :class:`Publish`.
     """
 
     user: User
     to: str
     text: str
     meta: dict[str, Any] | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +391,9 @@ class Session:
         yield Reply(protocol.welcome(self.user.public(), rooms, self.inbox))
         for request in requests:
             if request not in granted:
-                yield Reply(_error(_forbidden(request.room)))
+                yield Reply(
+                    _error(_forbidden(request.room), None, request.room)
+                )
         yield Expire(self.user.expires_at)
 
     def join_granted(self) -> Steps:
@@ -399,7 +407,8 @@ class Session:
             yield from self._guarded(_one(JoinInbox(self.inbox)))
         for request in granted:
             yield WaitWritable()
-            yield from self._guarded(_one(Join(request.room, request.since)))
+            join = _one(Join(request.room, request.since))
+            yield from self._guarded(join, None, request.room)
 
     # ------------------------------------------------------------------
     # Requests
@@ -453,13 +462,16 @@ class Session:
             yield Reply(_error(command))
             return
         ref = getattr(command, "ref", None)
+        # A plain-text frame names no room: its errors echo none.
+        plain = isinstance(command, protocol.Send) and data[:1] != "{"
+        room = None if plain else getattr(command, "room", None)
         if isinstance(command, _MESSAGES):
             steps = _messages(self, command)
         elif isinstance(command, _PEOPLE):
             steps = _people(self, command)
         else:
             steps = self._dispatch(command)
-        yield from self._guarded(steps, ref)
+        yield from self._guarded(steps, ref, room)
 
     def _rate_limited(self) -> Reply | Close:
         self._metrics.rate_limited += 1
@@ -473,27 +485,32 @@ class Session:
             )
         )
 
-    def _guarded(self, steps: Steps, ref: str | None = None) -> Steps:
+    def _guarded(
+        self, steps: Steps, ref: str | None = None, room: str | None = None
+    ) -> Steps:
         """Run ``steps``; turn a failure into an ``error`` frame.
 
-        The frame echoes ``ref``, that of the request, if it had one.
+        The frame echoes ``ref`` and ``room``, those of the request, if it
+        had them.
         """
         try:
             yield from steps
         except ProtocolError as exc:
-            yield Reply(_error(exc, ref))
+            yield Reply(_error(exc, ref, room))
         except BroadcasterUnavailable as exc:
             # The backend logs its state changes once; not a line per frame.
             logger.debug("broadcaster unavailable: %s", exc)
             yield Reply(
                 protocol.error(
-                    "unavailable", "chat backend unavailable, retry", ref
+                    "unavailable", "chat backend unavailable, retry", ref, room
                 )
             )
         except Exception:
             logger.exception("error while serving %s", self._label)
             yield Reply(
-                protocol.error("internal_error", "internal server error", ref)
+                protocol.error(
+                    "internal_error", "internal server error", ref, room
+                )
             )
 
     def _dispatch(self, command: protocol.Command) -> Steps:
@@ -523,7 +540,7 @@ class Session:
                 self._require_member(room)
                 frame = yield ReadPresence(room)
                 yield Reply(cast(str, frame))
-            case protocol.Refresh(token):
+            case protocol.Refresh(token, _):
                 yield from _refresh(self, token)
             case protocol.Ping():
                 yield Reply(protocol.PONG)
@@ -576,7 +593,7 @@ def _people(
                 # As for a room's message; the room is the recipient's inbox.
                 inbox = protocol.inbox_name(to)
                 text = yield from _moderated(user, inbox, text, meta)
-            message_id = yield SendDirect(user, to, text, meta)
+            message_id = yield SendDirect(user, to, text, meta, ref)
             if ref is not None:
                 yield Reply(
                     protocol.ack(ref, cast(str, message_id), session.inbox)
@@ -662,7 +679,7 @@ def _messages(
                 raise _forbidden(room)
             if session.moderates:
                 text = yield from _moderated(user, room, text, meta)
-            message_id = yield Publish(room, user, text, meta)
+            message_id = yield Publish(room, user, text, meta, ref)
             if ref is not None:
                 yield Reply(protocol.ack(ref, cast(str, message_id), room))
         case protocol.Edit(room, message_id, text, ref):
@@ -725,7 +742,12 @@ def _forbidden(room: str) -> ProtocolError:
     return ProtocolError("forbidden", f"not allowed in room {room!r}")
 
 
-def _error(exc: ProtocolError, ref: str | None = None) -> str:
+def _error(
+    exc: ProtocolError, ref: str | None = None, room: str | None = None
+) -> str:
     return protocol.error(
-        exc.code, exc.message, exc.ref if ref is None else ref
+        exc.code,
+        exc.message,
+        exc.ref if ref is None else ref,
+        exc.room if room is None else room,
     )

@@ -12,7 +12,11 @@ them. There is a tuple of checks per part of the interface:
 * :data:`RECEIPTS_CHECKS` for a broadcaster that also keeps read
   receipts (:class:`~sanic_chat.backends.base.Receipts`, optional), and
   :func:`check_receipts_shared` for two processes' instances of one that
-  shares them.
+  shares them;
+* :data:`IDEMPOTENCY_CHECKS` for a broadcaster that remembers the refs
+  of messages sent (:class:`~sanic_chat.backends.base.Idempotency`,
+  optional), and :func:`check_idempotency_shared` for two processes'
+  instances of one that shares them.
 
 With pytest::
 
@@ -42,14 +46,17 @@ from typing import TypeVar
 
 from . import protocol
 from .backends.base import (
+    PENDING,
     Broadcaster,
     Broker,
     Event,
     Gap,
+    Idempotency,
     Presence,
     ReadState,
     Receipts,
     Subscription,
+    idempotency_of,
     receipts_of,
 )
 
@@ -535,6 +542,106 @@ async def check_receipts_shared(first: Broker, second: Broker) -> None:
     assert await b.read_state(channel, "u", limit=10) == ReadState(ids[1], 1)
 
 
+def _refs(broadcaster: Broker) -> tuple[Idempotency, str]:
+    part = idempotency_of(broadcaster)
+    assert part is not None, "the broadcaster keeps no refs"
+    return part, f"conformance-{secrets.token_hex(4)}"
+
+
+async def check_refs_are_claimed_then_settled(broadcaster: Broker) -> None:
+    """A ref is claimed once; then pending; then its id; release is moot."""
+    refs, user = _refs(broadcaster)
+    assert await refs.claim(user, "r1", 30) is None
+    assert await refs.claim(user, "r1", 30) == PENDING, (
+        "a second claim of an open one won too"
+    )
+    await refs.settle(user, "r1", "id-1", 30)
+    assert await refs.claim(user, "r1", 30) == "id-1"
+    await refs.release(user, "r1")  # a settled ref is not released
+    assert await refs.claim(user, "r1", 30) == "id-1"
+
+
+async def check_released_refs_can_be_claimed_again(
+    broadcaster: Broker,
+) -> None:
+    """A failed publish releases its claim: the resend may publish."""
+    refs, user = _refs(broadcaster)
+    assert await refs.claim(user, "r", 30) is None
+    await refs.release(user, "r")
+    assert await refs.claim(user, "r", 30) is None
+
+
+async def check_concurrent_claims_have_one_winner(
+    broadcaster: Broker,
+) -> None:
+    """Of many claims of one ref at once, exactly one wins."""
+    refs, user = _refs(broadcaster)
+    results = await asyncio.gather(
+        *(refs.claim(user, "same", 30) for _ in range(20))
+    )
+    assert results.count(None) == 1, f"{results.count(None)} claims won"
+    assert results.count(PENDING) == 19
+
+
+async def check_refs_are_per_user(broadcaster: Broker) -> None:
+    """One ref of two users are two refs, however the ids are spelt."""
+    refs, user = _refs(broadcaster)
+    assert await refs.claim(user + "a", "r", 30) is None
+    assert await refs.claim(user + "b", "r", 30) is None
+    await refs.settle(user + "a", "r", "id-a", 30)
+    assert await refs.claim(user + "b", "r", 30) == PENDING
+    assert await refs.claim(f"{user}:x", "y", 30) is None
+    assert await refs.claim(user, "x:y", 30) is None, (
+        "user 'u:x' ref 'y' collided with user 'u' ref 'x:y'"
+    )
+
+
+async def check_refs_expire(broadcaster: Broker) -> None:
+    """A claim expires after its lease, a settled ref after its ttl."""
+    refs, user = _refs(broadcaster)
+    assert await refs.claim(user, "lease", 0.2) is None
+    await refs.settle(user, "ttl", "id", 0.2)
+    assert await refs.claim(user, "ttl", 30) == "id"
+    await asyncio.sleep(0.4)
+    assert await refs.claim(user, "lease", 30) is None, (
+        "a claim outlived its lease"
+    )
+    assert await refs.claim(user, "ttl", 30) is None, (
+        "a settled ref outlived its ttl"
+    )
+
+
+IDEMPOTENCY_CHECKS: tuple[BrokerCheck, ...] = (
+    check_refs_are_claimed_then_settled,
+    check_released_refs_can_be_claimed_again,
+    check_concurrent_claims_have_one_winner,
+    check_refs_are_per_user,
+    check_refs_expire,
+)
+"""The checks of the optional
+:class:`~sanic_chat.backends.base.Idempotency` part."""
+
+
+async def check_idempotency_shared(first: Broker, second: Broker) -> None:
+    """Two processes' instances of one backend share every ref.
+
+    Args:
+        first: A connected instance.
+        second: Another connected instance on the same store (a second
+            worker's).
+    """
+    a, user = _refs(first)
+    b, _ = _refs(second)
+    assert await a.claim(user, "r", 30) is None
+    assert await b.claim(user, "r", 30) == PENDING, (
+        "another process won a claim already held"
+    )
+    await a.settle(user, "r", "id-1", 30)
+    assert await b.claim(user, "r", 30) == "id-1", (
+        "a ref settled by one process is not seen by the other"
+    )
+
+
 async def _run(
     checks: Sequence[Callable[[_Part], Awaitable[None]]],
     factory: Callable[[], _Part],
@@ -577,6 +684,15 @@ async def check_receipts(factory: Callable[[], Broker]) -> None:
         AssertionError: The first check that fails, naming it.
     """
     await _run(RECEIPTS_CHECKS, factory)
+
+
+async def check_idempotency(factory: Callable[[], Broker]) -> None:
+    """Run :data:`IDEMPOTENCY_CHECKS` against fresh brokers from ``factory``.
+
+    Raises:
+        AssertionError: The first check that fails, naming it.
+    """
+    await _run(IDEMPOTENCY_CHECKS, factory)
 
 
 async def check_presence(factory: Callable[[], Presence]) -> None:

@@ -27,11 +27,14 @@ from sanic_chat.backends import CombinedBroadcaster, MemoryPresence
 from sanic_chat.testing import (
     BROADCASTER_CHECKS,
     BROKER_CHECKS,
+    IDEMPOTENCY_CHECKS,
     PRESENCE_CHECKS,
     RECEIPTS_CHECKS,
     Check,
     check_broadcaster,
     check_broker,
+    check_idempotency,
+    check_idempotency_shared,
     check_presence,
     check_receipts,
     check_receipts_shared,
@@ -86,6 +89,44 @@ async def test_receipts_are_shared_by_two_redis_instances(
     finally:
         await first.disconnect()
         await second.disconnect()
+
+
+@pytest.mark.parametrize("check", IDEMPOTENCY_CHECKS, ids=lambda c: c.__name__)
+async def test_idempotency_conformance(
+    factory: Callable[[], Broadcaster], check: Check
+) -> None:
+    broadcaster = factory()
+    await broadcaster.connect()
+    try:
+        await check(broadcaster)
+    finally:
+        await broadcaster.disconnect()
+
+
+async def test_refs_are_shared_by_two_redis_instances(
+    redis_server: Any,
+) -> None:
+    prefix = f"refs{secrets.token_hex(3)}:"
+    first = broadcaster_from_url(f"{redis_server.url}?prefix={prefix}")
+    second = broadcaster_from_url(f"{redis_server.url}?prefix={prefix}")
+    await first.connect()
+    await second.connect()
+    try:
+        await check_idempotency_shared(first, second)
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_the_idempotency_runner_and_combinations() -> None:
+    await check_idempotency(MemoryBroadcaster)
+    await check_idempotency(
+        lambda: CombinedBroadcaster(MemoryBroadcaster(), MemoryPresence())
+    )
+    idempotency_of = sanic_chat.backends.base.idempotency_of
+    assert idempotency_of(OldStyleBroadcaster()) is None
+    combined = CombinedBroadcaster(OldStyleBroadcaster(), MemoryPresence())
+    assert idempotency_of(combined) is None
 
 
 async def test_the_receipts_runner_and_a_combination_that_keeps_them() -> None:

@@ -307,7 +307,7 @@ async def test_before_publish_changes_and_refuses_messages_and_edits() -> None:
         )  # fmt: skip
         assert error == {
             "type": "error", "code": "forbidden", "message": "no spam here",
-            "ref": "s",
+            "ref": "s", "room": "lobby",
         }  # fmt: skip
         await alice.send(
             {"type": "edit", "room": "lobby", "id": message["id"],
@@ -370,8 +370,15 @@ async def test_error_frames_without_ref_are_unchanged(
         raw = await asyncio.wait_for(alice.ws.recv(), 5)
         assert json.loads(raw) == {
             "type": "error", "code": "not_joined",
-            "message": "join room 'nope' first",
+            "message": "join room 'nope' first", "room": "nope",
         }  # fmt: skip
+        # Neither ref nor room: the frame's bytes are those of before.
+        await alice.send({"type": "dance"})
+        raw = await asyncio.wait_for(alice.ws.recv(), 5)
+        assert raw == (
+            '{"type":"error","code":"bad_request",'
+            '"message":"unknown frame type \'dance\'"}'
+        )
 
 
 async def test_edits_of_unknown_ids_pay_for_the_history_they_read() -> None:

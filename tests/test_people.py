@@ -294,15 +294,8 @@ async def test_hostile_people_frames_are_refused() -> None:
                 {**frame, "ref": ref} if "ref" not in frame else frame
             )
             error = await alice.expect("error", code=code)
-            # Requests that carry a ref (the new ones, and messages since
-            # edits landed) echo it in their error.
-            carries = frame["type"] in (
-                "typing",
-                "read",
-                "receipts",
-                "message",
-            )
-            if carries and "ref" not in frame:
+            # Every request may carry a ref, echoed in its error.
+            if "ref" not in frame:
                 assert error["ref"] == ref, (frame, error)
             else:
                 assert "ref" not in error, (frame, error)

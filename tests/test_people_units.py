@@ -159,7 +159,7 @@ def test_a_dm_asks_the_hook_then_sends_and_acks_in_the_own_inbox() -> None:
     )
     assert actions[:2] == [
         MayMessage(ALICE, "bob"),
-        SendDirect(ALICE, "bob", "hi"),
+        SendDirect(ALICE, "bob", "hi", None, "r"),
     ]
     assert replies(actions) == [
         {"type": "ack", "ref": "r", "id": "5-0", "room": "@u1"}
@@ -180,7 +180,9 @@ def test_a_dm_is_moderated_with_the_recipient_inbox_as_its_room() -> None:
     )
     assert next(steps) == MayMessage(ALICE, "bob")
     assert steps.send(True) == Moderate(ALICE, "@bob", "darn", {"m": 1})
-    assert steps.send("d**n") == SendDirect(ALICE, "bob", "d**n", {"m": 1})
+    assert steps.send("d**n") == SendDirect(
+        ALICE, "bob", "d**n", {"m": 1}, "r"
+    )
     steps = s.receive('{"type":"message","to":"bob","text":"x","ref":"r"}')
     next(steps)
     assert isinstance(steps.send(True), Moderate)

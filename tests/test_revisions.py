@@ -184,7 +184,7 @@ def test_a_non_author_needs_can_moderate() -> None:
     reply = steps.send(False)
     assert isinstance(reply, Reply)
     assert json.loads(reply.frame) == {
-        "type": "error", "code": "forbidden", "ref": "x",
+        "type": "error", "code": "forbidden", "ref": "x", "room": "r",
         "message": "only its author or a moderator may change this message",
     }  # fmt: skip
 
@@ -218,7 +218,7 @@ def test_before_publish_refusing_is_forbidden_with_its_reason() -> None:
     assert isinstance(reply, Reply)
     assert json.loads(reply.frame) == {
         "type": "error", "code": "forbidden", "message": "not here",
-        "ref": "q",
+        "ref": "q", "room": "r",
     }  # fmt: skip
 
 

@@ -128,8 +128,10 @@ def codes(actions: list[Action]) -> list[str]:
     return [f["code"] for f in frames(actions) if f["type"] == "error"]
 
 
-def error(code: str, message: str) -> Reply:
-    return Reply(protocol.error(code, message))
+def error(
+    code: str, message: str, ref: str | None = None, room: str | None = None
+) -> Reply:
+    return Reply(protocol.error(code, message, ref, room))
 
 
 # --------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def test_open_asks_for_each_room_then_welcomes_with_those_granted() -> None:
         MayJoin(ALICE, "lobby"),
         MayJoin(ALICE, "staff"),
         Reply(protocol.welcome(ALICE.public(), ["lobby"])),
-        error("forbidden", "not allowed in room 'staff'"),
+        error("forbidden", "not allowed in room 'staff'", room="staff"),
         Expire(1_000.0),
     ]
     assert world.run(s.join_granted()) == [WaitWritable(), Join("lobby", None)]
@@ -188,10 +190,10 @@ def test_a_failed_first_join_is_an_error_and_the_next_still_joins() -> None:
     assert world.run(s.join_granted()) == [
         WaitWritable(),
         Join("a", None),
-        error("too_many_rooms", "too many"),
+        error("too_many_rooms", "too many", room="a"),
         WaitWritable(),
         Join("b", None),
-        error("too_many_rooms", "too many"),
+        error("too_many_rooms", "too many", room="b"),
     ]
 
 
@@ -230,7 +232,7 @@ def test_a_frame_that_does_not_parse_gets_its_error(
 def test_rooms_not_joined_cannot_be_used(frame: dict[str, str]) -> None:
     world = World("lobby")
     assert world.run(session(world).receive(json.dumps(frame))) == [
-        error("not_joined", "join room 'dev' first")
+        error("not_joined", "join room 'dev' first", room="dev")
     ]
 
 
@@ -256,7 +258,7 @@ def test_a_message_with_a_ref_is_published_then_acked() -> None:
     frame = {"type": "message", "room": "dev", "text": "hi", "ref": "r1"}
     assert world.run(session(world).receive(json.dumps(frame))) == [
         MayPublish(ALICE, "dev"),
-        Publish("dev", ALICE, "hi"),
+        Publish("dev", ALICE, "hi", None, "r1"),
         Reply(protocol.ack("r1", "17-0", "dev")),
     ]
 
@@ -269,11 +271,11 @@ def test_a_refused_publish_or_join_is_forbidden_and_not_performed() -> None:
     message = {"type": "message", "room": "dev", "text": "hi"}
     assert world.run(s.receive(json.dumps(message))) == [
         MayPublish(ALICE, "dev"),
-        error("forbidden", "not allowed in room 'dev'"),
+        error("forbidden", "not allowed in room 'dev'", room="dev"),
     ]
     assert world.run(s.receive('{"type":"join","room":"staff"}')) == [
         MayJoin(ALICE, "staff"),
-        error("forbidden", "not allowed in room 'staff'"),
+        error("forbidden", "not allowed in room 'staff'", room="staff"),
     ]
     assert world.rooms == {"dev"}
 
@@ -314,11 +316,13 @@ def test_failures_of_actions_become_error_frames(
     message = json.dumps({"type": "message", "room": "dev", "text": "hi"})
     world.failures[Publish] = BroadcasterUnavailable("redis down")
     assert world.run(s.receive(message))[-1] == error(
-        "unavailable", "chat backend unavailable, retry"
+        "unavailable", "chat backend unavailable, retry", room="dev"
     )
     world.failures[ReadHistory] = ProtocolError("not_found", "gone")
     history = '{"type":"history","room":"dev"}'
-    assert world.run(s.receive(history))[-1] == error("not_found", "gone")
+    assert world.run(s.receive(history))[-1] == error(
+        "not_found", "gone", room="dev"
+    )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
@@ -332,7 +336,7 @@ def test_an_unexpected_failure_is_internal_error_without_details(
     actions = world.run(session(world).receive(presence))
     assert actions == [
         ReadPresence("dev"),
-        error("internal_error", "internal server error"),
+        error("internal_error", "internal server error", room="dev"),
     ]
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in logged] == ["error while serving session"]
@@ -476,3 +480,75 @@ def test_refresh_without_a_refreshing_authenticator_is_a_bad_request() -> None:
     assert world.run(s.receive('{"type":"refresh","token":"t2"}')) == [
         error("bad_request", "this server's authenticator cannot refresh")
     ]
+
+
+# --------------------------------------------------------------------------
+# Errors name their request: its ref and room
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "join", "room": "staff"}, "forbidden"),
+        ({"type": "leave", "room": "@u1"}, "forbidden"),
+        ({"type": "message", "room": "dev", "text": "hi"}, "not_joined"),
+        ({"type": "edit", "room": "dev", "id": "1-0", "text": "x"},
+         "not_joined"),
+        ({"type": "delete", "room": "dev", "id": "1-0"}, "not_joined"),
+        ({"type": "history", "room": "dev"}, "not_joined"),
+        ({"type": "presence", "room": "dev"}, "not_joined"),
+        ({"type": "typing", "room": "dev"}, "not_joined"),
+        ({"type": "read", "room": "dev", "id": "1-0"}, "not_joined"),
+        ({"type": "receipts", "room": "dev"}, "not_joined"),
+        # Refused while parsing: the ref and room are read from the object.
+        ({"type": "history", "room": "dev", "limit": 0}, "bad_request"),
+        ({"type": "message", "room": "dev", "text": 5}, "bad_request"),
+        ({"type": "join", "room": "dev", "since": 5}, "bad_request"),
+    ],
+)  # fmt: skip
+def test_errors_echo_the_requests_ref_and_room(
+    frame: dict[str, Any], code: str
+) -> None:
+    world = World("lobby")
+    world.no_join.add("staff")
+    s = session(world)
+    actions = world.run(s.receive(json.dumps({**frame, "ref": "r9"})))
+    error = frames(actions)[-1]
+    assert error["code"] == code, error
+    assert (error["ref"], error["room"]) == ("r9", frame["room"])
+    # Without a ref, the room alone.
+    error = frames(world.run(s.receive(json.dumps(frame))))[-1]
+    assert "ref" not in error
+    assert error["room"] == frame["room"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "message", "to": "bob", "text": ""},
+        {"type": "typing", "to": ""},
+        {"type": "refresh", "token": "t"},
+        {"type": "dance"},
+        {"type": "message", "room": "no room!", "text": "x"},
+    ],
+)
+def test_errors_of_requests_without_a_valid_room_echo_the_ref_only(
+    frame: dict[str, Any],
+) -> None:
+    world = World("lobby")
+    s = session(world, can_refresh=False)
+    error = frames(world.run(s.receive(json.dumps({**frame, "ref": "r"}))))
+    assert error[-1]["ref"] == "r"
+    assert "room" not in error[-1]
+
+
+def test_plain_text_and_rate_limited_errors_name_no_room() -> None:
+    world = World()
+    s = session(world, rate_burst=1, rate_limit=0.001)
+    assert world.run(s.receive("hello")) == [
+        error("not_joined", "join room 'lobby' first")
+    ]
+    frame = {"type": "message", "room": "dev", "text": "x", "ref": "r"}
+    limited = frames(world.run(s.receive(json.dumps(frame))))
+    assert limited[-1]["code"] == "rate_limited"
+    assert "ref" not in limited[-1] and "room" not in limited[-1]

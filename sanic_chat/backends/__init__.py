@@ -17,12 +17,14 @@ from .base import (
     Event,
     Gap,
     HistoryPage,
+    Idempotency,
     Presence,
     PresenceInfo,
     ReadState,
     Receipts,
     Subscribers,
     Subscription,
+    idempotency_of,
     receipts_of,
 )
 from .combined import CombinedBroadcaster
@@ -35,6 +37,7 @@ __all__ = [
     "Event",
     "Gap",
     "HistoryPage",
+    "Idempotency",
     "MemoryBroadcaster",
     "MemoryPresence",
     "Presence",
@@ -44,6 +47,7 @@ __all__ = [
     "Subscribers",
     "Subscription",
     "broadcaster_from_url",
+    "idempotency_of",
     "mask_url",
     "receipts_of",
 ]

@@ -27,6 +27,13 @@ A backend without it still serves a chat: ``read`` and ``receipts``
 requests get a ``bad_request`` error and ``joined`` has no
 ``last_read``/``unread`` (see :func:`receipts_of`).
 
+:class:`Idempotency`, optional: the ``ref`` of each message a user sent
+recently, and the id it got (``claim``, ``settle``, ``release``), so that
+a resend after a lost ``ack`` is answered instead of published again.
+Both built-in backends have it (Redis shares it between workers); for a
+backend without it the chat keeps refs in each worker's memory (see
+:func:`idempotency_of`).
+
 :class:`Broadcaster` is both, on one object: what the chat takes, and
 what a backend that does both subclasses (both built-in backends do).
 :class:`~sanic_chat.backends.combined.CombinedBroadcaster` makes one out
@@ -542,6 +549,71 @@ def receipts_of(broadcaster: object) -> Receipts | None:
     """
     part = getattr(broadcaster, "receipts_part", broadcaster)
     return part if isinstance(part, Receipts) else None
+
+
+PENDING = ""
+"""What :meth:`Idempotency.claim` returns while another claim is open."""
+
+
+class Idempotency(ABC):
+    """The optional part that remembers which refs a user already sent.
+
+    A ``ref`` goes through two states: *claimed* (a publish is under way,
+    for ``lease`` seconds at most) and *settled* (the message has an id,
+    kept ``ttl`` seconds). :meth:`claim` is atomic, so of two concurrent
+    sends with one ref (two sockets, two workers) exactly one publishes;
+    the other sees :data:`PENDING` and asks again until the first settles
+    or releases. Run :data:`sanic_chat.testing.IDEMPOTENCY_CHECKS`
+    against it. Keys are ``(user_id, ref)``: refs of different users
+    never collide.
+    """
+
+    @abstractmethod
+    async def claim(self, user_id: str, ref: str, lease: float) -> str | None:
+        """Claim ``ref`` for a publish, or learn what became of it.
+
+        Args:
+            user_id: The sender.
+            ref: The client's ref of the message.
+            lease: Seconds the claim holds if never settled nor released
+                (a worker that died mid-publish frees it then).
+
+        Returns:
+            ``None``: the caller holds the claim and must :meth:`settle`
+            or :meth:`release` it; :data:`PENDING`: another claim is
+            open; else the id of the message already sent with ``ref``.
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+    @abstractmethod
+    async def settle(
+        self, user_id: str, ref: str, message_id: str, ttl: float
+    ) -> None:
+        """Record that ``ref`` was published as ``message_id``, for ``ttl``.
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+    @abstractmethod
+    async def release(self, user_id: str, ref: str) -> None:
+        """Drop a claim whose publish failed, so that a resend may retry.
+
+        Raises:
+            BroadcasterUnavailable: The backend cannot be reached.
+        """
+
+
+def idempotency_of(broadcaster: object) -> Idempotency | None:
+    """The idempotency part of ``broadcaster``, if it has one.
+
+    Its ``idempotency_part``, or the broadcaster itself when it is an
+    :class:`Idempotency`; ``None`` for a backend without one.
+    """
+    part = getattr(broadcaster, "idempotency_part", broadcaster)
+    return part if isinstance(part, Idempotency) else None
 
 
 class Broadcaster(Broker, Presence):

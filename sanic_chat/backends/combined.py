@@ -22,10 +22,12 @@ from .base import (
     Broker,
     Event,
     HistoryPage,
+    Idempotency,
     Presence,
     PresenceInfo,
     Receipts,
     Subscription,
+    idempotency_of,
     receipts_of,
 )
 
@@ -49,6 +51,9 @@ class CombinedBroadcaster(Broadcaster):
         receipts: Keeps read receipts; by default the broker, when it
             is a :class:`~sanic_chat.backends.base.Receipts` (the marks
             are its ids), else none (``read`` requests are refused).
+        idempotency: Remembers the refs of messages sent; by default the
+            broker's part, else the presence part's, else none (the chat
+            then remembers them in each worker's memory).
     """
 
     def __init__(
@@ -56,12 +61,18 @@ class CombinedBroadcaster(Broadcaster):
         broker: Broker,
         presence: Presence,
         receipts: Receipts | None = None,
+        idempotency: Idempotency | None = None,
     ) -> None:
         self.broker = broker
         self.presence_part = presence
         if receipts is None:
             receipts = receipts_of(broker)
         self.receipts_part = receipts
+        if idempotency is None:
+            idempotency = idempotency_of(broker)
+        if idempotency is None:
+            idempotency = idempotency_of(presence)
+        self.idempotency_part = idempotency
         # One object may be both parts: then it is connected once.
         self._separate = cast(object, presence) is not broker
 

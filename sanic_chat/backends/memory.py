@@ -39,6 +39,7 @@ from .base import (
     Subscribers,
     Subscription,
 )
+from .memory_idempotency import MemoryIdempotency
 
 _SEQUENCE = re.compile(r"[0-9]{1,18}")
 
@@ -101,6 +102,8 @@ class MemoryBroadcaster(Broadcaster, Receipts):
         self.max_history_bytes = max_history_bytes
         self.queue_size = queue_size
         self._bytes = 0
+        # Refs of messages sent (see idempotency_of): this process's.
+        self.idempotency_part = MemoryIdempotency()
         self._epoch = secrets.token_hex(3)
         self._counter = itertools.count(1)
         # channel -> ring of (sequence number, event); OrderedDict for LRU.

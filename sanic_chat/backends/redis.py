@@ -57,6 +57,8 @@ history, subscriptions) and composes the others, one job each:
   batched writer;
 * :mod:`.redis_receipts`: the :class:`~.base.Receipts` part (read
   receipts).
+* :mod:`.redis_idempotency`: the :class:`~.base.Idempotency` part (refs
+  of messages sent, for resends).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ try:
     from redis.exceptions import RedisError
 
     from .redis_heartbeat import RedisHeartbeat
+    from .redis_idempotency import RedisIdempotency
     from .redis_link import RedisLink, valid_stream_id
     from .redis_listener import RedisListener
     from .redis_presence import RedisPresence
@@ -154,6 +157,8 @@ class RedisBroadcaster(Broadcaster):
         self._presence = RedisPresence(self._link, presence_ttl=presence_ttl)
         # Read receipts: the part this broker offers (see receipts_of).
         self.receipts_part = RedisReceipts(self._link, history_ttl=history_ttl)
+        # Refs of messages sent, shared by every worker (idempotency_of).
+        self.idempotency_part = RedisIdempotency(self._link)
         self._heartbeat = RedisHeartbeat(
             self._link, self._listener, self._presence, interval=heartbeat
         )
@@ -192,6 +197,7 @@ class RedisBroadcaster(Broadcaster):
             await redis.script_load(_PUBLISH)
             await self._presence.load()
             await self.receipts_part.load()
+            await self.idempotency_part.load()
             self._tasks = [
                 asyncio.create_task(
                     self._listener.run(ready), name="sanic-chat redis"

@@ -53,6 +53,7 @@ from .messages import Messages
 from .receipts import ReadMarks
 from .registry import Registry
 from .room import Room, event_text
+from .sent import SentRefs
 from .watchdog import SHED_AFTER, Watchdog
 
 __all__ = ["CONTROL_CHANNEL", "Hub", "Room"]
@@ -103,6 +104,8 @@ class Hub:
         self._control = ControlChannel(broadcaster, self._registry)
         self.messages = Messages(broadcaster, config, self.metrics)
         """Messages, edits, deletes, DMs and notices of rooms and inboxes."""
+        self.sent = SentRefs(broadcaster, config)
+        """Refs of the messages sent, so a resend is not published twice."""
 
     @property
     def archive(self) -> Archive | None:
