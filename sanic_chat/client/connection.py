@@ -1,0 +1,381 @@
+"""The client's I/O: one socket at a time, reconnected until closed.
+
+:class:`ChatClient` owns a task that connects, reads frames into its
+:class:`~sanic_chat.client.state.RoomLog` and reconnects with
+:class:`~sanic_chat.backoff.Backoff` when the socket drops. Sends wait in
+``pending`` under a stable ``ref`` until acknowledged: each reconnect
+sends them again, with the same ``ref``, so a server with idempotent
+publish answers a resend whose first ack was lost with the original id
+instead of publishing it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+)
+from websockets.typing import Subprotocol
+
+from ..backoff import Backoff
+from .errors import (
+    ChatClientError,
+    ClientClosed,
+    ConnectFailed,
+    SendTimeout,
+    Unauthorized,
+    refused,
+)
+from .events import Error, Event, StateChange
+from .state import RoomLog
+
+__all__ = ["ChatClient"]
+
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOL = "sanic-chat"  # as sanic_chat.authenticators.SUBPROTOCOL
+POLICY_VIOLATION = 1008
+
+
+@dataclass
+class _Pending:
+    frame: dict[str, Any]
+    future: asyncio.Future[str]
+
+
+class ChatClient:
+    """A chat connection that survives network failures.
+
+    Use :func:`sanic_chat.client.connect`; the arguments are its.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        rooms: Sequence[str] = (),
+        name: str | None = None,
+        send_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        max_events: int = 10_000,
+        max_pending: int = 1_000,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.name = name
+        self.send_timeout = send_timeout
+        self.open_timeout = open_timeout
+        self.max_pending = max_pending
+        self.log = RoomLog(list(rooms))
+        self.dropped = 0
+        """Events dropped because the application did not read them."""
+        self._backoff = backoff or Backoff()
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue(max_events)
+        self._pending: dict[str, _Pending] = {}
+        self._refs = (f"py-{uuid.uuid4().hex[:12]}-{n}" for n in
+                      itertools.count())  # fmt: skip
+        self._ws: ClientConnection | None = None
+        self._up = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._failure: ChatClientError | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._finished = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether a socket is up and welcomed right now."""
+        return self._up.is_set()
+
+    @property
+    def user(self) -> dict[str, str] | None:
+        """Who the server says this client is (``{"id", "name"}``)."""
+        return self.log.me
+
+    async def __aenter__(self) -> ChatClient:
+        self._task = asyncio.create_task(self._run(), name="chat-client")
+        up = asyncio.ensure_future(self._up.wait())
+        try:
+            await asyncio.wait(
+                (up, self._task),
+                timeout=self.open_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            up.cancel()
+        if not self._up.is_set():
+            failure = self._failure or ConnectFailed(
+                f"could not connect to {self.url} in {self.open_timeout} s"
+            )
+            await self.close()
+            raise failure
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> ChatClient:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self._events.get()
+        if event is None:
+            self._events.put_nowait(None)  # every later read ends too
+            if self._failure is not None:
+                raise self._failure
+            raise StopAsyncIteration
+        return event
+
+    async def send(
+        self,
+        room: str,
+        text: str,
+        *,
+        meta: dict[str, Any] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline per send,
+    ) -> str:
+        """Publish ``text`` to ``room``; return the message's id.
+
+        While disconnected, waits for the reconnect. A message whose ack
+        was lost is sent again after the reconnect with the same ``ref``,
+        which a server with idempotent publish answers with the original
+        id.
+
+        Args:
+            room: A room the client is in.
+            text: The message.
+            meta: Passed through to every member (a JSON object).
+            timeout: Seconds before giving up (``send_timeout``).
+
+        Raises:
+            Refused: The server answered with an ``error`` frame (a
+                subclass per code: ``Forbidden``, ``NotJoined``...).
+            SendTimeout: No ack in time: the message may or may not
+                have been published.
+            Unauthorized: The credentials were refused meanwhile.
+            ClientClosed: The client was closed first.
+        """
+        frame: dict[str, Any] = {"type": "message", "room": room,
+                                 "text": text}  # fmt: skip
+        if meta is not None:
+            frame["meta"] = meta
+        return await self._request(frame, timeout)
+
+    async def send_to(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline per send
+    ) -> str:
+        """Send a direct message to ``user_id``; return its inbox id.
+
+        Raises as :meth:`send`.
+        """
+        frame = {"type": "message", "to": user_id, "text": text}
+        return await self._request(frame, timeout)
+
+    async def join(self, room: str) -> None:
+        """Join ``room`` now and on every reconnect.
+
+        The server answers with a :class:`~sanic_chat.client.Joined`.
+        """
+        await self._write(self.log.join_frame(room))
+
+    async def leave(self, room: str) -> None:
+        """Leave ``room``; it is no longer joined on reconnects."""
+        self.log.forget(room)
+        await self._write({"type": "leave", "room": room})
+
+    async def close(self) -> None:
+        """Close the socket and stop reconnecting.
+
+        Pending sends fail with :class:`ClientClosed`.
+        """
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._finish(ClientClosed("the client was closed"), "closed")
+
+    async def _request(
+        self,
+        frame: dict[str, Any],
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> str:
+        if self._failure is not None:
+            raise self._failure
+        if self._closing.is_set():
+            raise ClientClosed("the client is closed")
+        if len(self._pending) >= self.max_pending:
+            raise SendTimeout("too many sends waiting", "too_many_pending")
+        ref = next(self._refs)
+        frame["ref"] = ref
+        future = asyncio.get_running_loop().create_future()
+        self._pending[ref] = _Pending(frame, future)
+        # Registered and written without an await in between, as _run
+        # resends: each pending send goes once on each socket.
+        if self._ws is not None:
+            await self._write(frame)
+        try:
+            async with asyncio.timeout(timeout or self.send_timeout):
+                return str(await future)
+        except TimeoutError:
+            raise SendTimeout(
+                f"no answer to {frame['type']} {ref} in time"
+            ) from None
+        finally:
+            self._pending.pop(ref, None)
+
+    async def _write(self, frame: dict[str, Any]) -> None:
+        ws = self._ws
+        if ws is None:
+            return  # sent again on the next socket
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(json.dumps(frame, ensure_ascii=False))
+
+    def _emit(self, event: Event | None) -> None:
+        if self._events.full():
+            self._events.get_nowait()
+            self.dropped += 1
+        self._events.put_nowait(event)
+
+    def _target(self) -> str:
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "room"]
+        query += self.log.query()
+        if self.name is not None:
+            query.append(("name", self.name))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    async def _run(self) -> None:
+        offer = [Subprotocol(SUBPROTOCOL)]
+        if self.token:
+            offer.append(Subprotocol(f"bearer.{self.token}"))
+        while not self._closing.is_set():
+            try:
+                async with ws_connect(
+                    self._target(),
+                    subprotocols=offer,
+                    open_timeout=self.open_timeout,
+                    close_timeout=1,
+                ) as ws:
+                    await self._converse(ws)
+                if ws.close_code == POLICY_VIOLATION:
+                    raise Unauthorized(
+                        f"closed by the server: {ws.close_reason}"
+                    )
+            except InvalidStatus as exc:
+                if exc.response.status_code == 401:
+                    self._finish(Unauthorized(_refusal(exc)), "unauthorized")
+                    return
+                logger.info("chat connect refused: %s", _refusal(exc))
+            except Unauthorized as exc:
+                self._finish(exc, "unauthorized")
+                return
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                logger.info("chat connect failed: %r", exc)
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == POLICY_VIOLATION:
+                    self._finish(Unauthorized(exc.rcvd.reason), "unauthorized")
+                    return
+            except Exception:
+                # A bug must not end the client silently: log, reconnect.
+                logger.exception("chat client failed; reconnecting")
+            finally:
+                self._ws = None
+                if self._up.is_set():
+                    self._up.clear()
+                    self._emit(StateChange({}, "disconnected"))
+            await self._backoff.pause(self._closing)
+
+    async def _converse(self, ws: ClientConnection) -> None:
+        async with asyncio.timeout(self.open_timeout):
+            welcome = json.loads(await ws.recv())
+        if welcome.get("type") != "welcome":
+            raise InvalidHandshake(f"expected welcome, got {welcome!r}")
+        for frame in self.log.welcome(welcome):
+            await ws.send(json.dumps(frame))
+        # Published and snapshot together: see _request.
+        self._ws = ws
+        resend = [p.frame for p in self._pending.values()]
+        for frame in resend:
+            await ws.send(json.dumps(frame, ensure_ascii=False))
+        self._backoff.reset()
+        self._up.set()
+        self._emit(StateChange(welcome, "connected"))
+        async for data in ws:
+            try:
+                frame = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(frame, dict):
+                await self._receive(ws, frame)
+
+    async def _receive(
+        self, ws: ClientConnection, frame: dict[str, Any]
+    ) -> None:
+        out = self.log.receive(frame)
+        for ref, message_id in out.acks:
+            pending = self._pending.get(ref)
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(message_id)
+        for ref, code, message in out.errors:
+            pending = self._pending.get(ref)
+            if pending is None:
+                self._emit(Error(frame, code, message, ref))
+            elif not pending.future.done():
+                pending.future.set_exception(refused(code, message))
+        for event in out.events:
+            self._emit(event)
+        for reply in out.replies:
+            await ws.send(json.dumps(reply))
+
+    def _finish(self, failure: ChatClientError, state: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if state == "unauthorized":
+            self._failure = failure
+            self._closing.set()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+        self._emit(StateChange({}, state, str(failure)))
+        self._emit(None)
+
+
+def _refusal(exc: InvalidStatus) -> str:
+    """The server's JSON refusal as one line, or the status."""
+    response = exc.response
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        error = json.loads(response.body or b"")["error"]
+        reason = f" ({error['reason']})" if "reason" in error else ""
+        return f"{response.status_code} {error['code']}{reason}: " + str(
+            error.get("message", "")
+        )
+    return f"HTTP {response.status_code}"
