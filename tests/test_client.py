@@ -105,16 +105,28 @@ def fast_backoff() -> Backoff:
     return Backoff(0.02, 0.2)
 
 
-async def messages(chat: client.ChatClient, count: int) -> list[Any]:
-    """The next ``count`` messages the client delivers."""
+async def messages(
+    chat: client.ChatClient, count: int, others: list[Any] | None = None
+) -> list[Any]:
+    """The next ``count`` messages the client delivers (other events
+    go to ``others``)."""
     got: list[client.Message] = []
     async with asyncio.timeout(TIMEOUT * 2):
         async for event in chat:
-            if isinstance(event, client.Message):
+            if not isinstance(event, client.Message):
+                (others if others is not None else []).append(event)
+            else:
                 got.append(event)
                 if len(got) == count:
                     return got
     raise AssertionError(f"the client ended after {len(got)} messages")
+
+
+async def reconnected(chat: client.ChatClient) -> None:
+    """Wait until the client is connected again."""
+    async with asyncio.timeout(TIMEOUT):
+        while not chat.connected:
+            await asyncio.sleep(0.01)
 
 
 async def test_cuts_mid_conversation_lose_and_repeat_nothing(
@@ -133,10 +145,17 @@ async def test_cuts_mid_conversation_lose_and_repeat_nothing(
             await writer.say(f"m{n}", room=room)
             sent.append((room, f"m{n}"))
             if n % 8 == 4:
-                proxy.cut()  # in flight frames are lost with the socket
-                await asyncio.sleep(0.05)
+                # Frames in flight are lost with the socket; the next
+                # three messages are published while the client is away.
+                proxy.cut()
+            elif n % 8 == 7:
                 proxy.restore()
-        got = await messages(chat, len(sent))
+                await reconnected(chat)
+        others: list[Any] = []
+        got = await messages(chat, len(sent), others)
+        drops = [e for e in others if isinstance(e, client.StateChange)
+                 and e.state == "disconnected"]  # fmt: skip
+        assert len(drops) == 5  # every cut did cut
         # In order within each room (rooms are recovered one by one).
         for room in ("lobby", "dev"):
             assert [m.text for m in got if m.room == room] == [
@@ -290,3 +309,30 @@ async def test_the_cli_sends_once_and_exits() -> None:
         )
         assert code == 1 and out == ""
         assert err.startswith("sanic-chat: unauthorized: 401")
+
+
+@pytest.mark.slow
+async def test_the_cli_is_a_terminal_chat() -> None:
+    async with live(make_app()) as srv, srv.client() as observer:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sanic_chat.client", srv.url(),
+            "--room", "lobby", "--name", "term",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"typed line\n")
+        await proc.stdin.drain()
+        seen = await observer.find("message", text="typed line")
+        assert seen["user"]["name"] == "term"
+        await observer.say("to the terminal")
+        async with asyncio.timeout(TIMEOUT):
+            while b"to the terminal" not in (
+                line := await proc.stdout.readline()
+            ):
+                assert line, "the CLI ended"
+        assert (
+            line.decode().strip()
+            == f"[lobby] {observer.user['name']}: to the terminal"
+        )
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0

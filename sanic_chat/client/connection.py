@@ -217,6 +217,8 @@ class ChatClient:
         ws = self._ws
         if ws is not None:
             await ws.close()
+        elif self._task is not None:
+            self._task.cancel()  # connecting or in a backoff: no socket
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
