@@ -80,6 +80,17 @@ def test_acks_and_errors_with_a_ref_answer_sends() -> None:
                       client.Forbidden)  # fmt: skip
 
 
+def test_the_client_all_is_sorted_and_complete() -> None:
+    from .test_api import _isort_key
+
+    assert client.__all__ == sorted(client.__all__, key=_isort_key)
+    modules = {"connection", "errors", "events", "state"}
+    public = {n for n in dir(client) if not n.startswith("_")}
+    assert public - modules - {"annotations", "TYPE_CHECKING"} == set(
+        client.__all__
+    )
+
+
 # -- against a real server ---------------------------------------------------
 
 

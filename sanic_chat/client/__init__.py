@@ -19,9 +19,8 @@ room's order. See ``docs/clients.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ..backoff import Backoff
 from .connection import ChatClient
 from .errors import (
     BadRequest,
@@ -51,6 +50,11 @@ from .events import (
     StateChange,
     Typing,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..backoff import Backoff
 
 __all__ = [
     "BadRequest",
