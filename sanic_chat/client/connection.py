@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -39,9 +34,9 @@ from .errors import (
     ConnectFailed,
     SendTimeout,
     Unauthorized,
-    refused,
 )
-from .events import Error, Event, StateChange
+from .events import Delivery, Error, Event, StateChange
+from .sends import PendingSends
 from .state import RoomLog
 
 __all__ = ["ChatClient"]
@@ -50,12 +45,6 @@ logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "sanic-chat"  # as sanic_chat.authenticators.SUBPROTOCOL
 POLICY_VIOLATION = 1008
-
-
-@dataclass
-class _Pending:
-    frame: dict[str, Any]
-    future: asyncio.Future[str]
 
 
 class ChatClient:
@@ -82,15 +71,10 @@ class ChatClient:
         self.name = name
         self.send_timeout = send_timeout
         self.open_timeout = open_timeout
-        self.max_pending = max_pending
         self.log = RoomLog(list(rooms))
-        self.dropped = 0
-        """Events dropped because the application did not read them."""
         self._backoff = backoff or Backoff()
-        self._events: asyncio.Queue[Event | None] = asyncio.Queue(max_events)
-        self._pending: dict[str, _Pending] = {}
-        self._refs = (f"py-{uuid.uuid4().hex[:12]}-{n}" for n in
-                      itertools.count())  # fmt: skip
+        self._events = Delivery(max_events)
+        self._pending = PendingSends(max_pending)
         self._ws: ClientConnection | None = None
         self._up = asyncio.Event()
         self._closing = asyncio.Event()
@@ -102,6 +86,11 @@ class ChatClient:
     def connected(self) -> bool:
         """Whether a socket is up and welcomed right now."""
         return self._up.is_set()
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the application did not read them."""
+        return self._events.dropped
 
     @property
     def user(self) -> dict[str, str] | None:
@@ -127,12 +116,7 @@ class ChatClient:
             raise failure
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def __aiter__(self) -> ChatClient:
@@ -141,7 +125,6 @@ class ChatClient:
     async def __anext__(self) -> Event:
         event = await self._events.get()
         if event is None:
-            self._events.put_nowait(None)  # every later read ends too
             if self._failure is not None:
                 raise self._failure
             raise StopAsyncIteration
@@ -157,10 +140,9 @@ class ChatClient:
     ) -> str:
         """Publish ``text`` to ``room``; return the message's id.
 
-        While disconnected, waits for the reconnect. A message whose ack
-        was lost is sent again after the reconnect with the same ``ref``,
-        which a server with idempotent publish answers with the original
-        id.
+        While disconnected, waits for the reconnect; a message whose ack
+        was lost is sent again with the same ``ref``, never published
+        twice (the server answers with the original id).
 
         Args:
             room: A room the client is in.
@@ -233,25 +215,20 @@ class ChatClient:
             raise self._failure
         if self._closing.is_set():
             raise ClientClosed("the client is closed")
-        if len(self._pending) >= self.max_pending:
-            raise SendTimeout("too many sends waiting", "too_many_pending")
-        ref = next(self._refs)
-        frame["ref"] = ref
-        future = asyncio.get_running_loop().create_future()
-        self._pending[ref] = _Pending(frame, future)
+        future = self._pending.add(frame)
         # Registered and written without an await in between, as _run
         # resends: each pending send goes once on each socket.
         if self._ws is not None:
             await self._write(frame)
         try:
             async with asyncio.timeout(timeout or self.send_timeout):
-                return str(await future)
+                return await future
         except TimeoutError:
             raise SendTimeout(
-                f"no answer to {frame['type']} {ref} in time"
+                f"no answer to {frame['type']} {frame['ref']} in time"
             ) from None
         finally:
-            self._pending.pop(ref, None)
+            self._pending.remove(frame)
 
     async def _write(self, frame: dict[str, Any]) -> None:
         ws = self._ws
@@ -260,20 +237,6 @@ class ChatClient:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(json.dumps(frame, ensure_ascii=False))
 
-    def _emit(self, event: Event | None) -> None:
-        if self._events.full():
-            self._events.get_nowait()
-            self.dropped += 1
-        self._events.put_nowait(event)
-
-    def _target(self) -> str:
-        parts = urlsplit(self.url)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "room"]
-        query += self.log.query()
-        if self.name is not None:
-            query.append(("name", self.name))
-        return urlunsplit(parts._replace(query=urlencode(query)))
-
     async def _run(self) -> None:
         offer = [Subprotocol(SUBPROTOCOL)]
         if self.token:
@@ -281,7 +244,7 @@ class ChatClient:
         while not self._closing.is_set():
             try:
                 async with ws_connect(
-                    self._target(),
+                    self.log.url(self.url, self.name),
                     subprotocols=offer,
                     open_timeout=self.open_timeout,
                     close_timeout=1,
@@ -291,28 +254,17 @@ class ChatClient:
                     raise Unauthorized(
                         f"closed by the server: {ws.close_reason}"
                     )
-            except InvalidStatus as exc:
-                if exc.response.status_code == 401:
-                    self._finish(Unauthorized(_refusal(exc)), "unauthorized")
+            except Exception as exc:  # sorted by the helpers below
+                refusal = _refused_credentials(exc)
+                if refusal is not None:
+                    self._finish(refusal, "unauthorized")
                     return
-                logger.info("chat connect refused: %s", _refusal(exc))
-            except Unauthorized as exc:
-                self._finish(exc, "unauthorized")
-                return
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                logger.info("chat connect failed: %r", exc)
-            except ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code == POLICY_VIOLATION:
-                    self._finish(Unauthorized(exc.rcvd.reason), "unauthorized")
-                    return
-            except Exception:
-                # A bug must not end the client silently: log, reconnect.
-                logger.exception("chat client failed; reconnecting")
+                _log_failure(exc)
             finally:
                 self._ws = None
                 if self._up.is_set():
                     self._up.clear()
-                    self._emit(StateChange({}, "disconnected"))
+                    self._events.put(StateChange({}, "disconnected"))
             await self._backoff.pause(self._closing)
 
     async def _converse(self, ws: ClientConnection) -> None:
@@ -324,12 +276,11 @@ class ChatClient:
             await ws.send(json.dumps(frame))
         # Published and snapshot together: see _request.
         self._ws = ws
-        resend = [p.frame for p in self._pending.values()]
-        for frame in resend:
+        for frame in self._pending.frames():
             await ws.send(json.dumps(frame, ensure_ascii=False))
         self._backoff.reset()
         self._up.set()
-        self._emit(StateChange(welcome, "connected"))
+        self._events.put(StateChange(welcome, "connected"))
         async for data in ws:
             try:
                 frame = json.loads(data)
@@ -343,17 +294,12 @@ class ChatClient:
     ) -> None:
         out = self.log.receive(frame)
         for ref, message_id in out.acks:
-            pending = self._pending.get(ref)
-            if pending is not None and not pending.future.done():
-                pending.future.set_result(message_id)
+            self._pending.ack(ref, message_id)
         for ref, code, message in out.errors:
-            pending = self._pending.get(ref)
-            if pending is None:
-                self._emit(Error(frame, code, message, ref))
-            elif not pending.future.done():
-                pending.future.set_exception(refused(code, message))
+            if not self._pending.refuse(ref, code, message):
+                self._events.put(Error(frame, code, message, ref))
         for event in out.events:
-            self._emit(event)
+            self._events.put(event)
         for reply in out.replies:
             await ws.send(json.dumps(reply))
 
@@ -364,11 +310,32 @@ class ChatClient:
         if state == "unauthorized":
             self._failure = failure
             self._closing.set()
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(failure)
-        self._emit(StateChange({}, state, str(failure)))
-        self._emit(None)
+        self._pending.fail_all(failure)
+        self._events.put(StateChange({}, state, str(failure)))
+        self._events.put(None)
+
+
+def _refused_credentials(exc: Exception) -> Unauthorized | None:
+    """The :class:`Unauthorized` that ``exc`` means, if it means one."""
+    if isinstance(exc, Unauthorized):
+        return exc
+    if isinstance(exc, InvalidStatus) and exc.response.status_code == 401:
+        return Unauthorized(_refusal(exc))
+    closed = exc.rcvd if isinstance(exc, ConnectionClosed) else None
+    if closed is not None and closed.code == POLICY_VIOLATION:
+        return Unauthorized(f"closed by the server: {closed.reason}")
+    return None
+
+
+def _log_failure(exc: Exception) -> None:
+    """One line per lost connection; a traceback only for a bug."""
+    if isinstance(exc, InvalidStatus):
+        logger.info("chat connect refused: %s", _refusal(exc))
+    elif isinstance(exc, OSError | TimeoutError | InvalidHandshake):
+        logger.info("chat connect failed: %r", exc)
+    elif not isinstance(exc, ConnectionClosed):
+        # A bug must not end the client silently: log it, reconnect.
+        logger.exception("chat client failed; reconnecting")
 
 
 def _refusal(exc: InvalidStatus) -> str:

@@ -8,11 +8,13 @@ up or down.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "Deleted",
+    "Delivery",
     "Edited",
     "Error",
     "Event",
@@ -202,3 +204,31 @@ def event_from_frame(frame: Frame, me: dict[str, str] | None) -> Event | None:
             frame.get("ref"),
         )  # fmt: skip
     return None
+
+
+class Delivery:
+    """The events waiting for the application, at most ``limit``.
+
+    The client never waits for the application: when it reads slower
+    than events come, the oldest are dropped (and counted), so that
+    acks and reconnects go on. ``None`` marks the end, for every read
+    after it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.dropped = 0
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(limit)
+
+    def put(self, event: Event | None) -> None:
+        """Queue ``event`` (None: the end), dropping the oldest if full."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
+
+    async def get(self) -> Event | None:
+        """Return the next event, or None once the end is reached."""
+        event = await self._queue.get()
+        if event is None:
+            self._queue.put_nowait(None)
+        return event

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .events import Event, Joined, Message, event_from_frame
 
@@ -65,6 +66,15 @@ class RoomLog:
             ("room", room if last is None else f"{room}@{last}")
             for room, last in self.last.items()
         ]
+
+    def url(self, base: str, name: str | None) -> str:
+        """Return ``base`` with the query of the next connect."""
+        parts = urlsplit(base)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "room"]
+        query += self.query()
+        if name is not None:
+            query.append(("name", name))
+        return urlunsplit(parts._replace(query=urlencode(query)))
 
     def welcome(self, frame: Frame) -> list[Frame]:
         """Read ``welcome``; return the frames that recover the inbox."""
