@@ -61,12 +61,58 @@ def test_the_inbox_is_recovered_by_a_join_not_the_query() -> None:
     log = RoomLog([])
     welcome = {"type": "welcome", "user": ME, "rooms": ["lobby"],
                "inbox": "@me"}  # fmt: skip
-    assert log.welcome(welcome) == []
+    assert log.welcome(welcome) == [
+        {"type": "history", "room": "@me", "limit": 1}
+    ]
     log.receive(msg("@me", "9-0"))
     assert log.query() == [("room", "lobby")]
     assert log.welcome(welcome) == [
         {"type": "join", "room": "@me", "since": "9-0"}
     ]
+
+
+def joined(room: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "joined", "room": room, "user": ME, **extra}
+
+
+def history(room: str, *ids: str) -> dict[str, Any]:
+    return {"type": "history", "room": room,
+            "messages": [msg(room, i) for i in ids]}  # fmt: skip
+
+
+def test_a_quiet_room_gets_its_since_from_its_newest_message() -> None:
+    log = RoomLog(["dev"])
+    log.welcome({"type": "welcome", "user": ME, "rooms": ["dev"]})
+    out = log.receive(joined("dev"))
+    assert out.replies == [{"type": "history", "room": "dev", "limit": 1}]
+    assert log.receive(history("dev", "3-0")).events == []  # not delivered
+    assert log.query() == [("room", "dev@3-0")]
+
+
+def test_an_empty_room_catches_up_from_history_after_a_reconnect() -> None:
+    log = RoomLog(["dev"])
+    welcome = {"type": "welcome", "user": ME, "rooms": ["dev"]}
+    log.welcome(welcome)
+    log.receive(joined("dev"))
+    log.receive(history("dev"))  # empty when we joined
+    log.welcome(welcome)  # reconnected: no since to give
+    out = log.receive(joined("dev"))
+    assert out.replies == [{"type": "history", "room": "dev"}]
+    live = log.receive(msg("dev", "2-0"))  # live before the reply
+    assert live.events == []  # held back until the catch-up
+    caught = log.receive(history("dev", "1-0", "2-0"))
+    assert [e.id for e in caught.events] == ["1-0", "2-0"]  # type: ignore[attr-defined]
+    assert log.query() == [("room", "dev@2-0")]
+
+
+def test_a_join_that_could_not_recover_catches_up() -> None:
+    log = RoomLog(["dev"])
+    log.welcome({"type": "welcome", "user": ME, "rooms": ["dev"]})
+    log.receive(msg("dev", "5-0"))
+    out = log.receive(joined("dev", recovered=False))
+    assert out.replies == [{"type": "history", "room": "dev"}]
+    caught = log.receive(history("dev", "5-0", "6-0"))
+    assert [e.id for e in caught.events] == ["6-0"]  # type: ignore[attr-defined]
 
 
 def test_acks_and_errors_with_a_ref_answer_sends() -> None:
@@ -178,6 +224,30 @@ async def test_cuts_mid_conversation_lose_and_repeat_nothing(
         assert [m.text for m in await messages(chat, 1)] == ["last"]
 
 
+@pytest.mark.parametrize("before", [0, 2])
+async def test_a_room_quiet_until_a_cut_loses_nothing(
+    backend: str, before: int
+) -> None:
+    """No message seen before the cut: nothing to give as ``since``."""
+    async with through_proxy() as (srv, proxy), srv.client() as writer:
+        for n in range(before):
+            await writer.say(f"old {n}")
+        async with client.connect(
+            ws_url(proxy), backoff=fast_backoff()
+        ) as chat:
+            await asyncio.sleep(0.1)  # the client learns where it is
+            proxy.cut()
+            await writer.say("while away 1")
+            await writer.say("while away 2")
+            proxy.restore()
+            await reconnected(chat)
+            await writer.say("live")
+            got = await messages(chat, 3)
+            assert [m.text for m in got] == [
+                "while away 1", "while away 2", "live"
+            ]  # fmt: skip
+
+
 async def test_send_while_disconnected_waits_for_the_reconnect(
     backend: str,
 ) -> None:
@@ -216,10 +286,15 @@ async def test_send_times_out_when_the_server_stays_away() -> None:
 async def test_a_resend_after_a_lost_ack_is_never_published_twice(
     backend: str,
 ) -> None:
+    # The same user on both sockets (a guest is someone new each time,
+    # and the server recognises a resend by user and ref).
+    users = TokenAuthenticator({"t": User("ann", "Ann")})
     async with (
-        through_proxy() as (srv, proxy),
-        srv.client() as observer,
-        client.connect(ws_url(proxy), backoff=fast_backoff()) as chat,
+        through_proxy(authenticator=users) as (srv, proxy),
+        srv.client(token="t") as observer,
+        client.connect(
+            ws_url(proxy), token="t", backoff=fast_backoff()
+        ) as chat,
     ):
         proxy.hold()  # the server's answers stop reaching the client
         sending = asyncio.create_task(chat.send("lobby", "exactly once"))

@@ -32,6 +32,7 @@ from .errors import (
     ChatClientError,
     ClientClosed,
     ConnectFailed,
+    Refused,
     SendTimeout,
     Unauthorized,
 )
@@ -259,6 +260,13 @@ class ChatClient:
                 if refusal is not None:
                     self._finish(refusal, "unauthorized")
                     return
+                if isinstance(exc, InvalidStatus) and (
+                    exc.response.status_code in (400, 403, 404)
+                ):
+                    # The same request would be refused again.
+                    code, text = _refused_code(exc)
+                    self._finish(Refused(text, code), "refused")
+                    return
                 _log_failure(exc)
             finally:
                 self._ws = None
@@ -307,7 +315,7 @@ class ChatClient:
         if self._finished:
             return
         self._finished = True
-        if state == "unauthorized":
+        if state != "closed":
             self._failure = failure
             self._closing.set()
         self._pending.fail_all(failure)
@@ -340,11 +348,17 @@ def _log_failure(exc: Exception) -> None:
 
 def _refusal(exc: InvalidStatus) -> str:
     """The server's JSON refusal as one line, or the status."""
+    return _refused_code(exc)[1]
+
+
+def _refused_code(exc: InvalidStatus) -> tuple[str, str]:
+    """The code of the server's JSON refusal, and the refusal in a line."""
     response = exc.response
     with contextlib.suppress(ValueError, AttributeError, TypeError):
         error = json.loads(response.body or b"")["error"]
         reason = f" ({error['reason']})" if "reason" in error else ""
-        return f"{response.status_code} {error['code']}{reason}: " + str(
-            error.get("message", "")
+        return str(error["code"]), (
+            f"{response.status_code} {error['code']}{reason}: "
+            + str(error.get("message", ""))
         )
-    return f"HTTP {response.status_code}"
+    return "refused", f"HTTP {response.status_code}"

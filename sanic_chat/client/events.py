@@ -152,7 +152,9 @@ class StateChange(Event):
     """The connection changed state.
 
     ``state`` is one of ``"connected"``, ``"disconnected"`` (reconnecting
-    follows), ``"unauthorized"`` (no reconnect) and ``"closed"``.
+    follows), ``"unauthorized"`` (401 or 1008: no reconnect),
+    ``"refused"`` (the server refused the connect request itself, 400
+    or 403: no reconnect) and ``"closed"``.
     ``reason`` says why, for people.
     """
 
