@@ -364,6 +364,14 @@ async def test_a_401_at_connect_raises_unauthorized() -> None:
             assert chat.user == {"id": "ann", "name": "Ann"}
 
 
+async def test_a_connect_the_server_refuses_is_not_retried() -> None:
+    async with through_proxy() as (_, proxy):
+        with pytest.raises(client.Refused) as info:
+            async with client.connect(ws_url(proxy), rooms=["no spaces"]):
+                pass
+        assert info.value.code == "bad_request"
+
+
 # -- the command line ---------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from . import connect
@@ -73,6 +74,20 @@ async def _send_once(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_stdin(
+    loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]
+) -> None:
+    """Feed stdin's lines to ``lines`` (None at the end), from a thread.
+
+    A daemon thread, not ``to_thread``: a pending ``readline`` must not
+    keep the process alive once the chat has ended.
+    """
+    with contextlib.suppress(RuntimeError):  # the loop has ended
+        for line in sys.stdin:
+            asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
+        asyncio.run_coroutine_threadsafe(lines.put(None), loop).result()
+
+
 async def _interactive(args: argparse.Namespace) -> int:
     async with connect(
         args.url,
@@ -90,9 +105,25 @@ async def _interactive(args: argparse.Namespace) -> int:
                 if line is not None:
                     print(line, flush=True)
 
+        lines: asyncio.Queue[str | None] = asyncio.Queue(16)
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=_read_stdin, args=(loop, lines), daemon=True
+        ).start()
         printer = asyncio.create_task(show())
         try:
-            while line := await asyncio.to_thread(sys.stdin.readline):
+            while True:
+                typed = asyncio.ensure_future(lines.get())
+                await asyncio.wait(
+                    (typed, printer), return_when=asyncio.FIRST_COMPLETED
+                )
+                if printer.done():  # the chat ended: unauthorized, refused
+                    typed.cancel()
+                    printer.result()
+                    return 0
+                line = typed.result()
+                if line is None:
+                    return 0
                 if line.strip():
                     try:
                         await chat.send(room, line.rstrip("\n"))
@@ -102,7 +133,6 @@ async def _interactive(args: argparse.Namespace) -> int:
             printer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
