@@ -168,15 +168,20 @@ async def messages(
     """The next ``count`` messages the client delivers (other events
     go to ``others``)."""
     got: list[client.Message] = []
-    async with asyncio.timeout(TIMEOUT * 2):
-        async for event in chat:
-            if not isinstance(event, client.Message):
-                (others if others is not None else []).append(event)
-            else:
-                got.append(event)
-                if len(got) == count:
-                    return got
-    raise AssertionError(f"the client ended after {len(got)} messages")
+    seen: list[Any] = []
+    try:
+        async with asyncio.timeout(TIMEOUT * 2):
+            async for event in chat:
+                seen.append(event)
+                if not isinstance(event, client.Message):
+                    (others if others is not None else []).append(event)
+                else:
+                    got.append(event)
+                    if len(got) == count:
+                        return got
+    except TimeoutError:
+        pass
+    raise AssertionError(f"{len(got)} of {count} messages: {seen}")
 
 
 async def reconnected(chat: client.ChatClient) -> None:

@@ -100,8 +100,10 @@ def connect(
 ) -> ChatClient:
     """Return a client; ``async with`` it to connect.
 
-    Entering the block waits for the first ``welcome``; leaving it
-    closes the socket and stops reconnecting.
+    Entering the block waits until every room is joined (the server's
+    ``welcome`` and one ``joined`` per room), so that every message
+    published after it is delivered; leaving it closes the socket and
+    stops reconnecting.
 
     Args:
         url: The chat endpoint, ``ws://host:port/ws`` (``wss://`` for
@@ -124,7 +126,7 @@ def connect(
 
     Raises:
         Unauthorized: On entering: the server refused the token (401).
-        ConnectFailed: On entering: no welcome within ``open_timeout``.
+        ConnectFailed: On entering: not joined within ``open_timeout``.
     """
     return ChatClient(
         url,

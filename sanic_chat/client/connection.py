@@ -36,7 +36,7 @@ from .errors import (
     SendTimeout,
     Unauthorized,
 )
-from .events import Delivery, Error, Event, StateChange
+from .events import Delivery, Error, Event, Joined, StateChange
 from .sends import PendingSends
 from .state import RoomLog
 
@@ -82,10 +82,12 @@ class ChatClient:
         self._failure: ChatClientError | None = None
         self._task: asyncio.Task[None] | None = None
         self._finished = False
+        self._joining: set[str | None] = set()
+        self._welcome: dict[str, Any] = {}
 
     @property
     def connected(self) -> bool:
-        """Whether a socket is up and welcomed right now."""
+        """Whether a socket is up, with every room joined, right now."""
         return self._up.is_set()
 
     @property
@@ -287,8 +289,11 @@ class ChatClient:
         for frame in self._pending.frames():
             await ws.send(json.dumps(frame, ensure_ascii=False))
         self._backoff.reset()
-        self._up.set()
-        self._events.put(StateChange(welcome, "connected"))
+        # Connected once every room is joined: a message published
+        # before that may precede the join, and be nobody's to replay.
+        self._joining = set(welcome.get("rooms", ()))
+        self._welcome = welcome
+        self._joined(None)
         async for data in ws:
             try:
                 frame = json.loads(data)
@@ -308,8 +313,16 @@ class ChatClient:
                 self._events.put(Error(frame, code, message, ref))
         for event in out.events:
             self._events.put(event)
+            if isinstance(event, Joined) and event.mine:
+                self._joined(event.room)
         for reply in out.replies:
             await ws.send(json.dumps(reply))
+
+    def _joined(self, room: str | None) -> None:
+        self._joining.discard(room)
+        if not self._joining and not self._up.is_set():
+            self._up.set()
+            self._events.put(StateChange(self._welcome, "connected"))
 
     def _finish(self, failure: ChatClientError, state: str) -> None:
         if self._finished:
