@@ -24,7 +24,7 @@ def test_all_is_sorted_and_complete() -> None:
         "auth", "authenticators", "backends", "blueprint", "chat", "config", "connection",
         "endpoint", "errors", "hub", "identity", "limits", "protocol", "testing", "transport", "wire", "api", "routes", "metrics",
         "redaction", "budget", "admission", "backoff", "session", "outbox", "wakeup",
-        "archive", "revisions", "hooks", "lifecycle", "posting",
+        "archive", "revisions", "hooks", "lifecycle", "posting", "client",
     }  # fmt: skip
     assert public - modules == set(sanic_chat.__all__) - {"__version__"}
 

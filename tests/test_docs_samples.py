@@ -2,7 +2,9 @@
 
 Python samples run in a fresh namespace that already has what a reader
 has at that point: ``from sanic import Sanic``, ``import sanic_chat`` and
-an ``app = Sanic(...)``. JSON samples must parse, line by line. The
+an ``app = Sanic(...)``. A sample that defines ``async def main(url:
+str)`` is a client (docs/clients.md): its ``main`` also runs against a
+live server. JSON samples must parse, line by line. The
 README's browser-console snippet runs in Chromium, typed line by line
 (see test_browser.py for the page itself). A sample preceded by
 ``<!-- not run: why -->`` is a sketch and says so; shell commands are
@@ -24,6 +26,8 @@ from sanic import Sanic
 import sanic_chat
 from sanic_chat import MemoryBroadcaster
 from sanic_chat.testing import BROADCASTER_CHECKS
+
+from .conftest import TIMEOUT, live, make_app
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -89,3 +93,23 @@ def test_json_sample_parses(sample: tuple[str, str]) -> None:
     for line in code.splitlines():
         if line.strip():
             json.loads(line)
+
+
+CLIENTS = [(w, c) for w, c in PYTHON if "async def main(url: str)" in c]
+
+
+def test_the_client_docs_have_a_sample_to_run() -> None:
+    assert any(w.startswith("docs/clients.md") for w, _ in CLIENTS)
+
+
+@pytest.mark.parametrize("sample", CLIENTS, ids=[w for w, _ in CLIENTS])
+async def test_client_sample_talks_to_a_real_server(
+    sample: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client sample's ``main(url)`` runs against a live server."""
+    where, code = sample
+    namespace = prelude()
+    exec(compile(code, where, "exec"), namespace)
+    async with live(make_app()) as srv:
+        await asyncio.wait_for(namespace["main"](srv.url()), TIMEOUT)
+    assert "hello from Python" in capsys.readouterr().out

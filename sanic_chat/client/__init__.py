@@ -1,0 +1,141 @@
+"""The Python client of sanic-chat: reconnects, recovers, never sends twice.
+
+::
+
+    async with sanic_chat.client.connect(
+        "ws://127.0.0.1:8000/ws", token=token, rooms=["lobby"]
+    ) as chat:
+        message_id = await chat.send("lobby", "hello")
+        async for event in chat:
+            if isinstance(event, sanic_chat.client.Message):
+                print(event.user["name"], event.text)
+
+The client reconnects with jittered exponential backoff after any
+failure but a refusal of its credentials (HTTP 401 at connect, or a
+close with 1008), re-joins each room with ``since`` set to the last
+message id it saw there, and delivers every message once, in the
+room's order. See ``docs/clients.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .connection import ChatClient
+from .errors import (
+    BadRequest,
+    ChatClientError,
+    ClientClosed,
+    ConnectFailed,
+    Forbidden,
+    NotJoined,
+    RateLimited,
+    Refused,
+    SendTimeout,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from .events import (
+    Deleted,
+    Edited,
+    Error,
+    Event,
+    Joined,
+    Lagged,
+    Left,
+    Message,
+    Presence,
+    Resync,
+    StateChange,
+    Typing,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..backoff import Backoff
+
+__all__ = [
+    "BadRequest",
+    "ChatClient",
+    "ChatClientError",
+    "ClientClosed",
+    "ConnectFailed",
+    "Deleted",
+    "Edited",
+    "Error",
+    "Event",
+    "Forbidden",
+    "Joined",
+    "Lagged",
+    "Left",
+    "Message",
+    "NotJoined",
+    "Presence",
+    "RateLimited",
+    "Refused",
+    "Resync",
+    "SendTimeout",
+    "StateChange",
+    "TooLarge",
+    "Typing",
+    "Unauthorized",
+    "Unavailable",
+    "connect",
+]
+
+
+def connect(
+    url: str,
+    *,
+    token: str | None = None,
+    rooms: Sequence[str] = (),
+    name: str | None = None,
+    send_timeout: float = 10.0,
+    open_timeout: float = 10.0,
+    max_events: int = 10_000,
+    max_pending: int = 1_000,
+    backoff: Backoff | None = None,
+) -> ChatClient:
+    """Return a client; ``async with`` it to connect.
+
+    Entering the block waits until every room is joined (the server's
+    ``welcome`` and one ``joined`` per room), so that every message
+    published after it is delivered; leaving it closes the socket and
+    stops reconnecting.
+
+    Args:
+        url: The chat endpoint, ``ws://host:port/ws`` (``wss://`` for
+            TLS).
+        token: Sent as the ``bearer.<token>`` subprotocol, never in the
+            URL.
+        rooms: Rooms to join (the server's default room when empty).
+        name: Display name, for a guest.
+        send_timeout: Seconds :meth:`ChatClient.send` waits for its ack,
+            reconnects included.
+        open_timeout: Seconds to connect (the first time: then
+            :class:`ConnectFailed`) and for each handshake.
+        max_events: Events kept for the application to read; when it
+            reads slower than they come, the oldest are dropped and
+            counted in :attr:`ChatClient.dropped`.
+        max_pending: Sends waiting for their ack at once; more raise
+            :class:`SendTimeout`.
+        backoff: The delays between reconnects (``Backoff()``: 0.1 s
+            doubling to 5 s, jittered).
+
+    Raises:
+        Unauthorized: On entering: the server refused the token (401).
+        ConnectFailed: On entering: not joined within ``open_timeout``.
+    """
+    return ChatClient(
+        url,
+        token=token,
+        rooms=rooms,
+        name=name,
+        send_timeout=send_timeout,
+        open_timeout=open_timeout,
+        max_events=max_events,
+        max_pending=max_pending,
+        backoff=backoff,
+    )

@@ -1,0 +1,73 @@
+"""The sends waiting for their answer, each under a ref that never changes.
+
+A send keeps its ``ref`` from its first write to its ack: every socket
+gets it again until the ack or an error comes back, so a server with
+idempotent publish can tell a resend from a new message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from typing import Any
+
+from .errors import ChatClientError, SendTimeout, refused
+
+__all__ = ["PendingSends"]
+
+Frame = dict[str, Any]
+
+
+class PendingSends:
+    """At most ``limit`` frames waiting for an ``ack`` or an ``error``.
+
+    Args:
+        limit: How many at once; more raise :class:`SendTimeout`.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: dict[str, tuple[Frame, asyncio.Future[str]]] = {}
+        # Unique across clients and processes: a user's refs share one
+        # window on the server.
+        prefix = f"py-{uuid.uuid4().hex[:12]}-"
+        self._refs = (f"{prefix}{n}" for n in itertools.count())
+
+    def add(self, frame: Frame) -> asyncio.Future[str]:
+        """Give ``frame`` a ref; return the future of its message id."""
+        if len(self._waiting) >= self.limit:
+            raise SendTimeout("too many sends waiting", "too_many_pending")
+        frame["ref"] = ref = next(self._refs)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[ref] = (frame, future)
+        return future
+
+    def remove(self, frame: Frame) -> None:
+        """Stop waiting for ``frame``'s answer."""
+        self._waiting.pop(frame["ref"], None)
+
+    def frames(self) -> list[Frame]:
+        """Every frame still waiting, oldest first: to send again."""
+        return [frame for frame, _ in self._waiting.values()]
+
+    def ack(self, ref: str, message_id: str) -> None:
+        """Resolve the send with ``ref`` (if still waiting)."""
+        waiting = self._waiting.get(ref)
+        if waiting is not None and not waiting[1].done():
+            waiting[1].set_result(message_id)
+
+    def refuse(self, ref: str, code: str, message: str) -> bool:
+        """Fail the send with ``ref``; False when no send has that ref."""
+        waiting = self._waiting.get(ref)
+        if waiting is None:
+            return False
+        if not waiting[1].done():
+            waiting[1].set_exception(refused(code, message))
+        return True
+
+    def fail_all(self, failure: ChatClientError) -> None:
+        """Fail every waiting send (the client is closed or refused)."""
+        for _, future in self._waiting.values():
+            if not future.done():
+                future.set_exception(failure)
