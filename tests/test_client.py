@@ -282,12 +282,6 @@ async def test_send_times_out_when_the_server_stays_away() -> None:
             await chat.send("lobby", "lost", timeout=0.3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs idempotent publish (branch idem): without it the "
-    "resend after a lost ack is published again; remove this marker "
-    "when idem is merged",
-)
 async def test_a_resend_after_a_lost_ack_is_never_published_twice(
     backend: str,
 ) -> None:
