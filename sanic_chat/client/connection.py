@@ -258,16 +258,9 @@ class ChatClient:
                         f"closed by the server: {ws.close_reason}"
                     )
             except Exception as exc:  # sorted by the helpers below
-                refusal = _refused_credentials(exc)
-                if refusal is not None:
-                    self._finish(refusal, "unauthorized")
-                    return
-                if isinstance(exc, InvalidStatus) and (
-                    exc.response.status_code in (400, 403, 404)
-                ):
-                    # The same request would be refused again.
-                    code, text = _refused_code(exc)
-                    self._finish(Refused(text, code), "refused")
+                final = _final(exc)
+                if final is not None:
+                    self._finish(*final)
                     return
                 _log_failure(exc)
             finally:
@@ -334,6 +327,23 @@ class ChatClient:
         self._pending.fail_all(failure)
         self._events.put(StateChange({}, state, str(failure)))
         self._events.put(None)
+
+
+def _final(exc: Exception) -> tuple[ChatClientError, str] | None:
+    """The end ``exc`` means, with its state; None if worth a retry.
+
+    Refused credentials, and a 400, 403 or 404 at connect: the same
+    request would be refused again.
+    """
+    refusal = _refused_credentials(exc)
+    if refusal is not None:
+        return refusal, "unauthorized"
+    if isinstance(exc, InvalidStatus) and (
+        exc.response.status_code in (400, 403, 404)
+    ):
+        code, text = _refused_code(exc)
+        return Refused(text, code), "refused"
+    return None
 
 
 def _refused_credentials(exc: Exception) -> Unauthorized | None:
