@@ -28,6 +28,7 @@ from .errors import (
     ClientClosed,
     ConnectFailed,
     Forbidden,
+    NotFound,
     NotJoined,
     RateLimited,
     Refused,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..backoff import Backoff
+    from .tokens import TokenGetter
 
 __all__ = [
     "BadRequest",
@@ -71,6 +73,7 @@ __all__ = [
     "Lagged",
     "Left",
     "Message",
+    "NotFound",
     "NotJoined",
     "Presence",
     "RateLimited",
@@ -90,6 +93,7 @@ def connect(
     url: str,
     *,
     token: str | None = None,
+    get_token: TokenGetter | None = None,
     rooms: Sequence[str] = (),
     name: str | None = None,
     send_timeout: float = 10.0,
@@ -110,6 +114,10 @@ def connect(
             TLS).
         token: Sent as the ``bearer.<token>`` subprotocol, never in the
             URL.
+        get_token: Called (sync or async) for a fresh token before
+            every connect, shortly before the token (a JWT) expires, to
+            renew it with a ``refresh`` frame, and once after the
+            server refused the credentials, before giving up.
         rooms: Rooms to join (the server's default room when empty).
         name: Display name, for a guest.
         send_timeout: Seconds :meth:`ChatClient.send` waits for its ack,
@@ -131,6 +139,7 @@ def connect(
     return ChatClient(
         url,
         token=token,
+        get_token=get_token,
         rooms=rooms,
         name=name,
         send_timeout=send_timeout,
