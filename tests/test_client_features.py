@@ -193,6 +193,7 @@ async def test_members_follow_joins_and_leaves(backend: str) -> None:
         await until(lambda: chat.members("lobby") == [])
 
 
+@pytest.mark.slow  # waits seconds for a real token to expire
 async def test_a_short_lived_token_is_refreshed_on_the_same_socket() -> None:
     app = make_app(**UNLIMITED, authenticator=JWTAuthenticator(SECRET))
     asked: list[str] = []
@@ -217,6 +218,7 @@ async def test_a_short_lived_token_is_refreshed_on_the_same_socket() -> None:
         assert states == ["connected"]
 
 
+@pytest.mark.slow  # waits seconds for a real token to expire
 async def test_after_a_1008_get_token_is_asked_once_and_reconnects() -> None:
     app = make_app(**UNLIMITED, authenticator=JWTAuthenticator(SECRET))
     # A short token, then a refresh the server refuses (another user),

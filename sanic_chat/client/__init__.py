@@ -12,7 +12,8 @@
 
 The client reconnects with jittered exponential backoff after any
 failure but a refusal of its credentials (HTTP 401 at connect, or a
-close with 1008), re-joins each room with ``since`` set to the last
+close with 1008; with ``get_token``, only a second one in a row),
+re-joins each room with ``since`` set to the last
 message id it saw there, and delivers every message once, in the
 room's order. See ``docs/clients.md``.
 """
