@@ -179,7 +179,9 @@ class Link:
             delay = refresh_delay(self.tokens.token)
             if delay is None:
                 return
-            await asyncio.sleep(delay)
+            # At least a second apart: a get_token that hands back the
+            # same token must not spin (nor spend the rate limit).
+            await asyncio.sleep(max(delay, 1.0))
             try:
                 token = await self.tokens.fresh()
             except Exception:
