@@ -62,10 +62,28 @@ def main(argv: list[str] | None = None) -> None:
         single_process=single,
         motd=False,
     )
+    # Once, from the main process: workers do not run main().
+    print(f"sanic-chat example: open {page_url(args.host, args.port)}",
+          flush=True)  # fmt: skip
     if single:
         Sanic.serve_single(primary=app)
     else:
         Sanic.serve(primary=app, app_loader=loader)
+
+
+def page_url(host: str, port: int) -> str:
+    """The URL to open for a server bound to ``host``: a browsable one.
+
+    A wildcard address is reachable as the loopback one; an IPv6
+    address goes in brackets.
+    """
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .conftest import run_example
+from example_app.__main__ import page_url
+
+from .conftest import run_example, spawn_example
 
 
 def _http(
@@ -139,3 +141,38 @@ def test_help_documents_every_flag() -> None:
 def _lower(headers: Any) -> dict[str, str]:
     """Header names in lower case: servers differ in how they spell them."""
     return {name.lower(): value for name, value in headers.items()}
+
+
+@pytest.mark.slow  # the example app in a subprocess
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_it_prints_the_url_to_open_once(
+    tmp_path: Path, workers: int
+) -> None:
+    log = tmp_path / "log"
+    port, proc = await asyncio.to_thread(
+        spawn_example, log, "--workers", str(workers)
+    )
+    try:
+        # Once every worker is up (one that ran main() again would have
+        # printed by then), and, as in test_redis, stopped only then:
+        # Sanic's manager never exits if told to while it waits for them.
+        for _ in range(300):
+            if log.read_text().count("Worker ready") >= workers:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:  # never leave a server behind
+            proc.kill()
+            proc.wait()
+    lines = [line for line in log.read_text().splitlines() if "open " in line]
+    assert lines == [f"sanic-chat example: open http://127.0.0.1:{port}/"]
+
+
+def test_the_url_printed_is_one_a_browser_can_open() -> None:
+    assert page_url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
+    assert page_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
+    assert page_url("::", 8000) == "http://[::1]:8000/"
+    assert page_url("chat.local", 9000) == "http://chat.local:9000/"

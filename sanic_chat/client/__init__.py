@@ -12,7 +12,8 @@
 
 The client reconnects with jittered exponential backoff after any
 failure but a refusal of its credentials (HTTP 401 at connect, or a
-close with 1008), re-joins each room with ``since`` set to the last
+close with 1008; with ``get_token``, only a second one in a row),
+re-joins each room with ``since`` set to the last
 message id it saw there, and delivers every message once, in the
 room's order. See ``docs/clients.md``.
 """
@@ -28,6 +29,7 @@ from .errors import (
     ClientClosed,
     ConnectFailed,
     Forbidden,
+    NotFound,
     NotJoined,
     RateLimited,
     Refused,
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..backoff import Backoff
+    from .tokens import TokenGetter
 
 __all__ = [
     "BadRequest",
@@ -71,6 +74,7 @@ __all__ = [
     "Lagged",
     "Left",
     "Message",
+    "NotFound",
     "NotJoined",
     "Presence",
     "RateLimited",
@@ -90,6 +94,7 @@ def connect(
     url: str,
     *,
     token: str | None = None,
+    get_token: TokenGetter | None = None,
     rooms: Sequence[str] = (),
     name: str | None = None,
     send_timeout: float = 10.0,
@@ -110,6 +115,10 @@ def connect(
             TLS).
         token: Sent as the ``bearer.<token>`` subprotocol, never in the
             URL.
+        get_token: Called (sync or async) for a fresh token before
+            every connect, shortly before the token (a JWT) expires, to
+            renew it with a ``refresh`` frame, and once after the
+            server refused the credentials, before giving up.
         rooms: Rooms to join (the server's default room when empty).
         name: Display name, for a guest.
         send_timeout: Seconds :meth:`ChatClient.send` waits for its ack,
@@ -131,6 +140,7 @@ def connect(
     return ChatClient(
         url,
         token=token,
+        get_token=get_token,
         rooms=rooms,
         name=name,
         send_timeout=send_timeout,

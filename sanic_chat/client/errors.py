@@ -11,6 +11,7 @@
     └── Refused                 the server answered a request with an
         ├── Forbidden           ``error`` frame: one subclass per code
         ├── NotJoined           that a caller may want to catch
+        ├── NotFound
         ├── TooLarge
         ├── BadRequest
         ├── RateLimited
@@ -25,6 +26,7 @@ __all__ = [
     "ClientClosed",
     "ConnectFailed",
     "Forbidden",
+    "NotFound",
     "NotJoined",
     "RateLimited",
     "Refused",
@@ -94,6 +96,12 @@ class NotJoined(Refused):
     default_code = "not_joined"
 
 
+class NotFound(Refused):
+    """The message id is not (or no longer) in the room's history."""
+
+    default_code = "not_found"
+
+
 class TooLarge(Refused):
     """Text or meta over the server's limit."""
 
@@ -121,7 +129,8 @@ class Unavailable(Refused):
 _BY_CODE: dict[str, type[Refused]] = {
     cls.default_code: cls
     for cls in (
-        Forbidden, NotJoined, TooLarge, BadRequest, RateLimited, Unavailable
+        Forbidden, NotJoined, NotFound, TooLarge, BadRequest, RateLimited,
+        Unavailable,
     )
 }  # fmt: skip
 

@@ -101,7 +101,11 @@ class Left(Event):
 
 @dataclass(frozen=True)
 class Presence(Event):
-    """The answer to a presence request: who is in ``room``."""
+    """Who is in ``room`` now: after each change of its member list.
+
+    ``users`` is what :meth:`ChatClient.members` returns (at most the
+    server's ``CHAT_PRESENCE_LIST_LIMIT``); ``count`` is exact.
+    """
 
     room: str
     users: list[dict[str, str]]

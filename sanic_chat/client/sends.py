@@ -1,4 +1,4 @@
-"""The sends waiting for their answer, each under a ref that never changes.
+"""The requests waiting for their answer, under a ref that never changes.
 
 A send keeps its ``ref`` from its first write to its ack: every socket
 gets it again until the ack or an error comes back, so a server with
@@ -28,14 +28,14 @@ class PendingSends:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._waiting: dict[str, tuple[Frame, asyncio.Future[str]]] = {}
+        self._waiting: dict[str, tuple[Frame, asyncio.Future[Any]]] = {}
         # Unique across clients and processes: a user's refs share one
         # window on the server.
         prefix = f"py-{uuid.uuid4().hex[:12]}-"
         self._refs = (f"{prefix}{n}" for n in itertools.count())
 
-    def add(self, frame: Frame) -> asyncio.Future[str]:
-        """Give ``frame`` a ref; return the future of its message id."""
+    def add(self, frame: Frame) -> asyncio.Future[Any]:
+        """Give ``frame`` a ref; return the future of its answer."""
         if len(self._waiting) >= self.limit:
             raise SendTimeout("too many sends waiting", "too_many_pending")
         frame["ref"] = ref = next(self._refs)
@@ -51,11 +51,15 @@ class PendingSends:
         """Every frame still waiting, oldest first: to send again."""
         return [frame for frame, _ in self._waiting.values()]
 
-    def ack(self, ref: str, message_id: str) -> None:
-        """Resolve the send with ``ref`` (if still waiting)."""
+    def resolve(self, ref: str, answer: object) -> None:
+        """Answer the request with ``ref`` (if still waiting).
+
+        ``answer``: a message id (an ``ack``), or what a ``history`` or
+        ``receipts`` reply holds.
+        """
         waiting = self._waiting.get(ref)
         if waiting is not None and not waiting[1].done():
-            waiting[1].set_result(message_id)
+            waiting[1].set_result(answer)
 
     def refuse(self, ref: str, code: str, message: str) -> bool:
         """Fail the send with ``ref``; False when no send has that ref."""
