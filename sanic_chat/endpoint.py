@@ -348,10 +348,10 @@ class _Actions:
                 await chat.hub.messages.delete(room, message_id, user)
             case MayJoin(user, room):
                 return await chat.hooks.may_join(user, room)
-            case Join(room, since):
-                await chat.hub.join(conn, room, since)
-            case Leave(room, reason):
-                await chat.hub.leave(conn, room, reason=reason)
+            case Join(room, since, ref):
+                await chat.hub.join(conn, room, since, ref=ref)
+            case Leave(room, reason, ref):
+                await chat.hub.leave(conn, room, reason=reason, ref=ref)
             case ReadHistory(room, limit, before, max_bytes):
                 return await chat.hub.messages.history_frame(
                     room,

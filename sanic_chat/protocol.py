@@ -537,6 +537,19 @@ PublicUser = Mapping[str, str]
 """A user's public part (``{"id", "name"}``), as frames carry it."""
 
 
+def with_ref(frame: str, ref: str | None) -> str:
+    """``frame`` with the request's ``"ref"`` as its last field.
+
+    Answers (``joined``, ``left``, ``history``, ``presence``,
+    ``receipts``, ``refreshed``) echo the ``ref`` of the request they
+    answer, so a client matches them as it matches ``ack`` and ``error``.
+    ``frame`` is an encoded JSON object; ``None`` leaves it as it is.
+    """
+    if ref is None:
+        return frame
+    return f'{frame[:-1]},"ref":{encode(ref)}}}'
+
+
 def welcome(
     user: PublicUser, rooms: Sequence[str], inbox: str | None = None
 ) -> str:

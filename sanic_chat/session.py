@@ -172,18 +172,23 @@ class DeleteMessage:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Join ``room`` (replaying after ``since``); the hub replies."""
+    """Join ``room`` (replaying after ``since``); the hub replies.
+
+    The ``joined`` reply echoes ``ref``.
+    """
 
     room: str
     since: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """Leave ``room``, with ``reason`` in the ``left`` reply."""
+    """Leave ``room``, with ``reason`` and ``ref`` in the ``left`` reply."""
 
     room: str
     reason: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,33 +520,33 @@ class Session:
 
     def _dispatch(self, command: protocol.Command) -> Steps:
         match command:
-            case protocol.Join(room, since):
+            case protocol.Join(room, since, ref):
                 # The own inbox is the user's: no hook to ask.
                 if not _own_inbox(self, room) and not (
                     yield MayJoin(self.user, room)
                 ):
                     raise _forbidden(room)
-                yield Join(room, since)
-            case protocol.Leave(room):
+                yield Join(room, since, ref)
+            case protocol.Leave(room, ref):
                 if protocol.is_inbox(room):
                     raise ProtocolError("forbidden", "an inbox is not left")
-                yield Leave(room)
-            case protocol.History(room, limit, before):
+                yield Leave(room, None, ref)
+            case protocol.History(room, limit, before, ref):
                 _own_inbox(self, room)
                 self._require_member(room)
                 max_bytes = self._config.max_unsent_bytes // 4
                 frame = yield ReadHistory(room, limit, before, max_bytes)
-                yield Reply(cast(str, frame))
-            case protocol.Presence(room):
+                yield Reply(protocol.with_ref(cast(str, frame), ref))
+            case protocol.Presence(room, ref):
                 if protocol.is_inbox(room):
                     raise ProtocolError(
                         "forbidden", "an inbox has no presence"
                     )
                 self._require_member(room)
                 frame = yield ReadPresence(room)
-                yield Reply(cast(str, frame))
-            case protocol.Refresh(token, _):
-                yield from _refresh(self, token)
+                yield Reply(protocol.with_ref(cast(str, frame), ref))
+            case protocol.Refresh(token, ref):
+                yield from _refresh(self, token, ref)
             case protocol.Ping():
                 yield Reply(protocol.PONG)
 
@@ -635,12 +640,12 @@ def _people(
             _own_inbox(session, room)
             session.require_member(room)
             receipts = yield ReadReceipts(room)
-            yield Reply(cast(str, receipts))
+            yield Reply(protocol.with_ref(cast(str, receipts), ref))
             if ref is not None:
                 yield Reply(protocol.request_ack(ref, room=room))
 
 
-def _refresh(session: Session, token: str) -> Steps:
+def _refresh(session: Session, token: str, ref: str | None = None) -> Steps:
     """Extend the session with a new token for the same identity."""
     if not session._can_refresh:
         raise ProtocolError(
@@ -658,7 +663,7 @@ def _refresh(session: Session, token: str) -> Steps:
     for room in sorted(session._rooms):
         if not (yield MayJoin(session.user, room)):
             yield Leave(room, "forbidden")
-    yield Reply(protocol.refreshed(user.expires_at))
+    yield Reply(protocol.with_ref(protocol.refreshed(user.expires_at), ref))
 
 
 # ----------------------------------------------------------------------

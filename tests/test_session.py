@@ -552,3 +552,33 @@ def test_plain_text_and_rate_limited_errors_name_no_room() -> None:
     limited = frames(world.run(s.receive(json.dumps(frame))))
     assert limited[-1]["code"] == "rate_limited"
     assert "ref" not in limited[-1] and "room" not in limited[-1]
+
+
+def test_a_refresh_answer_echoes_the_requests_ref() -> None:
+    world = World("lobby")
+    world.verified = User("u1", "Alice", {}, 2_000.0)
+    s = session(world)
+    actions = world.run(
+        s.receive('{"type":"refresh","token":"t2","ref":"r9"}')
+    )
+    assert actions[-1] == Reply(
+        '{"type":"refreshed","expires_at":2000.0,"ref":"r9"}'
+    )
+
+
+def test_join_and_leave_pass_the_requests_ref_to_the_hub() -> None:
+    world = World("lobby")
+    s = session(world)
+    join = world.run(s.receive('{"type":"join","room":"dev","ref":"j1"}'))
+    assert join[-1] == Join("dev", None, "j1")
+    leave = world.run(s.receive('{"type":"leave","room":"dev","ref":"l1"}'))
+    assert leave[-1] == Leave("dev", None, "l1")
+
+
+def test_with_ref_appends_the_ref_as_the_last_field() -> None:
+    frame = protocol.presence("dev", [{"id": "u1", "name": "A"}], 1)
+    assert json.loads(protocol.with_ref(frame, 'a"b')) == {
+        **json.loads(frame),
+        "ref": 'a"b',
+    }
+    assert protocol.with_ref(frame, None) is frame

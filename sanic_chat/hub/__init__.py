@@ -210,7 +210,12 @@ class Hub:
     # Rooms
 
     async def join(
-        self, conn: Connection, name: str, since: str | None = None
+        self,
+        conn: Connection,
+        name: str,
+        since: str | None = None,
+        *,
+        ref: str | None = None,
     ) -> None:
         """Add ``conn`` to room ``name`` and confirm with ``joined``.
 
@@ -218,17 +223,23 @@ class Hub:
         between the confirmation and the first live message. Joining a
         room the connection is already in changes nothing, unless
         ``since`` is given: then it re-syncs (frames of the room still
-        queued are dropped and the replay starts after ``since``).
+        queued are dropped and the replay starts after ``since``). The
+        ``joined`` reply echoes ``ref``.
 
         Raises:
             ProtocolError: ``too_many_rooms`` when the connection is
                 already in as many rooms as allowed.
             BroadcasterUnavailable: The broadcaster cannot be reached.
         """
-        await self._membership.join(conn, name, since)
+        await self._membership.join(conn, name, since, ref=ref)
 
     async def leave(
-        self, conn: Connection, name: str, reason: str | None = None
+        self,
+        conn: Connection,
+        name: str,
+        reason: str | None = None,
+        *,
+        ref: str | None = None,
     ) -> None:
         """Take ``conn`` out of room ``name`` and confirm with ``left``.
 
@@ -237,11 +248,12 @@ class Hub:
             name: The room.
             reason: Why the server took it out (``"forbidden"``), carried
                 in the ``left`` frame; ``None`` when the client asked.
+            ref: The request's ``ref``, echoed by the ``left`` reply.
 
         Raises:
             ProtocolError: ``not_joined`` if it is not in the room.
         """
-        await self._membership.leave(conn, name, reason)
+        await self._membership.leave(conn, name, reason, ref=ref)
 
     async def join_inbox(self, conn: Connection, name: str) -> None:
         """Put ``conn`` in its inbox ``name``, without a reply."""

@@ -76,6 +76,7 @@ class Membership:
         since: str | None = None,
         *,
         quiet: bool = False,
+        ref: str | None = None,
     ) -> None:
         """Add ``conn`` to room ``name``; see :meth:`Hub.join`.
 
@@ -85,12 +86,12 @@ class Membership:
         if name in conn.rooms and room is not None:
             if since is None:
                 if not quiet:
-                    conn.reply(await self._joined(conn, name))
+                    conn.reply(await self._joined(conn, name, ref=ref))
                 return
             room.hold(conn)
             conn.forget(name)
             try:
-                await self._replay(conn, room, since, quiet)
+                await self._replay(conn, room, since, quiet, ref)
             except BaseException:
                 # The re-sync failed (e.g. the broadcaster is down): stay a
                 # member and keep receiving; the client may try again.
@@ -114,13 +115,13 @@ class Membership:
         try:
             await sub.subscribed()
             if private:
-                await self._replay(conn, room, since, quiet)
+                await self._replay(conn, room, since, quiet, ref)
                 return
             # Counted if and only if it returns, even when cancelled (the
             # broadcaster takes back a change it could not finish).
             await self._broadcaster.presence_add(name, user)
             try:
-                await self._replay(conn, room, since, quiet)
+                await self._replay(conn, room, since, quiet, ref)
             except BaseException:
                 # Shielded: a second cancellation must not skip it.
                 with contextlib.suppress(Exception):
@@ -142,14 +143,19 @@ class Membership:
                 logger.debug("join notice in %s not sent: %s", name, exc)
 
     async def _joined(
-        self, conn: Connection, name: str, recovered: bool | None = None
+        self,
+        conn: Connection,
+        name: str,
+        recovered: bool | None = None,
+        ref: str | None = None,
     ) -> str:
-        """The ``joined`` reply, with the user's read state."""
+        """The ``joined`` reply, with the user's read state and ``ref``."""
         user = conn.user
         last_read, unread = await self._marks.state(user.id, name)
-        return protocol.joined(
+        reply = protocol.joined(
             name, user.public(), recovered, last_read, unread
         )
+        return protocol.with_ref(reply, ref)
 
     async def _replay(
         self,
@@ -157,6 +163,7 @@ class Membership:
         room: Room,
         since: str | None,
         quiet: bool = False,
+        ref: str | None = None,
     ) -> None:
         """Confirm a join, replay history after ``since``, then go live.
 
@@ -168,7 +175,9 @@ class Membership:
             self._broadcaster, name, since, self._config.history_size
         )
         recovered = None if since is None else bool(found)
-        reply = None if quiet else await self._joined(conn, name, recovered)
+        reply = (
+            None if quiet else await self._joined(conn, name, recovered, ref)
+        )
         if not room.holding(conn):
             # The connection was detached while history was read (it is
             # closing; its task's cancellation is still on the way).
@@ -188,7 +197,12 @@ class Membership:
             raise asyncio.CancelledError  # detached: closing
 
     async def leave(
-        self, conn: Connection, name: str, reason: str | None = None
+        self,
+        conn: Connection,
+        name: str,
+        reason: str | None = None,
+        *,
+        ref: str | None = None,
     ) -> None:
         """Take ``conn`` out of room ``name``; see :meth:`Hub.leave`."""
         if name not in conn.rooms:
@@ -196,7 +210,8 @@ class Membership:
         announce = self._detach_room(conn, name)
         # Nothing of the room may follow its ``left`` confirmation.
         conn.forget(name)
-        conn.reply(protocol.left(name, conn.user.public(), reason))
+        left = protocol.left(name, conn.user.public(), reason)
+        conn.reply(protocol.with_ref(left, ref))
         if announce is not None:
             await self.departed(conn, name, announce)
 
