@@ -68,6 +68,21 @@ def test_answers_go_to_the_oldest_request_of_their_room() -> None:
     assert [answers.answer(reply) for _ in range(3)] == [None, "r1", None]
 
 
+def test_answers_that_echo_a_ref_go_to_that_request() -> None:
+    answers = Answers()
+    answers.sent(
+        {"type": "history", "room": "a", "ref": "r1"}
+    )  # never answered
+    answers.sent({"type": "history", "room": "a", "ref": "r2"})
+    answers.sent({"type": "history", "room": "a"})  # own
+    own = {"type": "history", "room": "a"}
+    assert answers.answer({**own, "ref": "r2"}) == "r2"
+    assert answers.answer(own) is None
+    assert (
+        answers.answer({**own, "ref": "r9"}) == "r9"
+    )  # not asked: ignored later
+
+
 def test_members_follow_presence_joins_and_leaves() -> None:
     roster = Roster()
     events, asks = roster.receive({"type": "joined", "room": "a",

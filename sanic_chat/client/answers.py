@@ -1,10 +1,11 @@
-"""Which request an answer that names only its room belongs to.
+"""Which request a ``history``, ``presence`` or ``receipts`` answer is for.
 
-``history``, ``presence`` and ``receipts`` answers carry their room but
-no ``ref``; the server answers one socket's requests in order, so each
-answer goes to the oldest request of its kind and room sent on that
-socket. A request the client makes for itself (a catch-up, a presence
-list) has no ``ref``: its answer is the client's own.
+The server echoes the request's ``ref`` in its answer, so an answer with
+a ``ref`` is that request's. A request the client makes for itself (a
+catch-up, a presence list) has no ``ref``: an answer without one is the
+client's own. Servers before the echo answered a socket's requests in
+order with no ``ref``: then each answer goes to the oldest request of its
+kind and room sent on that socket.
 """
 
 from __future__ import annotations
@@ -39,10 +40,19 @@ class Answers:
         """The ref of the request ``frame`` answers; None: the client's."""
         key = (str(frame.get("type")), str(frame.get("room")))
         waiting = self._waiting.get(key)
-        if not waiting:
+        echoed = frame.get("ref")
+        if isinstance(echoed, str):
+            if waiting and echoed in waiting:
+                waiting.remove(echoed)
+            ref: str | None = echoed
+        elif not waiting:
             return None
-        ref = waiting.popleft()
-        if not waiting:
+        elif None in waiting:
+            waiting.remove(None)  # the client's own request
+            ref = None
+        else:
+            ref = waiting.popleft()  # a server that echoes no ref
+        if waiting is not None and not waiting:
             del self._waiting[key]
         return ref
 
