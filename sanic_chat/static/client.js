@@ -355,6 +355,10 @@ export class ChatClient {
       if (this._ws !== ws) return;
       this._closed(opened, event.code, event.reason);
     };
+    // A failed upgrade: some WebSockets (Node 20's) fire only "error".
+    ws.onerror = () => {
+      if (this._ws === ws && !opened) this._closed(false, 1006, "");
+    };
   }
 
   /** The URL of the next connect: each room with `@last id` (recovery). */
