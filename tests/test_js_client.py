@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -215,3 +216,44 @@ async def test_node_suite_on_redis(
 ) -> None:
     async with example_app(tmp_path, redis_server.url) as port:
         await run_node_tests(port, tmp_path)
+
+
+NPM = shutil.which("npm")
+
+
+@pytest.mark.slow
+def test_the_npm_package_would_ship_the_client(tmp_path: Path) -> None:
+    """``npm pack --dry-run`` (offline): prepack copies the canonical files.
+
+    Run on a copy of ``clients/js`` beside a link to ``sanic_chat/static``,
+    so that the worktree is left as it was.
+    """
+    assert NPM is not None, "npm is not installed"
+    package = tmp_path / "clients" / "js"
+    shutil.copytree(JS, package, ignore=shutil.ignore_patterns("client.*"))
+    (tmp_path / "sanic_chat").mkdir()
+    (tmp_path / "sanic_chat" / "static").symlink_to(STATIC)
+    result = subprocess.run(
+        [NPM, "pack", "--dry-run", "--json", "--offline"],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "npm_config_cache": str(tmp_path / "npm-cache"),
+            "npm_config_update_notifier": "false",
+        },
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (packed,) = json.loads(result.stdout[result.stdout.index("[") :])
+    files = {f["path"] for f in packed["files"]}
+    assert files == {"client.js", "client.d.ts", "package.json", "README.md"}
+    for name in ("client.js", "client.d.ts"):
+        assert (package / name).read_bytes() == (STATIC / name).read_bytes()
+    manifest = json.loads((JS / "package.json").read_text())
+    assert manifest["exports"]["."] == {
+        "types": "./client.d.ts",
+        "default": "./client.js",
+    }

@@ -41,6 +41,20 @@ test("a token the server rejects (bad signature) ends unauthorized, no loop", as
   assert.ok(attempts <= 3, `${attempts} attempts`);
 });
 
+test("without a token, repeated refusals end in refused, no loop", async (t) => {
+  // This app wants a token: 401 before the upgrade, which a WebSocket
+  // cannot see; a server that answers HTTP but refuses every upgrade is
+  // given up on after five attempts.
+  const client = connect(WS, { rooms: [unique("r")], reconnect: fast });
+  t.after(() => client.close());
+  const events = record(client);
+  await assert.rejects(client.ready, { code: "refused" });
+  assert.equal(client.state, "refused");
+  assert.equal(events.state.filter((s) => s.state === "connecting").length, 4);
+  await sleep(700);
+  assert.equal(events.state.filter((s) => s.state === "connecting").length, 4);
+});
+
 test("a getToken that returns a fresh token after a refusal connects", async (t) => {
   const user = unique("fresh");
   let calls = 0;

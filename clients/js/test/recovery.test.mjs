@@ -110,3 +110,15 @@ test("an error frame rejects the send that caused it", async (t) => {
   assert.equal(a.pending, 0);
   assert.match(await a.send(room, "still fine"), /./);
 });
+
+test("a silent connection is found by the heartbeat and replaced", async (t) => {
+  const { room, net, a, bEvents } = await pair(t, { heartbeat: 300, reconnect: { initialDelay: 50 } });
+  await net.hold(); // the TCP connection stays up, nothing comes through
+  const events = record(a);
+  await until(() => events.state.some((s) => s.state === "disconnected"), "the dead socket found");
+  assert.equal(events.state.find((s) => s.state === "disconnected").reason, "no answer to ping");
+  await net.restore();
+  await until(() => a.state === "connected", "the reconnect");
+  const id = await a.send(room, "alive again");
+  await until(() => bEvents.message.some((m) => m.id === id), "the delivery");
+});
