@@ -370,6 +370,13 @@ export class ChatClient {
     ws.onerror = () => {
       if (this._ws === ws && !opened) this._closed(false, 1006, "");
     };
+    // A connect that hangs (no answer, or no welcome): give up on it.
+    this._later(() => {
+      if (this._ws !== ws || this._online) return;
+      this._ws = null;
+      ws.close();
+      this._closed(true, 1006, "no welcome in time");
+    }, this._options.heartbeat || DEFAULTS.heartbeat);
   }
 
   /** The URL of the next connect: each room with `@last id` (recovery). */
@@ -401,10 +408,14 @@ export class ChatClient {
     if (isFinal(this._state)) return;
     const expiry = this._token ? tokenExpiry(this._token) : null;
     if (code === 1008 || (refused && expiry !== null && expiry < Date.now())) {
-      if (this._retryAuth(code, reason)) return;
+      this._retryAuth(previous, code, reason);
+      return;
     } else if (refused) {
       this._refusals += 1;
-      if (this._token && this._refusals >= 2 && this._retryAuth(code, reason)) return;
+      if (this._token && this._refusals >= 2) {
+        this._retryAuth(previous, code, reason);
+        return;
+      }
       if (!this._token && this._refusals >= 5) {
         this._finish("refused", new ChatError("refused", "the server refused the connection"), code);
         return;
@@ -417,19 +428,17 @@ export class ChatClient {
   }
 
   /** A refused identity: ask getToken once for a fresh one and retry at
-   * once; the second time, stop with "unauthorized". Returns whether
-   * the client stopped. */
-  _retryAuth(code, reason) {
+   * once; the second time, stop with "unauthorized". */
+  _retryAuth(previous, code, reason) {
     if (this._options.getToken && !this._authRetried) {
       this._authRetried = true;
       this._refusals = 0;
-      this._later(() => this._open(), 0);
       this._state = "disconnected";
-      this._emit("state", { state: "disconnected", previous: "connecting", code, reason });
-      return true;
+      this._emit("state", { state: "disconnected", previous, code, reason });
+      this._later(() => this._open(), 0);
+      return;
     }
     this._finish("unauthorized", new ChatError("unauthorized", reason || "the server refused the credentials"), code);
-    return true;
   }
 
   /** Whether the server answers HTTP: a socket closed before open by a
@@ -440,7 +449,8 @@ export class ChatClient {
       const url = new URL(this._connectUrl());
       url.protocol = url.protocol === "wss:" ? "https:" : "http:";
       url.search = "";
-      const init = globalThis.document ? { mode: "no-cors", cache: "no-store" } : {};
+      const init = { signal: AbortSignal.timeout(5000) };
+      if (globalThis.document) Object.assign(init, { mode: "no-cors", cache: "no-store" });
       const response = await fetch(url.href, init);
       await response.body?.cancel();
       return true;

@@ -151,3 +151,16 @@ test("direct messages missed while offline are recovered once", async (t) => {
   assert.deepEqual(dms.map((m) => m.text), ["dm before", "dm while away"]);
   assert.ok(dms.every((m) => m.to === a.user.id && m.user.id === b.user.id));
 });
+
+test("a connect that hangs is given up and retried", async (t) => {
+  const net = await proxy();
+  await net.hold(); // the upgrade goes through, its answer does not
+  const room = unique("r");
+  const a = connect(net.url, { token: token(unique("h")), rooms: [room], heartbeat: 300, reconnect: { initialDelay: 50 } });
+  t.after(() => a.close());
+  const events = record(a);
+  await until(() => events.state.some((s) => s.reason === "no welcome in time"), "the timeout");
+  await net.restore();
+  await a.ready;
+  assert.equal(a.state, "connected");
+});
