@@ -79,6 +79,7 @@ class ChatOptions(TypedDict, total=False):
     api_path: str
     api_key: str
     metrics_path: str
+    asyncapi_path: str
     metrics_key: str
     metrics_room_labels: RoomLabels
     max_connections_in_setup: int
@@ -150,6 +151,9 @@ class ChatConfig:
             empty: only users whose token has the ``chat_admin`` claim.
         metrics_path: Route of the Prometheus metrics (needs the
             ``prometheus-client`` package); empty: no route.
+        asyncapi_path: Route of the protocol's AsyncAPI 3.0 document
+            (:mod:`sanic_chat.asyncapi`), inside the blueprint; empty:
+            no route.
         metrics_key: Secret a scraper must send to read ``metrics_path``
             (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``),
             401 otherwise; empty: anyone who reaches the route may.
@@ -202,6 +206,7 @@ class ChatConfig:
     api_path: str = "/api"
     api_key: str = field(default="", repr=False)
     metrics_path: str = "/metrics"
+    asyncapi_path: str = "/asyncapi.json"
     metrics_key: str = field(default="", repr=False)
     metrics_room_labels: RoomLabels = "off"
     max_connections_in_setup: int = 128
@@ -346,6 +351,10 @@ def _validate(config: ChatConfig, given: Mapping[str, str]) -> None:
     for name in ("path", "api_path"):
         if not getattr(config, name).startswith("/"):
             raise fail(f"{name} must start with '/'", name)
+    if config.asyncapi_path and not config.asyncapi_path.startswith("/"):
+        raise fail(
+            "asyncapi_path must start with '/' (or be empty)", "asyncapi_path"
+        )
     if config.http_api and config.api_path.rstrip("/") == config.path.rstrip(
         "/"
     ):
