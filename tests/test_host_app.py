@@ -216,6 +216,9 @@ async def test_a_host_using_sanic_ext_keeps_its_docs_and_gets_the_chats(
     assert summaries == {
         ("GET", "/ws"): "The chat WebSocket",
         ("GET", "/metrics"): "Prometheus metrics of the chat",
+        ("GET", "/client.js"): "The JavaScript client (an ES module)",
+        ("GET", "/client.d.ts"):
+            "TypeScript declarations of the JavaScript client",
         ("GET", "/api/rooms"): "List rooms",
         ("GET", "/api/rooms/{room}/history"): "Read a room's history",
         ("GET", "/api/rooms/{room}/presence"): "Who is in a room",
