@@ -161,6 +161,19 @@ def test_the_declarations_name_every_frame() -> None:
     }
 
 
+def test_the_client_declarations_hold_the_generated_frames() -> None:
+    dts = (ROOT / "sanic_chat/static/client.d.ts").read_text()
+    head, rest = dts.split("// BEGIN FRAMES\n")
+    block, tail = rest.split("// END FRAMES\n")
+    assert block == typescript(DOC), (
+        "regenerate: python -m sanic_chat.asyncapi --dts"
+    )
+    # The hand-written rest uses only frame names the document has.
+    names = set(re.findall(r"\b(User|\w+Frame|\w+Request)\b", head + tail))
+    assert names, "client.d.ts refers to no frame"
+    assert names <= set(DOC["components"]["schemas"]), names
+
+
 # --------------------------------------------------------------------------
 # The document against protocol.py: every builder, every request
 
