@@ -132,12 +132,62 @@ def _operation(action: str, summary: str, names: Sequence[str]) -> Schema:
 
 def _message(schema: Schema) -> Schema:
     name = schema["title"]
-    return {
+    message = {
         "name": schema["properties"]["type"]["const"],
         "title": name,
         "summary": schema["description"],
         "payload": {"$ref": _REF + name},
     }
+    if name in _EXAMPLES:
+        message["examples"] = [{"payload": _EXAMPLES[name]}]
+    return message
+
+
+_ANN = {"id": "u1", "name": "Ann"}
+# One example per frame, from docs/protocol.md (the tests check each).
+_EXAMPLES: dict[str, Schema] = {
+    "WelcomeFrame": {
+        "type": "welcome", "protocol": 1, "user": _ANN,
+        "rooms": ["lobby"], "inbox": "@u1",
+    },
+    "JoinedFrame": {
+        "type": "joined", "room": "dev", "user": _ANN, "recovered": True,
+        "last_read": None, "unread": 0,
+    },
+    "LeftFrame": {"type": "left", "room": "dev", "user": _ANN},
+    "MessageFrame": {
+        "id": "3f9a1c-43", "type": "message", "room": "dev", "user": _ANN,
+        "text": "see above", "ts": 1795655007000,
+        "meta": {"reply_to": "3f9a1c-41"},
+    },
+    "EditedFrame": {
+        "type": "edited", "room": "dev", "id": "3f9a1c-41",
+        "text": "hello, fixed", "user": _ANN, "edited_ts": 1795655009420,
+    },
+    "DeletedFrame": {
+        "type": "deleted", "room": "dev", "id": "3f9a1c-42", "user": _ANN,
+        "ts": 1795655010000,
+    },
+    "AckFrame": {
+        "type": "ack", "ref": "c-17", "id": "3f9a1c-42", "room": "dev"
+    },
+    "ErrorFrame": {
+        "type": "error", "code": "forbidden",
+        "message": "links are not allowed here", "ref": "c-17",
+        "room": "dev",
+    },
+    "JoinRequest": {"type": "join", "room": "dev", "since": "3f9a1c-41"},
+    "MessageRequest": {
+        "type": "message", "room": "dev", "text": "hello", "ref": "c-17"
+    },
+    "DirectMessageRequest": {
+        "type": "message", "to": "bob", "text": "psst", "ref": "c-18"
+    },
+    "HistoryRequest": {
+        "type": "history", "room": "dev", "limit": 50,
+        "before": "3f9a1c-41",
+    },
+}  # fmt: skip
 
 
 _PLAIN_TEXT = {

@@ -124,6 +124,16 @@ def protocol_version() -> str:
     return __version__
 
 
+def test_the_examples_of_the_document_fit_their_messages() -> None:
+    examples = 0
+    for message in DOC["components"]["messages"].values():
+        for example in message.get("examples", ()):
+            name = message["payload"]["$ref"].split("/")[-1]
+            assert not errors_of(example["payload"], [name]), example
+            examples += 1
+    assert examples >= 10
+
+
 def test_the_channel_and_limits_follow_the_settings() -> None:
     doc = document(ChatConfig(path="/chat-ws", max_text_length=500), "/v1/")
     assert doc["channels"]["chat"]["address"] == "/v1/chat-ws"
