@@ -15,7 +15,7 @@ from typing import Any, Unpack
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
-from . import _sanic, lifecycle
+from . import _sanic, asyncapi, lifecycle
 from ._openapi import describe
 from .api import ApiError, refuse_body
 from .archive import MessageHook
@@ -41,9 +41,11 @@ class ChatBlueprint(Blueprint):
     """A Sanic blueprint that serves the chat; see :func:`create_blueprint`."""
 
     __slots__ = (
+        "_asyncapi",
         "_authenticator",
         "_broadcaster",
         "_chat_options",
+        "_documents",
         "_hooks",
         "_metrics",
         "_path",
@@ -66,6 +68,9 @@ class ChatBlueprint(Blueprint):
         self._authenticator = authenticator
         self._hooks = hooks
         self._path: str | None = None
+        # Each app's AsyncAPI document, built when the blueprint is
+        # registered on it (its url_prefix and settings are known then).
+        self._documents: dict[str, asyncapi.Published] = {}
 
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
@@ -115,6 +120,21 @@ class ChatBlueprint(Blueprint):
             return HTTPResponse(body, content_type=content_type)
 
         self._metrics = metrics
+
+        async def protocol_document(request: Request) -> HTTPResponse:
+            try:
+                await refuse_body(request)
+            except ApiError as exc:
+                return exc.response()
+            published = self._documents[request.app.name]
+            return published.response(request.headers.get("if-none-match"))
+
+        self._asyncapi = describe(
+            protocol_document,
+            summary="The chat protocol as an AsyncAPI 3.0 document",
+            description="JSON Schemas of every frame of the WebSocket "
+            "protocol (docs/protocol.md); ETag, 304 on If-None-Match.",
+        )
 
         def warn_if_not_shared(app: Sanic[Any, Any]) -> None:
             chat = self._chat(app)
@@ -201,6 +221,13 @@ class ChatBlueprint(Blueprint):
             )(self._serve)
             if config.http_api:
                 add_api_routes(self, config.api_path)
+            if config.asyncapi_path:
+                self.route(
+                    config.asyncapi_path,
+                    methods=["GET", "HEAD"],
+                    name="asyncapi",
+                    ignore_body=True,
+                )(self._asyncapi)
             if config.metrics_path:
                 self.route(
                     config.metrics_path,
@@ -224,6 +251,10 @@ class ChatBlueprint(Blueprint):
             )
         if "url_prefix" not in options and config.url_prefix:
             options = {**options, "url_prefix": config.url_prefix}
+        if config.asyncapi_path:
+            self._documents[app.name] = asyncapi.Published(
+                asyncapi.document(config, options.get("url_prefix") or "")
+            )
         super().register(app, options)  # type: ignore[no-untyped-call]
 
     def _chat(self, app: Sanic[Any, Any]) -> Chat:

@@ -79,6 +79,7 @@ class ChatOptions(TypedDict, total=False):
     api_path: str
     api_key: str
     metrics_path: str
+    asyncapi_path: str
     metrics_key: str
     metrics_room_labels: RoomLabels
     client_path: str
@@ -151,6 +152,9 @@ class ChatConfig:
             empty: only users whose token has the ``chat_admin`` claim.
         metrics_path: Route of the Prometheus metrics (needs the
             ``prometheus-client`` package); empty: no route.
+        asyncapi_path: Route of the protocol's AsyncAPI 3.0 document
+            (:mod:`sanic_chat.asyncapi`), inside the blueprint; empty:
+            no route.
         metrics_key: Secret a scraper must send to read ``metrics_path``
             (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``),
             401 otherwise; empty: anyone who reaches the route may.
@@ -206,6 +210,7 @@ class ChatConfig:
     api_path: str = "/api"
     api_key: str = field(default="", repr=False)
     metrics_path: str = "/metrics"
+    asyncapi_path: str = "/asyncapi.json"
     metrics_key: str = field(default="", repr=False)
     metrics_room_labels: RoomLabels = "off"
     client_path: str = "/client.js"
@@ -351,10 +356,10 @@ def _validate(config: ChatConfig, given: Mapping[str, str]) -> None:
     for name in ("path", "api_path"):
         if not getattr(config, name).startswith("/"):
             raise fail(f"{name} must start with '/'", name)
-    if config.client_path and not config.client_path.startswith("/"):
-        raise fail(
-            "client_path must start with '/' (or be empty)", "client_path"
-        )
+    for name in ("asyncapi_path", "client_path"):
+        path = getattr(config, name)
+        if path and not path.startswith("/"):
+            raise fail(f"{name} must start with '/' (or be empty)", name)
     if config.http_api and config.api_path.rstrip("/") == config.path.rstrip(
         "/"
     ):

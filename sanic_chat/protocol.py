@@ -17,7 +17,9 @@ Every frame the server sends has a builder here (:func:`welcome`,
 :func:`deleted`, :func:`direct_payload`, :func:`typing`, :func:`read`,
 :func:`receipts`, :func:`request_ack`); no other module
 writes a frame's JSON. A frame is encoded once and the same ``str`` is
-sent to every recipient.
+sent to every recipient. Each builder fills in its frame's ``TypedDict``
+from :mod:`sanic_chat.frames`, the shapes the AsyncAPI document
+(:mod:`sanic_chat.asyncapi`) is generated from.
 """
 
 from __future__ import annotations
@@ -33,13 +35,32 @@ from typing import Any, TypeVar, cast
 
 from .config import ROOM_NAME_RE
 from .errors import ProtocolError
+from .frames import INBOX_RE as INBOX_RE
+from .frames import MAX_ID_LENGTH as MAX_ID_LENGTH
+from .frames import MAX_META_BYTES as MAX_META_BYTES
+from .frames import MAX_REF_LENGTH as MAX_REF_LENGTH
+from .frames import (
+    MAX_TOKEN_LENGTH,
+    AckFrame,
+    DeletedFrame,
+    EditedFrame,
+    ErrorFrame,
+    JoinedFrame,
+    LaggedFrame,
+    LeftFrame,
+    MessagePayload,
+    PongFrame,
+    PresenceFrame,
+    ReadFrame,
+    ReceiptsFrame,
+    RefreshedFrame,
+    ResyncFrame,
+    TypingFrame,
+    WelcomeFrame,
+)
+from .frames import PublicUser as PublicUser
 
 T = TypeVar("T")
-
-MAX_REF_LENGTH = 128
-MAX_ID_LENGTH = 128
-MAX_META_BYTES = 2048
-"""Most bytes of a message's ``meta``, encoded as the server sends it."""
 
 _encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), check_circular=False
@@ -291,7 +312,7 @@ def _command(
     if kind == "ping":
         return Ping()
     if kind == "refresh":
-        token = _optional_str(obj, "token", 8192)
+        token = _optional_str(obj, "token", MAX_TOKEN_LENGTH)
         if not token:
             raise ProtocolError("bad_request", "field 'token' is required")
         return Refresh(token, _ref(obj))
@@ -469,9 +490,6 @@ def _target(obj: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------
 # Inboxes: the room of each user's direct messages.
 
-INBOX_RE = re.compile(r"@(?:[A-Za-z0-9_.:-]{1,63}|~[0-9a-f]{32})")
-"""Inbox names: never a valid room name (rooms cannot contain ``@``)."""
-
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 
 
@@ -533,8 +551,8 @@ def _limit(obj: dict[str, Any]) -> int | None:
 # the same text (or its wire frame) to every recipient. Field order is
 # part of the bytes on the wire: keep it.
 
-PublicUser = Mapping[str, str]
-"""A user's public part (``{"id", "name"}``), as frames carry it."""
+# Each builder fills in the TypedDict of its frame (sanic_chat.frames),
+# so mypy checks it against the shape the AsyncAPI document publishes.
 
 
 def with_ref(frame: str, ref: str | None) -> str:
@@ -557,7 +575,7 @@ def welcome(
 
     ``inbox`` names the connection's inbox (no such field when None).
     """
-    frame: dict[str, object] = {
+    frame: WelcomeFrame = {
         "type": "welcome", "protocol": 1, "user": user, "rooms": rooms
     }  # fmt: skip
     if inbox is not None:
@@ -585,7 +603,7 @@ def joined(
             ``last_read``; ``None``: neither field (the backend keeps no
             read receipts). Both are the frame's last fields.
     """
-    frame: dict[str, object] = {"type": "joined", "room": room, "user": user}
+    frame: JoinedFrame = {"type": "joined", "room": room, "user": user}
     if recovered is not None:
         frame["recovered"] = recovered
     if unread is not None:
@@ -603,46 +621,56 @@ def left(room: str, user: PublicUser, reason: str | None = None) -> str:
         reason: Why the server took the user out (``"forbidden"``);
             ``None`` (no such field) when the client asked.
     """
-    if reason is None:
-        return encode({"type": "left", "room": room, "user": user})
-    return encode(
-        {"type": "left", "room": room, "user": user, "reason": reason}
-    )
+    frame: LeftFrame = {"type": "left", "room": room, "user": user}
+    if reason is not None:
+        frame["reason"] = reason
+    return encode(frame)
 
 
 def presence(room: str, users: Sequence[PublicUser], count: int) -> str:
     """Encode the ``presence`` reply: who is in ``room``, and how many."""
-    return encode(
-        {"type": "presence", "room": room, "users": users, "count": count}
-    )
+    frame: PresenceFrame = {
+        "type": "presence", "room": room, "users": users, "count": count
+    }  # fmt: skip
+    return encode(frame)
 
 
 def resync(room: str) -> str:
     """Encode ``resync``: events of ``room`` may have been missed."""
-    return encode({"type": "resync", "room": room})
+    frame: ResyncFrame = {"type": "resync", "room": room}
+    return encode(frame)
 
 
 def lagged(room: str, skipped: int) -> str:
     """Encode ``lagged``: ``skipped`` frames of ``room`` were dropped."""
-    return encode({"type": "lagged", "room": room, "skipped": skipped})
+    frame: LaggedFrame = {"type": "lagged", "room": room, "skipped": skipped}
+    return encode(frame)
 
 
 def ack(ref: str, message_id: str, room: str) -> str:
     """Encode ``ack``: the message sent with ``ref`` got ``message_id``."""
-    return encode({"type": "ack", "ref": ref, "id": message_id, "room": room})
+    frame: AckFrame = {
+        "type": "ack", "ref": ref, "id": message_id, "room": room
+    }  # fmt: skip
+    return encode(frame)
 
 
 def refreshed(expires_at: float | None) -> str:
     """Encode ``refreshed``: the session now expires at ``expires_at``."""
-    return encode({"type": "refreshed", "expires_at": expires_at})
+    frame: RefreshedFrame = {"type": "refreshed", "expires_at": expires_at}
+    return encode(frame)
 
 
-def request_ack(ref: str, **result: object) -> str:
+def request_ack(ref: str, *, room: str, id: str | None = None) -> str:
     """Encode the ``ack`` of a request that is not a message.
 
-    ``{"type":"ack","ref":REF}`` and what identifies the result.
+    ``{"type":"ack","ref":REF,"room":R,"id"?:ID}``: the room of the
+    request and, for ``read``, the id marked.
     """
-    return encode({"type": "ack", "ref": ref, **result})
+    frame: AckFrame = {"type": "ack", "ref": ref, "room": room}
+    if id is not None:
+        frame["id"] = id
+    return encode(frame)
 
 
 def error(
@@ -657,7 +685,7 @@ def error(
     them (no such fields otherwise, so the frame of a request without
     either is what it always was).
     """
-    frame = {"type": "error", "code": code, "message": message}
+    frame: ErrorFrame = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
     if room is not None:
@@ -667,22 +695,26 @@ def error(
 
 def typing(room: str, user: PublicUser) -> str:
     """Encode ``typing``: ``user`` is typing in ``room`` (ephemeral)."""
-    return encode({"type": "typing", "room": room, "user": user})
+    frame: TypingFrame = {"type": "typing", "room": room, "user": user}
+    return encode(frame)
 
 
 def read(room: str, user: PublicUser, message_id: str) -> str:
     """Encode ``read``: ``user`` has read ``room`` up to ``message_id``."""
-    return encode(
-        {"type": "read", "room": room, "user": user, "id": message_id}
-    )
+    frame: ReadFrame = {
+        "type": "read", "room": room, "user": user, "id": message_id
+    }  # fmt: skip
+    return encode(frame)
 
 
 def receipts(room: str, marks: Mapping[str, str]) -> str:
     """Encode the ``receipts`` reply: last read id by user id."""
-    return encode({"type": "receipts", "room": room, "read": marks})
+    frame: ReceiptsFrame = {"type": "receipts", "room": room, "read": marks}
+    return encode(frame)
 
 
-PONG = encode({"type": "pong"})
+_pong: PongFrame = {"type": "pong"}
+PONG = encode(_pong)
 """The ``pong`` frame, the answer to a ``ping``."""
 
 
@@ -700,15 +732,12 @@ def message_payload(
     ``meta`` is carried only when given, so messages without one are
     the same bytes as before it existed.
     """
-    if meta is None:
-        return encode(
-            {"type": "message", "room": room, "user": user, "text": text,
-             "ts": ts}
-        )  # fmt: skip
-    return encode(
-        {"type": "message", "room": room, "user": user, "text": text,
-         "ts": ts, "meta": meta}
-    )  # fmt: skip
+    frame: MessagePayload = {
+        "type": "message", "room": room, "user": user, "text": text, "ts": ts
+    }  # fmt: skip
+    if meta is not None:
+        frame["meta"] = meta
+    return encode(frame)
 
 
 EDITED_PREFIX = '{"type":"edited"'
@@ -723,10 +752,11 @@ def edited(
     room: str, message_id: str, text: str, user: PublicUser, edited_ts: int
 ) -> str:
     """Encode ``edited``: ``user`` changed message ``message_id``'s text."""
-    return encode(
-        {"type": "edited", "room": room, "id": message_id, "text": text,
-         "user": user, "edited_ts": edited_ts}
-    )  # fmt: skip
+    frame: EditedFrame = {
+        "type": "edited", "room": room, "id": message_id, "text": text,
+        "user": user, "edited_ts": edited_ts,
+    }  # fmt: skip
+    return encode(frame)
 
 
 def deleted(room: str, message_id: str, user: PublicUser, ts: int) -> str:
@@ -735,10 +765,11 @@ def deleted(room: str, message_id: str, user: PublicUser, ts: int) -> str:
     ``ts`` (when) is stored for the archive and history; clients may use
     it.
     """
-    return encode(
-        {"type": "deleted", "room": room, "id": message_id, "user": user,
-         "ts": ts}
-    )  # fmt: skip
+    frame: DeletedFrame = {
+        "type": "deleted", "room": room, "id": message_id, "user": user,
+        "ts": ts,
+    }  # fmt: skip
+    return encode(frame)
 
 
 def tombstone(message: Mapping[str, Any]) -> str:
@@ -747,10 +778,11 @@ def tombstone(message: Mapping[str, Any]) -> str:
     ``{"type":"message","room":R,"user":U,"ts":MS,"deleted":true}``:
     the author and time stay, the text and meta are gone.
     """
-    return encode(
-        {"type": "message", "room": message["room"], "user": message["user"],
-         "ts": message["ts"], "deleted": True}
-    )  # fmt: skip
+    frame: MessagePayload = {
+        "type": "message", "room": message["room"], "user": message["user"],
+        "ts": message["ts"], "deleted": True,
+    }  # fmt: skip
+    return encode(frame)
 
 
 def direct_payload(
@@ -767,15 +799,13 @@ def direct_payload(
     sender's), ``to`` the recipient's user id; ``meta`` as in
     :func:`message_payload` (no such field when None).
     """
-    if meta is None:
-        return encode(
-            {"type": "message", "room": inbox, "to": to, "user": user,
-             "text": text, "ts": ts}
-        )  # fmt: skip
-    return encode(
-        {"type": "message", "room": inbox, "to": to, "user": user,
-         "text": text, "ts": ts, "meta": meta}
-    )  # fmt: skip
+    frame: MessagePayload = {
+        "type": "message", "room": inbox, "to": to, "user": user,
+        "text": text, "ts": ts,
+    }  # fmt: skip
+    if meta is not None:
+        frame["meta"] = meta
+    return encode(frame)
 
 
 def with_id(payload: str, message_id: str) -> str:
@@ -787,7 +817,8 @@ def history(room: str, messages: Sequence[str], truncated: bool) -> str:
     """Encode the ``history`` reply from already encoded ``messages``.
 
     The messages are spliced in as they are stored, never decoded and
-    encoded again.
+    encoded again; so mypy cannot check this one against its shape,
+    :class:`~sanic_chat.frames.HistoryFrame`: the tests do.
 
     Args:
         room: The room.

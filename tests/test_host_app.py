@@ -119,6 +119,7 @@ async def main():
             ("OPTIONS", "/private/admin", {}),
             ("GET", "/api/rooms", {"X-API-Key": "k"}),
             ("GET", "/api/health", {}),
+            ("GET", "/asyncapi.json", {}),
         ]:
             code = await asyncio.to_thread(status, method, base + path, **headers)
             print("=>", method, path, code)
@@ -155,6 +156,7 @@ def test_a_host_without_sanic_ext_gets_no_docs_and_a_working_api(
         "OPTIONS /private/admin 405",
         "GET /api/rooms 200",
         "GET /api/health 200",
+        "GET /asyncapi.json 200",
         "sanic_ext imported: False",
     ]
 
@@ -232,6 +234,8 @@ async def test_a_host_using_sanic_ext_keeps_its_docs_and_gets_the_chats(
         ("DELETE", "/api/users/{user_id}/connections"):
             "Disconnect a user (system permission)",
         ("GET", "/api/health"): "Liveness and readiness of this worker",
+        ("GET", "/asyncapi.json"):
+            "The chat protocol as an AsyncAPI 3.0 document",
     }  # fmt: skip
     (tag,) = [t for t in spec["tags"] if t["name"] == "chat"]
     assert tag["description"].startswith("sanic-chat:")

@@ -108,6 +108,7 @@ async def test_json_only_and_the_system_first() -> None:
         ("GET", "/ws", 426),
         ("GET", "/metrics", 400),
         ("GET", "/api/health", 400),
+        ("GET", "/asyncapi.json", 400),
     ],
 )
 async def test_no_route_buffers_a_body_before_answering(

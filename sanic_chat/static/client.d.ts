@@ -1,187 +1,367 @@
 // Types of the sanic-chat JavaScript client (client.js). The wire frames
-// are those of docs/protocol.md.
+// are those of docs/protocol.md; the block between BEGIN FRAMES and
+// END FRAMES is generated: python -m sanic_chat.asyncapi --dts
 
+// BEGIN FRAMES
+/** The first frame of every connection: who you are, your rooms. */
+export interface WelcomeFrame {
+  type: "welcome";
+  protocol: 1;
+  user: User;
+  rooms: string[];
+  /** The connection's inbox */
+  inbox?: string;
+}
+
+/** A user's public part, as frames carry it. */
 export interface User {
+  /** Stable user id; guests' start with guest- */
   id: string;
+  /** Display name */
   name: string;
 }
 
-// BEGIN FRAMES
-export interface WelcomeFrame {
-  type: "welcome";
-  protocol: number;
-  user: User;
-  rooms: string[];
-  inbox?: string;
-}
-export interface MessageFrame {
-  type: "message";
-  id: string;
-  room: string;
-  user: User;
-  text?: string;
-  ts: number;
-  meta?: Record<string, unknown>;
-  to?: string;
-  edited_ts?: number;
-  deleted?: boolean;
-}
-export interface EditedFrame {
-  type: "edited";
-  room: string;
-  id: string;
-  text: string;
-  user: User;
-  edited_ts: number;
-}
-export interface DeletedFrame {
-  type: "deleted";
-  room: string;
-  id: string;
-  user: User;
-  ts: number;
-}
+/** A join's answer, or the notice that another member joined. */
 export interface JoinedFrame {
   type: "joined";
+  /** A room name, or the connection's own inbox */
   room: string;
   user: User;
+  /** After a join with since: it was in history */
   recovered?: boolean;
+  /** Your read mark in a join reply */
   last_read?: string | null;
+  /** Stored messages after last_read */
   unread?: number;
 }
+
+/** A leave's answer, or the notice that another member left. */
 export interface LeftFrame {
   type: "left";
+  /** A room name, or the connection's own inbox */
   room: string;
   user: User;
-  reason?: string;
+  /** The server took you out of the room */
+  reason?: "forbidden";
 }
-export interface AckFrame {
-  type: "ack";
-  ref: string;
-  room?: string;
-  id?: string;
-}
-export interface HistoryFrame {
-  type: "history";
+
+/** A chat message (`to`: a direct message; `deleted`: no text). */
+export interface MessageFrame {
+  type: "message";
+  /** A room name, or the connection's own inbox */
   room: string;
-  messages: MessageFrame[];
-  truncated?: boolean;
-}
-export interface PresenceFrame {
-  type: "presence";
-  room: string;
-  users: User[];
-  count: number;
-}
-export interface TypingFrame {
-  type: "typing";
-  room: string;
+  /** A direct message's recipient */
+  to?: string;
   user: User;
-}
-export interface ReadFrame {
-  type: "read";
-  room: string;
-  user: User;
+  /** Message text: not only whitespace, no lone surrogate; delivered verbatim, render it as text, never as HTML */
+  text?: string;
+  /** Server time, milliseconds since the epoch */
+  ts: number;
+  /** Any JSON object of at most 2048 bytes (compact, UTF-8), passed through unchanged */
+  meta?: Record<string, unknown>;
+  /** Server time, milliseconds since the epoch */
+  edited_ts?: number;
+  deleted?: true;
+  /** Opaque, unique within the room: compare for equality only */
   id: string;
 }
+
+/** Message `id` now reads `text`; `user` edited it. */
+export interface EditedFrame {
+  type: "edited";
+  /** A room name */
+  room: string;
+  /** Opaque, unique within the room: compare for equality only */
+  id: string;
+  /** Message text: not only whitespace, no lone surrogate; delivered verbatim, render it as text, never as HTML */
+  text: string;
+  user: User;
+  /** Server time, milliseconds since the epoch */
+  edited_ts: number;
+}
+
+/** Message `id` was deleted by `user` at `ts`. */
+export interface DeletedFrame {
+  type: "deleted";
+  /** A room name */
+  room: string;
+  /** Opaque, unique within the room: compare for equality only */
+  id: string;
+  user: User;
+  /** Server time, milliseconds since the epoch */
+  ts: number;
+}
+
+/** A request with a `ref` succeeded; `id`: the message's id. */
+export interface AckFrame {
+  type: "ack";
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref: string;
+  /** Opaque, unique within the room: compare for equality only */
+  id?: string;
+  /** A room name, or the connection's own inbox */
+  room?: string;
+}
+
+/** The answer to `history`: stored messages, oldest first. */
+export interface HistoryFrame {
+  type: "history";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  messages: MessageFrame[];
+  truncated?: true;
+}
+
+/** The answer to `presence`: who is in the room, and how many. */
+export interface PresenceFrame {
+  type: "presence";
+  /** A room name */
+  room: string;
+  users: User[];
+  /** Distinct users in the room */
+  count: number;
+}
+
+/** `user` is typing in `room` (ephemeral). */
+export interface TypingFrame {
+  type: "typing";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  user: User;
+}
+
+/** `user` has read `room` up to message `id` (ephemeral). */
+export interface ReadFrame {
+  type: "read";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  user: User;
+  /** Opaque, unique within the room: compare for equality only */
+  id: string;
+}
+
+/** The answer to `receipts`: the last id read, by user id. */
 export interface ReceiptsFrame {
   type: "receipts";
+  /** A room name, or the connection's own inbox */
   room: string;
   read: Record<string, string>;
 }
-export interface LaggedFrame {
-  type: "lagged";
-  room: string;
-  skipped: number;
-}
-export interface ResyncFrame {
-  type: "resync";
-  room: string;
-}
+
+/** The session now expires at `expires_at` (epoch seconds). */
 export interface RefreshedFrame {
   type: "refreshed";
-  expires_at: number;
+  expires_at: number | null;
 }
+
+/** The answer to `ping`. */
 export interface PongFrame {
   type: "pong";
 }
+
+/** `skipped` frames of the room were dropped: you read too slowly. */
+export interface LaggedFrame {
+  type: "lagged";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  skipped: number;
+}
+
+/** Events of the room may have been missed: re-sync with `since`. */
+export interface ResyncFrame {
+  type: "resync";
+  /** A room name, or the connection's own inbox */
+  room: string;
+}
+
+/** A request was refused; the connection stays open. */
 export interface ErrorFrame {
   type: "error";
-  code: string;
+  /** Stable: code against it */
+  code: "bad_request" | "too_large" | "not_joined" | "too_many_rooms" | "forbidden" | "not_found" | "rate_limited" | "unavailable" | "internal_error";
+  /** For humans */
   message: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
+  /** A room name, or the connection's own inbox */
   room?: string;
 }
-// Frames the client sends.
-export interface JoinFrame {
+
+/** Join a room; with `since`, replay what came after that id. */
+export interface JoinRequest {
   type: "join";
+  /** A room name, or the connection's own inbox */
   room: string;
+  /** Opaque, unique within the room: compare for equality only */
   since?: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface LeaveFrame {
+
+/** Leave a room. */
+export interface LeaveRequest {
   type: "leave";
+  /** A room name */
   room: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface SendMessageFrame {
+
+/** Send a message to a room you are in. */
+export interface MessageRequest {
   type: "message";
-  room?: string;
-  to?: string;
+  /** A room name */
+  room: string;
+  /** Message text: not only whitespace, no lone surrogate; delivered verbatim, render it as text, never as HTML */
   text: string;
+  /** Any JSON object of at most 2048 bytes (compact, UTF-8), passed through unchanged */
   meta?: Record<string, unknown>;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface EditFrame {
-  type: "edit";
-  room: string;
-  id: string;
+
+/** Send a direct message to a user (never with `room`). */
+export interface DirectMessageRequest {
+  type: "message";
+  /** A user id */
+  to: string;
+  /** Message text: not only whitespace, no lone surrogate; delivered verbatim, render it as text, never as HTML */
   text: string;
+  /** Any JSON object of at most 2048 bytes (compact, UTF-8), passed through unchanged */
+  meta?: Record<string, unknown>;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface DeleteFrame {
-  type: "delete";
+
+/** Replace the text of a message of a room. */
+export interface EditRequest {
+  type: "edit";
+  /** A room name */
   room: string;
+  /** Opaque, unique within the room: compare for equality only */
   id: string;
+  /** Message text: not only whitespace, no lone surrogate; delivered verbatim, render it as text, never as HTML */
+  text: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface HistoryRequestFrame {
+
+/** Delete a message of a room. */
+export interface DeleteRequest {
+  type: "delete";
+  /** A room name */
+  room: string;
+  /** Opaque, unique within the room: compare for equality only */
+  id: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
+}
+
+/** Ask for the newest `limit` stored messages before `before`. */
+export interface HistoryRequest {
   type: "history";
+  /** A room name, or the connection's own inbox */
   room: string;
   limit?: number;
+  /** Opaque, unique within the room: compare for equality only */
   before?: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface PresenceRequestFrame {
+
+/** Ask who is in a room. */
+export interface PresenceRequest {
   type: "presence";
+  /** A room name */
   room: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface TypingRequestFrame {
-  type: "typing";
-  room?: string;
-  to?: string;
-  ref?: string;
-}
-export interface ReadRequestFrame {
-  type: "read";
-  room: string;
-  id: string;
-  ref?: string;
-}
-export interface ReceiptsRequestFrame {
-  type: "receipts";
-  room: string;
-  ref?: string;
-}
-export interface RefreshFrame {
+
+/** Extend the session with a new token for the same user. */
+export interface RefreshRequest {
   type: "refresh";
   token: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
   ref?: string;
 }
-export interface PingFrame {
+
+/** An application-level heartbeat; answered with `pong`. */
+export interface PingRequest {
   type: "ping";
 }
+
+/** Tell the room's other members that you are typing. */
+export interface TypingRequest {
+  type: "typing";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
+}
+
+/** Tell a user, in their inbox, that you are typing to them. */
+export interface DirectTypingRequest {
+  type: "typing";
+  /** A user id */
+  to: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
+}
+
+/** Mark a room read up to message `id`. */
+export interface ReadRequest {
+  type: "read";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  /** Opaque, unique within the room: compare for equality only */
+  id: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
+}
+
+/** Ask for every member's read mark in a room. */
+export interface ReceiptsRequest {
+  type: "receipts";
+  /** A room name, or the connection's own inbox */
+  room: string;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
+}
+
+export type ServerFrame =
+  | WelcomeFrame
+  | JoinedFrame
+  | LeftFrame
+  | MessageFrame
+  | EditedFrame
+  | DeletedFrame
+  | AckFrame
+  | HistoryFrame
+  | PresenceFrame
+  | TypingFrame
+  | ReadFrame
+  | ReceiptsFrame
+  | RefreshedFrame
+  | PongFrame
+  | LaggedFrame
+  | ResyncFrame
+  | ErrorFrame;
+export type ClientFrame =
+  | JoinRequest
+  | LeaveRequest
+  | MessageRequest
+  | DirectMessageRequest
+  | EditRequest
+  | DeleteRequest
+  | HistoryRequest
+  | PresenceRequest
+  | RefreshRequest
+  | PingRequest
+  | TypingRequest
+  | DirectTypingRequest
+  | ReadRequest
+  | ReceiptsRequest;
 // END FRAMES
 
 export type State =
