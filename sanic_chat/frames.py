@@ -155,6 +155,8 @@ class JoinedFrame(TypedDict):
     unread: NotRequired[
         Annotated[int, Wire("Stored messages after last_read", minimum=0)]
     ]
+    ref: NotRequired[Ref]
+    """In an answer: the ref of the request it answers."""
 
 
 class LeftFrame(TypedDict):
@@ -169,6 +171,8 @@ class LeftFrame(TypedDict):
             Wire("The server took you out of the room", enum=("forbidden",)),
         ]
     ]
+    ref: NotRequired[Ref]
+    """In an answer: the ref of the request it answers."""
 
 
 class PresenceFrame(TypedDict):
@@ -178,6 +182,8 @@ class PresenceFrame(TypedDict):
     room: RoomName
     users: Sequence[PublicUser]
     count: Annotated[int, Wire("Distinct users in the room", minimum=0)]
+    ref: NotRequired[Ref]
+    """In an answer: the ref of the request it answers."""
 
 
 class ResyncFrame(TypedDict):
@@ -209,6 +215,8 @@ class RefreshedFrame(TypedDict):
 
     type: Literal["refreshed"]
     expires_at: float | None
+    ref: NotRequired[Ref]
+    """In an answer: the ref of the request it answers."""
 
 
 class ErrorFrame(TypedDict):
@@ -244,6 +252,8 @@ class ReceiptsFrame(TypedDict):
     type: Literal["receipts"]
     room: Target
     read: Mapping[str, MessageId]
+    ref: NotRequired[Ref]
+    """In an answer: the ref of the request it answers."""
 
 
 class PongFrame(TypedDict):
@@ -300,6 +310,8 @@ class HistoryFrame(TypedDict):
     room: Target
     messages: Sequence[MessageFrame]
     truncated: NotRequired[Literal[True]]
+    ref: NotRequired[Ref]
+    """In an answer: the ref of the request it answers."""
 
 
 SERVER_FRAMES: tuple[type, ...] = (

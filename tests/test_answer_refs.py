@@ -52,6 +52,7 @@ async def test_room_answers_echo_the_ref(server: LiveServer) -> None:
         seen = await bob.find("left", room="dev", user=ann.user)
         assert "ref" not in seen
 
+
 async def test_answers_without_a_ref_are_unchanged(server: LiveServer) -> None:
     async with server.client() as bob:
         await bob.send({"type": "join", "room": "dev"})

@@ -33,6 +33,8 @@ export interface JoinedFrame {
   last_read?: string | null;
   /** Stored messages after last_read */
   unread?: number;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
 }
 
 /** A leave's answer, or the notice that another member left. */
@@ -43,6 +45,8 @@ export interface LeftFrame {
   user: User;
   /** The server took you out of the room */
   reason?: "forbidden";
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
 }
 
 /** A chat message (`to`: a direct message; `deleted`: no text). */
@@ -110,6 +114,8 @@ export interface HistoryFrame {
   room: string;
   messages: MessageFrame[];
   truncated?: true;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
 }
 
 /** The answer to `presence`: who is in the room, and how many. */
@@ -120,6 +126,8 @@ export interface PresenceFrame {
   users: User[];
   /** Distinct users in the room */
   count: number;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
 }
 
 /** `user` is typing in `room` (ephemeral). */
@@ -146,12 +154,16 @@ export interface ReceiptsFrame {
   /** A room name, or the connection's own inbox */
   room: string;
   read: Record<string, string>;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
 }
 
 /** The session now expires at `expires_at` (epoch seconds). */
 export interface RefreshedFrame {
   type: "refreshed";
   expires_at: number | null;
+  /** Chosen by the client; echoed in the ack and in the error of this request */
+  ref?: string;
 }
 
 /** The answer to `ping`. */
