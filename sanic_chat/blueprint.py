@@ -27,6 +27,7 @@ from .endpoint import serve
 from .errors import ConfigError
 from .hooks import BeforePublish, Hooks, MessageCheck, RoomCheck
 from .identity import Authenticator, GuestAuthenticator
+from .jsclient import add_client_routes
 from .metrics import may_scrape
 from .redaction import install as install_log_redaction
 from .routes import add_api_routes, inject_chat
@@ -214,6 +215,8 @@ class ChatBlueprint(Blueprint):
                         "with sanic_chat_ (docs/metrics.md).",
                     )
                 )
+            if config.client_path:
+                add_client_routes(self, config.client_path)
         elif self._path != config.path:
             raise ConfigError(
                 "one blueprint cannot serve different paths on different "

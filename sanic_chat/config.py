@@ -81,6 +81,7 @@ class ChatOptions(TypedDict, total=False):
     metrics_path: str
     metrics_key: str
     metrics_room_labels: RoomLabels
+    client_path: str
     max_connections_in_setup: int
     setup_wait: float
     idempotency_window: float
@@ -157,6 +158,9 @@ class ChatConfig:
             totals), ``hashed`` (a short HMAC-SHA256 of each room name,
             keyed by ``metrics_key`` or else ``api_key``; guessable from
             a list of likely names when neither is set) or ``names``.
+        client_path: Route of the JavaScript client (``client.js``; its
+            TypeScript declarations are served beside it, ``.js``
+            replaced by ``.d.ts``); empty: no route.
         max_connections_in_setup: Connections a worker sets up at once
             (upgrade accepted, first rooms not joined yet); more wait
             before the upgrade (:mod:`sanic_chat.admission`).
@@ -204,6 +208,7 @@ class ChatConfig:
     metrics_path: str = "/metrics"
     metrics_key: str = field(default="", repr=False)
     metrics_room_labels: RoomLabels = "off"
+    client_path: str = "/client.js"
     max_connections_in_setup: int = 128
     setup_wait: float = 5.0
     idempotency_window: float = 300.0
@@ -346,6 +351,10 @@ def _validate(config: ChatConfig, given: Mapping[str, str]) -> None:
     for name in ("path", "api_path"):
         if not getattr(config, name).startswith("/"):
             raise fail(f"{name} must start with '/'", name)
+    if config.client_path and not config.client_path.startswith("/"):
+        raise fail(
+            "client_path must start with '/' (or be empty)", "client_path"
+        )
     if config.http_api and config.api_path.rstrip("/") == config.path.rstrip(
         "/"
     ):

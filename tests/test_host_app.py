@@ -214,6 +214,9 @@ async def test_a_host_using_sanic_ext_keeps_its_docs_and_gets_the_chats(
     assert summaries == {
         ("GET", "/ws"): "The chat WebSocket",
         ("GET", "/metrics"): "Prometheus metrics of the chat",
+        ("GET", "/client.js"): "The JavaScript client (an ES module)",
+        ("GET", "/client.d.ts"):
+            "TypeScript declarations of the JavaScript client",
         ("GET", "/api/rooms"): "List rooms",
         ("GET", "/api/rooms/{room}/history"): "Read a room's history",
         ("GET", "/api/rooms/{room}/presence"): "Who is in a room",
@@ -315,7 +318,9 @@ async def test_the_readme_lists_everything_the_blueprint_adds() -> None:
         if route.name != "chat_host.admin"
     }
     assert routes == set(
-        re.findall(r"`((?:GET|POST|PATCH|DELETE) /[^`]*)`", bullets["Routes"])
+        re.findall(
+            r"`((?:GET|HEAD|POST|PATCH|DELETE) /[^`]*)`", bullets["Routes"]
+        )
     )
     assert {route.name for route in app.router.routes} - {
         "chat_host.admin"
