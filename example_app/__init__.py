@@ -45,6 +45,13 @@ SANIC_SETTINGS: dict[str, int] = {
     "REQUEST_MAX_HEADER_SIZE": 8192,
     "REQUEST_MAX_SIZE": 1_000_000,
 }
+# What the page loads besides index.html (its script, style, and the
+# WebSocket wrapper that follows the browser's network state).
+PAGE_ASSETS = {
+    "app.js": "text/javascript",
+    "socket.js": "text/javascript",
+    "app.css": "text/css",
+}
 SECRET_ENV = "SANIC_CHAT_JWT_SECRET"  # noqa: S105 - a variable's name
 TOKEN_LIFETIME = 15 * 60  # seconds; the page refreshes before expiry
 COOKIE = "chat_token"
@@ -93,6 +100,17 @@ def create_app(
     @app.get("/")
     async def index(request: Request) -> HTTPResponse:
         return await file(STATIC / "index.html", mime_type="text/html")
+
+    @app.get("/static/<asset:str>")
+    async def page_asset(request: Request, asset: str) -> HTTPResponse:
+        # The page's own files only; the client is the blueprint's
+        # /client.js.
+        if asset not in PAGE_ASSETS:
+            return json(
+                {"error": {"code": "not_found", "message": "no such file"}},
+                status=404,
+            )
+        return await file(STATIC / asset, mime_type=PAGE_ASSETS[asset])
 
     @app.post("/login")
     async def login(request: Request) -> HTTPResponse:

@@ -258,3 +258,22 @@ async def test_logout_clears_the_cookie(example_live: LiveServer) -> None:
     cookie = headers["set-cookie"]
     assert _cookie_token(headers).strip('"') == ""
     assert re.search(r"max-age=0", cookie, re.I), cookie
+
+
+async def test_the_page_and_its_script_and_style_are_served(
+    example_live: LiveServer,
+) -> None:
+    for path, kind in [
+        ("/", "text/html"),
+        ("/static/app.js", "text/javascript"),
+        ("/static/socket.js", "text/javascript"),
+        ("/static/app.css", "text/css"),
+    ]:
+        status, headers, body = await asyncio.to_thread(
+            _http, example_live.port, path
+        )
+        assert status == 200 and headers["content-type"].startswith(kind)
+        assert body
+    for path in ("/static/", "/static/index.html", "/static/..%2F__init__.py"):
+        status, _, _ = await asyncio.to_thread(_http, example_live.port, path)
+        assert status == 404, path  # the page's files only
