@@ -36,6 +36,12 @@ ARGS = [
 ]
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 SECRET = "browser-tests-secret-browser-tests-secret"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# The tests where layout matters run at both sizes.
+both_sizes = pytest.mark.parametrize(
+    "viewport", [DESKTOP, PHONE], ids=["1280", "390"]
+)
 
 pytestmark = [
     pytest.mark.slow,  # Chromium and the example app in a subprocess
@@ -97,6 +103,7 @@ class ChatPage:
 
     def __init__(self, page: Page) -> None:
         self.page = page
+        self.phone = page.viewport_size["width"] < 720
         self.errors: list[str] = []
         self.logs: list[str] = []
         self.sent: list[dict[str, object]] = []  # frames the page sent
@@ -128,9 +135,13 @@ class ChatPage:
 
     @classmethod
     async def open(
-        cls, browser: Browser, url: str, name: str | None = None
+        cls,
+        browser: Browser,
+        url: str,
+        name: str | None = None,
+        viewport: dict[str, int] = DESKTOP,
     ) -> ChatPage:
-        context = await browser.new_context()
+        context = await browser.new_context(viewport=viewport)
         chat = cls(await context.new_page())
         await chat.page.goto(url)
         if name is not None:
@@ -164,17 +175,29 @@ class ChatPage:
             has=self.page.locator(".text", has_text=text)
         )
 
+    async def open_panel(self, which: str) -> None:
+        """On a phone, open the ``rooms`` or ``people`` drawer."""
+        if not self.phone:
+            return
+        toggle = self.page.locator(f"#{which}-toggle")
+        if await toggle.get_attribute("aria-expanded") != "true":
+            await toggle.click()
+        await expect(self.page.locator(f"#{which}-panel")).to_be_visible()
+
     async def join(self, room: str) -> None:
+        await self.open_panel("rooms")
         await self.page.fill("#new-room", room)
         await self.page.press("#new-room", "Enter")
         await expect(self.page.locator("#title")).to_have_text(f"# {room}")
 
     async def view(self, room: str) -> None:
+        await self.open_panel("rooms")
         await self.nav("room", f"# {room}").click()
         await expect(self.page.locator("#title")).to_have_text(f"# {room}")
 
     async def open_dm(self, name: str) -> None:
         """Click ``name`` in Here now: the direct messages with them."""
+        await self.open_panel("people")
         person = self.page.locator("#presence button.person", has_text=name)
         await person.click()
         await expect(self.page.locator("#title")).to_have_text(
@@ -211,14 +234,16 @@ class ChatPage:
 
     async def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
+        name += "-390" if self.phone else ""
         await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+@both_sizes
 async def test_two_people_chat_and_a_late_joiner_sees_history(
-    browser: Browser, server: ExampleServer
+    browser: Browser, server: ExampleServer, viewport: dict[str, int]
 ) -> None:
-    alice = await ChatPage.open(browser, server.url, "Alice")
-    bob = await ChatPage.open(browser, server.url, "Bob")
+    alice = await ChatPage.open(browser, server.url, "Alice", viewport)
+    bob = await ChatPage.open(browser, server.url, "Bob", viewport)
     await alice.say("Hi Bob!")
     await expect(bob.messages()).to_have_text(["Hi Bob!"])
     await bob.say("Hello Alice, nice to see you.")
@@ -234,7 +259,7 @@ async def test_two_people_chat_and_a_late_joiner_sees_history(
     await expect(alice.page.locator("#presence li")).to_contain_text(
         ["Alice", "Bob"]
     )
-    carol = await ChatPage.open(browser, server.url, "Carol")
+    carol = await ChatPage.open(browser, server.url, "Carol", viewport)
     await expect(carol.messages()).to_have_text(
         ["Hi Bob!", "Hello Alice, nice to see you."]
     )
@@ -285,11 +310,12 @@ async def test_message_text_is_shown_as_text_and_never_runs(
     assert alice.errors == bob.errors == []
 
 
+@both_sizes
 async def test_a_server_outage_is_shown_and_sends_wait_for_it(
-    browser: Browser, server: ExampleServer
+    browser: Browser, server: ExampleServer, viewport: dict[str, int]
 ) -> None:
-    alice = await ChatPage.open(browser, server.url, "Alice")
-    bob = await ChatPage.open(browser, server.url, "Bob")
+    alice = await ChatPage.open(browser, server.url, "Alice", viewport)
+    bob = await ChatPage.open(browser, server.url, "Bob", viewport)
     await alice.say("before the outage")
     await expect(bob.messages()).to_have_text(["before the outage"])
     server.stop()
@@ -457,12 +483,13 @@ async def test_guests_are_marked_so_they_cannot_pass_for_a_user(
 # `messages` work.
 
 
+@both_sizes
 async def test_direct_messages_reach_only_the_two_people(
-    browser: Browser, server: ExampleServer
+    browser: Browser, server: ExampleServer, viewport: dict[str, int]
 ) -> None:
-    alice = await ChatPage.open(browser, server.url, "Alice")
-    bob = await ChatPage.open(browser, server.url, "Bob")
-    carol = await ChatPage.open(browser, server.url, "Carol")
+    alice = await ChatPage.open(browser, server.url, "Alice", viewport)
+    bob = await ChatPage.open(browser, server.url, "Bob", viewport)
+    carol = await ChatPage.open(browser, server.url, "Carol", viewport)
     await alice.say("hello everyone")
     await expect(carol.messages()).to_have_text(["hello everyone"])
     await alice.open_dm("Bob")
@@ -478,9 +505,10 @@ async def test_direct_messages_reach_only_the_two_people(
     dm = bob.nav("dm", "Alice")
     await expect(dm.locator(".unread")).to_have_text("2")
     await expect(bob.messages()).to_have_text(["hello everyone"])
+    await bob.open_panel("rooms")
     await dm.click()
     await expect(bob.messages()).to_have_text(["psst, Bob", payload])
-    await expect(dm.locator(".unread")).to_be_hidden()
+    await expect(dm.locator(".unread")).to_have_text("")
     await bob.say("hi Alice")
     await expect(alice.messages()).to_have_text(
         ["psst, Bob", payload, "hi Alice"]
@@ -545,11 +573,12 @@ async def test_typing_shows_for_a_while_or_until_the_next_message(
         assert person.errors == person.refused == []
 
 
+@both_sizes
 async def test_unread_counts_per_room_live_and_after_a_reload(
-    browser: Browser, server: ExampleServer
+    browser: Browser, server: ExampleServer, viewport: dict[str, int]
 ) -> None:
-    alice = await ChatPage.open(browser, server.url, "Alice")
-    bob = await ChatPage.open(browser, server.url, "Bob")
+    alice = await ChatPage.open(browser, server.url, "Alice", viewport)
+    bob = await ChatPage.open(browser, server.url, "Bob", viewport)
     await alice.join("dev")
     await bob.join("dev")
     await alice.view("lobby")
@@ -560,7 +589,7 @@ async def test_unread_counts_per_room_live_and_after_a_reload(
     await alice.shot("unread")
     await alice.view("dev")
     await expect(alice.messages()).to_have_text(["one", "two"])
-    await expect(dev).to_be_hidden()
+    await expect(dev).to_have_text("")
     last = await alice.message("two").get_attribute("data-id")
     await alice.sent_frame(
         lambda f: f == {"type": "read", "room": "dev", "id": last}
@@ -575,14 +604,14 @@ async def test_unread_counts_per_room_live_and_after_a_reload(
     again = await alice.reopen()
     dev = again.nav("room", "# dev").locator(".unread")
     await expect(dev).to_have_text("3")
-    await expect(
-        again.nav("room", "# lobby").locator(".unread")
-    ).to_be_hidden()
+    await expect(again.nav("room", "# lobby").locator(".unread")).to_have_text(
+        ""
+    )
     await again.view("dev")
     await expect(again.messages()).to_have_text(
         ["one", "two", "three", "four", "five"]
     )
-    await expect(dev).to_be_hidden()
+    await expect(dev).to_have_text("")
     for person in (alice, again, bob):
         assert person.errors == person.refused == []
 
@@ -677,7 +706,7 @@ async def test_direct_messages_typing_and_unread_counts(
     await expect(alice.messages()).to_have_text(["psst"])
     await bob_dm.click()
     await expect(bob.messages()).to_have_text(["psst"])
-    await expect(bob_dm.locator(".unread")).to_be_hidden()
+    await expect(bob_dm.locator(".unread")).to_have_text("")
     # Typing shows on the other side, in that conversation, until the
     # message comes.
     await bob.page.locator("#text").press_sequentially("hey")
@@ -694,3 +723,136 @@ async def test_direct_messages_typing_and_unread_counts(
     await alice.shot("direct-messages-unread")
     for person in (alice, bob):
         assert person.errors == person.refused == []
+
+
+# Issue 15: the page on the JavaScript client.
+
+
+async def _no_horizontal_scroll(page: Page) -> None:
+    overflow = await page.evaluate(
+        "() => document.documentElement.scrollWidth - window.innerWidth"
+    )
+    assert overflow <= 0, f"{overflow}px of horizontal overflow"
+
+
+async def test_a_reload_restores_the_session_and_sign_out_ends_it(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    await alice.join("dev")
+    await alice.say("still here?")
+    await expect(alice.messages()).to_have_text(["still here?"])
+    await alice.page.reload()
+    # No sign-in form: the HttpOnly cookie bought a fresh token.
+    await alice.online()
+    await expect(alice.page.locator("#me")).to_have_text("as Alice")
+    await expect(alice.page.locator("#title")).to_have_text("# lobby")
+    await alice.view("dev")
+    await expect(alice.messages()).to_have_text(["still here?"])
+    await alice.page.click("#logout")
+    await expect(alice.page.locator("#login")).to_be_visible()
+    await expect(alice.page.locator("#app")).to_be_hidden()
+    await alice.page.reload()
+    await expect(alice.page.locator("#login")).to_be_visible()
+    status = await alice.page.evaluate(
+        "() => fetch('/session').then((r) => r.status)"
+    )
+    assert status == 401
+    # Signing in again works, and the rooms are remembered per name.
+    await alice.sign_in("Alice")
+    await expect(alice.nav("room", "# dev")).to_have_count(1)
+    assert alice.errors == alice.refused == []
+
+
+async def test_a_refused_send_shows_its_error_to_retry_or_discard(
+    browser: Browser, tmp_path: Path
+) -> None:
+    srv = ExampleServer(
+        tmp_path / "example.log", SANIC_CHAT_MAX_TEXT_LENGTH="20"
+    )
+    srv.start()
+    try:
+        alice = await ChatPage.open(browser, srv.url, "Alice")
+        bob = await ChatPage.open(browser, srv.url, "Bob")
+        long = "this is far too long for the server"
+        await alice.say(long)
+        failed = alice.page.locator("#messages li.failed")
+        await expect(failed.locator(".text")).to_have_text([long])
+        await expect(failed.locator(".problem")).to_contain_text("Not sent:")
+        await alice.shot("refused-send")
+        await failed.locator(".retry").click()  # refused again
+        await expect(failed.locator(".problem")).to_contain_text("Not sent:")
+        await failed.locator(".discard").click()
+        await expect(failed).to_have_count(0)
+        await alice.say("short one")
+        await expect(bob.messages()).to_have_text(["short one"])
+        await expect(alice.messages()).to_have_text(["short one"])
+        await expect(alice.status).to_have_text("online")
+        assert len(alice.refused) == 2, alice.refused
+        assert alice.errors == bob.errors == []
+    finally:
+        srv.stop()
+
+
+async def test_on_a_phone_rooms_and_people_open_as_panels(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice", PHONE)
+    bob = await ChatPage.open(browser, server.url, "Bob")
+    page = alice.page
+    rooms, people = page.locator("#rooms-panel"), page.locator("#people-panel")
+    await expect(rooms).to_be_hidden()
+    await expect(people).to_be_hidden()
+    await expect(page.locator("#text")).to_be_visible()
+    await expect(alice.status).to_be_visible()
+    await _no_horizontal_scroll(page)
+    # The rooms panel: open, join a room (which closes it), open again,
+    # close with Escape.
+    await page.click("#rooms-toggle")
+    await expect(rooms).to_be_visible()
+    await expect(page.locator("#rooms-toggle")).to_have_attribute(
+        "aria-expanded", "true"
+    )
+    await _no_horizontal_scroll(page)
+    await alice.shot("rooms-panel")
+    await page.fill("#new-room", "dev")
+    await page.press("#new-room", "Enter")
+    await expect(page.locator("#title")).to_have_text("# dev")
+    await expect(rooms).to_be_hidden()
+    await page.click("#rooms-toggle")
+    await expect(alice.nav("room", "# dev")).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(rooms).to_be_hidden()
+    await page.click("#people-toggle")
+    await page.click("#people-panel .close")
+    await expect(people).to_be_hidden()
+    # Unread messages elsewhere show on the closed panel's button.
+    await bob.say("in the lobby")
+    await expect(page.locator("#rooms-toggle")).to_have_text("Rooms (1)")
+    await alice.view("lobby")
+    await expect(alice.messages()).to_have_text(["in the lobby"])
+    await expect(page.locator("#rooms-toggle")).to_have_text("Rooms")
+    # The people panel: who is here; a name opens a direct message.
+    await page.click("#people-toggle")
+    await expect(people).to_be_visible()
+    await expect(page.locator("#presence li")).to_contain_text(
+        ["Alice", "Bob"]
+    )
+    await alice.shot("people-panel")
+    await page.locator("#presence button.person", has_text="Bob").click()
+    await expect(people).to_be_hidden()
+    await expect(page.locator("#title")).to_have_text(
+        "Direct messages with Bob"
+    )
+    await alice.say("psst " + "x" * 300)  # one long word: no sideways scroll
+    await expect(bob.nav("dm", "Alice").locator(".unread")).to_have_text("1")
+    await _no_horizontal_scroll(page)
+    await alice.view("lobby")
+    await alice.say("back in the lobby")
+    await expect(bob.messages()).to_have_text(
+        ["in the lobby", "back in the lobby"]
+    )
+    await _no_horizontal_scroll(page)
+    await alice.shot("chat")
+    assert alice.errors == bob.errors == []
+    assert alice.refused == bob.refused == []

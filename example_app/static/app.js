@@ -223,7 +223,13 @@ function listen(client) {
   on("deleted", changed);
   on("typing", typing);
   on("read", readElsewhere);
-  client.on("error", (err) => notice(problem(err)));
+  client.on("error", (err) => {
+    // Unanswered errors come from frames without a request: a read
+    // receipt for a message the server no longer holds (its history
+    // lost in a restart) is one, and nothing the user can act on.
+    if (err.code === "not_found") return;
+    notice(problem(err));
+  });
 }
 
 function ownJoined(f) {
@@ -658,6 +664,7 @@ function closePanels() {
 $("rooms-toggle").onclick = () => togglePanel("rooms");
 $("people-toggle").onclick = () => togglePanel("people");
 $("scrim").onclick = closePanels;
+for (const close of document.querySelectorAll("aside .close")) close.onclick = closePanels;
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") closePanels(); });
 
 // ---- Starting: a session from the cookie, or the sign-in form ----
