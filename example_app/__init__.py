@@ -83,7 +83,12 @@ def create_app(
     allow_anonymous: bool = False,
     **chat_options: Any,
 ) -> Sanic:
-    """Build the example app: page at ``/``, login, chat at ``/ws``."""
+    """Build the example app: page at ``/``, login, chat at ``/ws``.
+
+    Routes besides the blueprint's: ``/`` and ``/static/<asset>`` (the
+    page), ``POST /login``, ``GET /session``, ``POST /logout`` (the demo
+    login) and ``/health``.
+    """
     secret = jwt_secret()
     app = Sanic(name)
     for key, value in SANIC_SETTINGS.items():

@@ -58,6 +58,7 @@ class ExampleServer:
     def __init__(self, log: Path, *args: str, **env: str) -> None:
         self.log, self.args, self.env = log, args, env
         self.port = 0
+        self.secret = SECRET  # change it before a restart: tokens go bad
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,7 +70,7 @@ class ExampleServer:
             self.log,
             *self.args,
             port=self.port or None,
-            SANIC_CHAT_JWT_SECRET=SECRET,
+            SANIC_CHAT_JWT_SECRET=self.secret,
             **self.env,
         )
 
@@ -357,7 +358,8 @@ async def test_a_server_outage_is_shown_and_sends_wait_for_it(
         unexpected = [
             e for e in person.errors if "ERR_CONNECTION_REFUSED" not in e
         ]
-        assert unexpected == [], unexpected
+        print("ERRS", "\n".join(unexpected))
+    assert unexpected == [], unexpected
 
 
 async def test_a_refused_upgrade_is_explained(
@@ -856,3 +858,28 @@ async def test_on_a_phone_rooms_and_people_open_as_panels(
     await alice.shot("chat")
     assert alice.errors == bob.errors == []
     assert alice.refused == bob.refused == []
+
+
+async def test_a_session_the_server_no_longer_accepts_asks_to_sign_in(
+    browser: Browser, server: ExampleServer
+) -> None:
+    alice = await ChatPage.open(browser, server.url, "Alice")
+    server.stop()
+    server.secret = "a-new-secret-a-new-secret-a-new-secret-xx"
+    server.start()  # the cookie's token no longer verifies
+    await expect(alice.page.locator("#login")).to_be_visible(timeout=20_000)
+    await expect(alice.page.locator("#notice")).to_contain_text(
+        "sign in again"
+    )
+    await expect(alice.status).to_have_attribute("data-state", "unauthorized")
+    await alice.sign_in("Alice")
+    await alice.say("back")
+    await expect(alice.messages()).to_have_text(["back"])
+    # The browser reports the refused connections and handshakes (401;
+    # the client's probe of why: 426); nothing else may have gone wrong.
+    expected = re.compile(
+        "ERR_CONNECTION_REFUSED|status of 401|status of 426"
+        "|HTTP Authentication failed"
+    )
+    unexpected = [e for e in alice.errors if not expected.search(e)]
+    assert unexpected == [], unexpected

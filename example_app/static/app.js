@@ -4,7 +4,7 @@
 // delivers each message once and in order, resends unacknowledged sends.
 // This page owns what people see: conversations, unread counts, typing,
 // pending sends, the session (sign-in, reload, sign-out) and the status.
-import { connect } from "/client.js";
+import { connect } from "/client.js";  // the blueprint's CHAT_CLIENT_PATH
 import { NetworkAwareSocket } from "/static/socket.js";
 
 // A view is a room's name or "@" + a user id for direct messages with that
@@ -136,6 +136,10 @@ function onState(e) {
   } else if (e.state === "refused") {
     notice(`The chat server refused the connection${e.reason ? `: ${e.reason}` : ""}.`);
   }
+  // Pending sends say whether they wait for the connection.
+  for (const c of [...state.rooms.values(), ...state.dms.values()]) {
+    for (const item of c.items) if (item.kind === "pending") redraw(item);
+  }
   renderStatus();
 }
 
@@ -183,9 +187,6 @@ function welcome(client) {
   sync(client);
   $("me").textContent = `as ${client.user.name}`;
   $("logout").title = `Sign out ${client.user.name}`;
-  for (const c of [...state.rooms.values(), ...state.dms.values()]) {
-    for (const item of c.items) if (item.kind === "pending") redraw(item);
-  }
   renderNav();
 }
 
@@ -677,6 +678,7 @@ function showLogin() {
 }
 
 function start(signedIn) {
+  if (state.client) state.client.close();  // its session ended
   Object.assign(state, {
     name: signedIn.user.name, me: signedIn.user, everOnline: false, rooms: new Map(),
     inbox: null, inboxRoom: null, dms: new Map(), current: null, awaiting: new Map(),
