@@ -154,6 +154,9 @@ def test_the_wheel_ships_the_typing_marker_and_metadata(dist: Path) -> None:
         metadata = archive.read(meta_name).decode()
     assert "sanic_chat/py.typed" in names
     assert "sanic_chat/transport/fast.py" in names
+    # The JavaScript client the blueprint serves (sanic_chat.jsclient).
+    assert "sanic_chat/static/client.js" in names
+    assert "sanic_chat/static/client.d.ts" in names
     assert not any(n.startswith(("tests/", "example_app/")) for n in names)
     assert f"Version: {sanic_chat.__version__}" in metadata
     assert "License-Expression: MIT" in metadata

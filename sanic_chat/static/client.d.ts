@@ -223,6 +223,9 @@ export interface ConnectOptions {
    * then it rejects with code "timeout" (a send may still have been
    * published; a resend with the same ref is safe). */
   sendTimeout?: number;
+  /** ms between application pings (30000; 0: none); a socket silent
+   * for a whole period is closed and reconnected. */
+  heartbeat?: number;
   /** The WebSocket constructor (default: globalThis.WebSocket). */
   WebSocket?: typeof WebSocket;
 }

@@ -16,6 +16,7 @@ const DEFAULTS = {
   maxPending: 100,
   maxPendingBytes: 262144,
   sendTimeout: 30000,
+  heartbeat: 30000,
 };
 const encoder = new TextEncoder();
 
@@ -343,6 +344,7 @@ export class ChatClient {
     };
     ws.onmessage = (event) => {
       if (this._ws !== ws || typeof event.data !== "string") return;
+      this._heard = true;
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -354,6 +356,10 @@ export class ChatClient {
     ws.onclose = (event) => {
       if (this._ws !== ws) return;
       this._closed(opened, event.code, event.reason);
+    };
+    // A failed upgrade: some WebSockets (Node 20's) fire only "error".
+    ws.onerror = () => {
+      if (this._ws === ws && !opened) this._closed(false, 1006, "");
     };
   }
 
@@ -384,7 +390,8 @@ export class ChatClient {
     const previous = this._state;
     const refused = !opened && (await this._reachable());
     if (isFinal(this._state)) return;
-    if (code === 1008 || (refused && this._token && tokenExpiry(this._token) < Date.now())) {
+    const expiry = this._token ? tokenExpiry(this._token) : null;
+    if (code === 1008 || (refused && expiry !== null && expiry < Date.now())) {
       if (this._retryAuth(code, reason)) return;
     } else if (refused) {
       this._refusals += 1;
@@ -468,6 +475,28 @@ export class ChatClient {
     this._timers.clear();
   }
 
+  /** Browsers see no protocol-level pings: every `heartbeat` ms send a
+   * `ping`; a socket that brought nothing for a whole period is taken as
+   * dead (a half-open TCP connection can stay silent for minutes). */
+  _heartbeat(ws) {
+    const every = this._options.heartbeat ?? DEFAULTS.heartbeat;
+    if (!every) return;
+    this._heard = true;
+    const beat = () => {
+      if (this._ws !== ws) return;
+      if (!this._heard) {
+        this._ws = null; // its close event, if it ever comes, is stale
+        ws.close();
+        this._closed(true, 1006, "no answer to ping");
+        return;
+      }
+      this._heard = false;
+      this._write({ type: "ping" });
+      this._later(beat, every);
+    };
+    this._later(beat, every);
+  }
+
   /** Refresh the token before it expires: a minute before, or at 80% of
    * what is left for short tokens. Needs getToken and a JWT. */
   _scheduleRefresh() {
@@ -502,6 +531,7 @@ export class ChatClient {
     if (this.inbox && inbox !== this.inbox) this._rooms.delete(this.inbox); // a guest is new each time
     this.inbox = inbox;
     this._online = true;
+    this._heartbeat(this._ws);
     this._authRetried = false;
     this._refusals = 0;
     this._backoff.reset();
