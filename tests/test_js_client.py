@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,7 @@ ROOT = Path(__file__).parent.parent
 JS = ROOT / "clients" / "js"
 SECRET = "js-client-tests-secret-js-client-tests-secret"
 NODE = shutil.which("node")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 async def get(
@@ -155,23 +157,39 @@ class Control:
         return "404 Not Found", "no such action"
 
 
-@contextlib.asynccontextmanager
-async def example_app(tmp_path: Path, broadcaster: str) -> AsyncIterator[int]:
+@contextlib.contextmanager
+def example_app(log: Path, broadcaster: str) -> Iterator[int]:
     """The example app (tokens signed with ``SECRET``); yield its port."""
     env = {"SANIC_CHAT_JWT_SECRET": SECRET}
     if broadcaster != "memory://":
         env["SANIC_CHAT_BROADCASTER_URL"] = broadcaster
-    port, proc = await asyncio.to_thread(
-        spawn_example, tmp_path / "example.log", **env
-    )
+    port, proc = spawn_example(log, **env)
     try:
         yield port
     finally:
         proc.terminate()
-        await asyncio.to_thread(proc.wait, 15)
+        proc.wait(15)
 
 
-async def run_node_tests(port: int, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def on_memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One example app on the in-memory broadcaster for this module."""
+    log = tmp_path_factory.mktemp("js-memory") / "example.log"
+    with example_app(log, "memory://") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def on_redis(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[int]:
+    """One example app on Redis for this module."""
+    log = tmp_path_factory.mktemp("js-redis") / "example.log"
+    with example_app(log, redis_server.url) as port:
+        yield port
+
+
+async def run_node_tests(port: int) -> None:
     assert NODE is not None, "node is not installed"
     control = Control(port)
     await control.start()
@@ -204,18 +222,70 @@ async def run_node_tests(port: int, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_node_suite_on_memory(tmp_path: Path) -> None:
-    async with example_app(tmp_path, "memory://") as port:
-        await run_node_tests(port, tmp_path)
+async def test_node_suite_on_memory(on_memory: int) -> None:
+    await run_node_tests(on_memory)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_node_suite_on_redis(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
-    async with example_app(tmp_path, redis_server.url) as port:
-        await run_node_tests(port, tmp_path)
+async def test_node_suite_on_redis(on_redis: int) -> None:
+    await run_node_tests(on_redis)
+
+
+BROWSER_SCRIPT = """
+async ([room, token, expired, forged]) => {
+  const { connect } = await import("/client.js");
+  const fast = { initialDelay: 50, maxDelay: 200 };
+  const chat = connect("/ws", { token, rooms: [room] });
+  const seen = [];
+  chat.on("message", (m) => seen.push(m.text));
+  await chat.ready;
+  const id = await chat.send(room, "from the browser");
+  const history = await chat.history(room);
+  chat.close();
+  const codes = [];
+  for (const bad of [expired, forged]) {
+    const refused = connect("/ws", { token: bad, rooms: [room], reconnect: fast });
+    codes.push(await refused.ready.then(() => "connected", (e) => e.code));
+  }
+  return { id, user: chat.user, seen, history: history.map((m) => m.id), codes };
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_the_served_client_works_in_chromium(on_memory: int) -> None:
+    """Imported from ``/client.js`` by a real page: a relative ``/ws``,
+    the subprotocol token, and refusals told apart without an HTTP
+    status (the ``no-cors`` probe)."""
+    import jwt
+    from playwright.async_api import async_playwright
+
+    now = int(time.time())
+    claims = {"sub": "browser-user", "name": "Bea"}
+    token = jwt.encode({**claims, "exp": now + 600}, SECRET)
+    expired = jwt.encode({**claims, "exp": now - 600}, SECRET)
+    forged = jwt.encode({**claims, "exp": now + 600}, "x" * 40)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"http://127.0.0.1:{on_memory}/health")
+            result = await page.evaluate(
+                BROWSER_SCRIPT, ["js-browser", token, expired, forged]
+            )
+        finally:
+            await browser.close()
+    assert result["user"] == {"id": "browser-user", "name": "Bea"}
+    assert result["seen"] == ["from the browser"]
+    assert result["history"][-1] == result["id"]
+    assert result["codes"] == ["unauthorized", "unauthorized"]
+    assert errors == []
 
 
 NPM = shutil.which("npm")

@@ -202,8 +202,15 @@ export class ChatClient {
   /** Join `room` now and on every reconnect; resolves on `joined`. */
   join(room) {
     if (!ROOM_RE.test(room)) return Promise.reject(new TypeError(`invalid room name: ${room}`));
-    if (!this._rooms.has(room)) this._rooms.set(room, new Room(room));
-    return this._request(this._joinFrame(room), "joined").then(() => {});
+    const added = !this._rooms.has(room);
+    if (added) this._rooms.set(room, new Room(room));
+    return this._request(this._joinFrame(room), "joined").then(
+      () => {},
+      (error) => {
+        if (added) this._rooms.delete(room); // refused: not re-joined either
+        throw error;
+      },
+    );
   }
   /** Leave `room`; it is not re-joined on reconnects. */
   leave(room) {
@@ -230,8 +237,10 @@ export class ChatClient {
   typingTo(userId) {
     this._write({ type: "typing", to: userId });
   }
-  /** Move your read mark; kept until online when offline. */
+  /** Move your read mark (of a room you are in, or your inbox); the
+   * newest per room waits for the reconnect when offline. */
   markRead(room, id) {
+    if (!this._rooms.has(room)) return;
     this._reads.set(room, id);
     if (this._online) this._flushReads();
   }

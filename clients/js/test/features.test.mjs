@@ -107,3 +107,16 @@ test("messages carry meta, and a send's id is its message's", async (t) => {
   assert.deepEqual(got.meta, { reply_to: "x" });
   assert.equal(got.user.id, a.id);
 });
+
+test("invalid room names are refused before any frame; a left room is gone", async (t) => {
+  const a = await user(t, []);
+  await assert.rejects(a.client.join(`@${unique("someone")}`), TypeError);
+  await assert.rejects(a.client.join("has space"), TypeError);
+  assert.throws(() => connect(WS, { rooms: ["bad/name"] }), TypeError);
+  const room = unique("r");
+  await a.client.join(room);
+  await until(() => a.client.members(room).some((m) => m.id === a.id), "own presence");
+  await a.client.leave(room);
+  assert.deepEqual(a.client.members(room), []);
+  await assert.rejects(a.client.history(room), { code: "not_joined" });
+});

@@ -122,3 +122,32 @@ test("a silent connection is found by the heartbeat and replaced", async (t) => 
   const id = await a.send(room, "alive again");
   await until(() => bEvents.message.some((m) => m.id === id), "the delivery");
 });
+
+test("a room with no message seen yet is caught up from its history", async (t) => {
+  const { room, net, a, b, aEvents } = await pair(t, { reconnect: { initialDelay: 50 } });
+  await net.cut(); // a has seen nothing in the room: no since to give
+  await until(() => a.state !== "connected", "the disconnect");
+  const ids = [];
+  for (const text of ["c1", "c2", "c3"]) ids.push(await b.send(room, text));
+  await net.restore();
+  await until(() => texts(aEvents, room).length === 3, "the catch-up");
+  const later = await b.send(room, "c4");
+  await until(() => texts(aEvents, room).length === 4, "a live message");
+  await sleep(300);
+  assert.deepEqual(aEvents.message.map((m) => m.id), [...ids, later]);
+});
+
+test("direct messages missed while offline are recovered once", async (t) => {
+  const { net, a, b, aEvents } = await pair(t, { reconnect: { initialDelay: 50 } });
+  await b.sendTo(a.user.id, "dm before");
+  await until(() => aEvents.message.some((m) => m.text === "dm before"), "the first DM");
+  await net.cut();
+  await until(() => a.state !== "connected", "the disconnect");
+  await b.sendTo(a.user.id, "dm while away");
+  await net.restore();
+  await until(() => aEvents.message.some((m) => m.text === "dm while away"), "the missed DM");
+  await sleep(300);
+  const dms = aEvents.message.filter((m) => m.room === a.inbox);
+  assert.deepEqual(dms.map((m) => m.text), ["dm before", "dm while away"]);
+  assert.ok(dms.every((m) => m.to === a.user.id && m.user.id === b.user.id));
+});
