@@ -6,6 +6,11 @@ e.g. ``SANIC_CHAT_DEFAULT_ROOM=general``.
 
 Login is a **demo**: ``POST /login`` with a display name returns a
 short-lived JWT (and sets it as an HttpOnly cookie) without any password.
+``GET /session`` trades a still valid cookie for a fresh token (the page
+cannot read an HttpOnly cookie: this is how a reload stays signed in and
+how the page renews its token before expiry), ``POST /logout`` clears the
+cookie; tokens already issued stay valid until they expire (there is no
+revocation list), and a session lasts as long as it is renewed in time.
 In a real app, issue the token after your own authentication (password,
 SSO, session) and keep ``JWTAuthenticator`` as it is.
 """
@@ -40,6 +45,13 @@ SANIC_SETTINGS: dict[str, int] = {
     "REQUEST_MAX_HEADER_SIZE": 8192,
     "REQUEST_MAX_SIZE": 1_000_000,
 }
+# What the page loads besides index.html (its script, style, and the
+# WebSocket wrapper that follows the browser's network state).
+PAGE_ASSETS = {
+    "app.js": "text/javascript",
+    "socket.js": "text/javascript",
+    "app.css": "text/css",
+}
 SECRET_ENV = "SANIC_CHAT_JWT_SECRET"  # noqa: S105 - a variable's name
 TOKEN_LIFETIME = 15 * 60  # seconds; the page refreshes before expiry
 COOKIE = "chat_token"
@@ -71,7 +83,12 @@ def create_app(
     allow_anonymous: bool = False,
     **chat_options: Any,
 ) -> Sanic:
-    """Build the example app: page at ``/``, login, chat at ``/ws``."""
+    """Build the example app: page at ``/``, login, chat at ``/ws``.
+
+    Routes besides the blueprint's: ``/`` and ``/static/<asset>`` (the
+    page), ``POST /login``, ``GET /session``, ``POST /logout`` (the demo
+    login) and ``/health``.
+    """
     secret = jwt_secret()
     app = Sanic(name)
     for key, value in SANIC_SETTINGS.items():
@@ -88,6 +105,17 @@ def create_app(
     @app.get("/")
     async def index(request: Request) -> HTTPResponse:
         return await file(STATIC / "index.html", mime_type="text/html")
+
+    @app.get("/static/<asset:str>")
+    async def page_asset(request: Request, asset: str) -> HTTPResponse:
+        # The page's own files only; the client is the blueprint's
+        # /client.js.
+        if asset not in PAGE_ASSETS:
+            return json(
+                {"error": {"code": "not_found", "message": "no such file"}},
+                status=404,
+            )
+        return await file(STATIC / asset, mime_type=PAGE_ASSETS[asset])
 
     @app.post("/login")
     async def login(request: Request) -> HTTPResponse:
@@ -106,21 +134,28 @@ def create_app(
                 },
                 status=400,
             )
-        name = name.strip()
-        expires = int(time.time()) + TOKEN_LIFETIME
-        user = {"id": "user:" + name.lower(), "name": name}
-        token = jwt.encode(
-            {"sub": user["id"], "name": name, "exp": expires}, secret
-        )
-        response = json({"token": token, "user": user, "expires_at": expires})
-        response.add_cookie(
-            COOKIE,
-            token,
-            httponly=True,
-            samesite="Strict",
-            secure=request.scheme == "https",
-            max_age=TOKEN_LIFETIME,
-        )
+        return _signed_in(request, name.strip(), secret)
+
+    @app.get("/session")
+    async def session(request: Request) -> HTTPResponse:
+        name = _cookie_name(request, secret)
+        if name is None:
+            return json(
+                {
+                    "error": {
+                        "code": "unauthorized",
+                        "message": "not signed in, or the session expired",
+                    }
+                },
+                status=401,
+                headers={"Cache-Control": "no-store"},
+            )
+        return _signed_in(request, name, secret)
+
+    @app.post("/logout")
+    async def logout(request: Request) -> HTTPResponse:
+        response = json({"signed_out": True})
+        response.delete_cookie(COOKIE)
         return response
 
     @app.get("/health")
@@ -138,3 +173,44 @@ def create_app(
         )
 
     return app
+
+
+def _signed_in(request: Request, name: str, secret: str) -> HTTPResponse:
+    """A fresh token for ``name``: in the body and as the HttpOnly cookie."""
+    expires = int(time.time()) + TOKEN_LIFETIME
+    user = {"id": "user:" + name.lower(), "name": name}
+    token = jwt.encode(
+        {"sub": user["id"], "name": name, "exp": expires}, secret
+    )
+    response = json(
+        {"token": token, "user": user, "expires_at": expires},
+        headers={"Cache-Control": "no-store"},
+    )
+    response.add_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=request.scheme == "https",
+        max_age=TOKEN_LIFETIME,
+    )
+    return response
+
+
+def _cookie_name(request: Request, secret: str) -> str | None:
+    """The display name in a valid, unexpired cookie token, else None."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp"]}
+        )
+    except jwt.InvalidTokenError:
+        return None
+    name = claims.get("name")
+    if not isinstance(name, str) or not valid_display_name(name):
+        return None
+    if claims.get("sub") != "user:" + name.lower():
+        return None
+    return name

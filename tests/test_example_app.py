@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
+from example_app import SECRET_ENV, TOKEN_LIFETIME, create_app
 from example_app.__main__ import page_url
 
-from .conftest import run_example, spawn_example
+from .conftest import LiveServer, live, run_example, spawn_example
+
+_apps = itertools.count()
 
 
 def _http(
@@ -176,3 +185,131 @@ def test_the_url_printed_is_one_a_browser_can_open() -> None:
     assert page_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
     assert page_url("::", 8000) == "http://[::1]:8000/"
     assert page_url("chat.local", 9000) == "http://chat.local:9000/"
+
+
+# The session routes, in process: a reload trades the HttpOnly cookie
+# for a fresh token (the page cannot read the cookie), logout clears it.
+
+SECRET = "example-app-tests-secret-example-app-tests"
+
+
+@pytest.fixture
+async def example_live(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[LiveServer]:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    app = create_app(f"example_{next(_apps)}")
+    app.config.TOUCHUP = False
+    app.config.AUTO_EXTEND = False
+    async with live(app) as srv:
+        yield srv
+
+
+def _with_cookie(
+    port: int, path: str, token: str | None, method: str = "GET"
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=b"" if method == "POST" else None,
+        headers={"Cookie": f"chat_token={token}"} if token else {},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status, _lower(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, _lower(err.headers), json.loads(err.read())
+
+
+def _cookie_token(headers: dict[str, str]) -> str:
+    match = re.search(r"chat_token=([^;]*)", headers["set-cookie"])
+    assert match is not None, headers
+    return match.group(1)
+
+
+async def test_session_trades_a_valid_cookie_for_a_fresh_token(
+    example_live: LiveServer,
+) -> None:
+    port = example_live.port
+    status, headers, _ = await asyncio.to_thread(
+        _http, port, "/login", {"name": "Alice"}
+    )
+    assert status == 200
+    cookie = _cookie_token(headers)
+    status, headers, body = await asyncio.to_thread(
+        _with_cookie, port, "/session", cookie
+    )
+    assert status == 200, body
+    assert body["user"] == {"id": "user:alice", "name": "Alice"}
+    assert body["expires_at"] > time.time() + TOKEN_LIFETIME - 60
+    assert headers["cache-control"] == "no-store"
+    # The cookie is renewed with the token in the body, HttpOnly as before.
+    assert _cookie_token(headers) == body["token"]
+    assert "HttpOnly" in headers["set-cookie"]
+    # And that token opens a chat connection as Alice.
+    async with connect(
+        example_live.url(),
+        subprotocols=[Subprotocol(f"bearer.{body['token']}")],
+        open_timeout=5,
+    ) as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert welcome["user"] == {"id": "user:alice", "name": "Alice"}
+
+
+def _token(secret: str, **claims: Any) -> str:
+    base = {"sub": "user:alice", "name": "Alice", "exp": time.time() + 60}
+    return jwt.encode({**base, **claims}, secret)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,  # no cookie
+        "not-a-jwt",
+        _token(SECRET, exp=time.time() - 5),  # expired
+        _token("some-other-secret-some-other-secret-xx"),  # forged
+        _token(SECRET, exp=None),  # never expires: refused
+        _token(SECRET, name="<script>", sub="user:<script>"),
+        _token(SECRET, sub="user:bob"),  # name and id disagree
+    ],
+    ids=["none", "garbage", "expired", "forged", "no-exp", "bad-name", "sub"],
+)
+async def test_session_without_a_valid_cookie_is_a_401(
+    example_live: LiveServer, token: str | None
+) -> None:
+    status, headers, body = await asyncio.to_thread(
+        _with_cookie, example_live.port, "/session", token
+    )
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert "set-cookie" not in headers
+
+
+async def test_logout_clears_the_cookie(example_live: LiveServer) -> None:
+    token = _token(SECRET)
+    status, headers, body = await asyncio.to_thread(
+        _with_cookie, example_live.port, "/logout", token, "POST"
+    )
+    assert status == 200 and body == {"signed_out": True}
+    cookie = headers["set-cookie"]
+    assert _cookie_token(headers).strip('"') == ""
+    assert re.search(r"max-age=0", cookie, re.I), cookie
+
+
+async def test_the_page_and_its_script_and_style_are_served(
+    example_live: LiveServer,
+) -> None:
+    for path, kind in [
+        ("/", "text/html"),
+        ("/static/app.js", "text/javascript"),
+        ("/static/socket.js", "text/javascript"),
+        ("/static/app.css", "text/css"),
+    ]:
+        status, headers, body = await asyncio.to_thread(
+            _http, example_live.port, path
+        )
+        assert status == 200 and headers["content-type"].startswith(kind)
+        assert body
+    for path in ("/static/", "/static/index.html", "/static/..%2F__init__.py"):
+        status, _, _ = await asyncio.to_thread(_http, example_live.port, path)
+        assert status == 404, path  # the page's files only
