@@ -17,17 +17,15 @@ sanic_chat.asyncapi`` prints it, ``--dts`` the TypeScript.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, Required, Union, is_typeddict
 
-from sanic import HTTPResponse
-
 from . import frames
 from .__about__ import __version__
+from .assets import Asset
 from .config import ChatConfig
 
 Schema = dict[str, Any]
@@ -389,38 +387,14 @@ def _ts(schema: Schema) -> str:
     }.get(kind or "", "unknown")  # fmt: skip
 
 
-# --------------------------------------------------------------------------
-# Serving
-
-
-class Published:
+def published(doc: Schema) -> Asset:
     """The document as the blueprint serves it: encoded once, with ETag.
 
-    The ETag is strong (a hash of the bytes), so a client revalidating
-    with ``If-None-Match`` gets a 304 until the app's protocol changes.
+    ``no-cache``: a client revalidates every time and gets a 304 until
+    the app's protocol (its settings) changes.
     """
-
-    __slots__ = ("body", "etag")
-
-    def __init__(self, doc: Schema) -> None:
-        self.body = json.dumps(doc, ensure_ascii=False, indent=1).encode()
-        self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
-
-    def response(self, if_none_match: str | None) -> HTTPResponse:
-        """Answer a GET or HEAD: 200 with the JSON, or 304 when matched."""
-        headers = {"ETag": self.etag, "Cache-Control": "no-cache"}
-        if if_none_match is not None and self._matches(if_none_match):
-            return HTTPResponse(status=304, headers=headers)
-        return HTTPResponse(
-            self.body, headers=headers, content_type="application/json"
-        )
-
-    def _matches(self, if_none_match: str) -> bool:
-        # RFC 9110: If-None-Match compares weakly ("W/" ignored).
-        tags = [tag.strip() for tag in if_none_match.split(",")]
-        return any(
-            tag == "*" or tag.removeprefix("W/") == self.etag for tag in tags
-        )
+    body = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+    return Asset.of(body, "application/json", "no-cache")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

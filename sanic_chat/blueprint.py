@@ -19,6 +19,7 @@ from . import _sanic, asyncapi, lifecycle
 from ._openapi import describe
 from .api import ApiError, refuse_body
 from .archive import MessageHook
+from .assets import Asset
 from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, get_chat
@@ -70,7 +71,7 @@ class ChatBlueprint(Blueprint):
         self._path: str | None = None
         # Each app's AsyncAPI document, built when the blueprint is
         # registered on it (its url_prefix and settings are known then).
-        self._documents: dict[str, asyncapi.Published] = {}
+        self._documents: dict[str, Asset] = {}
 
         # Plain functions, not bound methods: Sanic's lazy blueprint
         # decorators only take functions directly.
@@ -122,12 +123,7 @@ class ChatBlueprint(Blueprint):
         self._metrics = metrics
 
         async def protocol_document(request: Request) -> HTTPResponse:
-            try:
-                await refuse_body(request)
-            except ApiError as exc:
-                return exc.response()
-            published = self._documents[request.app.name]
-            return published.response(request.headers.get("if-none-match"))
+            return await self._documents[request.app.name].answer(request)
 
         self._asyncapi = describe(
             protocol_document,
@@ -252,7 +248,7 @@ class ChatBlueprint(Blueprint):
         if "url_prefix" not in options and config.url_prefix:
             options = {**options, "url_prefix": config.url_prefix}
         if config.asyncapi_path:
-            self._documents[app.name] = asyncapi.Published(
+            self._documents[app.name] = asyncapi.published(
                 asyncapi.document(config, options.get("url_prefix") or "")
             )
         super().register(app, options)  # type: ignore[no-untyped-call]

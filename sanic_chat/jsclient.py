@@ -11,50 +11,17 @@ it, so an upgraded server must be picked up within the hour.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from sanic import Blueprint, HTTPResponse, Request
 
 from ._openapi import describe
+from .assets import Asset
 
 __all__ = ["STATIC", "add_client_routes"]
 
 STATIC = Path(__file__).parent / "static"
 CACHE_CONTROL = "public, max-age=3600"
-
-
-@dataclass(frozen=True, slots=True)
-class Asset:
-    """One file's bytes, content type and ETag, read once."""
-
-    body: bytes
-    content_type: str
-    etag: str
-
-    @classmethod
-    def read(cls, path: Path, content_type: str) -> Asset:
-        body = path.read_bytes()
-        digest = hashlib.sha256(body).hexdigest()[:32]
-        return cls(body, content_type, f'"{digest}"')
-
-    def answer(self, request: Request) -> HTTPResponse:
-        """200 with the body (none for HEAD), or 304 if the ETag matches."""
-        headers = {"ETag": self.etag, "Cache-Control": CACHE_CONTROL}
-        if _matches(request.headers.get("if-none-match", ""), self.etag):
-            return HTTPResponse(status=304, headers=headers)
-        body = b"" if request.method == "HEAD" else self.body
-        headers["Content-Length"] = str(len(self.body))
-        return HTTPResponse(
-            body, headers=headers, content_type=self.content_type
-        )
-
-
-def _matches(header: str, etag: str) -> bool:
-    """Whether ``If-None-Match`` names ``etag`` (or is ``*``)."""
-    tags = [t.strip() for t in header.split(",")]
-    return "*" in tags or etag in tags or f"W/{etag}" in tags
 
 
 def types_path(path: str) -> str:
@@ -66,11 +33,15 @@ def types_path(path: str) -> str:
 def add_client_routes(bp: Blueprint, path: str) -> None:
     """Serve ``client.js`` at ``path`` and ``client.d.ts`` beside it."""
     assets = {
-        path: Asset.read(
-            STATIC / "client.js", "text/javascript; charset=utf-8"
+        path: Asset.of(
+            (STATIC / "client.js").read_bytes(),
+            "text/javascript; charset=utf-8",
+            CACHE_CONTROL,
         ),
-        types_path(path): Asset.read(
-            STATIC / "client.d.ts", "application/typescript; charset=utf-8"
+        types_path(path): Asset.of(
+            (STATIC / "client.d.ts").read_bytes(),
+            "application/typescript; charset=utf-8",
+            CACHE_CONTROL,
         ),
     }
     summaries = (
@@ -84,7 +55,7 @@ def add_client_routes(bp: Blueprint, path: str) -> None:
         async def serve(
             request: Request, asset: Asset = asset
         ) -> HTTPResponse:
-            return asset.answer(request)
+            return await asset.answer(request)
 
         bp.route(
             route, methods=["GET", "HEAD"], name=route_name, ignore_body=True

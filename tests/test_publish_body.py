@@ -109,6 +109,8 @@ async def test_json_only_and_the_system_first() -> None:
         ("GET", "/metrics", 400),
         ("GET", "/api/health", 400),
         ("GET", "/asyncapi.json", 400),
+        ("GET", "/client.js", 400),
+        ("HEAD", "/client.d.ts", 400),
     ],
 )
 async def test_no_route_buffers_a_body_before_answering(
