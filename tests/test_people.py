@@ -405,7 +405,8 @@ async def test_read_marks_move_forward_notify_and_fill_joined() -> None:
         await alice.nothing()
         await alice.send({"type": "receipts", "room": "lobby", "ref": "q"})
         assert await alice.expect("receipts") == {
-            "type": "receipts", "room": "lobby", "read": {"bob": ids[2]}
+            "type": "receipts", "room": "lobby", "read": {"bob": ids[2]},
+            "ref": "q",
         }  # fmt: skip
         await alice.expect("ack", ref="q")
         # A new connection of bob learns where he was.
