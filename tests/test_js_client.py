@@ -327,3 +327,76 @@ def test_the_npm_package_would_ship_the_client(tmp_path: Path) -> None:
         "types": "./client.d.ts",
         "default": "./client.js",
     }
+
+
+LAGGED_SCRIPT = """
+import { connect } from CLIENT;
+const chat = connect(URL, { name: "slow", rooms: ["flood"] });
+const texts = [];
+let lagged = 0;
+chat.on("lagged", () => (lagged += 1));
+chat.on("message", (m) => {
+  texts.push(m.text.split(" ")[0]);
+  if (m.text !== "the-end") return;
+  console.log(JSON.stringify({ texts, lagged }));
+  chat.close();
+});
+await chat.ready;
+console.log("ready");
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_client_that_lagged_gets_every_message_once_in_order() -> None:
+    """The server drops frames of a client that reads too slowly (held
+    in a proxy with a small buffer) and says ``lagged``: the client
+    re-joins with ``since`` and delivers every message once, in order,
+    live messages after the gap included."""
+    assert NODE is not None, "node is not installed"
+    app = make_app(
+        broadcaster="memory://",
+        send_queue_size=10,
+        slow_consumer="drop_oldest",
+        history_size=2100,
+        max_unsent_bytes=256 * 1024,
+    )
+    count = 2000
+    filler = "x" * 3900
+    async with live(app) as srv:
+        proxy = TcpProxy(srv.port, rcvbuf=4096)
+        await proxy.start()
+        script = LAGGED_SCRIPT.replace(
+            "CLIENT", json.dumps((STATIC / "client.js").as_uri())
+        ).replace("URL", json.dumps(f"ws://127.0.0.1:{proxy.port}/ws"))
+        node = await asyncio.create_subprocess_exec(
+            NODE,
+            "--experimental-websocket",
+            "--no-warnings",
+            "--input-type=module",
+            "--eval",
+            script,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert node.stdout is not None
+            ready = await asyncio.wait_for(node.stdout.readline(), TIMEOUT)
+            assert ready == b"ready\n", ready
+            proxy.hold()
+            for i in range(count):
+                await srv.chat.publish("flood", f"m{i} {filler}")
+            await asyncio.sleep(0.5)  # the outbox overflows meanwhile
+            proxy.restore()
+            for i in range(count, count + 20):  # live after the gap
+                await srv.chat.publish("flood", f"m{i}")
+            await srv.chat.publish("flood", "the-end")
+            output, _ = await asyncio.wait_for(node.communicate(), TIMEOUT * 4)
+        finally:
+            if node.returncode is None:
+                node.kill()
+            await proxy.stop()
+    result = json.loads(output.decode().strip().splitlines()[-1])
+    assert result["lagged"] > 0, "the server never dropped a frame"
+    expected = [f"m{i}" for i in range(count + 20)] + ["the-end"]
+    assert result["texts"] == expected

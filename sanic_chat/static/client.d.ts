@@ -462,7 +462,8 @@ export interface ChatEvents {
   presence: { room: string; members: User[] };
   typing: TypingFrame;
   read: ReadFrame;
-  /** The client has already re-joined the room with since. */
+  /** The client has already re-joined the room with since; live
+   * messages until its answer are left to the replay (so in order). */
   lagged: LaggedFrame;
   resync: ResyncFrame;
   /** Error frames that answer no pending request. */

@@ -79,6 +79,7 @@ class Room {
     this.seen = new Set();
     this.members = new Map();
     this.catchUp = null; // live messages held while a history catch-up runs
+    this.gap = false; // lagged: live messages dropped until the re-join's replay
   }
   /** True the first time `key` is seen; remembers the last WINDOW keys. */
   fresh(key) {
@@ -318,6 +319,8 @@ export class ChatClient {
     frame.ref = this._requests.next("i");
     const timer = this._later(() => {
       this._own.delete(frame.ref);
+      const room = this._rooms.get(frame.room);
+      if (frame.type === "join" && room?.gap) return this._rejoin(room);
       if (frame.type !== "history" || !this._asked.has(frame.room)) return;
       const catchUp = this._asked.get(frame.room);
       this._asked.delete(frame.room);
@@ -425,7 +428,7 @@ export class ChatClient {
     this._online = false;
     this._own.clear();
     this._asked.clear();
-    for (const room of this._rooms.values()) room.catchUp = null;
+    for (const room of this._rooms.values()) Object.assign(room, { catchUp: null, gap: false });
     this._clearTimers();
   }
 
@@ -653,6 +656,7 @@ export class ChatClient {
   _joined(frame) {
     const room = this._rooms.get(frame.room);
     if (room && frame.user?.id === this.user?.id) {
+      room.gap = false; // the replay (after since) follows, then live ones
       if (frame.ref === undefined) this._settleJoins(frame);
       else if (!this._ownAnswer(frame)) this._requests.settle(frame.ref, null, frame);
       if (frame.recovered === false) room.last = null;
@@ -739,7 +743,7 @@ export class ChatClient {
 
   _message(frame) {
     const room = this._rooms.get(frame.room);
-    if (!room || typeof frame.id !== "string") return;
+    if (!room || typeof frame.id !== "string" || room.gap) return;
     if (room.catchUp && room.catchUp.length < WINDOW) {
       room.catchUp.push(frame);
       return;
@@ -768,7 +772,7 @@ export class ChatClient {
     if (this._ownAnswer(frame)) {
       this._asked.delete(frame.room);
       const room = this._rooms.get(frame.room);
-      if (room) room.catchUp = null;
+      if (room) Object.assign(room, { catchUp: null, gap: false });
       return; // the client's own request: retried on the next reconnect
     }
     if (typeof frame.room === "string" && this._joining.delete(frame.room)) {
@@ -784,10 +788,18 @@ export class ChatClient {
     this._scheduleRefresh();
   }
 
-  /** `lagged`/`resync`: frames of the room were lost; re-join with since. */
+  /** `lagged`/`resync`: frames of the room were lost; re-join with since.
+   * Live messages until its `joined` are dropped: they were published
+   * before the re-join, so its replay brings them, in order after the gap. */
   _gap(frame) {
-    if (this._rooms.has(frame.room)) this._internal(this._joinFrame(frame.room));
+    const room = this._rooms.get(frame.room);
+    if (room && !room.gap) this._rejoin(room);
     this._emit(frame.type, frame);
+  }
+
+  _rejoin(room) {
+    room.gap = true;
+    this._internal(this._joinFrame(room.name));
   }
 
   _emit(type, event) {
