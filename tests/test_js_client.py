@@ -400,3 +400,60 @@ async def test_a_client_that_lagged_gets_every_message_once_in_order() -> None:
     assert result["lagged"] > 0, "the server never dropped a frame"
     expected = [f"m{i}" for i in range(count + 20)] + ["the-end"]
     assert result["texts"] == expected
+
+
+NETWORK_SCRIPT = """
+async (token) => {
+  const { connect } = await import("/client.js");
+  const slow = { initialDelay: 60000, maxDelay: 60000 };
+  const chat = connect("/ws", { token, rooms: ["js-net"], reconnect: slow });
+  window.chat = chat;
+  window.states = [];
+  chat.on("state", (e) => window.states.push([e.state, e.reason ?? null]));
+  await chat.ready;
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_the_client_follows_the_browser_network(on_memory: int) -> None:
+    """``offline`` drops the socket at once; ``online`` reconnects at
+    once, though the backoff would wait a minute; so does
+    ``reconnect()`` after a lost connection."""
+    import jwt
+    from playwright.async_api import async_playwright
+
+    claims = {"sub": "net-user", "name": "Net", "exp": int(time.time()) + 600}
+    token = jwt.encode(claims, SECRET)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(f"http://127.0.0.1:{on_memory}/health")
+            await page.evaluate(NETWORK_SCRIPT, token)
+            await context.set_offline(True)
+            await page.wait_for_function("chat.state === 'disconnected'")
+            offline = await page.evaluate("states.at(-1)")
+            await context.set_offline(False)
+            await page.wait_for_function(
+                "chat.state === 'connected'", timeout=10000
+            )
+            # A lost connection waits out its backoff; reconnect() not.
+            await page.evaluate("chat._ws.close(4000)")
+            await page.wait_for_function("chat.state === 'disconnected'")
+            await page.wait_for_timeout(500)
+            waiting = await page.evaluate("chat.state")
+            await page.evaluate("chat.reconnect()")
+            await page.wait_for_function(
+                "chat.state === 'connected'", timeout=10000
+            )
+            states = await page.evaluate("states")
+        finally:
+            await browser.close()
+    assert offline == ["disconnected", "offline"]
+    assert waiting == "disconnected"
+    assert [s for s, _ in states].count("connected") == 3
