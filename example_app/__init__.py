@@ -45,11 +45,9 @@ SANIC_SETTINGS: dict[str, int] = {
     "REQUEST_MAX_HEADER_SIZE": 8192,
     "REQUEST_MAX_SIZE": 1_000_000,
 }
-# What the page loads besides index.html (its script, style, and the
-# WebSocket wrapper that follows the browser's network state).
+# What the page loads besides index.html (its script and style).
 PAGE_ASSETS = {
     "app.js": "text/javascript",
-    "socket.js": "text/javascript",
     "app.css": "text/css",
 }
 SECRET_ENV = "SANIC_CHAT_JWT_SECRET"  # noqa: S105 - a variable's name

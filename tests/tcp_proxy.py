@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 
 
@@ -22,11 +23,14 @@ class TcpProxy:
     ``stall`` seconds: block the event loop
     (shared with the app under test) right after forwarding a subscription
     to a room, so that Redis confirms it while the loop is busy, as in a
-    connect storm.
+    connect storm. ``rcvbuf`` bytes: a small receive buffer towards the
+    target, so that a ``hold()`` backs the target's writes up soon (the
+    kernel would otherwise buffer megabytes).
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, rcvbuf: int = 0) -> None:
         self.target_port = target_port
+        self.rcvbuf = rcvbuf
         self.port = 0
         self.cut_off = False
         self.deaf = False
@@ -79,9 +83,7 @@ class TcpProxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(
-                "127.0.0.1", self.target_port
-            )
+            up_reader, up_writer = await self._connect()
         except OSError:
             writer.transport.abort()
             return
@@ -101,6 +103,23 @@ class TcpProxy:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 w.transport.abort()
+
+    async def _connect(
+        self,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not self.rcvbuf:
+            return await asyncio.open_connection("127.0.0.1", self.target_port)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(
+                sock, ("127.0.0.1", self.target_port)
+            )
+        except OSError:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
 
     async def _pipe(
         self,

@@ -4,7 +4,10 @@ Python samples run in a fresh namespace that already has what a reader
 has at that point: ``from sanic import Sanic``, ``import sanic_chat`` and
 an ``app = Sanic(...)``. A sample that defines ``async def main(url:
 str)`` is a client (docs/clients.md): its ``main`` also runs against a
-live server. JSON samples must parse, line by line. The
+live server. JavaScript samples run in Node, as ES modules, against a
+live server: ``"sanic-chat-client"`` is the served ``client.js`` and
+``ws://127.0.0.1:8000`` that server (browser-only ones are marked as not
+run). JSON samples must parse, line by line. The
 README's browser-console snippet runs in Chromium, typed line by line
 (see test_browser.py for the page itself). A sample preceded by
 ``<!-- not run: why -->`` is a sketch and says so; shell commands are
@@ -17,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +30,7 @@ from sanic import Sanic
 
 import sanic_chat
 from sanic_chat import MemoryBroadcaster
+from sanic_chat.jsclient import STATIC
 from sanic_chat.testing import BROADCASTER_CHECKS
 
 from .conftest import TIMEOUT, live, make_app
@@ -113,3 +119,50 @@ async def test_client_sample_talks_to_a_real_server(
     async with live(make_app()) as srv:
         await asyncio.wait_for(namespace["main"](srv.url()), TIMEOUT)
     assert "hello from Python" in capsys.readouterr().out
+
+
+JAVASCRIPT = samples("js")
+NODE = shutil.which("node")
+
+
+def test_the_javascript_docs_have_samples_to_run() -> None:
+    assert len([w for w, _ in JAVASCRIPT if "clients.md" in w]) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sample", JAVASCRIPT, ids=[w for w, _ in JAVASCRIPT])
+async def test_javascript_sample_talks_to_a_real_server(
+    sample: tuple[str, str],
+) -> None:
+    """A Node sample runs as a module against a live server, as a guest.
+
+    The package name becomes the served client's file and the sample's
+    URL the live server's; every sample prints what the server answered
+    (``sent ID``).
+    """
+    assert NODE is not None, "node is not installed"
+    _, code = sample
+    async with live(make_app()) as srv:
+        code = code.replace(
+            '"sanic-chat-client"', json.dumps((STATIC / "client.js").as_uri())
+        ).replace("ws://127.0.0.1:8000", f"ws://127.0.0.1:{srv.port}")
+        env = {k: v for k, v in os.environ.items() if k != "CHAT_TOKEN"}
+        proc = await asyncio.create_subprocess_exec(
+            NODE,
+            "--experimental-websocket",
+            "--no-warnings",
+            "--input-type=module",
+            "--eval",
+            code,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT * 3)
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+    ids = re.findall(r"^sent (\S+)", text, re.MULTILINE)
+    assert ids, text
+    again = re.search(r"again: (\S+)", text)
+    if again:  # the retry sample: the same ref, the same message
+        assert again.group(1) == ids[0], text

@@ -302,7 +302,6 @@ async def test_the_page_and_its_script_and_style_are_served(
     for path, kind in [
         ("/", "text/html"),
         ("/static/app.js", "text/javascript"),
-        ("/static/socket.js", "text/javascript"),
         ("/static/app.css", "text/css"),
     ]:
         status, headers, body = await asyncio.to_thread(

@@ -327,3 +327,133 @@ def test_the_npm_package_would_ship_the_client(tmp_path: Path) -> None:
         "types": "./client.d.ts",
         "default": "./client.js",
     }
+
+
+LAGGED_SCRIPT = """
+import { connect } from CLIENT;
+const chat = connect(URL, { name: "slow", rooms: ["flood"] });
+const texts = [];
+let lagged = 0;
+chat.on("lagged", () => (lagged += 1));
+chat.on("message", (m) => {
+  texts.push(m.text.split(" ")[0]);
+  if (m.text !== "the-end") return;
+  console.log(JSON.stringify({ texts, lagged }));
+  chat.close();
+});
+await chat.ready;
+console.log("ready");
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_client_that_lagged_gets_every_message_once_in_order() -> None:
+    """The server drops frames of a client that reads too slowly (held
+    in a proxy with a small buffer) and says ``lagged``: the client
+    re-joins with ``since`` and delivers every message once, in order,
+    live messages after the gap included."""
+    assert NODE is not None, "node is not installed"
+    app = make_app(
+        broadcaster="memory://",
+        send_queue_size=10,
+        slow_consumer="drop_oldest",
+        history_size=2100,
+        max_unsent_bytes=256 * 1024,
+    )
+    count = 2000
+    filler = "x" * 3900
+    async with live(app) as srv:
+        proxy = TcpProxy(srv.port, rcvbuf=4096)
+        await proxy.start()
+        script = LAGGED_SCRIPT.replace(
+            "CLIENT", json.dumps((STATIC / "client.js").as_uri())
+        ).replace("URL", json.dumps(f"ws://127.0.0.1:{proxy.port}/ws"))
+        node = await asyncio.create_subprocess_exec(
+            NODE,
+            "--experimental-websocket",
+            "--no-warnings",
+            "--input-type=module",
+            "--eval",
+            script,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert node.stdout is not None
+            ready = await asyncio.wait_for(node.stdout.readline(), TIMEOUT)
+            assert ready == b"ready\n", ready
+            proxy.hold()
+            for i in range(count):
+                await srv.chat.publish("flood", f"m{i} {filler}")
+            await asyncio.sleep(0.5)  # the outbox overflows meanwhile
+            proxy.restore()
+            for i in range(count, count + 20):  # live after the gap
+                await srv.chat.publish("flood", f"m{i}")
+            await srv.chat.publish("flood", "the-end")
+            output, _ = await asyncio.wait_for(node.communicate(), TIMEOUT * 4)
+        finally:
+            if node.returncode is None:
+                node.kill()
+            await proxy.stop()
+    result = json.loads(output.decode().strip().splitlines()[-1])
+    assert result["lagged"] > 0, "the server never dropped a frame"
+    expected = [f"m{i}" for i in range(count + 20)] + ["the-end"]
+    assert result["texts"] == expected
+
+
+NETWORK_SCRIPT = """
+async (token) => {
+  const { connect } = await import("/client.js");
+  const slow = { initialDelay: 60000, maxDelay: 60000 };
+  const chat = connect("/ws", { token, rooms: ["js-net"], reconnect: slow });
+  window.chat = chat;
+  window.states = [];
+  chat.on("state", (e) => window.states.push([e.state, e.reason ?? null]));
+  await chat.ready;
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_the_client_follows_the_browser_network(on_memory: int) -> None:
+    """``offline`` drops the socket at once; ``online`` reconnects at
+    once, though the backoff would wait a minute; so does
+    ``reconnect()`` after a lost connection."""
+    import jwt
+    from playwright.async_api import async_playwright
+
+    claims = {"sub": "net-user", "name": "Net", "exp": int(time.time()) + 600}
+    token = jwt.encode(claims, SECRET)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(f"http://127.0.0.1:{on_memory}/health")
+            await page.evaluate(NETWORK_SCRIPT, token)
+            await context.set_offline(True)
+            await page.wait_for_function("chat.state === 'disconnected'")
+            offline = await page.evaluate("states.at(-1)")
+            await context.set_offline(False)
+            await page.wait_for_function(
+                "chat.state === 'connected'", timeout=10000
+            )
+            # A lost connection waits out its backoff; reconnect() not.
+            await page.evaluate("chat._ws.close(4000)")
+            await page.wait_for_function("chat.state === 'disconnected'")
+            await page.wait_for_timeout(500)
+            waiting = await page.evaluate("chat.state")
+            await page.evaluate("chat.reconnect()")
+            await page.wait_for_function(
+                "chat.state === 'connected'", timeout=10000
+            )
+            states = await page.evaluate("states")
+        finally:
+            await browser.close()
+    assert offline == ["disconnected", "offline"]
+    assert waiting == "disconnected"
+    assert [s for s, _ in states].count("connected") == 3

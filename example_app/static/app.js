@@ -5,7 +5,6 @@
 // This page owns what people see: conversations, unread counts, typing,
 // pending sends, the session (sign-in, reload, sign-out) and the status.
 import { connect } from "/client.js";  // the blueprint's CHAT_CLIENT_PATH
-import { NetworkAwareSocket } from "/static/socket.js";
 
 // A view is a room's name or "@" + a user id for direct messages with that
 // user ("@" is not allowed in room names). Direct messages all live in the
@@ -122,7 +121,7 @@ function onState(e) {
   const client = state.client;
   if (e.state === "connected") {
     state.everOnline = true;
-    welcome(client);
+    renderNav();
     notice("");
   } else if (e.state === "disconnected") {
     if (e.code === 1008) notice(`The server closed the connection: ${e.reason || "policy violation"}.`);
@@ -170,32 +169,21 @@ function renderStatus() {
   else if (s === "closed") [kind, text] = ["idle", "not connected"];
   else if (!state.everOnline) [kind, text] = ["connecting", "connecting…"];
   else [kind, text] = ["offline", navigator.onLine ? "offline, reconnecting…" : "offline: no network"];
-  // Counted here: the client's `pending` counts every unanswered request.
-  let pending = 0;
-  for (const c of [...state.rooms.values(), ...state.dms.values()]) {
-    pending += c.items.filter((item) => item.kind === "pending" && item.status !== "failed").length;
-  }
-  if (pending) text += ` (${pending} unsent)`;
+  if (client && client.pending) text += ` (${client.pending} unsent)`;
   $("status").dataset.state = kind;
   $("status").textContent = text;
 }
 window.addEventListener("online", renderStatus);
 window.addEventListener("offline", renderStatus);
 
-// After every welcome: who this is, and the inbox (the client joins it).
-function welcome(client) {
-  sync(client);
-  $("me").textContent = `as ${client.user.name}`;
-  $("logout").title = `Sign out ${client.user.name}`;
-  renderNav();
-}
-
-// The user and inbox of the latest welcome, before any event is handled
-// (the inbox's `joined` may come before the `connected` state).
-function sync(client) {
-  if (client.user) state.me = client.user;
-  if (client.user && (client.inbox || null) !== state.inbox) {  // another user, or no DMs
-    state.inbox = client.inbox || null;
+// Every welcome comes before any other event of its connection: who this
+// is, and the inbox (the client joins it).
+function welcome({ user, inbox }) {
+  state.me = user;
+  $("me").textContent = `as ${user.name}`;
+  $("logout").title = `Sign out ${user.name}`;
+  if ((inbox || null) !== state.inbox) {  // another user, or no DMs
+    state.inbox = inbox || null;
     state.inboxRoom = newRoom();
     state.dms.clear();
     if (isDm(state.current)) state.current = null;
@@ -205,8 +193,9 @@ function sync(client) {
 // ---- Events from the client ----
 
 function listen(client) {
-  const on = (type, handler) => client.on(type, (event) => { sync(client); handler(event); });
-  client.on("state", onState);
+  const on = client.on.bind(client);
+  on("welcome", welcome);
+  on("state", onState);
   on("joined", (f) => {
     if (mine(f.user)) ownJoined(f);
     else if (f.room !== state.inbox) addNotice(f.room, `${label(f.user)} joined`);
@@ -224,13 +213,7 @@ function listen(client) {
   on("deleted", changed);
   on("typing", typing);
   on("read", readElsewhere);
-  client.on("error", (err) => {
-    // Unanswered errors come from frames without a request: a read
-    // receipt for a message the server no longer holds (its history
-    // lost in a restart) is one, and nothing the user can act on.
-    if (err.code === "not_found") return;
-    notice(problem(err));
-  });
+  on("error", (err) => notice(problem(err)));
 }
 
 function ownJoined(f) {
@@ -348,9 +331,13 @@ async function attempt(item) {
   const to = isDm(item.view) ? item.view.slice(1) : null;
   item.status = "sending";
   redraw(item);
-  renderStatus();
+  // A retry reuses the failed send's ref: if the first went through (its
+  // ack was lost), the server answers with its id instead of a copy.
+  const options = item.ref ? { ref: item.ref } : {};
+  const sent = to ? client.sendTo(to, item.text, options) : client.send(item.view, item.text, options);
+  renderStatus();  // counts it among the unsent
   try {
-    const id = await (to ? client.sendTo(to, item.text) : client.send(item.view, item.text));
+    const id = await sent;
     if (item.kind === "pending") {
       // Acknowledged before its echo: the echo will take its place.
       const known = roomOfView(item.view)?.byId.get(id);
@@ -361,6 +348,7 @@ async function attempt(item) {
     if (item.kind !== "pending") return;
     item.status = "failed";
     item.error = problem(err);
+    if (err.ref) item.ref = err.ref;
     redraw(item);
   }
   renderStatus();
@@ -534,7 +522,11 @@ function sendReads() {
   state.readTimer = null;
   for (const [room, r] of [...state.rooms, [state.inbox, state.inboxRoom]]) {
     if (!r || !r.pendingRead) continue;
-    state.client.markRead(room, r.pendingRead);
+    // A mark for a message the server no longer holds (its history lost
+    // in a restart) is refused with not_found: nothing to act on.
+    state.client.markRead(room, r.pendingRead).catch((err) => {
+      if (!["not_found", "timeout", "closed"].includes(err.code)) notice(problem(err));
+    });
     r.lastRead = r.pendingRead;
     r.pendingRead = null;
   }
@@ -694,7 +686,6 @@ function start(signedIn) {
     getToken,
     rooms: saved,
     reconnect: { maxDelay: 5000 },  // one server, one page: come back soon
-    WebSocket: NetworkAwareSocket,
   });
   state.client = client;
   window.chat = client;  // for the browser console

@@ -406,14 +406,15 @@ export interface ConnectOptions {
   /** Guest display name (?name=). */
   name?: string;
   reconnect?: ReconnectOptions;
-  /** Requests held while offline or unanswered (100). */
+  /** Requests (sends, reads, history...) held while offline or
+   * unanswered (100). */
   maxPending?: number;
   /** Their UTF-8 bytes (262144); over either bound a request rejects at
    * once with code "queue_full". */
   maxPendingBytes?: number;
   /** ms a request may wait for its answer across reconnects (30000);
    * then it rejects with code "timeout" (a send may still have been
-   * published; a resend with the same ref is safe). */
+   * published: resend it with `{ref: error.ref}`, it is published once). */
   sendTimeout?: number;
   /** ms between application pings (30000; 0: none); a socket silent
    * for a whole period is closed and reconnected. */
@@ -427,6 +428,9 @@ export class ChatError extends Error {
    * "timeout", "unauthorized", "refused", "closed", "token". */
   code: string;
   frame?: ErrorFrame;
+  /** The ref of the request that failed; a send retried with it is
+   * published at most once. */
+  ref?: string;
 }
 
 export interface StateEvent {
@@ -436,7 +440,18 @@ export interface StateEvent {
   reason?: string;
 }
 
+export interface WelcomeEvent {
+  user: User;
+  /** Your inbox (direct messages), if the server gives you one. */
+  inbox: string | null;
+  /** The rooms the server joins on this connect. */
+  rooms: string[];
+}
+
 export interface ChatEvents {
+  /** Every welcome: the first connect and each reconnect, before any
+   * other event of that connection. */
+  welcome: WelcomeEvent;
   /** Each id once, in order, per room (DMs: room is the inbox, `to` set). */
   message: MessageFrame;
   edited: EditedFrame;
@@ -447,7 +462,8 @@ export interface ChatEvents {
   presence: { room: string; members: User[] };
   typing: TypingFrame;
   read: ReadFrame;
-  /** The client has already re-joined the room with since. */
+  /** The client has already re-joined the room with since; live
+   * messages until its answer are left to the replay (so in order). */
   lagged: LaggedFrame;
   resync: ResyncFrame;
   /** Error frames that answer no pending request. */
@@ -457,6 +473,9 @@ export interface ChatEvents {
 
 export interface SendOptions {
   meta?: Record<string, unknown>;
+  /** Your own ref (a non-empty string of at most 128 characters), e.g. a
+   * failed send's `error.ref`: the server publishes a ref once. */
+  ref?: string;
 }
 
 export class ChatClient {
@@ -469,7 +488,7 @@ export class ChatClient {
   /** First welcome and every initial room joined; rejects on
    * unauthorized or refused. */
   readonly ready: Promise<void>;
-  /** Requests (sends, edits, history...) not answered yet. */
+  /** Sends (messages, DMs) not acknowledged yet. */
   readonly pending: number;
   on<K extends keyof ChatEvents>(
     type: K,
@@ -495,8 +514,14 @@ export class ChatClient {
   members(room: string): User[];
   typing(room: string): void;
   typingTo(userId: string): void;
-  markRead(room: string, id: string): void;
+  /** Resolves on the server's ack; rejects with its error (e.g.
+   * "not_found": the id is no longer stored). Offline, only the newest
+   * per room waits (an older one resolves). */
+  markRead(room: string, id: string): Promise<void>;
   receipts(room: string): Promise<Record<string, string>>;
+  /** Connect now if waiting to reconnect, skipping the backoff delay
+   * (what the browser's "online" event does). */
+  reconnect(): void;
   close(): void;
 }
 

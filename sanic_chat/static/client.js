@@ -21,13 +21,15 @@ const DEFAULTS = {
 const encoder = new TextEncoder();
 
 /** An error frame, or the client's own failure ("queue_full", "timeout",
- * "unauthorized", "refused", "closed"); `code` is what to code against. */
+ * "unauthorized", "refused", "closed"); `code` is what to code against,
+ * `ref` names the request that failed (resend a send with it). */
 export class ChatError extends Error {
-  constructor(code, message, frame) {
+  constructor(code, message, frame, ref) {
     super(message);
     this.name = "ChatError";
     this.code = code;
     if (frame !== undefined) this.frame = frame;
+    if (ref !== undefined) this.ref = ref;
   }
 }
 
@@ -77,6 +79,7 @@ class Room {
     this.seen = new Set();
     this.members = new Map();
     this.catchUp = null; // live messages held while a history catch-up runs
+    this.gap = false; // lagged: live messages dropped until the re-join's replay
   }
   /** True the first time `key` is seen; remembers the last WINDOW keys. */
   fresh(key) {
@@ -99,14 +102,21 @@ class Requests {
     this.prefix = `js-${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}-`;
     this.counter = 0;
   }
+  /** A fresh ref: unique per client (a random prefix), then a counter. */
+  next(tag = "") {
+    return `${this.prefix}${tag}${this.counter++}`;
+  }
   add(frame, answer) {
+    if (this.byRef.has(frame.ref)) {
+      return Promise.reject(new TypeError(`a request with ref ${frame.ref} is waiting`));
+    }
     const bytes = encoder.encode(JSON.stringify(frame)).length;
     if (this.byRef.size >= this.maxCount || this.bytes + bytes > this.maxBytes) {
       return Promise.reject(
         new ChatError("queue_full", `too many requests waiting (${this.byRef.size}, ${this.bytes} bytes)`),
       );
     }
-    frame.ref = this.prefix + this.counter++;
+    frame.ref ??= this.next();
     this.bytes += bytes;
     return new Promise((resolve, reject) => {
       this.byRef.set(frame.ref, { frame, answer, bytes, resolve, reject });
@@ -121,12 +131,18 @@ class Requests {
     this.byRef.delete(ref);
     this.bytes -= request.bytes;
     clearTimeout(request.timer);
-    if (error) request.reject(error);
+    if (error) request.reject(new ChatError(error.code, error.message, error.frame, ref));
     else request.resolve(value);
     return true;
   }
   failAll(error) {
     for (const ref of [...this.byRef.keys()]) this.settle(ref, error);
+  }
+  /** Sends (messages, DMs) not acknowledged yet. */
+  get sends() {
+    let count = 0;
+    for (const request of this.byRef.values()) count += request.frame.type === "message";
+    return count;
   }
 }
 
@@ -155,27 +171,28 @@ export class ChatClient {
     this._ws = null;
     this._online = false; // welcome read on the current socket
     this._joining = new Set();
-    this._answers = new Map(); // "type:room" -> refs awaiting that answer
+    this._own = new Map(); // ref -> the client's own request (catch-up, presence)
     this._asked = new Map(); // room -> true (catch-up) / false (newest id)
-    this._reads = new Map(); // room -> id to mark read once online
     this._authRetried = false;
     this._refusals = 0;
     this._timers = new Set();
+    this._epoch = 0; // one per socket ended
     this.user = null;
     this.inbox = null;
     this.ready = new Promise((resolve, reject) => {
       this._ready = { resolve, reject };
     });
     this.ready.catch(() => {}); // an unread rejection is not an error
+    this._watchNetwork();
     this._open();
   }
 
   get state() {
     return this._state;
   }
-  /** Requests (sends, edits, history...) not answered yet. */
+  /** Sends (messages, DMs) not acknowledged yet. */
   get pending() {
-    return this._requests.byRef.size;
+    return this._requests.sends;
   }
 
   on(type, listener) {
@@ -187,11 +204,12 @@ export class ChatClient {
     this._listeners.get(type)?.delete(listener);
   }
 
+  /** Resolves with the id; `options.ref` resends a failed send safely. */
   send(room, text, options = {}) {
-    return this._request(withMeta({ type: "message", room, text }, options), "ack");
+    return this._send({ type: "message", room, text }, options);
   }
   sendTo(userId, text, options = {}) {
-    return this._request(withMeta({ type: "message", to: userId, text }, options), "ack");
+    return this._send({ type: "message", to: userId, text }, options);
   }
   edit(room, id, text) {
     return this._request({ type: "edit", room, id, text }, "ack").then(() => {});
@@ -237,12 +255,24 @@ export class ChatClient {
   typingTo(userId) {
     this._write({ type: "typing", to: userId });
   }
-  /** Move your read mark (of a room you are in, or your inbox); the
-   * newest per room waits for the reconnect when offline. */
+  /** Move your read mark; resolves on the server's ack. Offline, only
+   * the newest per room waits (an older one resolves as superseded). */
   markRead(room, id) {
-    if (!this._rooms.has(room)) return;
-    this._reads.set(room, id);
-    if (this._online) this._flushReads();
+    for (const request of this._requests.byRef.values()) {
+      const frame = request.frame;
+      if (frame.type === "read" && frame.room === room) {
+        this._requests.settle(frame.ref, null);
+      }
+    }
+    return this._request({ type: "read", room, id }, "ack").then(() => {});
+  }
+
+  /** Connect now if waiting to reconnect (skips the backoff delay). */
+  reconnect() {
+    if (this._state !== "disconnected" || this._ws) return;
+    this._clearTimers();
+    this._epoch += 1;
+    this._open();
   }
 
   /** Close the socket and stop; waiting requests reject with "closed". */
@@ -252,70 +282,66 @@ export class ChatClient {
 
   // --- requests -----------------------------------------------------------
 
+  _send(frame, options) {
+    if (options.meta !== undefined) frame.meta = options.meta;
+    if (options.ref !== undefined) {
+      if (typeof options.ref !== "string" || !options.ref || options.ref.length > 128) {
+        return Promise.reject(new TypeError("ref: a non-empty string of at most 128 characters"));
+      }
+      frame.ref = options.ref;
+    }
+    return this._request(frame, "ack");
+  }
+
+  /** Every request has a ref, and every answer echoes it: a request
+   * refused unread (`rate_limited`) or lost cannot shift the answers of
+   * later ones; it rejects with "timeout" after `sendTimeout`. */
   _request(frame, answer) {
     if (isFinal(this._state)) {
       return Promise.reject(new ChatError(this._state, `the client is ${this._state}`));
     }
     const promise = this._requests.add(frame, answer);
     const request = this._requests.get(frame.ref);
-    if (request) {
+    if (request?.frame === frame) {
       request.timer = setTimeout(() => {
-        this._dropAnswer(request.answer, frame);
-        this._requests.settle(
-          frame.ref,
-          new ChatError("timeout", `no answer to ${frame.type} ${frame.ref} in ${this._timeout} ms`),
-        );
+        const message = `no answer to ${frame.type} ${frame.ref} in ${this._timeout} ms`;
+        this._requests.settle(frame.ref, new ChatError("timeout", message));
       }, this._timeout);
-      if (this._online) this._sendRequest(request);
+      if (this._online) this._write(request.frame);
     }
     return promise;
   }
 
-  /** Write a request on the current socket, noting which answer it awaits. */
-  _sendRequest(request) {
-    if (request.answer !== "ack") this._expect(request.answer, request.frame);
-    this._write(request.frame);
-  }
-
-  /** Answers carry no ref: they come in the order of the requests, so
-   * each (answer type, room) has a queue of the refs waiting for one. */
-  _expect(type, frame) {
-    const key = `${type}:${frame.room}`;
-    if (!this._answers.has(key)) this._answers.set(key, []);
-    this._answers.get(key).push(frame.ref);
-  }
-
-  /** The ref of the oldest request answered by this `type` for `room`. */
-  _nextAnswer(type, room) {
-    return this._answers.get(`${type}:${room}`)?.shift();
-  }
-
-  _answer(type, room, frame) {
-    const ref = this._nextAnswer(type, room);
-    return ref !== undefined && this._requests.settle(ref, null, frame);
-  }
-
-  _dropAnswer(type, frame) {
-    const refs = this._answers.get(`${type}:${frame.room}`);
-    const at = refs?.indexOf(frame.ref) ?? -1;
-    if (at >= 0) refs.splice(at, 1);
-  }
-
-  /** A request of the client's own (a catch-up, a member list), with a
-   * ref so that its error is not taken for the application's. */
+  /** A request of the client's own (a catch-up, a member list): its
+   * answer and error are not the application's. Unanswered in time
+   * (refused unread), a catch-up is asked again. */
   _internal(frame) {
-    frame.ref = `${this._requests.prefix}i${this._requests.counter++}`;
-    this._expect(frame.type, frame);
+    frame.ref = this._requests.next("i");
+    const timer = this._later(() => {
+      this._own.delete(frame.ref);
+      const room = this._rooms.get(frame.room);
+      if (frame.type === "join" && room?.gap) return this._rejoin(room);
+      if (frame.type !== "history" || !this._asked.has(frame.room)) return;
+      const catchUp = this._asked.get(frame.room);
+      this._asked.delete(frame.room);
+      this._check(frame.room, catchUp);
+    }, this._timeout);
+    this._own.set(frame.ref, { frame, timer });
     this._write(frame);
+  }
+
+  /** The client's own request answered by `frame`, if it is one. */
+  _ownAnswer(frame) {
+    const own = typeof frame.ref === "string" && this._own.get(frame.ref);
+    if (!own) return null;
+    this._own.delete(frame.ref);
+    clearTimeout(own.timer);
+    this._timers.delete(own.timer);
+    return own.frame;
   }
 
   _write(frame) {
     if (this._online && this._ws?.readyState === 1) this._ws.send(JSON.stringify(frame));
-  }
-
-  _flushReads() {
-    for (const [room, id] of this._reads) this._write({ type: "read", room, id });
-    this._reads.clear();
   }
 
   _joinFrame(room) {
@@ -327,6 +353,7 @@ export class ChatClient {
 
   async _open() {
     if (isFinal(this._state)) return;
+    if (this._offline()) return this._setState("disconnected", { code: 1006, reason: "offline" });
     this._setState("connecting");
     if (this._options.getToken) {
       try {
@@ -335,7 +362,7 @@ export class ChatClient {
       } catch (error) {
         this._emit("error", new ChatError("token", `getToken failed: ${error}`));
       }
-      if (isFinal(this._state)) return;
+      if (isFinal(this._state) || this._state === "disconnected") return; // went offline
     }
     const protocols = [SUBPROTOCOL];
     if (this._token) protocols.push(`bearer.${this._token}`);
@@ -394,18 +421,58 @@ export class ChatClient {
     return url.href;
   }
 
-  /** Decide what a closed socket means: stop, or reconnect after a delay. */
-  async _closed(opened, code, reason) {
+  /** Forget what belonged to the socket that ended. */
+  _detach() {
+    this._epoch += 1; // a _closed() still deciding is overtaken
     this._ws = null;
     this._online = false;
-    this._answers.clear();
+    this._own.clear();
     this._asked.clear();
-    for (const room of this._rooms.values()) room.catchUp = null;
+    for (const room of this._rooms.values()) Object.assign(room, { catchUp: null, gap: false });
     this._clearTimers();
+  }
+
+  /** In a browser, follow the network as centrifuge-js does: offline,
+   * drop the socket at once (it may linger, or keep working in
+   * Chromium's offline mode); online, reconnect without the backoff. */
+  _watchNetwork() {
+    const browser = typeof globalThis.navigator?.onLine === "boolean";
+    if (typeof globalThis.addEventListener !== "function" || !browser) return;
+    const offline = () => {
+      const ws = this._ws;
+      if (isFinal(this._state) || (!ws && this._state === "disconnected")) return;
+      this._detach();
+      if (ws) {
+        ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+        if (ws.readyState <= 1) ws.close(1000, "offline");
+      }
+      const previous = this._state;
+      this._state = "disconnected";
+      this._emit("state", { state: "disconnected", previous, code: 1006, reason: "offline" });
+    };
+    const online = () => this.reconnect();
+    globalThis.addEventListener("offline", offline);
+    globalThis.addEventListener("online", online);
+    this._unwatch = () => {
+      globalThis.removeEventListener("offline", offline);
+      globalThis.removeEventListener("online", online);
+    };
+  }
+
+  /** The browser says there is no network: wait for "online". */
+  _offline() {
+    return globalThis.navigator?.onLine === false;
+  }
+
+  /** Decide what a closed socket means: stop, or reconnect after a delay
+   * (offline: once the network is back). */
+  async _closed(opened, code, reason) {
+    this._detach();
     if (isFinal(this._state)) return;
     const previous = this._state;
+    const epoch = this._epoch;
     const refused = !opened && (await this._reachable());
-    if (isFinal(this._state)) return;
+    if (isFinal(this._state) || epoch !== this._epoch) return; // offline, or reconnect()
     const expiry = this._token ? tokenExpiry(this._token) : null;
     if (code === 1008 || (refused && expiry !== null && expiry < Date.now())) {
       this._retryAuth(previous, code, reason);
@@ -424,7 +491,7 @@ export class ChatClient {
     if (isFinal(this._state)) return;
     this._state = "disconnected";
     this._emit("state", { state: "disconnected", previous, code, reason });
-    this._later(() => this._open(), this._backoff.next());
+    if (!this._offline()) this._later(() => this._open(), this._backoff.next());
   }
 
   /** A refused identity: ask getToken once for a fresh one and retry at
@@ -463,10 +530,9 @@ export class ChatClient {
     if (isFinal(this._state)) return;
     const previous = this._state;
     this._state = state;
-    this._clearTimers();
     const ws = this._ws;
-    this._ws = null;
-    this._online = false;
+    this._detach();
+    this._unwatch?.();
     if (ws && ws.readyState <= 1) ws.close(1000);
     this._requests.failAll(error);
     this._ready.reject(error);
@@ -532,7 +598,7 @@ export class ChatClient {
       }
       if (token && this._online) {
         this._pendingToken = token;
-        this._write({ type: "refresh", token, ref: `${this._requests.prefix}refresh` });
+        this._write({ type: "refresh", token, ref: this._requests.next("r") });
       }
     }, Math.max(0, delay));
   }
@@ -558,25 +624,24 @@ export class ChatClient {
     for (const room of this._joining) {
       if (!this._rooms.has(room)) this._rooms.set(room, new Room(room));
     }
+    this._emit("welcome", { user: this.user, inbox, rooms: [...this._joining] });
     if (inbox) {
       if (!this._rooms.has(inbox)) this._rooms.set(inbox, new Room(inbox));
-      if (this._rooms.get(inbox).last) this._write(this._joinFrame(inbox));
+      if (this._rooms.get(inbox).last) this._internal(this._joinFrame(inbox));
       else this._check(inbox, false);
     }
     // After the re-joins (the URL's rooms, already joined by the server):
     // what was not acknowledged goes again, with its ref.
     for (const request of this._requests.byRef.values()) {
       if (request.answer === "joined" && this._joining.has(request.frame.room)) {
-        this._expect("joined", request.frame); // joined by the connect's URL
-        continue;
+        continue; // joined by the connect's URL: settled by its `joined`
       }
       if (request.answer === "left" && !this._joining.has(request.frame.room)) {
         this._requests.settle(request.frame.ref, null, null); // not re-joined: left
         continue;
       }
-      this._sendRequest(request);
+      this._write(request.frame);
     }
-    this._flushReads();
     this._scheduleRefresh();
     this._connectedIfJoined();
   }
@@ -591,7 +656,9 @@ export class ChatClient {
   _joined(frame) {
     const room = this._rooms.get(frame.room);
     if (room && frame.user?.id === this.user?.id) {
-      this._answer("joined", frame.room, frame);
+      room.gap = false; // the replay (after since) follows, then live ones
+      if (frame.ref === undefined) this._settleJoins(frame);
+      else if (!this._ownAnswer(frame)) this._requests.settle(frame.ref, null, frame);
       if (frame.recovered === false) room.last = null;
       this._check(frame.room, frame.recovered === false || null);
       if (!frame.room.startsWith("@")) this._internal({ type: "presence", room: frame.room });
@@ -607,9 +674,18 @@ export class ChatClient {
     }
   }
 
+  /** A `joined` without ref (a room of the connect's URL) answers the
+   * join requests of that room that waited through the reconnect. */
+  _settleJoins(frame) {
+    for (const { frame: asked } of [...this._requests.byRef.values()]) {
+      if (asked.type === "join" && asked.room === frame.room) this._requests.settle(asked.ref, null, frame);
+    }
+  }
+
   _left(frame) {
     const mine = frame.user?.id === this.user?.id;
-    if (mine && (this._answer("left", frame.room, frame) || !this._rooms.has(frame.room) || frame.reason)) {
+    const answered = mine && typeof frame.ref === "string" && this._requests.settle(frame.ref, null, frame);
+    if (mine && (answered || !this._rooms.has(frame.room) || frame.reason)) {
       this._rooms.delete(frame.room);
       this._emit("left", frame);
       return;
@@ -623,7 +699,7 @@ export class ChatClient {
   }
 
   _presence(frame) {
-    this._nextAnswer("presence", frame.room);
+    this._ownAnswer(frame);
     const room = this._rooms.get(frame.room);
     if (!room || !Array.isArray(frame.users)) return;
     room.members = new Map(frame.users.map((u) => [u.id, u]));
@@ -643,14 +719,13 @@ export class ChatClient {
     catchUp = catchUp ?? room.joinedBefore === true;
     room.joinedBefore = true;
     this._asked.set(name, catchUp);
-    if (catchUp) room.catchUp = [];
+    if (catchUp) room.catchUp ??= []; // kept if asked again
     this._internal(catchUp ? { type: "history", room: name } : { type: "history", room: name, limit: 1 });
   }
 
   _history(frame) {
-    const ref = this._nextAnswer("history", frame.room);
     const room = this._rooms.get(frame.room);
-    if (room && this._asked.has(frame.room) && ref?.startsWith(`${this._requests.prefix}i`)) {
+    if (this._ownAnswer(frame) && room && this._asked.has(frame.room)) {
       const catchUp = this._asked.get(frame.room);
       this._asked.delete(frame.room);
       const messages = (frame.messages ?? []).filter((m) => typeof m.id === "string");
@@ -663,12 +738,12 @@ export class ChatClient {
       }
       return;
     }
-    if (ref !== undefined) this._requests.settle(ref, null, frame);
+    if (typeof frame.ref === "string") this._requests.settle(frame.ref, null, frame);
   }
 
   _message(frame) {
     const room = this._rooms.get(frame.room);
-    if (!room || typeof frame.id !== "string") return;
+    if (!room || typeof frame.id !== "string" || room.gap) return;
     if (room.catchUp && room.catchUp.length < WINDOW) {
       room.catchUp.push(frame);
       return;
@@ -693,17 +768,11 @@ export class ChatClient {
 
   _error(frame) {
     const error = new ChatError(String(frame.code), String(frame.message ?? frame.code), frame);
-    const request = typeof frame.ref === "string" && this._requests.get(frame.ref);
-    if (request) {
-      this._dropAnswer(request.answer, frame);
-      this._requests.settle(frame.ref, error);
-      return;
-    }
-    if (typeof frame.ref === "string" && frame.ref.startsWith(`${this._requests.prefix}i`)) {
-      for (const type of ["history", "presence"]) this._dropAnswer(type, frame);
+    if (typeof frame.ref === "string" && this._requests.settle(frame.ref, error)) return;
+    if (this._ownAnswer(frame)) {
       this._asked.delete(frame.room);
       const room = this._rooms.get(frame.room);
-      if (room) room.catchUp = null;
+      if (room) Object.assign(room, { catchUp: null, gap: false });
       return; // the client's own request: retried on the next reconnect
     }
     if (typeof frame.room === "string" && this._joining.delete(frame.room)) {
@@ -719,10 +788,18 @@ export class ChatClient {
     this._scheduleRefresh();
   }
 
-  /** `lagged`/`resync`: frames of the room were lost; re-join with since. */
+  /** `lagged`/`resync`: frames of the room were lost; re-join with since.
+   * Live messages until its `joined` are dropped: they were published
+   * before the re-join, so its replay brings them, in order after the gap. */
   _gap(frame) {
-    if (this._rooms.has(frame.room)) this._write(this._joinFrame(frame.room));
+    const room = this._rooms.get(frame.room);
+    if (room && !room.gap) this._rejoin(room);
     this._emit(frame.type, frame);
+  }
+
+  _rejoin(room) {
+    room.gap = true;
+    this._internal(this._joinFrame(room.name));
   }
 
   _emit(type, event) {
@@ -753,7 +830,7 @@ const HANDLERS = {
   lagged: ChatClient.prototype._gap,
   resync: ChatClient.prototype._gap,
   receipts(frame) {
-    this._answer("receipts", frame.room, frame);
+    if (typeof frame.ref === "string") this._requests.settle(frame.ref, null, frame);
   },
   typing(frame) {
     this._emit("typing", frame);
@@ -767,7 +844,3 @@ function isFinal(state) {
   return state === "closed" || state === "unauthorized" || state === "refused";
 }
 
-function withMeta(frame, options) {
-  if (options.meta !== undefined) frame.meta = options.meta;
-  return frame;
-}

@@ -92,7 +92,7 @@ test("read marks are shared and listed by receipts", async (t) => {
   const a = await user(t, [room]);
   const b = await user(t, [room]);
   const id = await b.client.send(room, "read me");
-  a.client.markRead(room, id);
+  await a.client.markRead(room, id);
   const mark = await until(() => b.events.read.find((e) => e.user.id === a.id), "the read notice");
   assert.equal(mark.id, id);
   assert.deepEqual(await b.client.receipts(room), { [a.id]: id });

@@ -60,7 +60,7 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Record every event of `client` by type. */
 export function record(client) {
   const events = {};
-  for (const type of ["message", "edited", "deleted", "joined", "left", "presence", "typing", "read", "lagged", "resync", "error", "state"]) {
+  for (const type of ["welcome", "message", "edited", "deleted", "joined", "left", "presence", "typing", "read", "lagged", "resync", "error", "state"]) {
     events[type] = [];
     client.on(type, (event) => events[type].push(event));
   }
