@@ -71,6 +71,10 @@ class RoomLog:
         # Live messages of a room held back until its catch-up arrives,
         # so that they come after it.
         self._held: dict[str, list[Frame]] = {}
+        # Rooms re-joined after ``lagged``/``resync``: their live messages
+        # are dropped until the ``joined`` reply, as the replay that
+        # follows it brings them again, in order after the missed ones.
+        self._rejoining: set[str] = set()
 
     def query(self) -> list[tuple[str, str]]:
         """Return the ``room`` query parameters of the next connect.
@@ -97,6 +101,7 @@ class RoomLog:
         self.me = frame.get("user")
         self._asked.clear()
         self._held.clear()  # the next catch-up holds them too
+        self._rejoining.clear()  # every room is joined again, with since
         for room in frame.get("rooms", []):
             self.last.setdefault(room, None)
         inbox = frame.get("inbox")
@@ -143,8 +148,15 @@ class RoomLog:
         room = frame.get("room")
         if kind in ("lagged", "resync") and room in self.last:
             out.replies.append(self.join_frame(str(room)))
+            self._rejoining.add(str(room))
+        elif kind == "error" and room in self._rejoining:
+            # The re-join failed: deliver live messages again; the gap is
+            # recovered at the next lagged, resync or reconnect.
+            self._rejoining.discard(str(room))
         event = event_from_frame(frame, self.me)
         if isinstance(event, Message):
+            if room in self._rejoining:
+                return out  # the re-join's replay brings it, in order
             held = self._held.get(str(room))
             if held is not None and len(held) < self.window:
                 held.append(frame)
@@ -152,6 +164,7 @@ class RoomLog:
                 self._message(frame, out)
             return out
         if isinstance(event, Joined) and event.mine:
+            self._rejoining.discard(event.room)
             self.last.setdefault(event.room, None)
             if event.recovered is False:
                 self.last[event.room] = None
