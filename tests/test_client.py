@@ -300,6 +300,34 @@ async def test_send_while_disconnected_waits_for_the_reconnect(
         await observer.nothing(0.3)  # published once
 
 
+async def test_a_get_token_that_hangs_does_not_stall_reconnects() -> None:
+    """Given up after ``open_timeout``: the client reconnects with the
+    token it has (here none: a guest) instead of waiting for ever."""
+    answered = False
+
+    async def get_token() -> str | None:
+        nonlocal answered
+        if not answered:
+            answered = True
+            return None
+        await asyncio.Event().wait()  # a token service that hangs
+        return None
+
+    async with (
+        through_proxy() as (_, proxy),
+        client.connect(
+            ws_url(proxy),
+            get_token=get_token,
+            name="g",
+            open_timeout=0.5,
+            backoff=fast_backoff(),
+        ) as chat,
+    ):
+        proxy.cut()
+        proxy.restore()
+        assert await chat.send("lobby", "back", timeout=TIMEOUT)
+
+
 async def test_send_times_out_when_the_server_stays_away() -> None:
     async with (
         through_proxy() as (_, proxy),
