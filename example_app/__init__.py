@@ -9,8 +9,10 @@ short-lived JWT (and sets it as an HttpOnly cookie) without any password.
 ``GET /session`` trades a still valid cookie for a fresh token (the page
 cannot read an HttpOnly cookie: this is how a reload stays signed in and
 how the page renews its token before expiry), ``POST /logout`` clears the
-cookie; tokens already issued stay valid until they expire (there is no
-revocation list), and a session lasts as long as it is renewed in time.
+cookie (both POSTs take only ``Content-Type: application/json``, which
+no cross-site form can send); tokens already issued stay valid until
+they expire (there is no revocation list), and a session lasts as long
+as it is renewed in time.
 In a real app, issue the token after your own authentication (password,
 SSO, session) and keep ``JWTAuthenticator`` as it is.
 """
@@ -117,6 +119,8 @@ def create_app(
 
     @app.post("/login")
     async def login(request: Request) -> HTTPResponse:
+        if (refused := _not_json(request)) is not None:
+            return refused
         try:
             body = request.json
         except BadRequest:
@@ -152,6 +156,8 @@ def create_app(
 
     @app.post("/logout")
     async def logout(request: Request) -> HTTPResponse:
+        if (refused := _not_json(request)) is not None:
+            return refused
         response = json({"signed_out": True})
         response.delete_cookie(COOKIE)
         return response
@@ -171,6 +177,30 @@ def create_app(
         )
 
     return app
+
+
+def _not_json(request: Request) -> HTTPResponse | None:
+    """A 415 unless the request says its body is JSON; else None.
+
+    Against cross-site requests (login CSRF): a form on another site
+    can POST ``text/plain`` that reads as JSON, and the browser keeps the
+    cookie its answer sets (SameSite limits sending, not setting), but no
+    form can send ``application/json``, and a cross-site ``fetch`` with it
+    needs a CORS preflight this app never grants.
+    """
+    media = request.headers.get("content-type", "").split(";")[0]
+    if media.strip().lower() == "application/json":
+        return None
+    return json(
+        {
+            "error": {
+                "code": "unsupported_media_type",
+                "message": "send the body as JSON "
+                "(Content-Type: application/json)",
+            }
+        },
+        status=415,
+    )
 
 
 def _signed_in(request: Request, name: str, secret: str) -> HTTPResponse:

@@ -210,8 +210,15 @@ def _with_cookie(
 ) -> tuple[int, dict[str, str], dict[str, Any]]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
-        data=b"" if method == "POST" else None,
-        headers={"Cookie": f"chat_token={token}"} if token else {},
+        data=b"{}" if method == "POST" else None,
+        headers={
+            **({"Cookie": f"chat_token={token}"} if token else {}),
+            **(
+                {"Content-Type": "application/json"}
+                if method == "POST"
+                else {}
+            ),
+        },
         method=method,
     )
     try:
@@ -294,6 +301,29 @@ async def test_logout_clears_the_cookie(example_live: LiveServer) -> None:
     cookie = headers["set-cookie"]
     assert _cookie_token(headers).strip('"') == ""
     assert re.search(r"max-age=0", cookie, re.I), cookie
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded"]
+)
+async def test_sign_in_and_out_take_only_json(
+    example_live: LiveServer, path: str, content_type: str
+) -> None:
+    """What a form on another site can send (``text/plain`` that reads
+    as JSON included) signs nobody in or out: no cookie is set."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{example_live.port}{path}",
+        data=b'{"name": "mallory", "x": "="}',
+        headers={"Content-Type": content_type},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
+    assert refused.value.code == 415
+    assert "set-cookie" not in _lower(refused.value.headers)
+    body = json.loads(refused.value.read())
+    assert body["error"]["code"] == "unsupported_media_type"
 
 
 async def test_the_page_and_its_script_and_style_are_served(
