@@ -9,8 +9,10 @@ short-lived JWT (and sets it as an HttpOnly cookie) without any password.
 ``GET /session`` trades a still valid cookie for a fresh token (the page
 cannot read an HttpOnly cookie: this is how a reload stays signed in and
 how the page renews its token before expiry), ``POST /logout`` clears the
-cookie; tokens already issued stay valid until they expire (there is no
-revocation list), and a session lasts as long as it is renewed in time.
+cookie (both POSTs take only ``Content-Type: application/json``, which
+no cross-site form can send); tokens already issued stay valid until
+they expire (there is no revocation list), and a session lasts as long
+as it is renewed in time, at most ``SESSION_LIFETIME`` after sign-in.
 In a real app, issue the token after your own authentication (password,
 SSO, session) and keep ``JWTAuthenticator`` as it is.
 """
@@ -52,6 +54,10 @@ PAGE_ASSETS = {
 }
 SECRET_ENV = "SANIC_CHAT_JWT_SECRET"  # noqa: S105 - a variable's name
 TOKEN_LIFETIME = 15 * 60  # seconds; the page refreshes before expiry
+# A session (renewals included) ends this long after its sign-in: a
+# token taken from a cookie cannot be renewed for ever. Carried from
+# token to token as ``auth_time`` (the sign-in's time, OIDC's claim).
+SESSION_LIFETIME = 12 * 3600
 COOKIE = "chat_token"
 
 logger = logging.getLogger(__name__)
@@ -117,6 +123,8 @@ def create_app(
 
     @app.post("/login")
     async def login(request: Request) -> HTTPResponse:
+        if (refused := _not_json(request)) is not None:
+            return refused
         try:
             body = request.json
         except BadRequest:
@@ -132,12 +140,12 @@ def create_app(
                 },
                 status=400,
             )
-        return _signed_in(request, name.strip(), secret)
+        return _signed_in(request, name.strip(), int(time.time()), secret)
 
     @app.get("/session")
     async def session(request: Request) -> HTTPResponse:
-        name = _cookie_name(request, secret)
-        if name is None:
+        signed_in = _cookie_session(request, secret)
+        if signed_in is None:
             return json(
                 {
                     "error": {
@@ -148,10 +156,12 @@ def create_app(
                 status=401,
                 headers={"Cache-Control": "no-store"},
             )
-        return _signed_in(request, name, secret)
+        return _signed_in(request, *signed_in, secret)
 
     @app.post("/logout")
     async def logout(request: Request) -> HTTPResponse:
+        if (refused := _not_json(request)) is not None:
+            return refused
         response = json({"signed_out": True})
         response.delete_cookie(COOKIE)
         return response
@@ -173,13 +183,43 @@ def create_app(
     return app
 
 
-def _signed_in(request: Request, name: str, secret: str) -> HTTPResponse:
-    """A fresh token for ``name``: in the body and as the HttpOnly cookie."""
-    expires = int(time.time()) + TOKEN_LIFETIME
-    user = {"id": "user:" + name.lower(), "name": name}
-    token = jwt.encode(
-        {"sub": user["id"], "name": name, "exp": expires}, secret
+def _not_json(request: Request) -> HTTPResponse | None:
+    """A 415 unless the request says its body is JSON; else None.
+
+    Against cross-site requests (login CSRF): a form on another site
+    can POST ``text/plain`` that reads as JSON, and the browser keeps the
+    cookie its answer sets (SameSite limits sending, not setting), but no
+    form can send ``application/json``, and a cross-site ``fetch`` with it
+    needs a CORS preflight this app never grants.
+    """
+    media = request.headers.get("content-type", "").split(";")[0]
+    if media.strip().lower() == "application/json":
+        return None
+    return json(
+        {
+            "error": {
+                "code": "unsupported_media_type",
+                "message": "send the body as JSON "
+                "(Content-Type: application/json)",
+            }
+        },
+        status=415,
     )
+
+
+def _signed_in(
+    request: Request, name: str, auth_time: int, secret: str
+) -> HTTPResponse:
+    """A fresh token for ``name``: in the body and as the HttpOnly cookie.
+
+    It expires in ``TOKEN_LIFETIME``, and never after the session does.
+    """
+    expires = min(
+        int(time.time()) + TOKEN_LIFETIME, auth_time + SESSION_LIFETIME
+    )
+    user = {"id": "user:" + name.lower(), "name": name}
+    claims = {"sub": user["id"], "name": name, "exp": expires}
+    token = jwt.encode({**claims, "auth_time": auth_time}, secret)
     response = json(
         {"token": token, "user": user, "expires_at": expires},
         headers={"Cache-Control": "no-store"},
@@ -190,13 +230,17 @@ def _signed_in(request: Request, name: str, secret: str) -> HTTPResponse:
         httponly=True,
         samesite="Strict",
         secure=request.scheme == "https",
-        max_age=TOKEN_LIFETIME,
+        max_age=max(0, expires - int(time.time())),
     )
     return response
 
 
-def _cookie_name(request: Request, secret: str) -> str | None:
-    """The display name in a valid, unexpired cookie token, else None."""
+def _cookie_session(request: Request, secret: str) -> tuple[str, int] | None:
+    """The name and sign-in time of a valid cookie token, else None.
+
+    None too when the session is over (``SESSION_LIFETIME`` after its
+    sign-in) or the token says no sign-in time.
+    """
     token = request.cookies.get(COOKIE)
     if not token:
         return None
@@ -211,4 +255,9 @@ def _cookie_name(request: Request, secret: str) -> str | None:
         return None
     if claims.get("sub") != "user:" + name.lower():
         return None
-    return name
+    auth_time = claims.get("auth_time")
+    if isinstance(auth_time, bool) or not isinstance(auth_time, int):
+        return None
+    if not time.time() - SESSION_LIFETIME < auth_time <= time.time() + 60:
+        return None
+    return name, auth_time

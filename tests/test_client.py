@@ -19,6 +19,7 @@ import pytest
 
 from sanic_chat import TokenAuthenticator, User, client
 from sanic_chat.backoff import Backoff
+from sanic_chat.client.sends import PendingSends
 from sanic_chat.client.state import RoomLog
 
 from .conftest import TIMEOUT, UNLIMITED, LiveServer, live, make_app
@@ -298,6 +299,71 @@ async def test_send_while_disconnected_waits_for_the_reconnect(
         seen = await observer.find("message", text="while away")
         assert seen["id"] == message_id
         await observer.nothing(0.3)  # published once
+
+
+async def test_a_get_token_that_hangs_does_not_stall_reconnects() -> None:
+    """Given up after ``open_timeout``: the client reconnects with the
+    token it has (here none: a guest) instead of waiting for ever."""
+    answered = False
+
+    async def get_token() -> str | None:
+        nonlocal answered
+        if not answered:
+            answered = True
+            return None
+        await asyncio.Event().wait()  # a token service that hangs
+        return None
+
+    async with (
+        through_proxy() as (_, proxy),
+        client.connect(
+            ws_url(proxy),
+            get_token=get_token,
+            name="g",
+            open_timeout=0.5,
+            backoff=fast_backoff(),
+        ) as chat,
+    ):
+        proxy.cut()
+        proxy.restore()
+        assert await chat.send("lobby", "back", timeout=TIMEOUT)
+
+
+async def test_sends_waiting_offline_are_bounded_in_bytes() -> None:
+    """Past ``max_pending_bytes`` a send is refused at once; what waits
+    is still sent after the reconnect, and its bytes are freed."""
+    async with (
+        through_proxy() as (srv, proxy),
+        srv.client() as observer,
+        client.connect(
+            ws_url(proxy), max_pending_bytes=2000, backoff=fast_backoff()
+        ) as chat,
+    ):
+        proxy.cut()
+        waiting = asyncio.create_task(chat.send("lobby", "x" * 1500))
+        await asyncio.sleep(0)  # it is queued
+        with pytest.raises(client.SendTimeout) as full:
+            await chat.send("lobby", "y" * 600)
+        assert full.value.code == "too_many_pending"
+        proxy.restore()
+        assert await asyncio.wait_for(waiting, TIMEOUT)
+        await observer.find("message", text="x" * 1500)
+        assert await chat.send("lobby", "y" * 600)  # room again
+
+
+def test_pending_sends_count_their_bytes() -> None:
+    async def check() -> None:
+        pending = PendingSends(10, max_bytes=300)
+        first = {"type": "message", "room": "r", "text": "é" * 100}
+        pending.add(first)
+        assert 200 < pending.bytes <= 300  # UTF-8, ref included
+        with pytest.raises(client.SendTimeout):
+            pending.add({"type": "message", "room": "r", "text": "z" * 90})
+        pending.remove(first)
+        assert pending.bytes == 0
+        pending.add({"type": "message", "room": "r", "text": "z" * 90})
+
+    asyncio.run(check())
 
 
 async def test_send_times_out_when_the_server_stays_away() -> None:

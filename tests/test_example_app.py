@@ -20,7 +20,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from example_app import SECRET_ENV, TOKEN_LIFETIME, create_app
+from example_app import (
+    SECRET_ENV,
+    SESSION_LIFETIME,
+    TOKEN_LIFETIME,
+    create_app,
+)
 from example_app.__main__ import page_url
 
 from .conftest import LiveServer, live, run_example, spawn_example
@@ -210,8 +215,15 @@ def _with_cookie(
 ) -> tuple[int, dict[str, str], dict[str, Any]]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
-        data=b"" if method == "POST" else None,
-        headers={"Cookie": f"chat_token={token}"} if token else {},
+        data=b"{}" if method == "POST" else None,
+        headers={
+            **({"Cookie": f"chat_token={token}"} if token else {}),
+            **(
+                {"Content-Type": "application/json"}
+                if method == "POST"
+                else {}
+            ),
+        },
         method=method,
     )
     try:
@@ -245,6 +257,11 @@ async def test_session_trades_a_valid_cookie_for_a_fresh_token(
     assert headers["cache-control"] == "no-store"
     # The cookie is renewed with the token in the body, HttpOnly as before.
     assert _cookie_token(headers) == body["token"]
+    # The session keeps its sign-in time: renewals cannot outlast it.
+    first = jwt.decode(cookie, SECRET, algorithms=["HS256"])
+    renewed = jwt.decode(body["token"], SECRET, algorithms=["HS256"])
+    assert renewed["auth_time"] == first["auth_time"]
+    assert renewed["exp"] <= first["auth_time"] + SESSION_LIFETIME
     assert "HttpOnly" in headers["set-cookie"]
     # And that token opens a chat connection as Alice.
     async with connect(
@@ -257,8 +274,15 @@ async def test_session_trades_a_valid_cookie_for_a_fresh_token(
 
 
 def _token(secret: str, **claims: Any) -> str:
-    base = {"sub": "user:alice", "name": "Alice", "exp": time.time() + 60}
-    return jwt.encode({**base, **claims}, secret)
+    base = {
+        "sub": "user:alice",
+        "name": "Alice",
+        "exp": time.time() + 60,
+        "auth_time": int(time.time()) - 60,
+    }
+    return jwt.encode(
+        {k: v for k, v in {**base, **claims}.items() if v is not ...}, secret
+    )
 
 
 @pytest.mark.parametrize(
@@ -271,8 +295,21 @@ def _token(secret: str, **claims: Any) -> str:
         _token(SECRET, exp=None),  # never expires: refused
         _token(SECRET, name="<script>", sub="user:<script>"),
         _token(SECRET, sub="user:bob"),  # name and id disagree
+        # Signed in longer ago than a session lasts: renewals end.
+        _token(SECRET, auth_time=int(time.time()) - SESSION_LIFETIME - 5),
+        _token(SECRET, auth_time=...),  # no sign-in time
     ],
-    ids=["none", "garbage", "expired", "forged", "no-exp", "bad-name", "sub"],
+    ids=[
+        "none",
+        "garbage",
+        "expired",
+        "forged",
+        "no-exp",
+        "bad-name",
+        "sub",
+        "session-over",
+        "no-auth-time",
+    ],
 )
 async def test_session_without_a_valid_cookie_is_a_401(
     example_live: LiveServer, token: str | None
@@ -294,6 +331,29 @@ async def test_logout_clears_the_cookie(example_live: LiveServer) -> None:
     cookie = headers["set-cookie"]
     assert _cookie_token(headers).strip('"') == ""
     assert re.search(r"max-age=0", cookie, re.I), cookie
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded"]
+)
+async def test_sign_in_and_out_take_only_json(
+    example_live: LiveServer, path: str, content_type: str
+) -> None:
+    """What a form on another site can send (``text/plain`` that reads
+    as JSON included) signs nobody in or out: no cookie is set."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{example_live.port}{path}",
+        data=b'{"name": "mallory", "x": "="}',
+        headers={"Content-Type": content_type},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
+    assert refused.value.code == 415
+    assert "set-cookie" not in _lower(refused.value.headers)
+    body = json.loads(refused.value.read())
+    assert body["error"]["code"] == "unsupported_media_type"
 
 
 async def test_the_page_and_its_script_and_style_are_served(

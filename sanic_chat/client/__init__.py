@@ -101,6 +101,7 @@ def connect(
     open_timeout: float = 10.0,
     max_events: int = 10_000,
     max_pending: int = 1_000,
+    max_pending_bytes: int = 1 << 20,
     backoff: Backoff | None = None,
 ) -> ChatClient:
     """Return a client; ``async with`` it to connect.
@@ -130,6 +131,8 @@ def connect(
             counted in :attr:`ChatClient.dropped`.
         max_pending: Sends waiting for their ack at once; more raise
             :class:`SendTimeout`.
+        max_pending_bytes: Their bytes (as JSON) at once, 1 MiB; a
+            send past it raises :class:`SendTimeout` at once.
         backoff: The delays between reconnects (``Backoff()``: 0.1 s
             doubling to 5 s, jittered).
 
@@ -147,5 +150,6 @@ def connect(
         open_timeout=open_timeout,
         max_events=max_events,
         max_pending=max_pending,
+        max_pending_bytes=max_pending_bytes,
         backoff=backoff,
     )

@@ -45,6 +45,7 @@ class ChatClient:
         open_timeout: float = 10.0,
         max_events: int = 10_000,
         max_pending: int = 1_000,
+        max_pending_bytes: int = 1 << 20,
         backoff: Backoff | None = None,
     ) -> None:
         self.url = url
@@ -52,7 +53,7 @@ class ChatClient:
         self.open_timeout = open_timeout
         self.log = RoomLog(list(rooms))
         self._events = Delivery(max_events)
-        self._pending = PendingSends(max_pending)
+        self._pending = PendingSends(max_pending, max_pending_bytes)
         self._link = Link(
             url, name, open_timeout, self.log, self._pending, self._events,
             backoff or Backoff(), TokenSource(token, get_token),

@@ -102,7 +102,7 @@ class Link:
         """Connect, converse and reconnect until closed or refused."""
         while not self.closing.is_set():
             try:
-                token = await self.tokens.fresh()
+                token = await self.tokens.fresh(self.open_timeout)
                 offer = [Subprotocol(SUBPROTOCOL)]
                 if token:
                     offer.append(Subprotocol(f"bearer.{token}"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 from typing import Any
 
@@ -20,15 +21,20 @@ Frame = dict[str, Any]
 
 
 class PendingSends:
-    """At most ``limit`` frames waiting for an ``ack`` or an ``error``.
+    """Frames waiting for an ``ack`` or an ``error``, bounded.
 
     Args:
         limit: How many at once; more raise :class:`SendTimeout`.
+        max_bytes: Their UTF-8 JSON bytes at once; a frame that would
+            pass it raises :class:`SendTimeout` (offline, sends pile up
+            here until the reconnect).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = 1 << 20) -> None:
         self.limit = limit
-        self._waiting: dict[str, tuple[Frame, asyncio.Future[Any]]] = {}
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._waiting: dict[str, tuple[Frame, asyncio.Future[Any], int]] = {}
         # Unique across clients and processes: a user's refs share one
         # window on the server.
         prefix = f"py-{uuid.uuid4().hex[:12]}-"
@@ -38,18 +44,31 @@ class PendingSends:
         """Give ``frame`` a ref; return the future of its answer."""
         if len(self._waiting) >= self.limit:
             raise SendTimeout("too many sends waiting", "too_many_pending")
-        frame["ref"] = ref = next(self._refs)
+        ref = next(self._refs)
+        size = len(
+            json.dumps({**frame, "ref": ref}, ensure_ascii=False).encode()
+        )
+        if self.bytes + size > self.max_bytes:
+            raise SendTimeout(
+                f"sends waiting would take {self.bytes + size} bytes "
+                f"(at most {self.max_bytes})",
+                "too_many_pending",
+            )
+        frame["ref"] = ref
         future = asyncio.get_running_loop().create_future()
-        self._waiting[ref] = (frame, future)
+        self._waiting[ref] = (frame, future, size)
+        self.bytes += size
         return future
 
     def remove(self, frame: Frame) -> None:
         """Stop waiting for ``frame``'s answer."""
-        self._waiting.pop(frame["ref"], None)
+        waiting = self._waiting.pop(frame["ref"], None)
+        if waiting is not None:
+            self.bytes -= waiting[2]
 
     def frames(self) -> list[Frame]:
         """Every frame still waiting, oldest first: to send again."""
-        return [frame for frame, _ in self._waiting.values()]
+        return [frame for frame, _, _ in self._waiting.values()]
 
     def resolve(self, ref: str, answer: object) -> None:
         """Answer the request with ``ref`` (if still waiting).
@@ -72,6 +91,6 @@ class PendingSends:
 
     def fail_all(self, failure: ChatClientError) -> None:
         """Fail every waiting send (the client is closed or refused)."""
-        for _, future in self._waiting.values():
+        for _, future, _ in self._waiting.values():
             if not future.done():
                 future.set_exception(failure)

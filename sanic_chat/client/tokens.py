@@ -11,10 +11,12 @@ can check it, the client only needs to know when to ask.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import inspect
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +24,8 @@ __all__ = ["TokenGetter", "TokenSource", "expires_at", "refresh_delay"]
 
 TokenGetter = Callable[[], "str | Awaitable[str | None] | None"]
 """A callable returning a token, or an awaitable of one."""
+
+logger = logging.getLogger(__name__)
 
 EARLY = 60.0  # seconds before expiry a long-lived token is renewed
 SHARE = 0.8  # of its remaining lifetime, when that is sooner
@@ -46,12 +50,28 @@ class TokenSource:
         """Whether a new token can be asked for."""
         return self.get_token is not None
 
-    async def fresh(self) -> str | None:
-        """Ask ``get_token`` (if any) and return the token to use now."""
+    async def fresh(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> str | None:
+        """Ask ``get_token`` (if any) and return the token to use now.
+
+        A coroutine that has not answered in ``timeout`` seconds is given
+        up (logged): the client goes on with the token it has, so that a
+        token service that hangs cannot stall its reconnects for good.
+        """
         if self.get_token is not None:
-            token = self.get_token()
-            if inspect.isawaitable(token):
-                token = await token
+            try:
+                async with asyncio.timeout(timeout):
+                    token = self.get_token()
+                    if inspect.isawaitable(token):
+                        token = await token
+            except TimeoutError:
+                logger.warning(
+                    "get_token gave no token in %s s; using the last one",
+                    timeout,
+                )
+                return self.token
             self.token = token
         return self.token
 

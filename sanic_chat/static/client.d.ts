@@ -399,7 +399,7 @@ export interface ConnectOptions {
   /** Sent as the "bearer.<token>" subprotocol, never in the URL. */
   token?: string;
   /** Asked before every (re)connect, before expiry (refresh frame), and
-   * once after a refused identity. */
+   * once after a refused identity; given up after `heartbeat` ms. */
   getToken?: () => string | null | Promise<string | null>;
   /** Joined on connect, re-joined with since on every reconnect. */
   rooms?: string[];
@@ -425,7 +425,9 @@ export interface ConnectOptions {
 
 export class ChatError extends Error {
   /** The error frame's code, or the client's own: "queue_full",
-   * "timeout", "unauthorized", "refused", "closed", "token". */
+   * "timeout", "unauthorized", "refused", "closed", "token" (getToken
+   * threw, or gave no answer within `heartbeat` ms), "bad_frame" (a
+   * server frame the client could not read, reported and skipped). */
   code: string;
   frame?: ErrorFrame;
   /** The ref of the request that failed; a send retried with it is

@@ -356,12 +356,8 @@ export class ChatClient {
     if (this._offline()) return this._setState("disconnected", { code: 1006, reason: "offline" });
     this._setState("connecting");
     if (this._options.getToken) {
-      try {
-        const token = await this._options.getToken();
-        if (token) this._token = token;
-      } catch (error) {
-        this._emit("error", new ChatError("token", `getToken failed: ${error}`));
-      }
+      const token = await this._askToken();
+      if (token) this._token = token;
       if (isFinal(this._state) || this._state === "disconnected") return; // went offline
     }
     const protocols = [SUBPROTOCOL];
@@ -590,12 +586,7 @@ export class ChatClient {
     const left = expiry - Date.now();
     const delay = left > 300000 ? left - 60000 : left * 0.8;
     this._later(async () => {
-      let token = null;
-      try {
-        token = await this._options.getToken();
-      } catch (error) {
-        this._emit("error", new ChatError("token", `getToken failed: ${error}`));
-      }
+      const token = await this._askToken();
       if (token && this._online) {
         this._pendingToken = token;
         this._write({ type: "refresh", token, ref: this._requests.next("r") });
@@ -603,11 +594,40 @@ export class ChatClient {
     }, Math.max(0, delay));
   }
 
+  /** getToken's token, or null when it throws or has not answered
+   * within a connect's time (`heartbeat`): a getToken that hangs must not
+   * stall the client, which goes on with the token it has. */
+  async _askToken() {
+    const limit = this._options.heartbeat || DEFAULTS.heartbeat;
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = this._later(() => reject(new Error(`no answer in ${limit} ms`)), limit);
+    });
+    try {
+      return await Promise.race([Promise.resolve().then(() => this._options.getToken()), late]);
+    } catch (error) {
+      this._emit("error", new ChatError("token", `getToken failed: ${error}`));
+      return null;
+    } finally {
+      clearTimeout(timer);
+      this._timers.delete(timer);
+    }
+  }
+
   // --- frames ---------------------------------------------------------------
 
+  /** One frame from the server. A frame of an unknown type is ignored; one
+   * the client cannot read (a field missing or of the wrong type) is
+   * reported as an `error` event ("bad_frame"), never thrown out of the
+   * socket's handler (in Node, an uncaught exception ends the process). */
   _receive(frame) {
-    const handler = HANDLERS[frame.type];
-    if (handler) handler.call(this, frame);
+    if (!Object.hasOwn(HANDLERS, frame.type)) return;
+    try {
+      HANDLERS[frame.type].call(this, frame);
+    } catch (error) {
+      const message = `a ${frame.type} frame the client cannot read: ${error.message}`;
+      this._emit("error", new ChatError("bad_frame", message));
+    }
   }
 
   _welcome(frame) {
@@ -620,7 +640,7 @@ export class ChatClient {
     this._authRetried = false;
     this._refusals = 0;
     this._backoff.reset();
-    this._joining = new Set(frame.rooms ?? []);
+    this._joining = new Set(Array.isArray(frame.rooms) ? frame.rooms.filter((r) => typeof r === "string") : []);
     for (const room of this._joining) {
       if (!this._rooms.has(room)) this._rooms.set(room, new Room(room));
     }
