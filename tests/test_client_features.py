@@ -277,3 +277,28 @@ async def test_a_bad_token_from_get_token_ends_as_unauthorized() -> None:
             ):
                 pass
     assert calls == 2  # the first refusal asked for a fresh one, once
+
+
+async def test_events_waiting_are_bounded_in_bytes_and_count() -> None:
+    from sanic_chat.client.events import Delivery, Message
+
+    def message(i: int, text: str) -> Message:
+        frame = {"type": "message", "room": "a", "id": str(i), "text": text}
+        return Message(frame, "a", str(i), ANN, text, 0, None, None, False)
+
+    by_bytes = Delivery(limit=100, max_bytes=250)
+    for i in range(5):
+        by_bytes.put(message(i, "x" * 50))  # about 100 bytes each
+    assert by_bytes.bytes <= 250 and by_bytes.dropped == 3
+    assert [(await by_bytes.get()).id for _ in range(2)] == ["3", "4"]  # type: ignore[union-attr]
+    assert by_bytes.bytes == 0
+    by_count = Delivery(limit=2)
+    for i in range(3):
+        by_count.put(message(i, "y"))
+    by_count.put(None)
+    assert by_count.dropped == 2
+    assert [await by_count.get() for _ in range(3)] == [
+        message(2, "y"),
+        None,
+        None,
+    ]

@@ -100,6 +100,7 @@ def connect(
     send_timeout: float = 10.0,
     open_timeout: float = 10.0,
     max_events: int = 10_000,
+    max_event_bytes: int = 16 << 20,
     max_pending: int = 1_000,
     max_pending_bytes: int = 1 << 20,
     backoff: Backoff | None = None,
@@ -129,6 +130,8 @@ def connect(
         max_events: Events kept for the application to read; when it
             reads slower than they come, the oldest are dropped and
             counted in :attr:`ChatClient.dropped`.
+        max_event_bytes: The same bound on their frames' bytes (as
+            JSON), 16 MiB.
         max_pending: Sends waiting for their ack at once; more raise
             :class:`SendTimeout`.
         max_pending_bytes: Their bytes (as JSON) at once, 1 MiB; a
@@ -149,6 +152,7 @@ def connect(
         send_timeout=send_timeout,
         open_timeout=open_timeout,
         max_events=max_events,
+        max_event_bytes=max_event_bytes,
         max_pending=max_pending,
         max_pending_bytes=max_pending_bytes,
         backoff=backoff,

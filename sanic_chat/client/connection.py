@@ -44,6 +44,7 @@ class ChatClient:
         send_timeout: float = 10.0,
         open_timeout: float = 10.0,
         max_events: int = 10_000,
+        max_event_bytes: int = 16 << 20,
         max_pending: int = 1_000,
         max_pending_bytes: int = 1 << 20,
         backoff: Backoff | None = None,
@@ -52,7 +53,7 @@ class ChatClient:
         self.send_timeout = send_timeout
         self.open_timeout = open_timeout
         self.log = RoomLog(list(rooms))
-        self._events = Delivery(max_events)
+        self._events = Delivery(max_events, max_event_bytes)
         self._pending = PendingSends(max_pending, max_pending_bytes)
         self._link = Link(
             url, name, open_timeout, self.log, self._pending, self._events,

@@ -9,6 +9,9 @@ up or down.
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,28 +216,49 @@ def event_from_frame(frame: Frame, me: dict[str, str] | None) -> Event | None:
 
 
 class Delivery:
-    """The events waiting for the application, at most ``limit``.
+    """The events waiting for the application, bounded twice.
 
-    The client never waits for the application: when it reads slower
+    At most ``limit`` events and ``max_bytes`` of their frames (as
+    JSON). The client never waits for the application: when it reads slower
     than events come, the oldest are dropped (and counted), so that
     acks and reconnects go on. ``None`` marks the end, for every read
     after it.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = 16 << 20) -> None:
         self.dropped = 0
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(limit)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._queue: deque[tuple[Event | None, int]] = deque()
+        self._limit = limit
+        self._ready = asyncio.Event()
 
     def put(self, event: Event | None) -> None:
         """Queue ``event`` (None: the end), dropping the oldest if full."""
-        if self._queue.full():
-            self._queue.get_nowait()
+        size = 0 if event is None else _size(event.frame)
+        while self._queue and (
+            len(self._queue) >= self._limit
+            or self.bytes + size > self.max_bytes
+        ):
+            _, dropped = self._queue.popleft()
+            self.bytes -= dropped
             self.dropped += 1
-        self._queue.put_nowait(event)
+        self._queue.append((event, size))
+        self.bytes += size
+        self._ready.set()
 
     async def get(self) -> Event | None:
         """Return the next event, or None once the end is reached."""
-        event = await self._queue.get()
-        if event is None:
-            self._queue.put_nowait(None)
+        while not self._queue:
+            self._ready.clear()
+            await self._ready.wait()
+        event, size = self._queue[0]
+        if event is not None:  # the end stays, for every later read
+            self._queue.popleft()
+            self.bytes -= size
         return event
+
+
+def _size(frame: Mapping[str, Any]) -> int:
+    """The bytes ``frame`` counts for: its JSON, ASCII-escaped."""
+    return len(json.dumps(frame, separators=(",", ":")))
