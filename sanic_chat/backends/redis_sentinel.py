@@ -58,18 +58,18 @@ class BlockingSentinelConnectionPool(
 
 
 def sentinel_pool(
-    target: SentinelTarget, timeout: float, **connection: Any
+    target: SentinelTarget, ask_timeout: float, **connection: Any
 ) -> tuple[BlockingSentinelConnectionPool, Sentinel]:
     """Return a pool on the primary of ``target`` and its sentinels.
 
     Args:
         target: The sentinels and the service.
-        timeout: Seconds to wait for a sentinel's answer.
+        ask_timeout: Seconds to wait for a sentinel's answer.
         connection: Keyword arguments of the pool and its connections.
     """
     sentinel_options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        "socket_timeout": ask_timeout,
+        "socket_connect_timeout": ask_timeout,
     }
     if target.sentinel_password is not None:
         sentinel_options["password"] = target.sentinel_password
