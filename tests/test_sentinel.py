@@ -7,20 +7,26 @@ acknowledged, as the protocol asks after ``unavailable``. The primary is
 killed (SIGKILL) while they talk, the sentinels promote the replica and
 the killed server comes back as a replica (as an operator would bring
 it back; with ``wait_replicas=1`` nothing is acknowledged until it does).
+
+Then the difference ``wait_replicas`` makes, provoked for certain: the
+replica stops replicating, a message is sent, the primary dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
-from .conftest import TIMEOUT, Client, remote, run_example
+from .conftest import TIMEOUT, Client, live, make_app, remote, run_example
 from .redis_sentinel import SentinelSetup
+from .redis_server import RedisServer, free_port
 
 MESSAGES = 24  # per sender
 KILL_AFTER = 6  # acknowledged per sender before the primary dies
@@ -200,3 +206,62 @@ async def test_a_failover_mid_conversation_keeps_every_acked_message(
         # Asynchronous replication: what was acknowledged before the
         # kill may be lost; what survived came once, in one order.
         assert stored == [i for i in orders[0] if i in set(stored)]
+
+
+@pytest.mark.slow
+@pytest.mark.logs_errors  # the worker logs the lost primary
+@pytest.mark.parametrize("wait_replicas", [0, 1])
+async def test_what_an_ack_promises_when_replication_lags(
+    sentinel_setup: SentinelSetup, wait_replicas: int
+) -> None:
+    """The replica stops replicating (pointed at a port where nothing
+    listens), a message is sent, the primary dies: without
+    ``wait_replicas`` its sender had an ``ack`` and it is gone; with it,
+    the sender was told ``unavailable``, so nothing acked was lost."""
+    setup = sentinel_setup
+    prefix = f"lag{wait_replicas}:"
+    url = setup.url(
+        f"prefix={prefix}&heartbeat=0.5&wait_replicas={wait_replicas}"
+        "&wait_timeout=300"
+    )
+    async with (
+        live(make_app(broadcaster=url)) as srv,
+        srv.client() as alice,
+        srv.client() as bob,
+    ):
+        await alice.send(
+            {"type": "message", "room": "lobby", "ref": "k", "text": "kept"}
+        )
+        kept = (await alice.find("ack", ref="k"))["id"]
+        replica = setup.replica()
+        await asyncio.to_thread(_replicated, replica, prefix, 1)
+        await asyncio.to_thread(_stop_replicating, replica)
+        await alice.send(
+            {"type": "message", "room": "lobby", "ref": "l", "text": "lost"}
+        )
+        answer = await alice.until(lambda f: f.get("ref") == "l")
+        old = await asyncio.to_thread(setup.kill_primary)
+        await asyncio.to_thread(setup.wait_failover, old.port)
+        await bob.find("resync", room="lobby")
+        await bob.send({"type": "history", "room": "lobby"})
+        history = [m["text"] for m in (await bob.find("history"))["messages"]]
+    assert history == ["kept"]
+    assert kept
+    if wait_replicas:
+        assert answer["type"] == "error" and answer["code"] == "unavailable"
+    else:
+        # Acknowledged, and lost: asynchronous replication.
+        assert answer["type"] == "ack", answer
+
+
+def _replicated(replica: RedisServer, prefix: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    with redis.Redis(port=replica.port) as client:
+        while client.xlen(f"{prefix}history:lobby") < count:
+            assert time.monotonic() < deadline, "replication is stuck"
+            time.sleep(0.02)
+
+
+def _stop_replicating(replica: RedisServer) -> None:
+    with redis.Redis(port=replica.port) as client:
+        client.replicaof("127.0.0.1", free_port())
