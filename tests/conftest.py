@@ -381,6 +381,19 @@ class AsgiLiveServer(LiveServer):
             await task
 
 
+async def send_until_acked(client: Client, frame: dict[str, Any]) -> Any:
+    """Send ``frame`` until acked, as clients do (``unavailable``: the
+    same ref again, a little later)."""
+    for _ in range(20):
+        await client.send(frame)
+        answer = await client.until(lambda f: f.get("ref") == frame["ref"])
+        if answer["type"] == "ack":
+            return answer
+        assert answer["code"] == "unavailable", answer
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never acknowledged: {answer}")
+
+
 @asynccontextmanager
 async def live_asgi(app: Sanic) -> AsyncIterator[LiveServer]:
     """Serve ``app`` with uvicorn (its ASGI side) on an ephemeral port."""

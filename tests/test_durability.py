@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
-from .conftest import Client, live, make_app
+from .conftest import live, make_app, send_until_acked
 from .redis_server import RedisServer
 
 
@@ -28,19 +27,6 @@ def _wait_replica_online(primary: RedisServer, within: float = 20) -> None:
                 return
             time.sleep(0.05)
     raise RuntimeError("the replica did not come online")
-
-
-async def _until_acked(client: Client, frame: dict[str, Any]) -> Any:
-    """Send ``frame`` until acked, as clients do (on a loaded machine a
-    ``WAIT`` right after the replica's sync may still time out)."""
-    for _ in range(20):
-        await client.send(frame)
-        answer = await client.until(lambda f: f.get("ref") == frame["ref"])
-        if answer["type"] == "ack":
-            return answer
-        assert answer["code"] == "unavailable", answer
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"never acknowledged: {answer}")
 
 
 @pytest.mark.slow
@@ -75,10 +61,12 @@ async def test_no_ack_before_a_replica_holds_it_and_no_duplicate(
             # A replica comes: the resend is acknowledged, same id.
             replica.start()
             await asyncio.to_thread(_wait_replica_online, primary)
-            ack = await _until_acked(alice, {**frame, "ref": "r1"})
+            ack = await send_until_acked(alice, {**frame, "ref": "r1"})
             assert ack["id"] == published["id"]
             # And new messages are acknowledged.
-            await _until_acked(alice, {**frame, "text": "next", "ref": "r2"})
+            await send_until_acked(
+                alice, {**frame, "text": "next", "ref": "r2"}
+            )
             await bob.send({"type": "history", "room": "lobby"})
             history = (await bob.find("history"))["messages"]
             assert [m["text"] for m in history] == ["hi", "next"]
