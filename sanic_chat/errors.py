@@ -17,7 +17,9 @@ Exception tree::
     │                         with its message
     └── BroadcasterError      the broadcaster cannot serve the request
         └── BroadcasterUnavailable
-                              the backend is unreachable right now
+            │                 the backend is unreachable right now
+            └── NotReplicated a message was published but not confirmed
+                              by the replicas ``wait_replicas`` asks for
 
 Close codes used by the ``/ws`` endpoint live in :class:`CloseCode`.
 """
@@ -167,3 +169,21 @@ class BroadcasterError(ChatError):
 
 class BroadcasterUnavailable(BroadcasterError):
     """The broadcaster's backend cannot be reached at the moment."""
+
+
+class NotReplicated(BroadcasterUnavailable):
+    """A write reached the primary but not the replicas it had to reach.
+
+    Raised with ``wait_replicas``: the message was published (members
+    may have seen it) but may not survive a failover. The sender is told
+    ``unavailable``; a resend with the same ref is answered once the
+    message is known to be replicated, and is never published twice.
+
+    Args:
+        message: What went wrong.
+        message_id: The id of the published message, when there is one.
+    """
+
+    def __init__(self, message: str, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 import sanic_chat
 import sanic_chat._openapi
 
+from .redis_sentinel import SentinelSetup
 from .redis_server import RedisServer
 
 TIMEOUT = 5.0
@@ -107,7 +108,8 @@ def make_app(**options: Any) -> Sanic:
     if "broadcaster" not in options:
         url = BACKEND_URL["url"]
         if url.startswith("redis"):
-            url += f"?prefix=t{next(_names)}:&heartbeat=1"
+            url += "&" if "?" in url else "?"
+            url += f"prefix=t{next(_names)}:&heartbeat=1"
         options["broadcaster"] = url
     app.blueprint(sanic_chat.create_blueprint(**options))
     return app
@@ -126,12 +128,28 @@ def redis_server(
         server.kill()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_sentinel(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SentinelSetup]:
+    """A primary, a replica and three sentinels, once for the session."""
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-sentinel"])
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a test against every built-in broadcaster."""
     if request.param == "redis":
         redis = request.getfixturevalue("redis_server")
         BACKEND_URL["url"] = redis.url
+    elif request.param == "redis-sentinel":
+        setup = request.getfixturevalue("redis_sentinel")
+        BACKEND_URL["url"] = setup.url()
     try:
         yield request.param
     finally:
@@ -176,7 +194,7 @@ def pytest_collection_modifyitems(
         params = getattr(item, "callspec", None)
         params = params.params if params is not None else {}
         if (
-            params.get("backend") == "redis"
+            str(params.get("backend", "")).startswith("redis")
             and params.get("transport", "sanic") != "sanic"
         ):
             dropped.append(item)
@@ -185,6 +203,7 @@ def pytest_collection_modifyitems(
         if (
             _matrix_variant(params)
             or "redis_server" in getattr(item, "fixturenames", ())
+            or "redis_sentinel" in getattr(item, "fixturenames", ())
             or item.get_closest_marker("sanic_ext")
         ):
             item.add_marker(pytest.mark.slow)
@@ -198,7 +217,7 @@ def _matrix_variant(params: dict[str, Any]) -> bool:
     return (
         params.get("transport", "sanic") != "sanic"
         or params.get("backend", "memory") != "memory"
-        or "redis" in params.values()
+        or any(str(v).startswith("redis") for v in params.values())
     )
 
 
@@ -360,6 +379,19 @@ class AsgiLiveServer(LiveServer):
         server.should_exit = True
         async with asyncio.timeout(TIMEOUT * 3):
             await task
+
+
+async def send_until_acked(client: Client, frame: dict[str, Any]) -> Any:
+    """Send ``frame`` until acked, as clients do (``unavailable``: the
+    same ref again, a little later)."""
+    for _ in range(20):
+        await client.send(frame)
+        answer = await client.until(lambda f: f.get("ref") == frame["ref"])
+        if answer["type"] == "ack":
+            return answer
+        assert answer["code"] == "unavailable", answer
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never acknowledged: {answer}")
 
 
 @asynccontextmanager

@@ -43,10 +43,12 @@ class RedisServer:
         port: int | None = None,
         *,
         password: str | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.password = password
+        self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,6 +68,7 @@ class RedisServer:
                 "--dir", str(self.directory),
                 "--logfile", str(self.directory / "redis.log"),
                 *(["--requirepass", self.password] if self.password else []),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

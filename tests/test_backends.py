@@ -43,11 +43,18 @@ from sanic_chat.testing import (
 from .conftest import live, make_app
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-sentinel"])
 def factory(request: pytest.FixtureRequest) -> Callable[[], Broadcaster]:
-    """A factory of fresh broadcasters of each built-in kind."""
+    """A factory of fresh broadcasters of each built-in kind.
+
+    The Sentinel one also waits for its replica (``wait_replicas=1``).
+    """
     if request.param == "memory":
         return lambda: broadcaster_from_url("memory://", history_size=20)
+    if request.param == "redis-sentinel":
+        setup = request.getfixturevalue("redis_sentinel")
+        sentinel_url = setup.url("wait_replicas=1")
+        return lambda: broadcaster_from_url(sentinel_url, history_size=20)
     url = request.getfixturevalue("redis_server").url
     return lambda: broadcaster_from_url(url, history_size=20)
 

@@ -60,6 +60,13 @@ MASKED = {
     "redis://:s3cr3t-Pa55@h?password=s3cr3t-Pa55": (
         "redis://:***@h?password=***"
     ),
+    # Sentinel: the primary's password and the sentinels' one
+    "redis+sentinel://:s3cr3t-Pa55@a:1,b:2/chat/0?sentinel_password=x": (
+        "redis+sentinel://:***@a:1,b:2/chat/0?sentinel_password=***"
+    ),
+    "redis+sentinel://a:1/chat?password=s3cr3t-Pa55&prefix=p:": (
+        "redis+sentinel://a:1/chat?password=***&prefix=p:"
+    ),
 }
 UNCHANGED = [
     "redis://127.0.0.1:6379/0",
@@ -90,6 +97,20 @@ def test_a_config_error_and_the_repr_name_the_masked_url() -> None:
     assert isinstance(broadcaster, RedisBroadcaster)
     assert PW not in repr(broadcaster)
     assert "password=***" in repr(broadcaster)
+
+
+async def test_sentinel_passwords_never_reach_a_repr_or_an_error() -> None:
+    url = (
+        f"redis+sentinel://app:{PW}@127.0.0.1:{free_port()}/chat/0"
+        f"?sentinel_password={PW}&timeout=0.2"
+    )
+    broadcaster = broadcaster_from_url(url)
+    assert PW not in repr(broadcaster)
+    assert "app:***@" in repr(broadcaster)
+    with pytest.raises(BroadcasterUnavailable) as info:
+        await broadcaster.connect()  # no sentinel listens there
+    assert PW not in str(info.value)
+    assert "sentinel_password=***" in str(info.value)
 
 
 async def test_startup_failure_names_the_url_without_the_query_password() -> (

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import (
+    SplitResult,
     parse_qs,
+    unquote,
     unquote_plus,
     urlencode,
     urlsplit,
@@ -60,6 +63,8 @@ _REDIS_OPTIONS = {
     "presence_ttl": int,
     "heartbeat": float,
     "timeout": float,
+    "wait_replicas": int,
+    "wait_timeout": int,
 }
 
 
@@ -71,8 +76,12 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             ``max_history_bytes=N``), or a Redis URL
             (``redis://``, ``rediss://``, ``unix://``, ``redis+unix://``)
             with optional ``prefix``, ``history_ttl``, ``presence_ttl``,
-            ``heartbeat`` and ``timeout`` query parameters; the others go
-            to redis-py (e.g. ``db``).
+            ``heartbeat``, ``timeout``, ``wait_replicas`` and
+            ``wait_timeout`` query parameters; the others go to redis-py
+            (e.g. ``db``). Or Redis behind Sentinel:
+            ``redis+sentinel://[[user]:password@]host:port[,host:port...]
+            /SERVICE[/DB]`` with the same parameters and
+            ``sentinel_password`` (see :func:`_sentinel_broadcaster`).
         history_size: Events kept per room.
 
     Raises:
@@ -89,28 +98,95 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
                     params.get("max_history_bytes", 64 * 1024 * 1024)
                 ),
             )
+        if parts.scheme == "redis+sentinel":
+            return _sentinel_broadcaster(url, parts, params, history_size)
         if parts.scheme in _REDIS_SCHEMES:
             from .redis import RedisBroadcaster
 
-            options = {
-                name: kind(params.pop(name))
-                for name, kind in _REDIS_OPTIONS.items()
-                if name in params
-            }
+            options = _redis_options(params)
             scheme = "unix" if parts.scheme == "redis+unix" else parts.scheme
             rest = urlencode(params)
             redis_url = urlunsplit(parts._replace(scheme=scheme, query=rest))
             return RedisBroadcaster(
                 redis_url, history_size=history_size, **options
             )
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(
             f"invalid parameter in broadcaster URL {mask_url(url)!r}"
         ) from None
     raise ConfigError(
         f"unknown broadcaster URL scheme {parts.scheme!r}; "
-        "supported: memory://, redis://, rediss://, unix://"
+        "supported: memory://, redis://, rediss://, unix://, "
+        "redis+sentinel://"
     )
+
+
+def _redis_options(params: dict[str, str]) -> dict[str, Any]:
+    """Pop the broadcaster's own query parameters out of ``params``."""
+    return {
+        name: kind(params.pop(name))
+        for name, kind in _REDIS_OPTIONS.items()
+        if name in params
+    }
+
+
+def _sentinel_broadcaster(
+    url: str, parts: SplitResult, params: dict[str, str], history_size: int
+) -> Broadcaster:
+    """``redis+sentinel://[[user]:pw@]h:p[,h:p...]/SERVICE[/DB]?...``.
+
+    The user part (or ``username`` and ``password``) is for the primary;
+    ``sentinel_password`` for the sentinels. Any other parameter than
+    the broadcaster's own is refused: redis-py does not read this URL.
+    """
+    from .redis import RedisBroadcaster
+    from .redis_sentinel import SentinelTarget
+
+    masked = mask_url(url)
+    options = _redis_options(params)
+    username = params.pop("username", None) or (
+        unquote(parts.username) if parts.username else None
+    )
+    password = params.pop("password", None) or (
+        unquote(parts.password) if parts.password else None
+    )
+    sentinel_password = params.pop("sentinel_password", None)
+    if params:
+        raise ConfigError(
+            f"unknown parameter(s) {', '.join(sorted(params))} in "
+            f"broadcaster URL {masked!r}"
+        )
+    hosts = parts.netloc.rpartition("@")[2]
+    sentinels = tuple(_host_port(h, masked) for h in hosts.split(","))
+    service, _, db = parts.path.strip("/").partition("/")
+    if not service or "/" in db:
+        raise ConfigError(
+            f"broadcaster URL {masked!r} must name the service: "
+            "redis+sentinel://host:port[,host:port...]/SERVICE[/DB]"
+        )
+    target = SentinelTarget(
+        sentinels,
+        unquote(service),
+        int(db or 0),
+        username=username,
+        password=password,
+        sentinel_password=sentinel_password,
+    )
+    return RedisBroadcaster(
+        masked, history_size=history_size, sentinel=target, **options
+    )
+
+
+def _host_port(text: str, masked: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        host, port = text, "26379"
+    host = host.strip("[]")
+    if not host:
+        raise ConfigError(f"missing sentinel host in {masked!r}")
+    return host, int(port)
 
 
 # Query parameters whose value is masked: a name containing any of these

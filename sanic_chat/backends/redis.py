@@ -59,6 +59,10 @@ history, subscriptions) and composes the others, one job each:
   receipts).
 * :mod:`.redis_idempotency`: the :class:`~.base.Idempotency` part (refs
   of messages sent, for resends).
+* :mod:`.redis_sentinel`: the pool that follows the primary Sentinel
+  names (``redis+sentinel://``);
+* :mod:`.redis_durability`: ``wait_replicas``, the ``WAIT`` that travels
+  with each message, so that an ack means replicas hold it.
 """
 
 from __future__ import annotations
@@ -81,12 +85,14 @@ from .base import (
 try:
     from redis.exceptions import RedisError
 
+    from .redis_durability import Durability, durably
     from .redis_heartbeat import RedisHeartbeat
     from .redis_idempotency import RedisIdempotency
     from .redis_link import RedisLink, valid_stream_id
     from .redis_listener import RedisListener
     from .redis_presence import RedisPresence
     from .redis_receipts import RedisReceipts
+    from .redis_sentinel import SentinelTarget
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise ImportError(
         "the Redis broadcaster needs the redis extra: "
@@ -107,7 +113,8 @@ class RedisBroadcaster(Broadcaster):
     """Broadcaster backed by Redis pub/sub and streams.
 
     Args:
-        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server.
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server
+            (with ``sentinel``, the URL as configured, for messages).
         prefix: Namespace of every key and channel.
         history_size: Messages kept per room.
         history_ttl: Seconds a room's history survives without messages.
@@ -120,6 +127,12 @@ class RedisBroadcaster(Broadcaster):
         timeout: Seconds to wait for Redis when connecting, and per
             command once the heartbeat has found Redis unhealthy. While
             it is healthy, commands wait for their answer (see above).
+        sentinel: Follow the primary these sentinels name
+            (:mod:`.redis_sentinel`) instead of the server at ``url``.
+        wait_replicas: Replicas that must hold a message (and its ref)
+            before it is acknowledged (:mod:`.redis_durability`).
+        wait_timeout: Milliseconds to wait for them; then the sender is
+            told ``unavailable``.
     """
 
     def __init__(
@@ -133,6 +146,9 @@ class RedisBroadcaster(Broadcaster):
         heartbeat: float = 5.0,
         queue_size: int = 10_000,
         timeout: float = 2.0,
+        sentinel: SentinelTarget | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: int = 1000,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -142,7 +158,13 @@ class RedisBroadcaster(Broadcaster):
         self.heartbeat = heartbeat
         self.queue_size = queue_size
         self.timeout = timeout
-        self._link = RedisLink(url, prefix=prefix, timeout=timeout)
+        self._link = RedisLink(
+            url,
+            prefix=prefix,
+            timeout=timeout,
+            sentinel=sentinel,
+            durability=Durability(wait_replicas, wait_timeout),
+        )
         self.worker = self._link.worker
         # The listener reads into the subscriptions, which subscribe and
         # unsubscribe rooms through the listener.
@@ -254,9 +276,20 @@ class RedisBroadcaster(Broadcaster):
             if not store:
                 await redis.publish(room, f"|{tag}|{payload}")
                 return Event(channel, payload, None, origin)
-            raw = await self._publish(
-                keys=[self._link.key("history", channel), room],
-                args=[payload, self.history_size, self.history_ttl, tag],
+            raw = await durably(
+                redis,
+                self._link.durability,
+                "EVALSHA",
+                self._publish.sha,
+                2,
+                self._link.key("history", channel),
+                room,
+                payload,
+                self.history_size,
+                self.history_ttl,
+                tag,
+                script=_PUBLISH,
+                id_reply=True,
             )
         except (RedisError, OSError) as exc:
             raise BroadcasterUnavailable(f"publish failed: {exc}") from None

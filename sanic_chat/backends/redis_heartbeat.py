@@ -9,6 +9,10 @@ own echo through the pub/sub connection. Twice in a row without an answer
 or an echo, it declares the worker deaf: unhealthy, the listener rebuilds
 its connection, and every pooled connection is dropped, which fails the
 commands waiting on them instead of letting them hang.
+
+Behind Sentinel it also asks, at every beat, where the primary is: a
+listener still subscribed to a demoted primary (which may well answer,
+as a replica) is moved to the new one, and clients are told to resync.
 """
 
 from __future__ import annotations
@@ -101,7 +105,28 @@ class RedisHeartbeat:
                             link.masked_url,
                         )
                     self.deaf = False
+            await self._follow_primary()
             await link.pause(min(self.interval, ttl / 3))
+
+    async def _follow_primary(self) -> None:
+        """Move the listener if the sentinels name another primary."""
+        listener = self._listener
+        if self._link.target is None or not listener.online:
+            return
+        try:
+            async with asyncio.timeout(self.interval):
+                primary = await self._link.primary_address()
+        except (RedisError, OSError, TimeoutError):
+            reraise_cancellation()
+            return  # no answer from the sentinels: nothing to follow
+        if listener.online and listener.address not in (None, primary):
+            logger.warning(
+                "Redis %s: the primary moved to %s:%s; following it",
+                self._link.masked_url,
+                *primary or ("?", "?"),
+            )
+            listener.reconnect.set()
+            await self._link.drop_connections()
 
     async def _deafened(self) -> None:
         if not self.deaf:

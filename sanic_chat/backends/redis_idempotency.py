@@ -6,6 +6,12 @@ empty string while a publish is under way and the message's id once it
 is done, with Redis's own expiry: the lease, then the idempotency
 window. A claim is one Lua script (read, and create when absent), so two
 workers sending the same ref at once cannot both win.
+
+With ``wait_replicas`` (:mod:`.redis_durability`) the stored id is
+written with ``WAIT``, and a resend is answered with it only once
+replicas confirm it: the ref is rewritten (unchanged) with ``WAIT``,
+which covers every earlier write, so the message too, as replication
+keeps the primary's order. Until then the resend gets ``unavailable``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..errors import BroadcasterUnavailable
-from .base import Idempotency
+from .base import PENDING, Idempotency
+from .redis_durability import durably
 from .redis_link import RedisLink
 
 # KEYS: the ref's key; ARGV: lease in ms. Returns the value, or false
@@ -67,15 +74,48 @@ class RedisIdempotency(Idempotency):
             raise BroadcasterUnavailable(f"claim failed: {exc}") from None
         if value is None:
             return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        known = value.decode() if isinstance(value, bytes) else str(value)
+        if known != PENDING and self._link.durability.on:
+            await self._replicated(user_id, ref, known)
+        return known
+
+    async def _replicated(self, user_id: str, ref: str, known: str) -> None:
+        """Return once replicas hold ``known`` (and so its message)."""
+        key = self._key(user_id, ref)
+        try:
+            # XX: an expired window is not brought back.
+            await durably(
+                self._link.client(),
+                self._link.durability,
+                "SET",
+                key,
+                known,
+                "XX",
+                "KEEPTTL",
+            )
+        except (RedisError, OSError) as exc:
+            raise BroadcasterUnavailable(f"claim failed: {exc}") from None
 
     async def settle(
         self, user_id: str, ref: str, message_id: str, ttl: float
     ) -> None:
-        """Store the id with the window as the key's expiry."""
-        redis = self._link.client()
+        """Store the id with the window as the key's expiry.
+
+        Raises:
+            NotReplicated: With ``wait_replicas``, too few replicas
+                confirmed it (the ref is stored on the primary).
+        """
+        key = self._key(user_id, ref)
         try:
-            await redis.set(self._key(user_id, ref), message_id, px=_ms(ttl))
+            await durably(
+                self._link.client(),
+                self._link.durability,
+                "SET",
+                key,
+                message_id,
+                "PX",
+                _ms(ttl),
+            )
         except (RedisError, OSError) as exc:
             raise BroadcasterUnavailable(f"settle failed: {exc}") from None
 

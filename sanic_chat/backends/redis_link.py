@@ -4,7 +4,10 @@
 (:mod:`.redis_listener`, :mod:`.redis_heartbeat`, :mod:`.redis_presence`)
 that each do one job over the same Redis: this module holds what they
 share, the bounded connection pool, the key names, the worker's id and
-the flag that says the broadcaster is closing. It imports redis-py, so
+the flag that says the broadcaster is closing, and how durable writes
+must be (:mod:`.redis_durability`). The pool reaches one Redis by URL,
+or the primary that sentinels name (:mod:`.redis_sentinel`). It imports
+redis-py, so
 it is reached through :mod:`sanic_chat.backends.redis`, which explains
 a missing ``redis`` extra.
 """
@@ -15,15 +18,19 @@ import asyncio
 import contextlib
 import re
 import secrets
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..errors import BroadcasterUnavailable
 from . import mask_url
+from .redis_durability import Durability
+from .redis_sentinel import SentinelTarget, sentinel_pool
 
 # Connections per worker. Commands beyond it wait for a free connection
 # (FIFO) rather than fail: redis-py's default pool raises "Too many
@@ -46,17 +53,31 @@ class RedisLink:
     """One worker's Redis client, key names and lifecycle flag.
 
     Args:
-        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server.
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server
+            (with ``sentinel``: the URL as configured, for messages).
         prefix: Namespace of every key and channel.
         timeout: Seconds to wait for Redis when connecting.
+        sentinel: Reach the primary these sentinels name instead.
+        durability: How many replicas confirm a message before its ack.
     """
 
-    def __init__(self, url: str, *, prefix: str, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        timeout: float,
+        sentinel: SentinelTarget | None = None,
+        durability: Durability | None = None,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
+        self.target = sentinel
+        self.durability = durability or Durability()
         self.worker = secrets.token_hex(6)
         self.redis: aioredis.Redis | None = None
+        self._sentinel: Sentinel | None = None
         self.closed = asyncio.Event()
         """Set while the broadcaster is closed: every loop ends on it."""
 
@@ -71,23 +92,29 @@ class RedisLink:
         Raises:
             BroadcasterUnavailable: Redis cannot be reached.
         """
-        pool = BlockingConnectionPool.from_url(
-            self.url,
-            max_connections=POOL_SIZE,
-            timeout=None,  # wait for a connection; the heartbeat bounds it
-            socket_connect_timeout=self.timeout,
+        options: dict[str, Any] = {
+            "max_connections": POOL_SIZE,
+            # Wait for a connection; the heartbeat bounds it.
+            "timeout": None,
+            "socket_connect_timeout": self.timeout,
             # No read timeout: only the heartbeat judges Redis (see the
             # docstring of sanic_chat.backends.redis).
-            socket_timeout=None,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
+            "socket_timeout": None,
+            "retry": Retry(NoBackoff(), 0),
+            "decode_responses": False,
+        }
+        pool: BlockingConnectionPool
+        if self.target is None:
+            pool = BlockingConnectionPool.from_url(self.url, **options)
+        else:
+            pool, self._sentinel = sentinel_pool(
+                self.target, self.timeout, **options
+            )
         self.redis = aioredis.Redis.from_pool(pool)
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
-            await self.redis.aclose()
-            self.redis = None
+            await self._close_clients()
             raise BroadcasterUnavailable(
                 f"cannot connect to Redis at {self.masked_url}: {exc}"
             ) from None
@@ -100,10 +127,27 @@ class RedisLink:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(self.timeout):
                 await self.redis.delete(self.key("worker", self.worker))
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(self.timeout):
-                await self.redis.aclose()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        for client in (self.redis, self._sentinel):
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    if client is not None:
+                        await client.aclose()
         self.redis = None
+        self._sentinel = None
+
+    async def primary_address(self) -> tuple[str, int] | None:
+        """Where the sentinels say the primary is; None without them.
+
+        Raises:
+            RedisError: No sentinel names a primary that is up.
+        """
+        if self._sentinel is None or self.target is None:
+            return None
+        host, port = await self._sentinel.discover_master(self.target.service)
+        return str(host), int(port)
 
     async def drop_connections(self) -> None:
         """Close every pooled connection; commands waiting on them fail."""

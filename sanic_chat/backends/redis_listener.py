@@ -58,6 +58,8 @@ class RedisListener:
         self._room_prefix = link.key("room", "")
         self.online = False
         """Whether the connection is up and subscribed."""
+        self.address: tuple[str, int] | None = None
+        """``(host, port)`` the connection is subscribed on, while online."""
         self.echo = asyncio.Event()
         """Set when a message arrives on the worker's control channel."""
         self.reconnect = asyncio.Event()
@@ -152,6 +154,9 @@ class RedisListener:
                     and message["channel"] == self._control.encode()
                 ):
                     break
+        connection = pubsub.connection
+        if connection is not None and hasattr(connection, "port"):
+            self.address = (str(connection.host), int(connection.port))
         self.online = True
         # Rooms whose last member left while we were resubscribing.
         stale = [
@@ -164,6 +169,7 @@ class RedisListener:
 
     async def _disconnected(self, pubsub: PubSub) -> None:
         self.online = False
+        self.address = None
         self._pubsub = None
         for confirmed in self._confirmations.values():
             if not confirmed.done():

@@ -21,6 +21,13 @@ releases its claim, so a resend may retry; a worker that dies between
 its claim and its publish blocks the ref for :data:`LEASE` seconds at
 most. If storing the id fails after the publish, a later resend would
 publish again: that is logged.
+
+With ``wait_replicas``, a publish the replicas did not confirm
+(:class:`~sanic_chat.errors.NotReplicated`) was still published: its id
+is stored, not released, so a resend never publishes it twice; the
+part answers that resend only once replicas hold the message. The id's
+own write must reach the replicas too before the ack (or the sender is
+told ``unavailable`` and resends).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from ..backends.base import PENDING, Broadcaster, Idempotency, idempotency_of
 from ..backends.memory_idempotency import MemoryIdempotency
 from ..config import ChatConfig
-from ..errors import BroadcasterUnavailable
+from ..errors import BroadcasterUnavailable, NotReplicated
 
 __all__ = ["LEASE", "WAIT", "SentRefs"]
 
@@ -107,13 +114,28 @@ class SentRefs:
             delay = min(delay * 2, 0.1)
         try:
             message_id = await publish()
+        except NotReplicated as exc:
+            # Published: keep its id, so a resend is not published again.
+            if exc.message_id is not None:
+                with contextlib.suppress(BroadcasterUnavailable):
+                    await self._settle(part, user_id, ref, exc.message_id)
+            raise
         except BaseException:
             # Unreachable: the lease frees it.
             with contextlib.suppress(BroadcasterUnavailable):
                 await part.release(user_id, ref)
             raise
+        await self._settle(part, user_id, ref, message_id)
+        return message_id
+
+    async def _settle(
+        self, part: Idempotency, user_id: str, ref: str, message_id: str
+    ) -> None:
+        """Store the id of ``ref``; raise only :class:`NotReplicated`."""
         try:
             await part.settle(user_id, ref, message_id, self.window)
+        except NotReplicated:
+            raise
         except BroadcasterUnavailable as exc:
             logger.warning(
                 "message %s published but its ref not stored (%s): a "
@@ -121,4 +143,3 @@ class SentRefs:
                 message_id,
                 exc,
             )
-        return message_id
