@@ -108,6 +108,8 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             )
         if parts.scheme in _CLUSTER_SCHEMES:
             return _redis_cluster_from_url(url, params, history_size)
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(
             f"invalid parameter in broadcaster URL {mask_url(url)!r}"
@@ -130,9 +132,8 @@ def _redis_cluster_from_url(
         for name, kind in _REDIS_OPTIONS.items()
         if name in params
     }
-    parts = urlsplit(url)
     rest = urlencode(params)
-    cluster_url = urlunsplit(parts._replace(query=rest))
+    cluster_url = url.partition("?")[0] + (f"?{rest}" if rest else "")
     return RedisBroadcaster(cluster_url, history_size=history_size, **options)
 
 

@@ -51,7 +51,7 @@ _TAGGED = ("room", "history", "presence", "read", "worker", "control")
 
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (``redis+cluster://``)."""
-    return url.partition("://")[0] in CLUSTER_SCHEMES
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
 
 
 def check_cluster_support() -> None:
