@@ -107,8 +107,12 @@ class ShardedListener:
         self._confirmations[key] = confirmed
         try:
             await self._ssubscribe(self._shard_for(key), [key])
+            # redis-py can swallow a cancellation while it opens a new
+            # shard's connection: a cancelled caller must not go on.
+            reraise_cancellation()
             await confirmed  # no timer: see RedisListener.subscribe_room
         except (RedisError, OSError) as exc:
+            reraise_cancellation()
             self._fail(f"subscribe failed: {exc}")
             raise BroadcasterUnavailable(f"subscribe failed: {exc}") from None
         finally:
