@@ -160,7 +160,10 @@ class RedisCluster:
 
     def owner(self, key: str) -> ClusterNode:
         """The running primary that owns ``key``'s slot."""
-        slot = self.keyslot(key)
+        return self.owner_of_slot(self.keyslot(key))
+
+    def owner_of_slot(self, slot: int) -> ClusterNode:
+        """The running primary that owns ``slot``."""
         running = [n for n in self.nodes if n.process is not None]
         for line in self.cli(running[0].port, "cluster", "nodes").splitlines():
             fields = line.split()
@@ -184,3 +187,28 @@ class RedisCluster:
             if "master" in line.split()[2] and "fail" not in line.split()[2]
         }
         return [n for n in self.nodes if n.port in ports]
+
+    def node_id(self, node: ClusterNode) -> str:
+        return self.cli(node.port, "cluster", "myid").strip()
+
+    def move_slot(self, slot: int, target: ClusterNode) -> None:
+        """Migrate ``slot`` with its keys to ``target``, as ``redis-cli
+        --cluster reshard`` does, and tell every primary."""
+        source = self.owner_of_slot(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        self.cli(target.port, "cluster", "setslot", str(slot),
+                 "importing", source_id)  # fmt: skip
+        self.cli(source.port, "cluster", "setslot", str(slot),
+                 "migrating", target_id)  # fmt: skip
+        while True:
+            keys = self.cli(
+                source.port, "cluster", "getkeysinslot", str(slot), "100"
+            ).split()
+            if not keys:
+                break
+            self.cli(source.port, "migrate", "127.0.0.1", str(target.port),
+                     "", "0", "5000", "keys", *keys)  # fmt: skip
+        for node in (target, source, *self.primaries()):
+            self.cli(node.port, "cluster", "setslot", str(slot),
+                     "node", target_id)  # fmt: skip
+        self.wait_ok()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sanic_chat import ConfigError, broadcaster_from_url
+from sanic_chat import ConfigError, Gap, broadcaster_from_url
 from sanic_chat.backends.redis_cluster import ClusterLink
 
 from .conftest import remote, run_example
@@ -143,6 +143,49 @@ async def test_a_room_is_followed_and_published_on_its_own_shard_only(
                     if len(got) == 2:
                         break
             assert got == ["one", "two"]
+    finally:
+        await listener.disconnect()
+        await publisher.disconnect()
+
+
+@pytest.mark.slow
+async def test_a_room_follows_its_slot_to_another_shard(
+    redis_cluster: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Migrating a room's slot ends its sharded subscription (Redis sends
+    ``sunsubscribe``): the worker resubscribes on the new owner and tells
+    the room's subscribers they may have missed events (a gap)."""
+    prefix = _prefix()
+    url = f"{redis_cluster.url}?prefix={prefix}&heartbeat=0.5"
+    listener = broadcaster_from_url(url)
+    publisher = broadcaster_from_url(url)
+    await listener.connect()
+    await publisher.connect()
+    room = f"moving{secrets.token_hex(2)}"
+    source = redis_cluster.owner(room)
+    target = next(n for n in redis_cluster.primaries() if n is not source)
+    channel = f"{prefix}room:{{{room}}}"
+    try:
+        async with listener.subscribe(room) as subscription:
+            events = aiter(subscription)
+            await publisher.publish(room, "before")
+            async with asyncio.timeout(5):
+                assert (await anext(events)).payload == "before"  # type: ignore[union-attr]
+            await asyncio.to_thread(
+                redis_cluster.move_slot, redis_cluster.keyslot(room), target
+            )
+            async with asyncio.timeout(10):
+                gap = await anext(events)
+            assert isinstance(gap, Gap)
+            assert f"slot of {channel} moved" in caplog.text
+            assert redis_cluster.cli(
+                target.port, "pubsub", "shardnumsub", channel
+            ).split() == [channel, "1"]
+            await publisher.publish(room, "after")
+            async with asyncio.timeout(5):
+                assert (await anext(events)).payload == "after"  # type: ignore[union-attr]
+        page = await publisher.history(room, limit=10)
+        assert [e.payload for e in page.events] == ["before", "after"]
     finally:
         await listener.disconnect()
         await publisher.disconnect()

@@ -105,8 +105,9 @@ class ShardedListener:
         key = self._link.key("room", room)
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations[key] = confirmed
+        shard = self._shard_for(key)
         try:
-            await self._ssubscribe(self._shard_for(key), [key])
+            await self._ssubscribe(shard, [key])
             # redis-py can swallow a cancellation while it opens a new
             # shard's connection: a cancelled caller must not go on.
             reraise_cancellation()
@@ -118,6 +119,10 @@ class ShardedListener:
         finally:
             if self._confirmations.get(key) is confirmed:
                 del self._confirmations[key]
+            if self._shards.get(shard.name) is not shard:
+                # The connections were rebuilt (or closed) meanwhile: this
+                # shard's connection belongs to no one else.
+                await self._close(shard)
 
     async def unsubscribe_room(self, room: str) -> None:
         """Unsubscribe ``room`` if connected (a reconnect forgets it)."""
@@ -261,16 +266,19 @@ class ShardedListener:
                 confirmed.exception()  # retrieved: caller may be gone
         self._confirmations.clear()
         self._leaving.clear()
-        readers = [s.reader for s in shards if s.reader is not None]
-        for reader in readers:
-            reader.cancel()
-        if readers:
-            await asyncio.wait(readers, timeout=self._link.timeout)
         for shard in shards:
-            # Bounded: closing can wait on a read that was cancelled.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._link.timeout):
-                    await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._close(shard)
+
+    async def _close(self, shard: _Shard) -> None:
+        """Stop the shard's reader and close its connection (bounded)."""
+        reader, shard.reader = shard.reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader], timeout=self._link.timeout)
+        # Bounded: closing can wait on a read that was cancelled.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._link.timeout):
+                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, shard: _Shard) -> None:
         try:
