@@ -161,6 +161,12 @@ class ClusterLink(RedisLink):
         if self.cluster is not None:
             await self.cluster.nodes_manager.initialize()
 
+    def primaries(self) -> list[ClusterNode]:
+        """The primaries of the cluster, as last read."""
+        if self.cluster is None:
+            raise BroadcasterUnavailable("Redis broadcaster is not connected")
+        return list(self.cluster.get_primaries())
+
     def primary_of(self, key: str) -> ClusterNode:
         """The primary that serves ``key``'s slot, as last read.
 

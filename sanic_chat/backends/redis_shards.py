@@ -55,6 +55,7 @@ class _Shard:
         self.keys: set[str] = set()
         self.lock = asyncio.Lock()  # one SSUBSCRIBE at a time
         self.reader: asyncio.Task[None] | None = None
+        self.closed = False  # the connections were rebuilt
 
 
 class ShardedListener:
@@ -143,7 +144,10 @@ class ShardedListener:
         await self._link.publish(self._control, b"ping")
         for shard in shards:
             async with shard.lock:
-                await shard.pubsub.ping()
+                if shard.closed:
+                    self._answered(shard.name)
+                else:
+                    await shard.pubsub.ping()
 
     async def run(self, ready: asyncio.Future[None]) -> None:
         """Connect, read, and reconnect until the broadcaster closes.
@@ -203,6 +207,13 @@ class ShardedListener:
         self.reconnect.clear()
         self._failure = None
         await self._link.refresh_topology()
+        # A connection to every primary, even those without rooms yet:
+        # the heartbeat pings them all, and a first join there does not
+        # wait for a new connection (one per shard and worker, bounded).
+        for node in self._link.primaries():
+            shard = self._shard_for_node(node)
+            async with shard.lock:
+                await self._start(shard)
         rooms = self._subscribers.channels()
         keys = [self._control, *(self._link.key("room", r) for r in rooms)]
         futures = []
@@ -229,8 +240,11 @@ class ShardedListener:
                 await self.unsubscribe_room(room)
 
     def _shard_for(self, key: str) -> _Shard:
-        """The shard of ``key``'s slot; opens its connection if new."""
-        node = self._link.primary_of(key)
+        """The shard of ``key``'s slot (see :meth:`_shard_for_node`)."""
+        return self._shard_for_node(self._link.primary_of(key))
+
+    def _shard_for_node(self, node: ClusterNode) -> _Shard:
+        """The shard of ``node``; a new one (not connected yet) if none."""
         shard = self._shards.get(node.name)
         if shard is None:
             pubsub = self._link.node_client(node).pubsub()
@@ -250,7 +264,12 @@ class ShardedListener:
                 shard.keys.update(slot_keys)
                 self._leaving.difference_update(slot_keys)
                 await shard.pubsub.ssubscribe(*slot_keys)
-        if shard.reader is None:
+            await self._start(shard)
+
+    async def _start(self, shard: _Shard) -> None:
+        """Connect the shard and start its reader, once (under its lock)."""
+        if shard.reader is None and not shard.closed:
+            await shard.pubsub.connect()  # type: ignore[no-untyped-call]
             shard.reader = asyncio.create_task(
                 self._read(shard), name=f"sanic-chat redis {shard.name}"
             )
@@ -271,6 +290,7 @@ class ShardedListener:
 
     async def _close(self, shard: _Shard) -> None:
         """Stop the shard's reader and close its connection (bounded)."""
+        shard.closed = True
         reader, shard.reader = shard.reader, None
         if reader is not None:
             reader.cancel()
