@@ -59,6 +59,12 @@ history, subscriptions) and composes the others, one job each:
   receipts).
 * :mod:`.redis_idempotency`: the :class:`~.base.Idempotency` part (refs
   of messages sent, for resends).
+
+On Redis Cluster (``redis+cluster://``) two parts are swapped, nothing
+else changes: :mod:`.redis_cluster` (the link: hash-tagged key names,
+``SPUBLISH``, per-slot reads; and presence without a script in the
+pipeline) and :mod:`.redis_shards` (the listener: one sharded pub/sub
+connection per primary).
 """
 
 from __future__ import annotations

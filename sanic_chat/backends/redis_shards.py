@@ -2,8 +2,9 @@ r"""The pub/sub part of the Redis broadcaster on Redis Cluster: per shard.
 
 Each room's channel lives on the shard (primary) that owns its slot, and
 is followed with ``SSUBSCRIBE`` there: the worker holds one pub/sub
-connection per shard it uses, and one task per connection reads it into
-the room's subscriptions (:class:`~sanic_chat.backends.base.Subscribers`).
+connection per primary (opened at connect, so a first join on a shard
+does not wait for one), and one task per connection reads it into the
+room's subscriptions (:class:`~sanic_chat.backends.base.Subscribers`).
 The worker's control channel (the heartbeat's echo) lives on its own
 shard; each heartbeat also sends ``PING`` on every shard's connection,
 and :attr:`ShardedListener.echo` is set only once the echo and every
