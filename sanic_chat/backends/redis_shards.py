@@ -47,16 +47,104 @@ from .redis_link import reraise_cancellation
 logger = logging.getLogger("sanic_chat.backends.redis")
 
 
-class _Shard:
-    """One pub/sub connection to one primary, and the task reading it."""
+Message = dict[str, object]
 
-    def __init__(self, node: ClusterNode, pubsub: PubSub) -> None:
+
+class _Shard:
+    """One pub/sub connection to one primary, and the task reading it.
+
+    Args:
+        node: The primary.
+        pubsub: A pub/sub object of a client of that node alone.
+        handle: Called with each message read.
+        fail: Called with a reason when the connection fails.
+        timeout: Bound of each wait when closing.
+    """
+
+    def __init__(
+        self,
+        node: ClusterNode,
+        pubsub: PubSub,
+        handle: Callable[[_Shard, Message], None],
+        fail: Callable[[str], None],
+        timeout: float,
+    ) -> None:
         self.name = node.name
-        self.pubsub = pubsub
         self.keys: set[str] = set()
-        self.lock = asyncio.Lock()  # one SSUBSCRIBE at a time
-        self.reader: asyncio.Task[None] | None = None
         self.closed = False  # the connections were rebuilt
+        self._pubsub = pubsub
+        self._handle = handle
+        self._fail = fail
+        self._timeout = timeout
+        self._lock = asyncio.Lock()  # one command at a time
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect and start the reader, once."""
+        async with self._lock:
+            await self._start()
+
+    async def subscribe(self, keys: list[str]) -> None:
+        """Subscribe ``keys``, one ``SSUBSCRIBE`` per slot.
+
+        A batch over several slots would be refused (``CROSSSLOT``).
+        """
+        by_slot: dict[int, list[str]] = defaultdict(list)
+        for key in keys:
+            by_slot[key_slot(key.encode())].append(key)
+        async with self._lock:
+            for slot_keys in by_slot.values():
+                self.keys.update(slot_keys)
+                await self._pubsub.ssubscribe(*slot_keys)
+            await self._start()
+
+    async def unsubscribe(self, key: str) -> None:
+        """Unsubscribe ``key``; Redis confirms with ``sunsubscribe``."""
+        self.keys.discard(key)
+        async with self._lock:
+            await self._pubsub.sunsubscribe(key)
+
+    async def ping(self) -> bool:
+        """Send ``PING``; its ``pong`` is read as a message.
+
+        Returns whether it was sent: a closed shard has nothing to answer.
+        """
+        async with self._lock:
+            if self.closed:
+                return False
+            await self._pubsub.ping()
+            return True
+
+    async def close(self) -> None:
+        """Stop the reader and close the connection (bounded)."""
+        self.closed = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader], timeout=self._timeout)
+        # Bounded: closing can wait on a read that was cancelled.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._timeout):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _start(self) -> None:
+        if self._reader is None and not self.closed:
+            await self._pubsub.connect()  # type: ignore[no-untyped-call]
+            self._reader = asyncio.create_task(
+                self._read(), name=f"sanic-chat redis {self.name}"
+            )
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._handle(self, message)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            reraise_cancellation()
+            self._fail(f"shard {self.name}: {exc or type(exc).__name__}")
 
 
 class ShardedListener:
@@ -108,8 +196,9 @@ class ShardedListener:
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations[key] = confirmed
         shard = self._shard_for(key)
+        self._leaving.discard(key)
         try:
-            await self._ssubscribe(shard, [key])
+            await shard.subscribe([key])
             # redis-py can swallow a cancellation while it opens a new
             # shard's connection: a cancelled caller must not go on.
             reraise_cancellation()
@@ -124,7 +213,7 @@ class ShardedListener:
             if self._shards.get(shard.name) is not shard:
                 # The connections were rebuilt (or closed) meanwhile: this
                 # shard's connection belongs to no one else.
-                await self._close(shard)
+                await shard.close()
 
     async def unsubscribe_room(self, room: str) -> None:
         """Unsubscribe ``room`` if connected (a reconnect forgets it)."""
@@ -132,11 +221,9 @@ class ShardedListener:
         shard = next((s for s in self._shards.values() if key in s.keys), None)
         if shard is None or not self.online:
             return
-        shard.keys.discard(key)
         self._leaving.add(key)
         with contextlib.suppress(RedisError, OSError):
-            async with shard.lock:
-                await shard.pubsub.sunsubscribe(key)
+            await shard.unsubscribe(key)
 
     async def probe(self) -> None:
         """Publish on the control channel and ping every shard."""
@@ -144,11 +231,8 @@ class ShardedListener:
         self._awaiting = {self._control, *(s.name for s in shards)}
         await self._link.publish(self._control, b"ping")
         for shard in shards:
-            async with shard.lock:
-                if shard.closed:
-                    self._answered(shard.name)
-                else:
-                    await shard.pubsub.ping()
+            if not await shard.ping():
+                self._answered(shard.name)
 
     async def run(self, ready: asyncio.Future[None]) -> None:
         """Connect, read, and reconnect until the broadcaster closes.
@@ -203,18 +287,27 @@ class ShardedListener:
     async def _connect(self) -> None:
         """Subscribe control and rooms on their shards, then go online.
 
-        Reads the slot map first, and waits for every confirmation.
+        Reads the slot map first, and waits for every confirmation; all
+        of it bounded, so that a node that hangs cannot hang the listener.
         """
         self.reconnect.clear()
         self._failure = None
+        async with asyncio.timeout(self._link.timeout * 2):
+            rooms = await self._subscribe_all()
+        self.online = True
+        # Rooms whose last member left while we were resubscribing.
+        for room in rooms:
+            if room not in self._subscribers:
+                await self.unsubscribe_room(room)
+
+    async def _subscribe_all(self) -> list[str]:
+        """Open every primary's shard, subscribe control and every room."""
         await self._link.refresh_topology()
         # A connection to every primary, even those without rooms yet:
         # the heartbeat pings them all, and a first join there does not
         # wait for a new connection (one per shard and worker, bounded).
         for node in self._link.primaries():
-            shard = self._shard_for_node(node)
-            async with shard.lock:
-                await self._start(shard)
+            await self._shard_for_node(node).start()
         rooms = self._subscribers.channels()
         keys = [self._control, *(self._link.key("room", r) for r in rooms)]
         futures = []
@@ -228,17 +321,13 @@ class ShardedListener:
             futures.append(
                 self._confirmations.setdefault(key, loop.create_future())
             )
-        async with asyncio.timeout(self._link.timeout):
-            for name, shard_keys in by_shard.items():
-                await self._ssubscribe(shards[name], shard_keys)
-            await asyncio.gather(*futures)
+        self._leaving.difference_update(keys)
+        for name, shard_keys in by_shard.items():
+            await shards[name].subscribe(shard_keys)
+        await asyncio.gather(*futures)
         for key in keys:
             self._confirmations.pop(key, None)
-        self.online = True
-        # Rooms whose last member left while we were resubscribing.
-        for room in rooms:
-            if room not in self._subscribers:
-                await self.unsubscribe_room(room)
+        return rooms
 
     def _shard_for(self, key: str) -> _Shard:
         """The shard of ``key``'s slot (see :meth:`_shard_for_node`)."""
@@ -248,32 +337,14 @@ class ShardedListener:
         """The shard of ``node``; a new one (not connected yet) if none."""
         shard = self._shards.get(node.name)
         if shard is None:
-            pubsub = self._link.node_client(node).pubsub()
-            shard = self._shards[node.name] = _Shard(node, pubsub)
-        return shard
-
-    async def _ssubscribe(self, shard: _Shard, keys: list[str]) -> None:
-        """Subscribe ``keys``, one ``SSUBSCRIBE`` per slot.
-
-        Starts the task that reads the shard's connection if none does.
-        """
-        by_slot: dict[int, list[str]] = defaultdict(list)
-        for key in keys:
-            by_slot[key_slot(key.encode())].append(key)
-        async with shard.lock:
-            for slot_keys in by_slot.values():
-                shard.keys.update(slot_keys)
-                self._leaving.difference_update(slot_keys)
-                await shard.pubsub.ssubscribe(*slot_keys)
-            await self._start(shard)
-
-    async def _start(self, shard: _Shard) -> None:
-        """Connect the shard and start its reader, once (under its lock)."""
-        if shard.reader is None and not shard.closed:
-            await shard.pubsub.connect()  # type: ignore[no-untyped-call]
-            shard.reader = asyncio.create_task(
-                self._read(shard), name=f"sanic-chat redis {shard.name}"
+            shard = self._shards[node.name] = _Shard(
+                node,
+                self._link.node_client(node).pubsub(),
+                self._handle,
+                self._fail,
+                self._link.timeout,
             )
+        return shard
 
     async def _disconnected(self) -> None:
         self.online = False
@@ -287,33 +358,9 @@ class ShardedListener:
         self._confirmations.clear()
         self._leaving.clear()
         for shard in shards:
-            await self._close(shard)
+            await shard.close()
 
-    async def _close(self, shard: _Shard) -> None:
-        """Stop the shard's reader and close its connection (bounded)."""
-        shard.closed = True
-        reader, shard.reader = shard.reader, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.wait([reader], timeout=self._link.timeout)
-        # Bounded: closing can wait on a read that was cancelled.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self._link.timeout):
-                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _read(self, shard: _Shard) -> None:
-        try:
-            while True:
-                message = await shard.pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._handle(shard, message)
-        except asyncio.CancelledError:
-            raise
-        except (RedisError, OSError) as exc:
-            reraise_cancellation()
-            self._fail(f"shard {shard.name}: {exc or type(exc).__name__}")
-
-    def _handle(self, shard: _Shard, message: dict[str, object]) -> None:
+    def _handle(self, shard: _Shard, message: Message) -> None:
         kind = message["type"]
         raw = message["channel"]
         channel = raw.decode() if isinstance(raw, bytes) else ""
@@ -345,17 +392,23 @@ class ShardedListener:
         room = self._link.name_of("room", key)
         if room not in self._subscribers:
             return
-        try:
-            raw_id, origin, payload = data.decode().split("|", 2)
-        except (UnicodeDecodeError, ValueError):
-            if not self._malformed_logged:
-                self._malformed_logged = True
-                logger.warning(
-                    "Redis %s: ignoring malformed message(s) on %s",
-                    self._link.masked_url,
-                    key,
-                )
-            return
-        self._subscribers.deliver(
-            Event(room, payload, raw_id or None, origin or None)
-        )
+        event = _event(room, data)
+        if event is not None:
+            self._subscribers.deliver(event)
+        elif not self._malformed_logged:
+            # A foreign publisher on our prefix must not kill the listener.
+            self._malformed_logged = True
+            logger.warning(
+                "Redis %s: ignoring malformed message(s) on %s",
+                self._link.masked_url,
+                key,
+            )
+
+
+def _event(room: str, data: bytes) -> Event | None:
+    """The event in ``id|origin|payload``, or None if malformed."""
+    try:
+        raw_id, origin, payload = data.decode().split("|", 2)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return Event(room, payload, raw_id or None, origin or None)
