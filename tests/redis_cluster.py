@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -79,6 +80,15 @@ class ClusterNode:
                     raise RuntimeError("redis-server exited") from None
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): connections stay open, unanswered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process is not None:

@@ -191,6 +191,46 @@ async def test_a_room_follows_its_slot_to_another_shard(
         await publisher.disconnect()
 
 
+@pytest.mark.slow
+@pytest.mark.logs_errors
+async def test_the_heartbeat_finds_a_frozen_shard_and_rebuilds(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A primary that hangs (SIGSTOP: its connections stay open) and owns
+    neither the worker's control channel nor anything it reads: only the
+    heartbeat's ping on each shard can tell. The worker reports itself
+    unhealthy, rebuilds its connections and tells subscribers (a gap)."""
+    prefix = _prefix()
+    url = f"{redis_cluster.url}?prefix={prefix}&heartbeat=0.5&timeout=1"
+    broadcaster = broadcaster_from_url(url)
+    await broadcaster.connect()
+    control = redis_cluster.owner(f"{prefix}control:{{{broadcaster.worker}}}")  # type: ignore[attr-defined]
+    frozen = next(n for n in redis_cluster.primaries() if n is not control)
+    room = next(
+        f"r{i}" for i in range(100) if redis_cluster.owner(f"r{i}") is control
+    )
+    try:
+        async with broadcaster.subscribe(room) as subscription:
+            events = aiter(subscription)
+            assert broadcaster.healthy
+            frozen.pause()
+            try:
+                async with asyncio.timeout(10):
+                    while broadcaster.healthy:
+                        await asyncio.sleep(0.05)
+            finally:
+                frozen.resume()
+            await asyncio.to_thread(redis_cluster.wait_ok)
+            async with asyncio.timeout(20):
+                while not broadcaster.healthy:
+                    await asyncio.sleep(0.05)
+                assert isinstance(await anext(events), Gap)
+    finally:
+        frozen.resume()
+        await broadcaster.disconnect()
+        await asyncio.to_thread(redis_cluster.wait_ok)
+
+
 # -- failover ----------------------------------------------------------------
 
 
