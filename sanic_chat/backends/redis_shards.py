@@ -53,6 +53,11 @@ Message = dict[str, object]
 class _Shard:
     """One pub/sub connection to one primary, and the task reading it.
 
+    Commands go raw (``execute_command``): the listener keeps its own
+    book of channels, and redis-py's (which would resubscribe silently
+    on a reconnect, and which some versions never clean after
+    ``SUNSUBSCRIBE``) stays empty.
+
     Args:
         node: The primary.
         pubsub: A pub/sub object of a client of that node alone.
@@ -95,14 +100,14 @@ class _Shard:
         async with self._lock:
             for slot_keys in by_slot.values():
                 self.keys.update(slot_keys)
-                await self._pubsub.ssubscribe(*slot_keys)
+                await self._pubsub.execute_command("SSUBSCRIBE", *slot_keys)
             await self._start()
 
     async def unsubscribe(self, key: str) -> None:
         """Unsubscribe ``key``; Redis confirms with ``sunsubscribe``."""
         self.keys.discard(key)
         async with self._lock:
-            await self._pubsub.sunsubscribe(key)
+            await self._pubsub.execute_command("SUNSUBSCRIBE", key)
 
     async def ping(self) -> bool:
         """Send ``PING``; its ``pong`` is read as a message.
