@@ -154,7 +154,8 @@ async def test_a_room_follows_its_slot_to_another_shard(
 ) -> None:
     """Migrating a room's slot ends its sharded subscription (Redis sends
     ``sunsubscribe``): the worker resubscribes on the new owner and tells
-    the room's subscribers they may have missed events (a gap)."""
+    that room's subscribers they may have missed events (a gap); a room
+    on another shard is left alone."""
     prefix = _prefix()
     url = f"{redis_cluster.url}?prefix={prefix}&heartbeat=0.5"
     listener = broadcaster_from_url(url)
@@ -165,8 +166,16 @@ async def test_a_room_follows_its_slot_to_another_shard(
     source = redis_cluster.owner(room)
     target = next(n for n in redis_cluster.primaries() if n is not source)
     channel = f"{prefix}room:{{{room}}}"
+    calm = next(
+        f"calm{i}"
+        for i in range(100)
+        if redis_cluster.owner(f"calm{i}") not in (source, target)
+    )
     try:
-        async with listener.subscribe(room) as subscription:
+        async with (
+            listener.subscribe(room) as subscription,
+            listener.subscribe(calm) as elsewhere,
+        ):
             events = aiter(subscription)
             await publisher.publish(room, "before")
             async with asyncio.timeout(5):
@@ -184,6 +193,9 @@ async def test_a_room_follows_its_slot_to_another_shard(
             await publisher.publish(room, "after")
             async with asyncio.timeout(5):
                 assert (await anext(events)).payload == "after"  # type: ignore[union-attr]
+            await publisher.publish(calm, "still")
+            async with asyncio.timeout(5):
+                assert (await anext(aiter(elsewhere))).payload == "still"  # type: ignore[union-attr]
         page = await publisher.history(room, limit=10)
         assert [e.payload for e in page.events] == ["before", "after"]
     finally:

@@ -1,4 +1,4 @@
-r"""The pub/sub part of the Redis broadcaster on Redis Cluster: per shard.
+"""The pub/sub part of the Redis broadcaster on Redis Cluster: per shard.
 
 Each room's channel lives on the shard (primary) that owns its slot, and
 is followed with ``SSUBSCRIBE`` there: the worker holds one pub/sub
@@ -16,13 +16,15 @@ reconnects and resubscribes silently (the chat must tell members that
 they may have missed messages), and it is missing from the redis-py 5
 that the package supports.
 
-A topology change is handled like a lost connection on one Redis: a shard
-connection fails (its primary died), Redis ``MOVED`` a subscription or
-``sunsubscribe``\\ d a channel whose slot migrated, or the heartbeat found
-a shard deaf. The listener then logs once, reads the slot map again,
-resubscribes every room on its new owner (with backoff while a failover
-is under way) and interrupts every subscription, so that clients get
-``resync`` and recover with ``since``.
+A failure is handled like a lost connection on one Redis: a shard
+connection fails (its primary died), Redis ``MOVED`` a subscription, or
+the heartbeat found a shard deaf. The listener then logs once, reads the
+slot map again, resubscribes every room on its new owner (with backoff
+while a failover is under way) and interrupts every subscription, so
+that clients get ``resync`` and recover with ``since``. A slot migrated
+in a live cluster costs less: Redis sends ``sunsubscribe`` for its
+channels, and only those rooms are resubscribed on the new owner and
+interrupted.
 """
 
 from __future__ import annotations
@@ -152,11 +154,114 @@ class _Shard:
             self._fail(f"shard {self.name}: {exc or type(exc).__name__}")
 
 
+class _Inbox:
+    """What the shards say: confirmations, pongs, echoes and events.
+
+    Args:
+        link: For key names and logs.
+        subscribers: Where events go.
+        control: The worker's control channel (its echo).
+        moved: Called with a channel that Redis dropped (slot migrated).
+    """
+
+    def __init__(
+        self,
+        link: ClusterLink,
+        subscribers: Subscribers,
+        control: str,
+        moved: Callable[[_Shard, str], None],
+    ) -> None:
+        self._link = link
+        self._subscribers = subscribers
+        self._control = control
+        self._moved = moved
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._leaving: set[str] = set()  # unsubscribed by us
+        self._awaiting: set[str] = set()  # control and shards to answer
+        self._malformed_logged = False
+        self.echo = asyncio.Event()
+
+    def expect(self, key: str) -> asyncio.Future[None]:
+        """The future resolved when Redis confirms ``key``."""
+        self._leaving.discard(key)
+        confirmed = self._confirmations.get(key)
+        if confirmed is None or confirmed.done():
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirmations[key] = confirmed
+        return confirmed
+
+    def forget(self, key: str, confirmed: asyncio.Future[None]) -> None:
+        if self._confirmations.get(key) is confirmed:
+            del self._confirmations[key]
+
+    def leave(self, key: str) -> None:
+        """Expect Redis's ``sunsubscribe`` of ``key``: no slot moved."""
+        self._leaving.add(key)
+
+    def await_answers(self, names: set[str]) -> None:
+        """Set :attr:`echo` once each of ``names`` answered."""
+        self._awaiting = names
+
+    def answered(self, name: str) -> None:
+        self._awaiting.discard(name)
+        if not self._awaiting:
+            self.echo.set()
+
+    def fail_all(self) -> None:
+        """Fail every pending confirmation (the connections are gone)."""
+        for confirmed in self._confirmations.values():
+            if not confirmed.done():
+                confirmed.set_exception(
+                    BroadcasterUnavailable("connection to Redis lost")
+                )
+                confirmed.exception()  # retrieved: caller may be gone
+        self._confirmations.clear()
+        self._leaving.clear()
+
+    def handle(self, shard: _Shard, message: Message) -> None:
+        """Act on one message read from ``shard``."""
+        kind = message["type"]
+        raw = message["channel"]
+        channel = raw.decode() if isinstance(raw, bytes) else ""
+        if kind == "ssubscribe":
+            confirmed = self._confirmations.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif kind == "sunsubscribe":
+            if channel in self._leaving:
+                self._leaving.discard(channel)
+            else:  # Redis dropped it: its slot moved to another shard
+                self._moved(shard, channel)
+        elif kind == "pong":
+            self.answered(shard.name)
+        elif kind == "smessage":
+            data = message["data"]
+            if channel == self._control:
+                self.answered(channel)
+            elif isinstance(data, bytes):
+                self._dispatch(channel, data)
+
+    def _dispatch(self, key: str, data: bytes) -> None:
+        room = self._link.name_of("room", key)
+        if room not in self._subscribers:
+            return
+        event = _event(room, data)
+        if event is not None:
+            self._subscribers.deliver(event)
+        elif not self._malformed_logged:
+            # A foreign publisher on our prefix must not kill the listener.
+            self._malformed_logged = True
+            logger.warning(
+                "Redis %s: ignoring malformed message(s) on %s",
+                self._link.masked_url,
+                key,
+            )
+
+
 class ShardedListener:
-    """Reads one sharded pub/sub connection per shard.
+    """Reads one sharded pub/sub connection per primary.
 
-    Rebuilds them all when one fails or the cluster's topology changes.
-
+    Rebuilds them all when one fails; follows a room whose slot moved.
     Same interface as :class:`~.redis_listener.RedisListener`.
 
     Args:
@@ -175,15 +280,13 @@ class ShardedListener:
         self._subscribers = subscribers
         self._on_reconnect = on_reconnect
         self._shards: dict[str, _Shard] = {}
-        self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._leaving: set[str] = set()
-        self._awaiting: set[str] = set()
+        self._moves: set[asyncio.Task[None]] = set()
         self._failure: str | None = None
-        self._malformed_logged = False
         self._control = link.key("control", link.worker)
+        self._inbox = _Inbox(link, subscribers, self._control, self._moved)
         self.online = False
         """Whether every shard connection is up and subscribed."""
-        self.echo = asyncio.Event()
+        self.echo = self._inbox.echo
         """Set when the control echo and every shard's pong came back."""
         self.reconnect = asyncio.Event()
         """Set it to make the listener rebuild its connections."""
@@ -198,10 +301,8 @@ class ShardedListener:
         if not self.online:
             raise BroadcasterUnavailable("not connected to Redis")
         key = self._link.key("room", room)
-        confirmed = asyncio.get_running_loop().create_future()
-        self._confirmations[key] = confirmed
+        confirmed = self._inbox.expect(key)
         shard = self._shard_for(key)
-        self._leaving.discard(key)
         try:
             await shard.subscribe([key])
             # redis-py can swallow a cancellation while it opens a new
@@ -213,12 +314,8 @@ class ShardedListener:
             self._fail(f"subscribe failed: {exc}")
             raise BroadcasterUnavailable(f"subscribe failed: {exc}") from None
         finally:
-            if self._confirmations.get(key) is confirmed:
-                del self._confirmations[key]
-            if self._shards.get(shard.name) is not shard:
-                # The connections were rebuilt (or closed) meanwhile: this
-                # shard's connection belongs to no one else.
-                await shard.close()
+            self._inbox.forget(key, confirmed)
+            await self._close_if_stale(shard)
 
     async def unsubscribe_room(self, room: str) -> None:
         """Unsubscribe ``room`` if connected (a reconnect forgets it)."""
@@ -226,18 +323,18 @@ class ShardedListener:
         shard = next((s for s in self._shards.values() if key in s.keys), None)
         if shard is None or not self.online:
             return
-        self._leaving.add(key)
+        self._inbox.leave(key)
         with contextlib.suppress(RedisError, OSError):
             await shard.unsubscribe(key)
 
     async def probe(self) -> None:
         """Publish on the control channel and ping every shard."""
         shards = list(self._shards.values())
-        self._awaiting = {self._control, *(s.name for s in shards)}
+        self._inbox.await_answers({self._control, *(s.name for s in shards)})
         await self._link.publish(self._control, b"ping")
         for shard in shards:
             if not await shard.ping():
-                self._answered(shard.name)
+                self._inbox.answered(shard.name)
 
     async def run(self, ready: asyncio.Future[None]) -> None:
         """Connect, read, and reconnect until the broadcaster closes.
@@ -315,24 +412,63 @@ class ShardedListener:
             await self._shard_for_node(node).start()
         rooms = self._subscribers.channels()
         keys = [self._control, *(self._link.key("room", r) for r in rooms)]
-        futures = []
-        loop = asyncio.get_running_loop()
         by_shard: dict[str, list[str]] = defaultdict(list)
         shards: dict[str, _Shard] = {}
+        futures = [self._inbox.expect(key) for key in keys]
         for key in keys:
             shard = self._shard_for(key)
             shards[shard.name] = shard
             by_shard[shard.name].append(key)
-            futures.append(
-                self._confirmations.setdefault(key, loop.create_future())
-            )
-        self._leaving.difference_update(keys)
         for name, shard_keys in by_shard.items():
             await shards[name].subscribe(shard_keys)
         await asyncio.gather(*futures)
-        for key in keys:
-            self._confirmations.pop(key, None)
+        for key, confirmed in zip(keys, futures, strict=True):
+            self._inbox.forget(key, confirmed)
         return rooms
+
+    def _moved(self, shard: _Shard, key: str) -> None:
+        """Redis dropped ``key`` (its slot migrated): follow it."""
+        shard.keys.discard(key)
+        if key == self._control:
+            self._fail(f"slot of {key} moved")
+            return
+        task = asyncio.create_task(
+            self._follow(key), name="sanic-chat redis moved slot"
+        )
+        self._moves.add(task)
+        task.add_done_callback(self._moves.discard)
+
+    async def _follow(self, key: str) -> None:
+        """Subscribe a room on its slot's new owner, then interrupt it.
+
+        Its subscribers may have missed events meanwhile (a gap); if
+        anything fails, every connection is rebuilt instead.
+        """
+        room = self._link.name_of("room", key)
+        logger.warning(
+            "Redis %s: slot of %s moved; resubscribing it",
+            self._link.masked_url,
+            key,
+        )
+        confirmed = self._inbox.expect(key)
+        shard = None
+        try:
+            async with asyncio.timeout(self._link.timeout * 2):
+                await self._link.refresh_topology()
+                shard = self._shard_for(key)
+                await shard.subscribe([key])
+                await confirmed
+        except (RedisError, OSError, TimeoutError, BroadcasterUnavailable):
+            reraise_cancellation()
+            self._fail(f"slot of {key} moved; resubscribing it failed")
+            return
+        finally:
+            self._inbox.forget(key, confirmed)
+            if shard is not None:
+                await self._close_if_stale(shard)
+        self._subscribers.interrupt(room)
+        if room not in self._subscribers:  # its last member left meanwhile
+            await self.unsubscribe_room(room)
 
     def _shard_for(self, key: str) -> _Shard:
         """The shard of ``key``'s slot (see :meth:`_shard_for_node`)."""
@@ -345,69 +481,25 @@ class ShardedListener:
             shard = self._shards[node.name] = _Shard(
                 node,
                 self._link.node_client(node).pubsub(),
-                self._handle,
+                self._inbox.handle,
                 self._fail,
                 self._link.timeout,
             )
         return shard
 
+    async def _close_if_stale(self, shard: _Shard) -> None:
+        """Close a shard opened while the connections were rebuilt."""
+        if self._shards.get(shard.name) is not shard:
+            await shard.close()
+
     async def _disconnected(self) -> None:
         self.online = False
         shards, self._shards = list(self._shards.values()), {}
-        for confirmed in self._confirmations.values():
-            if not confirmed.done():
-                confirmed.set_exception(
-                    BroadcasterUnavailable("connection to Redis lost")
-                )
-                confirmed.exception()  # retrieved: caller may be gone
-        self._confirmations.clear()
-        self._leaving.clear()
+        for task in list(self._moves):
+            task.cancel()
+        self._inbox.fail_all()
         for shard in shards:
             await shard.close()
-
-    def _handle(self, shard: _Shard, message: Message) -> None:
-        kind = message["type"]
-        raw = message["channel"]
-        channel = raw.decode() if isinstance(raw, bytes) else ""
-        if kind == "ssubscribe":
-            confirmed = self._confirmations.get(channel)
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_result(None)
-        elif kind == "sunsubscribe":
-            if channel in self._leaving:
-                self._leaving.discard(channel)
-            else:  # Redis dropped it: its slot moved to another shard
-                self._fail(f"slot of {channel} moved")
-        elif kind == "pong":
-            self._answered(shard.name)
-        elif kind == "smessage":
-            if channel == self._control:
-                self._answered(channel)
-                return
-            data = message["data"]
-            if isinstance(data, bytes):
-                self._dispatch(channel, data)
-
-    def _answered(self, name: str) -> None:
-        self._awaiting.discard(name)
-        if not self._awaiting:
-            self.echo.set()
-
-    def _dispatch(self, key: str, data: bytes) -> None:
-        room = self._link.name_of("room", key)
-        if room not in self._subscribers:
-            return
-        event = _event(room, data)
-        if event is not None:
-            self._subscribers.deliver(event)
-        elif not self._malformed_logged:
-            # A foreign publisher on our prefix must not kill the listener.
-            self._malformed_logged = True
-            logger.warning(
-                "Redis %s: ignoring malformed message(s) on %s",
-                self._link.masked_url,
-                key,
-            )
 
 
 def _event(room: str, data: bytes) -> Event | None:
