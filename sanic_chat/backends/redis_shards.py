@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from redis.asyncio.client import PubSub
@@ -176,14 +176,15 @@ class _Inbox:
         self._control = control
         self._moved = moved
         self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._leaving: set[str] = set()  # unsubscribed by us
+        # SUNSUBSCRIBEs sent and not yet confirmed, by channel: any other
+        # sunsubscribe is Redis dropping a channel whose slot moved.
+        self._leaving: Counter[str] = Counter()
         self._awaiting: set[str] = set()  # control and shards to answer
         self._malformed_logged = False
         self.echo = asyncio.Event()
 
     def expect(self, key: str) -> asyncio.Future[None]:
         """The future resolved when Redis confirms ``key``."""
-        self._leaving.discard(key)
         confirmed = self._confirmations.get(key)
         if confirmed is None or confirmed.done():
             confirmed = asyncio.get_running_loop().create_future()
@@ -196,7 +197,7 @@ class _Inbox:
 
     def leave(self, key: str) -> None:
         """Expect Redis's ``sunsubscribe`` of ``key``: no slot moved."""
-        self._leaving.add(key)
+        self._leaving[key] += 1
 
     def await_answers(self, names: set[str]) -> None:
         """Set :attr:`echo` once each of ``names`` answered."""
@@ -228,8 +229,10 @@ class _Inbox:
             if confirmed is not None and not confirmed.done():
                 confirmed.set_result(None)
         elif kind == "sunsubscribe":
-            if channel in self._leaving:
-                self._leaving.discard(channel)
+            if self._leaving[channel] > 0:
+                self._leaving[channel] -= 1
+                if not self._leaving[channel]:
+                    del self._leaving[channel]
             else:  # Redis dropped it: its slot moved to another shard
                 self._moved(shard, channel)
         elif kind == "pong":
@@ -429,6 +432,8 @@ class ShardedListener:
     def _moved(self, shard: _Shard, key: str) -> None:
         """Redis dropped ``key`` (its slot migrated): follow it."""
         shard.keys.discard(key)
+        if not self.online:
+            return  # the connections are being rebuilt anyway
         if key == self._control:
             self._fail(f"slot of {key} moved")
             return
@@ -495,11 +500,14 @@ class ShardedListener:
     async def _disconnected(self) -> None:
         self.online = False
         shards, self._shards = list(self._shards.values()), {}
-        for task in list(self._moves):
-            task.cancel()
-        self._inbox.fail_all()
-        for shard in shards:
+        for shard in shards:  # first: no reader may start a move now
             await shard.close()
+        moves = list(self._moves)
+        for task in moves:
+            task.cancel()
+        if moves:
+            await asyncio.wait(moves, timeout=self._link.timeout)
+        self._inbox.fail_all()
 
 
 def _event(room: str, data: bytes) -> Event | None:
