@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 import sanic_chat
 import sanic_chat._openapi
 
+from .redis_cluster import RedisCluster
 from .redis_sentinel import SentinelSetup
 from .redis_server import RedisServer
 
@@ -141,7 +142,20 @@ def redis_sentinel(
         setup.stop()
 
 
-@pytest.fixture(params=["memory", "redis", "redis-sentinel"])
+@pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisCluster]:
+    """One Redis Cluster (3 primaries, 3 replicas) for the session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-sentinel", "redis-cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a test against every built-in broadcaster."""
     if request.param == "redis":
@@ -150,6 +164,8 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     elif request.param == "redis-sentinel":
         setup = request.getfixturevalue("redis_sentinel")
         BACKEND_URL["url"] = setup.url()
+    elif request.param == "redis-cluster":
+        BACKEND_URL["url"] = request.getfixturevalue("redis_cluster").url
     try:
         yield request.param
     finally:
@@ -185,8 +201,8 @@ def pytest_collection_modifyitems(
     with the fast transport) stays in the quick loop (``-m "not slow"``)
     and every other one is marked ``slow``: the other transports
     (``sanic-portable``, ``uvicorn``), the Redis backend, and anything
-    that needs a ``redis-server`` (any parameter ``"redis"``, or the
-    ``redis_server`` fixture), and the tests marked ``sanic_ext`` (an
+    that needs a ``redis-server`` (any parameter starting with ``"redis"``,
+    or the ``redis_server`` or ``redis_cluster`` fixture), and the tests marked ``sanic_ext`` (an
     app with sanic-ext takes about a second to start). CI runs them all.
     """
     kept, dropped = [], []
@@ -202,8 +218,8 @@ def pytest_collection_modifyitems(
         kept.append(item)
         if (
             _matrix_variant(params)
-            or "redis_server" in getattr(item, "fixturenames", ())
-            or "redis_sentinel" in getattr(item, "fixturenames", ())
+            or {"redis_server", "redis_sentinel", "redis_cluster"}
+            & set(getattr(item, "fixturenames", ()))
             or item.get_closest_marker("sanic_ext")
         ):
             item.add_marker(pytest.mark.slow)

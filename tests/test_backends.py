@@ -43,7 +43,7 @@ from sanic_chat.testing import (
 from .conftest import live, make_app
 
 
-@pytest.fixture(params=["memory", "redis", "redis-sentinel"])
+@pytest.fixture(params=["memory", "redis", "redis-sentinel", "redis-cluster"])
 def factory(request: pytest.FixtureRequest) -> Callable[[], Broadcaster]:
     """A factory of fresh broadcasters of each built-in kind.
 
@@ -55,6 +55,11 @@ def factory(request: pytest.FixtureRequest) -> Callable[[], Broadcaster]:
         setup = request.getfixturevalue("redis_sentinel")
         sentinel_url = setup.url("wait_replicas=1")
         return lambda: broadcaster_from_url(sentinel_url, history_size=20)
+    if request.param == "redis-cluster":
+        # wait_replicas=1: the WAIT runs on the shard owning each key.
+        cluster = request.getfixturevalue("redis_cluster").url
+        cluster_url = cluster + "?wait_replicas=1"
+        return lambda: broadcaster_from_url(cluster_url, history_size=20)
     url = request.getfixturevalue("redis_server").url
     return lambda: broadcaster_from_url(url, history_size=20)
 

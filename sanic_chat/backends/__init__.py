@@ -57,6 +57,7 @@ __all__ = [
 
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+unix")
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 _REDIS_OPTIONS = {
     "prefix": str,
     "history_ttl": int,
@@ -81,7 +82,9 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             (e.g. ``db``). Or Redis behind Sentinel:
             ``redis+sentinel://[[user]:password@]host:port[,host:port...]
             /SERVICE[/DB]`` with the same parameters and
-            ``sentinel_password`` (see :func:`_sentinel_broadcaster`).
+            ``sentinel_password`` (see :func:`_sentinel_broadcaster`). A
+            Redis Cluster is ``redis+cluster://host:port[,host:port...]/``
+            (or ``rediss+cluster://`` for TLS) with the same parameters.
         history_size: Events kept per room.
 
     Raises:
@@ -110,6 +113,8 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             return RedisBroadcaster(
                 redis_url, history_size=history_size, **options
             )
+        if parts.scheme in _CLUSTER_SCHEMES:
+            return _redis_cluster_from_url(url, params, history_size)
     except ConfigError:
         raise
     except ValueError:
@@ -119,7 +124,7 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
     raise ConfigError(
         f"unknown broadcaster URL scheme {parts.scheme!r}; "
         "supported: memory://, redis://, rediss://, unix://, "
-        "redis+sentinel://"
+        "redis+sentinel://, redis+cluster://"
     )
 
 
@@ -187,6 +192,18 @@ def _host_port(text: str, masked: str) -> tuple[str, int]:
     if not host:
         raise ConfigError(f"missing sentinel host in {masked!r}")
     return host, int(port)
+
+
+def _redis_cluster_from_url(
+    url: str, params: dict[str, str], history_size: int
+) -> Broadcaster:
+    """``redis+cluster://host:port[,host:port...]/?prefix=...``."""
+    from .redis import RedisBroadcaster
+
+    options = _redis_options(params)
+    rest = urlencode(params)
+    cluster_url = url.partition("?")[0] + (f"?{rest}" if rest else "")
+    return RedisBroadcaster(cluster_url, history_size=history_size, **options)
 
 
 # Query parameters whose value is masked: a name containing any of these

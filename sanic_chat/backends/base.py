@@ -300,13 +300,19 @@ class Subscribers:
         for subscription in self._channels.get(event.channel, ()):
             subscription.put(event)
 
-    def interrupt(self) -> None:
-        """Tell every subscription that events may have been missed.
+    def interrupt(self, channel: str | None = None) -> None:
+        """Tell subscriptions that events may have been missed.
+
+        Every subscription, or those of ``channel`` when given.
 
         Call it after a reconnect, once every channel is subscribed again;
         consumers get a :class:`Gap` (and chat members a ``resync``).
         """
-        for subscriptions in self._channels.values():
+        if channel is None:
+            groups = list(self._channels.values())
+        else:
+            groups = [self._channels.get(channel, set())]
+        for subscriptions in groups:
             for subscription in subscriptions:
                 subscription.interrupt()
 

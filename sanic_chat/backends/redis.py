@@ -63,6 +63,12 @@ history, subscriptions) and composes the others, one job each:
   names (``redis+sentinel://``);
 * :mod:`.redis_durability`: ``wait_replicas``, the ``WAIT`` that travels
   with each message, so that an ack means replicas hold it.
+
+On Redis Cluster (``redis+cluster://``) two parts are swapped, nothing
+else changes: :mod:`.redis_cluster` (the link: hash-tagged key names,
+``SPUBLISH``, per-slot reads; and presence without a script in the
+pipeline) and :mod:`.redis_shards` (the listener: one sharded pub/sub
+connection per primary).
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ from .base import (
 try:
     from redis.exceptions import RedisError
 
+    from .redis_cluster import ClusterLink, ClusterPresence, is_cluster_url
     from .redis_durability import Durability, durably
     from .redis_heartbeat import RedisHeartbeat
     from .redis_idempotency import RedisIdempotency
@@ -93,6 +100,7 @@ try:
     from .redis_presence import RedisPresence
     from .redis_receipts import RedisReceipts
     from .redis_sentinel import SentinelTarget
+    from .redis_shards import ShardedListener
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise ImportError(
         "the Redis broadcaster needs the redis extra: "
@@ -100,11 +108,13 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
     ) from exc
 
 
+# {publish} is PUBLISH, or SPUBLISH on Redis Cluster (its channel is in
+# KEYS, so the cluster's same-slot check covers it).
 _PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*',
                       'p', ARGV[1], 'o', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', KEYS[2], id .. '|' .. ARGV[4] .. '|' .. ARGV[1])
+redis.call('{publish}', KEYS[2], id .. '|' .. ARGV[4] .. '|' .. ARGV[1])
 return id
 """
 
@@ -114,7 +124,9 @@ class RedisBroadcaster(Broadcaster):
 
     Args:
         url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server
-            (with ``sentinel``, the URL as configured, for messages).
+            (with ``sentinel``, the URL as configured, for messages), or
+            ``redis+cluster://host:port[,host:port...]/`` of a Redis
+            Cluster (see :mod:`.redis_cluster`).
         prefix: Namespace of every key and channel.
         history_size: Messages kept per room.
         history_ttl: Seconds a room's history survives without messages.
@@ -158,14 +170,6 @@ class RedisBroadcaster(Broadcaster):
         self.heartbeat = heartbeat
         self.queue_size = queue_size
         self.timeout = timeout
-        self._link = RedisLink(
-            url,
-            prefix=prefix,
-            timeout=timeout,
-            sentinel=sentinel,
-            durability=Durability(wait_replicas, wait_timeout),
-        )
-        self.worker = self._link.worker
         # The listener reads into the subscriptions, which subscribe and
         # unsubscribe rooms through the listener.
         self._subscribers = Subscribers(
@@ -173,10 +177,31 @@ class RedisBroadcaster(Broadcaster):
             on_first=lambda room: self._listener.subscribe_room(room),
             on_last=lambda room: self._listener.unsubscribe_room(room),
         )
-        self._listener = RedisListener(
-            self._link, self._subscribers, self._count_reconnect
-        )
-        self._presence = RedisPresence(self._link, presence_ttl=presence_ttl)
+        self._listener: RedisListener | ShardedListener
+        durability = Durability(wait_replicas, wait_timeout)
+        if is_cluster_url(url):
+            cluster = ClusterLink(
+                url, prefix=prefix, timeout=timeout, durability=durability
+            )
+            self._link: RedisLink = cluster
+            self._listener = ShardedListener(
+                cluster, self._subscribers, self._count_reconnect
+            )
+            presence: type[RedisPresence] = ClusterPresence
+        else:
+            self._link = RedisLink(
+                url,
+                prefix=prefix,
+                timeout=timeout,
+                sentinel=sentinel,
+                durability=durability,
+            )
+            self._listener = RedisListener(
+                self._link, self._subscribers, self._count_reconnect
+            )
+            presence = RedisPresence
+        self.worker = self._link.worker
+        self._presence = presence(self._link, presence_ttl=presence_ttl)
         # Read receipts: the part this broker offers (see receipts_of).
         self.receipts_part = RedisReceipts(self._link, history_ttl=history_ttl)
         # Refs of messages sent, shared by every worker (idempotency_of).
@@ -211,12 +236,13 @@ class RedisBroadcaster(Broadcaster):
         link = self._link
         await link.open()
         redis = link.client()
-        self._publish = redis.register_script(_PUBLISH)
+        script = _PUBLISH.format(publish=link.PUBLISH)
+        self._publish = redis.register_script(script)
         ready = asyncio.get_running_loop().create_future()
         try:
             # Load now, so that the first message does not pay for it
             # (after a Redis restart redis-py reloads on NOSCRIPT).
-            await redis.script_load(_PUBLISH)
+            await redis.script_load(script)
             await self._presence.load()
             await self.receipts_part.load()
             await self.idempotency_part.load()
@@ -267,17 +293,16 @@ class RedisBroadcaster(Broadcaster):
         origin: str | None = None,
     ) -> Event:
         """Store (optionally) and publish ``payload`` in one round trip."""
-        redis = self._link.client()
         tag = origin or ""
         if "|" in tag:
             raise ValueError("origin must not contain '|'")
         room = self._link.key("room", channel)
         try:
             if not store:
-                await redis.publish(room, f"|{tag}|{payload}")
+                await self._link.publish(room, f"|{tag}|{payload}")
                 return Event(channel, payload, None, origin)
             raw = await durably(
-                redis,
+                self._link.client(),
                 self._link.durability,
                 "EVALSHA",
                 self._publish.sha,
@@ -288,7 +313,7 @@ class RedisBroadcaster(Broadcaster):
                 self.history_size,
                 self.history_ttl,
                 tag,
-                script=_PUBLISH,
+                script=self._publish.script,
                 id_reply=True,
             )
         except (RedisError, OSError) as exc:

@@ -11,17 +11,21 @@ the timeout passes. Fewer than ``N``: :class:`~sanic_chat.errors.
 NotReplicated`, which the sender sees as ``unavailable``.
 
 This is the one place that knows how; every Redis URL form (single
-Redis, Sentinel) reaches it through :func:`durably`.
+Redis, Sentinel, Cluster) reaches it through :func:`durably`. On a
+cluster the pipeline goes to the primary that owns the written key: one
+connection of that shard, as ``WAIT`` needs.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import PipelineCommand, RedisCluster
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisError
 
 from ..errors import NotReplicated
 
@@ -96,6 +100,8 @@ async def durably(
 async def _with_wait(
     redis: aioredis.Redis, durability: Durability, command: Sequence[Any]
 ) -> tuple[Any, Any]:
+    if isinstance(redis, RedisCluster):
+        return await _with_wait_on_shard(redis, durability, command)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.execute_command(*command)
         pipe.execute_command(
@@ -103,3 +109,34 @@ async def _with_wait(
         )
         reply, confirmed = await pipe.execute()
     return reply, confirmed
+
+
+async def _with_wait_on_shard(
+    cluster: RedisCluster, durability: Durability, command: Sequence[Any]
+) -> tuple[Any, Any]:
+    """``command`` and ``WAIT`` on one connection of the key's primary.
+
+    redis-py's cluster pipeline would send the keyless ``WAIT`` to any
+    node; here both go to the node that owns the command's key (the first
+    key of a script). A ``MOVED`` (the slot has a new owner) updates the
+    client's slot map and fails this write: the sender gets
+    ``unavailable`` and resends with its ``ref``.
+    """
+    name = str(command[0]).upper()
+    key = command[3] if name in ("EVALSHA", "EVAL") else command[1]
+    node = cluster.get_node_from_key(key)
+    if node is None:
+        raise RedisError(f"no node serves the slot of {key!r}")
+    commands = [
+        PipelineCommand(0, *command),
+        PipelineCommand(1, "WAIT", durability.replicas, durability.timeout_ms),
+    ]
+    await node.execute_pipeline(commands)
+    for done in commands:
+        if isinstance(done.result, (MovedError, AskError)):
+            moved = cluster.nodes_manager.move_slot(done.result)
+            if inspect.isawaitable(moved):  # async in newer redis-py
+                await moved
+        if isinstance(done.result, Exception):
+            raise done.result
+    return commands[0].result, commands[1].result
