@@ -144,13 +144,30 @@ class RedisCluster:
 
     def wait_ok(self, timeout: float = 30) -> None:
         """Wait until every running node reports ``cluster_state:ok`` and
-        agrees on three primaries that serve every slot."""
+        agrees on three primaries that serve every slot, and every
+        running replica is in sync (``WAIT`` counts only those)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self._ok(n) for n in self.nodes if n.process is not None):
+            running = [n for n in self.nodes if n.process is not None]
+            if all(self._ok(n) for n in running) and all(
+                self._synced(n) for n in running
+            ):
                 return
             time.sleep(0.1)
         raise RuntimeError("the cluster did not become ok")
+
+    def _synced(self, node: ClusterNode) -> bool:
+        """A replica whose link is up, or a primary whose replicas are."""
+        try:
+            info = self.cli(node.port, "info", "replication")
+        except subprocess.CalledProcessError:
+            return False
+        if "role:slave" in info:
+            return "master_link_status:up" in info
+        replicas = [
+            line for line in info.splitlines() if line.startswith("slave")
+        ]
+        return all("state=online" in line for line in replicas)
 
     def _ok(self, node: ClusterNode) -> bool:
         try:
