@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 import sanic_chat
 import sanic_chat._openapi
 
+from .redis_cluster import RedisCluster
 from .redis_server import RedisServer
 
 TIMEOUT = 5.0
@@ -126,12 +127,27 @@ def redis_server(
         server.kill()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisCluster]:
+    """One Redis Cluster (3 primaries, 3 replicas) for the session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a test against every built-in broadcaster."""
     if request.param == "redis":
         redis = request.getfixturevalue("redis_server")
         BACKEND_URL["url"] = redis.url
+    elif request.param == "redis-cluster":
+        BACKEND_URL["url"] = request.getfixturevalue("redis_cluster").url
     try:
         yield request.param
     finally:
@@ -167,8 +183,8 @@ def pytest_collection_modifyitems(
     with the fast transport) stays in the quick loop (``-m "not slow"``)
     and every other one is marked ``slow``: the other transports
     (``sanic-portable``, ``uvicorn``), the Redis backend, and anything
-    that needs a ``redis-server`` (any parameter ``"redis"``, or the
-    ``redis_server`` fixture), and the tests marked ``sanic_ext`` (an
+    that needs a ``redis-server`` (any parameter starting with ``"redis"``,
+    or the ``redis_server`` or ``redis_cluster`` fixture), and the tests marked ``sanic_ext`` (an
     app with sanic-ext takes about a second to start). CI runs them all.
     """
     kept, dropped = [], []
@@ -176,7 +192,7 @@ def pytest_collection_modifyitems(
         params = getattr(item, "callspec", None)
         params = params.params if params is not None else {}
         if (
-            params.get("backend") == "redis"
+            str(params.get("backend")).startswith("redis")
             and params.get("transport", "sanic") != "sanic"
         ):
             dropped.append(item)
@@ -184,7 +200,8 @@ def pytest_collection_modifyitems(
         kept.append(item)
         if (
             _matrix_variant(params)
-            or "redis_server" in getattr(item, "fixturenames", ())
+            or {"redis_server", "redis_cluster"}
+            & set(getattr(item, "fixturenames", ()))
             or item.get_closest_marker("sanic_ext")
         ):
             item.add_marker(pytest.mark.slow)
@@ -198,7 +215,7 @@ def _matrix_variant(params: dict[str, Any]) -> bool:
     return (
         params.get("transport", "sanic") != "sanic"
         or params.get("backend", "memory") != "memory"
-        or "redis" in params.values()
+        or any(str(v).startswith("redis") for v in params.values())
     )
 
 

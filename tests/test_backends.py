@@ -43,11 +43,14 @@ from sanic_chat.testing import (
 from .conftest import live, make_app
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def factory(request: pytest.FixtureRequest) -> Callable[[], Broadcaster]:
     """A factory of fresh broadcasters of each built-in kind."""
     if request.param == "memory":
         return lambda: broadcaster_from_url("memory://", history_size=20)
+    if request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        return lambda: broadcaster_from_url(url, history_size=20)
     url = request.getfixturevalue("redis_server").url
     return lambda: broadcaster_from_url(url, history_size=20)
 

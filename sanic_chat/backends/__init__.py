@@ -54,6 +54,7 @@ __all__ = [
 
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+unix")
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 _REDIS_OPTIONS = {
     "prefix": str,
     "history_ttl": int,
@@ -72,7 +73,9 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             (``redis://``, ``rediss://``, ``unix://``, ``redis+unix://``)
             with optional ``prefix``, ``history_ttl``, ``presence_ttl``,
             ``heartbeat`` and ``timeout`` query parameters; the others go
-            to redis-py (e.g. ``db``).
+            to redis-py (e.g. ``db``). A Redis Cluster is
+            ``redis+cluster://host:port[,host:port...]/`` (or
+            ``rediss+cluster://`` for TLS) with the same parameters.
         history_size: Events kept per room.
 
     Raises:
@@ -103,14 +106,35 @@ def broadcaster_from_url(url: str, *, history_size: int = 100) -> Broadcaster:
             return RedisBroadcaster(
                 redis_url, history_size=history_size, **options
             )
+        if parts.scheme in _CLUSTER_SCHEMES:
+            return _redis_cluster_from_url(url, params, history_size)
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(
             f"invalid parameter in broadcaster URL {mask_url(url)!r}"
         ) from None
     raise ConfigError(
         f"unknown broadcaster URL scheme {parts.scheme!r}; "
-        "supported: memory://, redis://, rediss://, unix://"
+        "supported: memory://, redis://, rediss://, unix://, "
+        "redis+cluster://"
     )
+
+
+def _redis_cluster_from_url(
+    url: str, params: dict[str, str], history_size: int
+) -> Broadcaster:
+    """``redis+cluster://host:port[,host:port...]/?prefix=...``."""
+    from .redis import RedisBroadcaster
+
+    options = {
+        name: kind(params.pop(name))
+        for name, kind in _REDIS_OPTIONS.items()
+        if name in params
+    }
+    rest = urlencode(params)
+    cluster_url = url.partition("?")[0] + (f"?{rest}" if rest else "")
+    return RedisBroadcaster(cluster_url, history_size=history_size, **options)
 
 
 # Query parameters whose value is masked: a name containing any of these

@@ -81,12 +81,14 @@ from .base import (
 try:
     from redis.exceptions import RedisError
 
+    from .redis_cluster import ClusterLink, ClusterPresence, is_cluster_url
     from .redis_heartbeat import RedisHeartbeat
     from .redis_idempotency import RedisIdempotency
     from .redis_link import RedisLink, valid_stream_id
     from .redis_listener import RedisListener
     from .redis_presence import RedisPresence
     from .redis_receipts import RedisReceipts
+    from .redis_shards import ShardedListener
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise ImportError(
         "the Redis broadcaster needs the redis extra: "
@@ -94,11 +96,13 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
     ) from exc
 
 
+# {publish} is PUBLISH, or SPUBLISH on Redis Cluster (its channel is in
+# KEYS, so the cluster's same-slot check covers it).
 _PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*',
                       'p', ARGV[1], 'o', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', KEYS[2], id .. '|' .. ARGV[4] .. '|' .. ARGV[1])
+redis.call('{publish}', KEYS[2], id .. '|' .. ARGV[4] .. '|' .. ARGV[1])
 return id
 """
 
@@ -107,7 +111,9 @@ class RedisBroadcaster(Broadcaster):
     """Broadcaster backed by Redis pub/sub and streams.
 
     Args:
-        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server.
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server,
+            or ``redis+cluster://host:port[,host:port...]/`` of a Redis
+            Cluster (see :mod:`.redis_cluster`).
         prefix: Namespace of every key and channel.
         history_size: Messages kept per room.
         history_ttl: Seconds a room's history survives without messages.
@@ -142,8 +148,6 @@ class RedisBroadcaster(Broadcaster):
         self.heartbeat = heartbeat
         self.queue_size = queue_size
         self.timeout = timeout
-        self._link = RedisLink(url, prefix=prefix, timeout=timeout)
-        self.worker = self._link.worker
         # The listener reads into the subscriptions, which subscribe and
         # unsubscribe rooms through the listener.
         self._subscribers = Subscribers(
@@ -151,10 +155,22 @@ class RedisBroadcaster(Broadcaster):
             on_first=lambda room: self._listener.subscribe_room(room),
             on_last=lambda room: self._listener.unsubscribe_room(room),
         )
-        self._listener = RedisListener(
-            self._link, self._subscribers, self._count_reconnect
-        )
-        self._presence = RedisPresence(self._link, presence_ttl=presence_ttl)
+        self._listener: RedisListener | ShardedListener
+        if is_cluster_url(url):
+            cluster = ClusterLink(url, prefix=prefix, timeout=timeout)
+            self._link: RedisLink = cluster
+            self._listener = ShardedListener(
+                cluster, self._subscribers, self._count_reconnect
+            )
+            presence: type[RedisPresence] = ClusterPresence
+        else:
+            self._link = RedisLink(url, prefix=prefix, timeout=timeout)
+            self._listener = RedisListener(
+                self._link, self._subscribers, self._count_reconnect
+            )
+            presence = RedisPresence
+        self.worker = self._link.worker
+        self._presence = presence(self._link, presence_ttl=presence_ttl)
         # Read receipts: the part this broker offers (see receipts_of).
         self.receipts_part = RedisReceipts(self._link, history_ttl=history_ttl)
         # Refs of messages sent, shared by every worker (idempotency_of).
@@ -189,12 +205,13 @@ class RedisBroadcaster(Broadcaster):
         link = self._link
         await link.open()
         redis = link.client()
-        self._publish = redis.register_script(_PUBLISH)
+        script = _PUBLISH.format(publish=link.PUBLISH)
+        self._publish = redis.register_script(script)
         ready = asyncio.get_running_loop().create_future()
         try:
             # Load now, so that the first message does not pay for it
             # (after a Redis restart redis-py reloads on NOSCRIPT).
-            await redis.script_load(_PUBLISH)
+            await redis.script_load(script)
             await self._presence.load()
             await self.receipts_part.load()
             await self.idempotency_part.load()
@@ -245,14 +262,13 @@ class RedisBroadcaster(Broadcaster):
         origin: str | None = None,
     ) -> Event:
         """Store (optionally) and publish ``payload`` in one round trip."""
-        redis = self._link.client()
         tag = origin or ""
         if "|" in tag:
             raise ValueError("origin must not contain '|'")
         room = self._link.key("room", channel)
         try:
             if not store:
-                await redis.publish(room, f"|{tag}|{payload}")
+                await self._link.publish(room, f"|{tag}|{payload}")
                 return Event(channel, payload, None, origin)
             raw = await self._publish(
                 keys=[self._link.key("history", channel), room],

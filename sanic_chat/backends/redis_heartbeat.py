@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
 from .redis_link import RedisLink, reraise_cancellation
-from .redis_listener import RedisListener
 from .redis_presence import RedisPresence
 
 logger = logging.getLogger("sanic_chat.backends.redis")
+
+
+class Listener(Protocol):
+    """What the heartbeat needs of a listener.
+
+    One pub/sub connection, or one per shard on Redis Cluster.
+    """
+
+    online: bool
+    echo: asyncio.Event
+    reconnect: asyncio.Event
+
+    async def probe(self) -> None:
+        """Send a heartbeat; :attr:`echo` is set when it came back."""
 
 
 class RedisHeartbeat:
@@ -41,7 +55,7 @@ class RedisHeartbeat:
     def __init__(
         self,
         link: RedisLink,
-        listener: RedisListener,
+        listener: Listener,
         presence: RedisPresence,
         *,
         interval: float,
@@ -58,7 +72,6 @@ class RedisHeartbeat:
         link, listener = self._link, self._listener
         redis = link.client()
         worker_key = link.key("worker", link.worker)
-        control = link.key("control", link.worker)
         ttl = self._presence.presence_ttl
         misses = 0
         beaten = False  # a first beat finds no key: that is not a loss
@@ -75,7 +88,7 @@ class RedisHeartbeat:
                     online = listener.online
                     if online:
                         listener.echo.clear()
-                        await redis.publish(control, b"ping")
+                        await listener.probe()
                 if online:
                     # Not wait_for: on 3.11 it can swallow a cancel.
                     async with asyncio.timeout(self.interval):

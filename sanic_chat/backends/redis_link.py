@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool
@@ -45,11 +46,17 @@ def reraise_cancellation() -> None:
 class RedisLink:
     """One worker's Redis client, key names and lifecycle flag.
 
+    :class:`~.redis_cluster.ClusterLink` is the same for Redis Cluster:
+    it names keys with hash tags and publishes with ``SPUBLISH``.
+
     Args:
         url: ``redis://``, ``rediss://`` or ``unix://`` URL of the server.
         prefix: Namespace of every key and channel.
         timeout: Seconds to wait for Redis when connecting.
     """
+
+    PUBLISH = "PUBLISH"
+    """The command that publishes on a room or control channel."""
 
     def __init__(self, url: str, *, prefix: str, timeout: float) -> None:
         self.url = url
@@ -124,6 +131,18 @@ class RedisLink:
     def key(self, kind: str, name: str) -> str:
         """Return the name of the ``kind`` key or channel of ``name``."""
         return f"{self.prefix}{kind}:{name}"
+
+    async def publish(self, channel: str, data: bytes | str) -> None:
+        """Publish ``data`` on ``channel`` (one command)."""
+        client = self.client()
+        await client.execute_command(  # type: ignore[no-untyped-call]
+            self.PUBLISH, channel, data
+        )
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Read several string keys at once (one ``MGET``)."""
+        values = await self.client().mget(list(keys))
+        return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when the broadcaster is closed."""

@@ -91,6 +91,13 @@ class RedisListener:
             if self._confirmations.get(key) is confirmed:
                 del self._confirmations[key]
 
+    async def probe(self) -> None:
+        """Publish a heartbeat on the control channel.
+
+        :attr:`echo` is set when it comes back.
+        """
+        await self._link.publish(self._control, b"ping")
+
     async def unsubscribe_room(self, room: str) -> None:
         """Unsubscribe ``room`` if connected (a reconnect forgets it)."""
         pubsub = self._pubsub

@@ -141,7 +141,7 @@ class RedisPresence(Presence):
             workers = sorted({f.split(b"|", 1)[0] for f in fields})
             alive: set[bytes] = set()
             if workers:
-                flags = await redis.mget(
+                flags = await self._link.mget(
                     [self._link.key("worker", w.decode()) for w in workers]
                 )
                 alive = {w for w, f in zip(workers, flags, strict=True) if f}
@@ -287,11 +287,15 @@ class RedisPresence(Presence):
                 if change.delta > 0:
                     pipe.hincrby(key, field, 1)
                 else:
-                    await self._remove(keys=[key], args=[field], client=pipe)
+                    await self._queue_remove(pipe, key, field)
             keys = {c.key for c in batch} | {k for k, _ in repairs}
             for key in keys:
                 pipe.expire(key, self.presence_ttl * 3)
             await pipe.execute()
+
+    async def _queue_remove(self, pipe: Any, key: str, field: str) -> None:
+        """Queue one connection less in ``pipe``, deleting a field at 0."""
+        await self._remove(keys=[key], args=[field], client=pipe)
 
     def _count_locally(self, key: str, field: str, delta: int) -> None:
         counts = self._local.setdefault(key, {})
