@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -50,6 +49,7 @@ from sanic_chat.backends.redis import (
     _PUBLISH,
     RedisBroadcaster,
 )
+from sanic_chat.backends.redis_link import RedisLink
 
 PREFIX = "sanic-chat:"
 
@@ -76,15 +76,19 @@ async def subscriber(port: int, rooms: int, stop: asyncio.Event) -> int:
             + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
         )
     marker, tail, received = b"$7\r\nmessage\r\n", b"", 0
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
+    while True:  # after ``stop``, read until 0.2 s of silence
+        try:
             async with asyncio.timeout(0.2):
                 chunk = await reader.read(1 << 16)
-                if not chunk:
-                    break
-                data = tail + chunk
-                received += data.count(marker)
-                tail = data[-(len(marker) - 1) :]
+        except TimeoutError:
+            if stop.is_set():
+                break
+            continue
+        if not chunk:
+            break
+        data = tail + chunk
+        received += data.count(marker)
+        tail = data[-(len(marker) - 1) :]
     writer.close()
     return received
 
@@ -129,7 +133,8 @@ async def drive(
 def benchmark(port: int, args: argparse.Namespace, pid: int) -> dict[str, Any]:
     """The same script from redis-benchmark, with random room names."""
     sha = subprocess.run(
-        ["redis-cli", "-p", str(port), "SCRIPT", "LOAD", _PUBLISH],
+        ["redis-cli", "-p", str(port), "SCRIPT", "LOAD",
+         _PUBLISH.format(publish=RedisLink.PUBLISH)],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     room = "room-__rand_int__"
@@ -141,7 +146,9 @@ def benchmark(port: int, args: argparse.Namespace, pid: int) -> dict[str, Any]:
            f"{PREFIX}room:{room}", "x" * args.payload, "100", "86400",
            "bench"]  # fmt: skip
     before, start = cpu_seconds(pid), time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"redis-benchmark failed: {out.stdout}{out.stderr}")
     elapsed = time.monotonic() - start
     used = cpu_seconds(pid) - before
     rps = float(re.findall(r'"([0-9.]+)"', out.stdout.splitlines()[-1])[0])

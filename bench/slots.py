@@ -2,8 +2,9 @@
 
 On a cluster every key and channel of one room carries the room's name as
 its hash tag (``sanic-chat:history:{lobby}``), so a room lives on the one
-primary that owns ``CRC16(room) mod 16384``. This script computes that
-slot with redis-py's own ``key_slot`` for 10,000 room names of two kinds
+primary that owns ``CRC16(room) mod 16384``. This script names the keys
+as the cluster backend does (``ClusterLink.key``) and computes their slot
+with redis-py's own ``key_slot`` for 10,000 room names of two kinds
 (``room-0`` .. ``room-9999``, and ``team-<uuid4>`` from a fixed seed) and
 counts the rooms per primary when the 16,384 slots are split evenly, as
 ``redis-cli --cluster create`` splits them. docs/scaling.md quotes its
@@ -19,10 +20,26 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sanic_chat.backends.redis_cluster import ClusterLink
+
+# Only names keys here: nothing connects.
+LINK = ClusterLink(
+    "redis+cluster://127.0.0.1:7000/", prefix="sanic-chat:", timeout=1
+)
+
+
+def room_slot(room: str) -> int:
+    """The slot of ``room``'s keys and channel, as the backend names them."""
+    return key_slot(LINK.key("history", room).encode())
 
 
 def slot_ranges(shards: int) -> list[tuple[int, int]]:
@@ -55,7 +72,7 @@ def spread(rooms: list[str], shards: int) -> dict[str, Any]:
     bounds = [last for _, last in ranges]
     counts = [0] * shards
     for room in rooms:
-        slot = key_slot(f"sanic-chat:history:{{{room}}}".encode())
+        slot = room_slot(room)
         counts[next(i for i, last in enumerate(bounds) if slot <= last)] += 1
     mean = len(rooms) / shards
     return {
