@@ -11,6 +11,7 @@ Every scenario runs against every target in the same run, on loopback:
   sharing a Redis server that this script starts on a free port;
 * ``sanic-chat-cluster``: two sanic-chat processes on a Redis Cluster of
   three primaries (no replicas) that this script starts on free ports;
+* ``sanic-chat-redis-1``: one sanic-chat process on Redis (S6 only);
 * ``sanic-chat-uvicorn``: the same example app served by an ASGI server,
   ``uvicorn example_app.asgi:app`` with uvicorn's defaults (the portable
   transport; S1, S4 and S5 only).
@@ -167,6 +168,9 @@ TARGETS = {
         Target("sanic-chat-redis", "chat", 2, True, SHARED),
         Target("socketio-redis", "socketio", 2, True, SHARED),
         Target("sanic-chat-cluster", "chat", 2, True, SHARED, cluster=True),
+        # One worker on Redis: with the two-worker S6, what one more
+        # subscribed worker costs per message.
+        Target("sanic-chat-redis-1", "chat", 1, True, ["S6"]),
         Target(
             "sanic-chat-uvicorn", "chat", runs=["S1", "S4", "S5"], asgi=True
         ),
@@ -579,6 +583,8 @@ def main() -> None:
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in names:
         target = TARGETS[name]
+        if not any(sc.name in target.runs for sc in order):
+            continue
         with contextlib.ExitStack() as stack:
             redis_url = None
             if target.redis:

@@ -19,7 +19,8 @@ things, each with the Redis process's own CPU:
 
 In both runs ``--subscribers`` pub/sub connections (workers, as Redis
 sees them) subscribe to every room's channel and read what arrives, so
-each message is also written out that many times by Redis.
+each message is also written out that many times by Redis; Redis's
+memory per subscription is reported too.
 
     python bench/shard.py                          # about 20 s
     python bench/shard.py --seconds 1 --rooms 10   # tiny
@@ -159,6 +160,15 @@ def benchmark(port: int, args: argparse.Namespace, pid: int) -> dict[str, Any]:
     }
 
 
+def used_memory(port: int) -> int:
+    """Redis's ``used_memory``, in bytes."""
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "INFO", "memory"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return int(info.split("used_memory:")[1].split()[0])
+
+
 async def measure(port: int, pid: int, args: argparse.Namespace) -> Any:
     url = f"redis://127.0.0.1:{port}/0"
     stop = asyncio.Event()
@@ -166,8 +176,13 @@ async def measure(port: int, pid: int, args: argparse.Namespace) -> Any:
         asyncio.create_task(subscriber(port, args.rooms, stop))
         for _ in range(args.subscribers)
     ]
+    before = used_memory(port)
     await asyncio.sleep(0.5 + args.rooms / 20_000)  # subscriptions settle
-    result = {"broadcaster": await drive(url, args, pid)}
+    subscriptions = max(args.rooms * args.subscribers, 1)
+    result: dict[str, Any] = {
+        "bytes_per_subscription": (used_memory(port) - before) / subscriptions
+    }
+    result["broadcaster"] = await drive(url, args, pid)
     bench = asyncio.to_thread(benchmark, port, args, pid)
     result["redis-benchmark"] = await bench
     stop.set()
