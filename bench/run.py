@@ -574,7 +574,7 @@ def main() -> None:
         "--out", type=Path, default=BENCH / "results" / "latest.json"
     )
     args = parser.parse_args()
-    for tool in ("node", "taskset", "redis-server"):
+    for tool in ("node", "taskset", "redis-server", "redis-cli"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (see docs/benchmarks.md)")
     names = [t for t in args.targets.split(",") if t]

@@ -22,7 +22,7 @@ sees them) subscribe to every room's channel and read what arrives, so
 each message is also written out that many times by Redis; Redis's
 memory per subscription is reported too.
 
-    python bench/shard.py                          # about 20 s
+    python bench/shard.py                          # about 10 s
     python bench/shard.py --seconds 1 --rooms 10   # tiny
 """
 
@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -203,6 +204,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args()
+    for tool in ("taskset", "redis-server", "redis-cli", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is required (it comes with Redis)")
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     with redis_server() as url:
         port = int(url.rsplit(":", 1)[1].split("/")[0])
