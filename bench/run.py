@@ -22,7 +22,7 @@ fresh servers. Medians of ``--repeat`` runs are reported with their
 spread; results go to ``bench/results/latest.json`` and, with
 ``--chart``, a PNG chart.
 
-    python bench/run.py                      # everything (~15 minutes)
+    python bench/run.py                      # everything (~25 minutes)
     python bench/run.py --smoke              # tiny sizes, a few seconds each
     python bench/run.py --only S1 --targets sanic-chat,bare
 """
