@@ -9,17 +9,20 @@ Every scenario runs against every target in the same run, on loopback:
   and uvloop;
 * ``sanic-chat-redis`` and ``socketio-redis``: two server processes
   sharing a Redis server that this script starts on a free port;
+* ``sanic-chat-cluster``: two sanic-chat processes on a Redis Cluster of
+  three primaries (no replicas) that this script starts on free ports;
+* ``sanic-chat-redis-1``: one sanic-chat process on Redis (S6 only);
 * ``sanic-chat-uvicorn``: the same example app served by an ASGI server,
   ``uvicorn example_app.asgi:app`` with uvicorn's defaults (the portable
   transport; S1, S4 and S5 only).
 
-Servers (and Redis) are pinned to CPU 0, the load generator
+Servers (and Redis, every node of the cluster) are pinned to CPU 0, the load generator
 (``bench/loadgen.mjs``, Node.js, no dependencies) to CPU 1. Each run starts
 fresh servers. Medians of ``--repeat`` runs are reported with their
 spread; results go to ``bench/results/latest.json`` and, with
 ``--chart``, a PNG chart.
 
-    python bench/run.py                      # everything (~15 minutes)
+    python bench/run.py                      # everything (~25 minutes)
     python bench/run.py --smoke              # tiny sizes, a few seconds each
     python bench/run.py --only S1 --targets sanic-chat,bare
 """
@@ -36,6 +39,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,6 +82,10 @@ def scenarios(smoke: bool) -> list[Scenario]:
         Scenario("S5-256", "connect storm, 1000 conns, 256 in flight", {
             "scenario": "storm", "receivers": n(1000, 50),
             "concurrency": n(256, 16)}),
+        Scenario("S6", "300 rooms of 10, 100 senders, 3000 msg/s", {
+            "scenario": "rate", "receivers": n(3000, 40),
+            "rooms": n(300, 4), "senders": n(100, 2), "rate": n(3000, 20),
+            "seconds": n(5, 1), "drainSeconds": 5}),
         Scenario("S1-100", "fan-out, 100 receivers", {
             **fan, "receivers": n(100, 5), "messages": n(1000, 20)}),
         Scenario("S1-5000", "fan-out, 5000 receivers", {
@@ -90,9 +98,9 @@ def scenarios(smoke: bool) -> list[Scenario]:
 
 
 # Which scenarios each target runs: Redis targets test the shared path.
-SINGLE = ["S1", "S2", "S3", "S4", "S5", "S1-100", "S1-5000", "S4-1000",
-          "S4-10000"]  # fmt: skip
-SHARED = ["S1", "S3", "S5-256"]
+SINGLE = ["S1", "S2", "S3", "S4", "S5", "S6", "S1-100", "S1-5000",
+          "S4-1000", "S4-10000"]  # fmt: skip
+SHARED = ["S1", "S3", "S5-256", "S6"]
 
 
 @dataclass
@@ -105,6 +113,7 @@ class Target:
     redis: bool = False
     runs: list[str] = field(default_factory=lambda: SINGLE)
     asgi: bool = False
+    cluster: bool = False
 
     def commands(
         self, ports: list[int], redis_url: str | None
@@ -158,6 +167,10 @@ TARGETS = {
         Target("socketio", "socketio"),
         Target("sanic-chat-redis", "chat", 2, True, SHARED),
         Target("socketio-redis", "socketio", 2, True, SHARED),
+        Target("sanic-chat-cluster", "chat", 2, True, SHARED, cluster=True),
+        # One worker on Redis: with the two-worker S6, what one more
+        # subscribed worker costs per message.
+        Target("sanic-chat-redis-1", "chat", 1, True, ["S6"]),
         Target(
             "sanic-chat-uvicorn", "chat", runs=["S1", "S4", "S5"], asgi=True
         ),
@@ -169,6 +182,7 @@ RATIOS = [
     ("sanic-chat", "bare"),
     ("sanic-chat", "socketio"),
     ("sanic-chat-redis", "socketio-redis"),
+    ("sanic-chat-cluster", "sanic-chat-redis"),
 ]
 
 
@@ -217,6 +231,68 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def redis_cluster(primaries: int = 3) -> Iterator[str]:
+    """A throwaway Redis Cluster of ``primaries`` nodes, no replicas.
+
+    Every node gets a free client port and a free cluster-bus port
+    (``cluster-port``, Redis 7), its files in a temporary directory, and
+    is pinned with the servers; ``redis-cli --cluster create`` splits the
+    slots evenly. Yields a ``redis+cluster://`` URL naming every node.
+    """
+    ports = [free_port() for _ in range(primaries)]
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+        procs = [
+            subprocess.Popen(
+                cluster_node(port, tmp), stdout=subprocess.DEVNULL
+            )
+            for port in ports
+        ]
+        try:
+            for port, proc in zip(ports, procs, strict=True):
+                wait_port(port, proc)
+            subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{p}" for p in ports),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, timeout=30,
+            )  # fmt: skip
+            wait_cluster_ok(ports)
+            nodes = ",".join(f"127.0.0.1:{p}" for p in ports)
+            yield f"redis+cluster://{nodes}/"
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(10)
+
+
+def cluster_node(port: int, tmp: str) -> list[str]:
+    """The command line of one pinned, disposable cluster node."""
+    return ["taskset", "-c", SERVER_CPU, "redis-server",
+            "--port", str(port), "--cluster-port", str(free_port()),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"nodes-{port}.conf",
+            "--dir", tmp, "--save", "", "--appendonly", "no",
+            "--bind", "127.0.0.1"]  # fmt: skip
+
+
+def wait_cluster_ok(ports: list[int]) -> None:
+    """Wait until every node reports ``cluster_state:ok``."""
+    deadline = time.monotonic() + 30
+    for port in ports:
+        while True:
+            info = subprocess.run(
+                ["redis-cli", "-p", str(port), "CLUSTER", "INFO"],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            if "cluster_state:ok" in info:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {port} not ok: {info}")
+            time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -306,7 +382,8 @@ METRICS = {  # scenario kind -> (metric, label, higher is better)
     "rate": [("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
              ("max_ms", "max ms", False), ("lost", "lost", False),
              ("rooms_out_of_order", "rooms out of order", False),
-             ("deliveries_per_s", "deliveries/s", True)],
+             ("deliveries_per_s", "deliveries/s", True),
+             ("server_cpu", "server CPU", False)],
     "idle": [("rss_per_conn_kib", "KiB per connection", False),
              ("connect_failures", "failures", False)],
     "storm": [("connections_per_s", "connections/s", True),
@@ -421,7 +498,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     colors = {"sanic-chat": "#d9534f", "bare": "#777777",
               "socketio": "#337ab7", "sanic-chat-redis": "#f0ad4e",
               "socketio-redis": "#5bc0de",
-              "sanic-chat-uvicorn": "#9b59b6"}  # fmt: skip
+              "sanic-chat-uvicorn": "#9b59b6",
+              "sanic-chat-cluster": "#5cb85c"}  # fmt: skip
 
     def bars(ax: Any, scenario: str, metric: str, title: str) -> None:
         rows = results.get(scenario, {})
@@ -496,7 +574,7 @@ def main() -> None:
         "--out", type=Path, default=BENCH / "results" / "latest.json"
     )
     args = parser.parse_args()
-    for tool in ("node", "taskset", "redis-server"):
+    for tool in ("node", "taskset", "redis-server", "redis-cli"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (see docs/benchmarks.md)")
     names = [t for t in args.targets.split(",") if t]
@@ -505,10 +583,14 @@ def main() -> None:
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in names:
         target = TARGETS[name]
+        if not any(sc.name in target.runs for sc in order):
+            continue
         with contextlib.ExitStack() as stack:
-            redis_url = (
-                stack.enter_context(redis_server()) if target.redis else None
-            )
+            redis_url = None
+            if target.redis:
+                redis_url = stack.enter_context(
+                    redis_cluster() if target.cluster else redis_server()
+                )
             for sc in order:
                 if sc.name not in target.runs:
                     continue

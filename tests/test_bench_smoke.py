@@ -2,7 +2,9 @@
 
 ``bench/run.py --smoke`` drives every target (sanic-chat, the bare
 ``websockets.broadcast()`` server, python-socketio, both on Redis with
-two processes, and sanic-chat under uvicorn) through the scenarios with a handful of clients, using the
+two processes, sanic-chat's two processes on a three-primary Redis
+Cluster, and sanic-chat under uvicorn) through the scenarios with a
+handful of clients, using the
 same Node.js load generator as the real run. Every delivery must arrive,
 in the same order for every member of a room.
 """
@@ -35,7 +37,7 @@ def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
     fanout, rooms = results["S1"], results["S3"]
     assert set(fanout) == {
         "sanic-chat", "bare", "socketio", "sanic-chat-redis", "socketio-redis",
-        "sanic-chat-uvicorn",
+        "sanic-chat-uvicorn", "sanic-chat-cluster",
     }  # fmt: skip
     for target in fanout:
         assert fanout[target]["deliveries_per_s"]["median"] > 0, target
@@ -48,8 +50,9 @@ def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
         assert results["S4"][target]["connect_failures"]["max"] == 0
         assert results["S4"][target]["rss_per_conn_kib"]["median"] > 0
         assert results["S5"][target]["connections_per_s"]["median"] > 0
-    # Every client of the two-worker Redis storm got its joined frame.
-    storm = results["S5-256"]["sanic-chat-redis"]
-    assert storm["connections_per_s"]["median"] > 0
-    assert storm["connect_failures"]["max"] == 0
+    # Every client of the two-worker storms got its joined frame.
+    for target in ("sanic-chat-redis", "sanic-chat-cluster"):
+        storm = results["S5-256"][target]
+        assert storm["connections_per_s"]["median"] > 0, target
+        assert storm["connect_failures"]["max"] == 0, target
     assert (tmp_path / "chart.png").stat().st_size > 10_000
