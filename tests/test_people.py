@@ -82,7 +82,7 @@ async def test_a_dm_reaches_every_connection_of_both_users_only() -> None:
         assert theirs["room"] == "@bob" and theirs["to"] == "bob"
         assert theirs["user"] == {"id": "alice", "name": "Alice"}
         assert theirs["ts"] == mine["ts"]
-        await carol.nothing()
+        await carol.nothing(notices=False)  # no DM, whoever joined
         # Each inbox's history holds its own copy.
         await bob.send({"type": "history", "room": "@bob"})
         history = await bob.find("history", room="@bob")
@@ -240,7 +240,7 @@ async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:
             assert "message" in error
             await alice.send({"type": "typing", "to": "carol", "ref": "t"})
             await alice.expect("error", code="forbidden", ref="t")
-            await carol.nothing()
+            await carol.nothing(notices=False)
             await dm(alice, "bob", "allowed")
             await alice.find("message", text="allowed")
 
