@@ -381,6 +381,7 @@ async def test_error_frames_without_ref_are_unchanged(
         )
 
 
+@pytest.mark.slow  # about 4 s: it reads history until the limit bites
 async def test_edits_of_unknown_ids_pay_for_the_history_they_read() -> None:
     """An edit or delete reads the room's whole history to find its id.
 

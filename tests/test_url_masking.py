@@ -99,6 +99,7 @@ def test_a_config_error_and_the_repr_name_the_masked_url() -> None:
     assert "password=***" in repr(broadcaster)
 
 
+@pytest.mark.slow  # about 3 s: redis-py retries the absent sentinels
 async def test_sentinel_passwords_never_reach_a_repr_or_an_error() -> None:
     url = (
         f"redis+sentinel://app:{PW}@127.0.0.1:{free_port()}/chat/0"
