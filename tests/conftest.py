@@ -566,6 +566,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def stop_once_workers_are_ready(
+    log: Path, proc: subprocess.Popen[bytes], workers: int
+) -> None:
+    """Stop a ``--workers N`` example app once every worker is up.
+
+    Sanic's worker manager, told to stop while it still waits for its
+    workers' acks (``wait_for_ack``), never exits: wait for each "Worker
+    ready" and give the acks a second to reach the main process. Kills
+    the process if it does not exit, so no server is left behind.
+    """
+    try:
+        for _ in range(300):
+            text = await asyncio.to_thread(log.read_text)
+            if text.count("Worker ready") >= workers:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def spawn_example(
     log: Path,
     *args: str,

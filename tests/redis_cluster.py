@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .redis_server import redis_server_binary
+from .redis_server import redis_server_binary, wait_listening
 
 
 def redis_cli_binary() -> str:
@@ -70,16 +70,7 @@ class ClusterNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.1):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError("redis-server exited") from None
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_listening(self.port, self.process)
 
     def pause(self) -> None:
         """Freeze the node (SIGSTOP): connections stay open, unanswered."""

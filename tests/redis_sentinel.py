@@ -8,14 +8,18 @@ primary with one replica again, wherever the primary now is.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-from .redis_server import RedisServer, free_port, redis_server_binary
+from .redis_server import (
+    RedisServer,
+    free_port,
+    redis_server_binary,
+    wait_listening,
+)
 
 SERVICE = "chat"
 
@@ -66,7 +70,7 @@ class SentinelSetup:
                     stderr=subprocess.DEVNULL,
                 )
             )
-            _wait_port(port)
+            wait_listening(port, self.sentinels[-1])
         self.wait_healthy()
 
     def primary(self) -> RedisServer:
@@ -156,14 +160,3 @@ class SentinelSetup:
 
 # DEBUG SLEEP lets a test stall the replica so that replication lags.
 _DEBUG = ("--enable-debug-command", "local")
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")

@@ -23,6 +23,26 @@ def redis_server_binary() -> str:
     return found
 
 
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait (10 s at most) until something accepts connections on ``port``.
+
+    Raises:
+        RuntimeError: ``process`` exited first, or nothing listens in time.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.1):
+                return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError("redis-server exited") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,16 +93,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.1):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError("redis-server exited") from None
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_listening(self.port, self.process)
 
     def kill(self) -> None:
         if self.process is not None:

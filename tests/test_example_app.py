@@ -28,7 +28,13 @@ from example_app import (
 )
 from example_app.__main__ import page_url
 
-from .conftest import LiveServer, live, run_example, spawn_example
+from .conftest import (
+    LiveServer,
+    live,
+    run_example,
+    spawn_example,
+    stop_once_workers_are_ready,
+)
 
 _apps = itertools.count()
 
@@ -166,21 +172,8 @@ async def test_it_prints_the_url_to_open_once(
     port, proc = await asyncio.to_thread(
         spawn_example, log, "--workers", str(workers)
     )
-    try:
-        # Once every worker is up (one that ran main() again would have
-        # printed by then), and, as in test_redis, stopped only then:
-        # Sanic's manager never exits if told to while it waits for them.
-        for _ in range(300):
-            if log.read_text().count("Worker ready") >= workers:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1)
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 30)
-    finally:
-        if proc.poll() is None:  # never leave a server behind
-            proc.kill()
-            proc.wait()
+    # Once every worker is up, one that ran main() again has printed.
+    await stop_once_workers_are_ready(log, proc, workers)
     lines = [line for line in log.read_text().splitlines() if "open " in line]
     assert lines == [f"sanic-chat example: open http://127.0.0.1:{port}/"]
 

@@ -30,6 +30,7 @@ from .conftest import (
     remote,
     run_example,
     spawn_example,
+    stop_once_workers_are_ready,
 )
 from .redis_server import RedisServer, free_port
 from .tcp_proxy import TcpProxy
@@ -304,21 +305,7 @@ async def test_memory_broadcaster_warns_with_several_workers(
 ) -> None:
     log = tmp_path / "workers.log"
     _, proc = await asyncio.to_thread(spawn_example, log, "--workers", "2")
-    try:
-        # Stop it once both workers are up and their acks have had time
-        # to reach the main process: Sanic's worker manager, told to stop
-        # while it still waits for them (``wait_for_ack``), never exits.
-        for _ in range(300):
-            if log.read_text().count("Worker ready") >= 2:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1)
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 30)
-    finally:
-        if proc.poll() is None:  # never leave a server behind
-            proc.kill()
-            proc.wait()
+    await stop_once_workers_are_ready(log, proc, 2)
     assert "rooms are NOT shared between workers" in log.read_text()
 
 

@@ -288,8 +288,9 @@ class ShardedListener:
         self._control = link.key("control", link.worker)
         self._inbox = _Inbox(link, subscribers, self._control, self._moved)
         self.online = False
-        self.address: tuple[str, int] | None = None  # no single server
         """Whether every shard connection is up and subscribed."""
+        self.address: tuple[str, int] | None = None
+        """Always None: there is no single server to follow."""
         self.echo = self._inbox.echo
         """Set when the control echo and every shard's pong came back."""
         self.reconnect = asyncio.Event()

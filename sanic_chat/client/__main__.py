@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 
 from . import connect
+from .connection import ChatClient
 from .errors import ChatClientError
 from .events import Error, Event, Joined, Left, Message, StateChange
 
@@ -60,15 +61,20 @@ def _line(event: Event) -> str | None:
     return None
 
 
-async def _send_once(args: argparse.Namespace) -> int:
-    async with connect(
+def _connect(args: argparse.Namespace) -> ChatClient:
+    """The client the command line asks for (not yet connected)."""
+    return connect(
         args.url,
         token=args.token,
         rooms=args.room,
         name=args.name,
         send_timeout=args.timeout,
         open_timeout=args.timeout,
-    ) as chat:
+    )
+
+
+async def _send_once(args: argparse.Namespace) -> int:
+    async with _connect(args) as chat:
         room = args.room[0] if args.room else next(iter(chat.log.last))
         print(await chat.send(room, args.send))
     return 0
@@ -89,14 +95,7 @@ def _read_stdin(
 
 
 async def _interactive(args: argparse.Namespace) -> int:
-    async with connect(
-        args.url,
-        token=args.token,
-        rooms=args.room,
-        name=args.name,
-        send_timeout=args.timeout,
-        open_timeout=args.timeout,
-    ) as chat:
+    async with _connect(args) as chat:
         room = args.room[0] if args.room else next(iter(chat.log.last))
 
         async def show() -> None:
