@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import platform
+import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -94,6 +97,9 @@ def scenarios(smoke: bool) -> list[Scenario]:
             "scenario": "idle", "receivers": n(1000, 20)}),
         Scenario("S4-10000", "10000 idle connections", {
             "scenario": "idle", "receivers": n(10000, 80)}),
+        Scenario("S7", "20,000 connections, 5 messages to all", {
+            "scenario": "scale", "receivers": n(20_000, 30), "window": 1,
+            "messages": 5, "seconds": 60, "drainSeconds": 30}),
     ]  # fmt: skip
 
 
@@ -101,6 +107,11 @@ def scenarios(smoke: bool) -> list[Scenario]:
 SINGLE = ["S1", "S2", "S3", "S4", "S5", "S6", "S1-100", "S1-5000",
           "S4-1000", "S4-10000"]  # fmt: skip
 SHARED = ["S1", "S3", "S5-256", "S6"]
+# The scale row (S7) only for sanic-chat and its ceiling, to bound the
+# full run's time.
+SCALE = [*SINGLE, "S7"]
+# File descriptors and local ports a run needs beyond one per connection.
+FD_HEADROOM = 200
 
 
 @dataclass
@@ -162,8 +173,8 @@ class Target:
 TARGETS = {
     t.name: t
     for t in [
-        Target("sanic-chat", "chat"),
-        Target("bare", "bare"),
+        Target("sanic-chat", "chat", runs=SCALE),
+        Target("bare", "bare", runs=SCALE),
         Target("socketio", "socketio"),
         Target("sanic-chat-redis", "chat", 2, True, SHARED),
         Target("socketio-redis", "socketio", 2, True, SHARED),
@@ -209,6 +220,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def die_with_parent() -> None:
+    """In a child before exec: be killed (SIGKILL) if run.py dies.
+
+    So that no server, Redis or load generator outlives an interrupted
+    or killed run (Linux's ``PR_SET_PDEATHSIG``; survives ``exec``).
+    """
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def make_room(connections: int) -> list[str]:
+    """Fit ``connections`` loopback connections to one port, or say why not.
+
+    Raises this process's open-file limit, which the servers and the load
+    generator inherit, to the connections plus headroom (its hard limit
+    too when allowed: root); checks the ephemeral port range has that many
+    client ports (sockets in TIME_WAIT from earlier runs do not count:
+    they hold their ports only towards another server port, each run's
+    server getting a fresh one). Returns the shortfalls, so that a run
+    reports them instead of silently measuring fewer connections.
+    """
+    need = connections + FD_HEADROOM
+    problems = []
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            problems.append(
+                f"open files limited to {hard}, {need} needed "
+                "(raise the hard limit: ulimit -Hn, or run as root)"
+            )
+    with contextlib.suppress(OSError):
+        range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
+        low, high = map(int, range_file.read_text().split())
+        if high - low + 1 < need:
+            problems.append(
+                f"{high - low + 1} ephemeral ports ({low}-{high}), {need}"
+                " needed (widen net.ipv4.ip_local_port_range)"
+            )
+    return problems
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -223,7 +278,7 @@ def redis_server() -> Iterator[str]:
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CPU, "redis-server", "--port", str(port),
          "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
     )  # fmt: skip
     try:
         wait_port(port, proc)
@@ -246,7 +301,9 @@ def redis_cluster(primaries: int = 3) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         procs = [
             subprocess.Popen(
-                cluster_node(port, tmp), stdout=subprocess.DEVNULL
+                cluster_node(port, tmp),
+                stdout=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
             for port in ports
         ]
@@ -307,6 +364,7 @@ def servers(
             env=target.env(redis_url),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,
         )
         for cmd in target.commands(ports, redis_url)
     ]
@@ -330,11 +388,15 @@ def run_once(
     target: Target, scenario: Scenario, redis_url: str | None
 ) -> dict[str, Any]:
     """Start fresh servers, drive one scenario, return its figures."""
+    spec = scenario.spec
+    problems = make_room(spec["receivers"] + spec.get("senders", 1))
+    for problem in problems:
+        print(f"{target.name} {scenario.name}: {problem}", flush=True)
     with servers(target, redis_url) as (ports, procs):
         pids = [p.pid for p in procs]
         base_rss = sum(rss_kib(pid) for pid in pids)
         spec = {
-            **scenario.spec,
+            **spec,
             "protocol": target.protocol,
             "urls": [f"ws://127.0.0.1:{p}" for p in ports],
             "secret": SECRET if target.protocol == "chat" else None,
@@ -343,35 +405,49 @@ def run_once(
             ["taskset", "-c", CLIENT_CPU, "node", str(BENCH / "loadgen.mjs"),
              json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
-        assert gen.stdout is not None and gen.stdin is not None
-        result: dict[str, Any] = {}
-        started = (0.0, 0.0)
-        for line in gen.stdout:
-            event = json.loads(line)
-            kind = event.pop("event")
-            if kind == "start":
-                started = (time.monotonic(), sum(map(cpu_seconds, pids)))
-            elif kind == "connected":
-                time.sleep(2)  # let buffers and the allocator settle
-                idle = sum(rss_kib(pid) for pid in pids)
-                conns = max(event["connected"], 1)
-                result["rss_per_conn_kib"] = (idle - base_rss) / conns
-                result.update(event)
-                gen.stdin.write("done\n")
-                gen.stdin.flush()
-            elif kind == "result":
-                if started[0]:
-                    elapsed = time.monotonic() - started[0]
-                    cpu = sum(map(cpu_seconds, pids)) - started[1]
-                    result["server_cpu"] = cpu / elapsed
-                result.update(event)
-        gen.wait(30)
-        if "error" in result:
-            raise RuntimeError(
-                f"{target.name} {scenario.name}: {result['error']}"
-            )
-        return result
+        try:
+            result = follow(gen, pids, base_rss)
+            gen.wait(30)
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+                gen.wait()
+    if problems:
+        result["limits"] = problems
+    if "error" in result:
+        raise RuntimeError(f"{target.name} {scenario.name}: {result['error']}")
+    return result
+
+
+def follow(
+    gen: subprocess.Popen[str], pids: list[int], base_rss: int
+) -> dict[str, Any]:
+    """Read the load generator's events; measure the servers at each."""
+    assert gen.stdout is not None and gen.stdin is not None
+    result: dict[str, Any] = {}
+    started = (0.0, 0.0)
+    for line in gen.stdout:
+        event = json.loads(line)
+        kind = event.pop("event")
+        if kind == "start":
+            started = (time.monotonic(), sum(map(cpu_seconds, pids)))
+        elif kind == "connected":
+            time.sleep(2)  # let buffers and the allocator settle
+            idle = sum(rss_kib(pid) for pid in pids)
+            conns = max(event["connected"], 1)
+            result["rss_per_conn_kib"] = (idle - base_rss) / conns
+            result.update(event)
+            gen.stdin.write("done\n")
+            gen.stdin.flush()
+        elif kind == "result":
+            if started[0]:
+                elapsed = time.monotonic() - started[0]
+                cpu = sum(map(cpu_seconds, pids)) - started[1]
+                result["server_cpu"] = cpu / elapsed
+            result.update(event)
+    return result
 
 
 METRICS = {  # scenario kind -> (metric, label, higher is better)
@@ -389,6 +465,13 @@ METRICS = {  # scenario kind -> (metric, label, higher is better)
     "storm": [("connections_per_s", "connections/s", True),
               ("connect_failures", "failures", False),
               ("client_cpu", "client CPU", False)],
+    "scale": [("connected", "connected", True),
+              ("connect_failures", "failures", False),
+              ("connections_per_s", "connections/s", True),
+              ("rss_per_conn_kib", "KiB per connection", False),
+              ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
+              ("max_ms", "max ms", False),
+              ("deliveries", "deliveries", True), ("lost", "lost", False)],
 }  # fmt: skip
 
 
@@ -400,9 +483,16 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
+# Metrics that count things: shown without a fraction.
+COUNTS = {"connected", "deliveries", "lost", "connect_failures",
+          "rooms_out_of_order"}  # fmt: skip
+
+
 def fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "-"
+    if metric in COUNTS and float(value).is_integer():
+        return f"{value:,.0f}"
     if metric.endswith("cpu"):
         return f"{value * 100:.0f} %"
     if abs(value) >= 100:
