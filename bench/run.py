@@ -110,8 +110,9 @@ SHARED = ["S1", "S3", "S5-256", "S6"]
 # The scale row (S7) only for sanic-chat and its ceiling, to bound the
 # full run's time.
 SCALE = [*SINGLE, "S7"]
-# File descriptors and local ports a run needs beyond one per connection.
-FD_HEADROOM = 200
+# File descriptors a server or the load generator needs besides its
+# connections (about 20 at rest), and local ports left for others.
+FD_HEADROOM = 100
 
 
 @dataclass
@@ -230,38 +231,41 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def make_room(connections: int) -> list[str]:
-    """Fit ``connections`` loopback connections to one port, or say why not.
+def make_room(connections: int) -> tuple[int, list[str]]:
+    """Make room for ``connections`` loopback connections to one port.
 
     Raises this process's open-file limit, which the servers and the load
-    generator inherit, to the connections plus headroom (its hard limit
-    too when allowed: root); checks the ephemeral port range has that many
-    client ports (sockets in TIME_WAIT from earlier runs do not count:
-    they hold their ports only towards another server port, each run's
-    server getting a fresh one). Returns the shortfalls, so that a run
-    reports them instead of silently measuring fewer connections.
+    generator inherit, to the connections plus ``FD_HEADROOM`` (the hard
+    limit too when allowed: CAP_SYS_RESOURCE). Returns how many
+    connections fit and, when fewer than asked, why: the open-file limit
+    or the ephemeral port range (sockets in TIME_WAIT from earlier runs
+    do not count: they hold their ports towards another server port, each
+    run's server getting a fresh one). A run then measures fewer and says
+    so, rather than failing or shrinking silently.
     """
     need = connections + FD_HEADROOM
-    problems = []
+    fits, why = connections, []
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            problems.append(
-                f"open files limited to {hard}, {need} needed "
-                "(raise the hard limit: ulimit -Hn, or run as root)"
+            fits = min(fits, hard - FD_HEADROOM)
+            why.append(
+                f"open files limited to {hard} a process (hard limit; "
+                "raising it needs CAP_SYS_RESOURCE)"
             )
     with contextlib.suppress(OSError):
         range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
         low, high = map(int, range_file.read_text().split())
         if high - low + 1 < need:
-            problems.append(
-                f"{high - low + 1} ephemeral ports ({low}-{high}), {need}"
-                " needed (widen net.ipv4.ip_local_port_range)"
+            fits = min(fits, high - low + 1 - FD_HEADROOM)
+            why.append(
+                f"{high - low + 1} ephemeral ports ({low}-{high}; widen "
+                "net.ipv4.ip_local_port_range)"
             )
-    return problems
+    return fits, why
 
 
 def rss_kib(pid: int) -> int:
@@ -389,9 +393,14 @@ def run_once(
 ) -> dict[str, Any]:
     """Start fresh servers, drive one scenario, return its figures."""
     spec = scenario.spec
-    problems = make_room(spec["receivers"] + spec.get("senders", 1))
-    for problem in problems:
-        print(f"{target.name} {scenario.name}: {problem}", flush=True)
+    senders = spec.get("senders", 1)
+    wanted = spec["receivers"] + senders
+    fits, why = make_room(wanted)
+    limited = None
+    if fits < wanted:
+        spec = {**spec, "receivers": fits - senders}
+        limited = f"{fits} of {wanted} connections: {'; '.join(why)}"
+        print(f"{target.name} {scenario.name}: {limited}", flush=True)
     with servers(target, redis_url) as (ports, procs):
         pids = [p.pid for p in procs]
         base_rss = sum(rss_kib(pid) for pid in pids)
@@ -414,8 +423,8 @@ def run_once(
             if gen.poll() is None:
                 gen.kill()
                 gen.wait()
-    if problems:
-        result["limits"] = problems
+    if limited:
+        result["limited"] = limited
     if "error" in result:
         raise RuntimeError(f"{target.name} {scenario.name}: {result['error']}")
     return result
@@ -712,6 +721,10 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1))
     print()
     print(table(results, names, order))
+    for sc, by_target in raw.items():
+        for t, runs in by_target.items():
+            for note in sorted({r["limited"] for r in runs if "limited" in r}):
+                print(f"\n{sc} {t}: measured {note}")
     if args.chart:
         chart(results, args.chart)
         print(f"\nchart: {args.chart}")
