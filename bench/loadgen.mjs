@@ -399,8 +399,10 @@ async function pumpMessages(sender, room, sizes) {
 // a time (the next once every receiver has the previous) to all of them.
 async function scale() {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const { receivers, senders, failures, errors, sizes } = await setup();
   const connectSeconds = (performance.now() - t0) / 1000;
+  const connectCpu = process.cpuUsage(cpu0);
   emit({ event: "connected", connected: receivers.length, failures, errors });
   await stdinLine();
   const sender = senders[0];
@@ -411,6 +413,7 @@ async function scale() {
     connected: receivers.length,
     connect_seconds: connectSeconds,
     connections_per_s: (receivers.length + senders.length) / connectSeconds,
+    connect_client_cpu: (connectCpu.user + connectCpu.system) / 1e6 / connectSeconds,
   };
 }
 

@@ -16,13 +16,16 @@ Every scenario runs against every target in the same run, on loopback:
   ``uvicorn example_app.asgi:app`` with uvicorn's defaults (the portable
   transport; S1, S4 and S5 only).
 
+S7, the scale row (20,000 connections on one worker), runs for
+``sanic-chat`` and ``bare`` only, to bound the full run's time.
+
 Servers (and Redis, every node of the cluster) are pinned to CPU 0, the load generator
 (``bench/loadgen.mjs``, Node.js, no dependencies) to CPU 1. Each run starts
 fresh servers. Medians of ``--repeat`` runs are reported with their
 spread; results go to ``bench/results/latest.json`` and, with
 ``--chart``, a PNG chart.
 
-    python bench/run.py                      # everything (~25 minutes)
+    python bench/run.py                      # everything (~28 minutes)
     python bench/run.py --smoke              # tiny sizes, a few seconds each
     python bench/run.py --only S1 --targets sanic-chat,bare
 """
@@ -477,6 +480,7 @@ METRICS = {  # scenario kind -> (metric, label, higher is better)
     "scale": [("connected", "connected", True),
               ("connect_failures", "failures", False),
               ("connections_per_s", "connections/s", True),
+              ("connect_client_cpu", "client CPU (connecting)", False),
               ("rss_per_conn_kib", "KiB per connection", False),
               ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
               ("max_ms", "max ms", False),
