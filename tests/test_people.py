@@ -15,7 +15,14 @@ import pytest
 
 from sanic_chat import Forbidden, TokenAuthenticator, User, hub
 
-from .conftest import UNLIMITED, Client, LiveServer, live, make_app
+from .conftest import (
+    UNLIMITED,
+    Client,
+    LiveServer,
+    drain_each,
+    live,
+    make_app,
+)
 
 USERS = {
     "ta": User("alice", "Alice"),
@@ -377,8 +384,7 @@ async def test_typing_in_a_dm_goes_to_the_recipient_inbox() -> None:
         assert await bob.find("typing") == {
             "type": "typing", "room": "@bob", "user": alice.user
         }  # fmt: skip
-        for other in (alice, carol):
-            frames = await other.drain(0.3)
+        for frames in await drain_each(0.3, alice, carol):
             assert not [f for f in frames if f["type"] == "typing"]
 
 
