@@ -236,7 +236,7 @@ async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:
         await asyncio.sleep(0)
         return to != "carol"
 
-    for hook in (lambda sender, to: to != "carol", blocks_async):
+    async def check(hook: Any) -> None:
         async with (
             people(can_message=hook) as srv,
             srv.client(token="ta") as alice,
@@ -250,6 +250,11 @@ async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:
             await carol.nothing(notices=False)
             await dm(alice, "bob", "allowed")
             await alice.find("message", text="allowed")
+
+    # Two servers at once: each waits for carol's silence.
+    await asyncio.gather(
+        check(lambda sender, to: to != "carol"), check(blocks_async)
+    )
 
 
 HOSTILE_PEOPLE_FRAMES: list[tuple[dict[str, Any], str]] = [
