@@ -17,8 +17,8 @@
 //
 // Usage: node bench/loadgen.mjs '<json spec>'  (see run.py for the spec)
 // Output: JSON lines on stdout: {"event":"start"} when the measured phase
-// begins, {"event":"connected"} for the idle scenario (then it waits for
-// a line on stdin), and a final {"event":"result", ...}.
+// begins, {"event":"connected"} for the idle and scale scenarios (then it
+// waits for a line on stdin), and a final {"event":"result", ...}.
 
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { connect } from "node:net";
@@ -364,6 +364,13 @@ async function fanout() {
   await sleep(500);
   const sender = senders[0];
   const room = sender.rooms[0];
+  const { begin, sent } = await pumpMessages(sender, room, sizes);
+  return finishRun(begin, receivers, sent, sizes.get(room), failures, errors);
+}
+
+// Send up to spec.messages from one sender to its room, at most
+// spec.window not yet seen by every member, for up to spec.seconds.
+async function pumpMessages(sender, room, sizes) {
   let sent = 0;
   const deadline = performance.now() + spec.seconds * 1000;
   let finish;
@@ -384,7 +391,37 @@ async function fanout() {
   const begin = measure();
   pump();
   await Promise.race([done, sleep((spec.seconds + spec.drainSeconds) * 1000)]);
-  return finishRun(begin, receivers, sent, sizes.get(room), failures, errors);
+  return { begin, sent };
+}
+
+// The scale row: every receiver connects (the connect rate is timed),
+// run.py reads the servers' memory, then one sender's messages go one at
+// a time (the next once every receiver has the previous) to all of them.
+async function scale() {
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const { receivers, senders, failures, errors, sizes } = await setup();
+  const connectSeconds = (performance.now() - t0) / 1000;
+  const connectCpu = process.cpuUsage(cpu0);
+  emit({ event: "connected", connected: receivers.length, failures, errors });
+  await stdinLine();
+  const sender = senders[0];
+  const room = sender.rooms[0];
+  const { begin, sent } = await pumpMessages(sender, room, sizes);
+  return {
+    ...finishRun(begin, receivers, sent, sizes.get(room), failures, errors),
+    connected: receivers.length,
+    connect_seconds: connectSeconds,
+    connections_per_s: (receivers.length + senders.length) / connectSeconds,
+    connect_client_cpu: (connectCpu.user + connectCpu.system) / 1e6 / connectSeconds,
+  };
+}
+
+// Wait for run.py's go-ahead (a line on stdin).
+async function stdinLine() {
+  const lines = createInterface({ input: process.stdin });
+  await new Promise((r) => lines.once("line", r));
+  lines.close();
 }
 
 async function rate() {
@@ -451,9 +488,7 @@ async function idle() {
   for (let k = 0; k < spec.receivers; k++) specs.push([k, ["lobby"], true]);
   const { clients, failures, errors } = await openAll(specs);
   emit({ event: "connected", connected: clients.length, failures, errors });
-  const lines = createInterface({ input: process.stdin });
-  await new Promise((r) => lines.once("line", r));
-  lines.close();
+  await stdinLine();
   return { connected: clients.length, connect_failures: failures, connect_errors: errors, clients };
 }
 
@@ -475,7 +510,7 @@ async function storm() {
   };
 }
 
-const scenarios = { fanout, rate, idle, storm };
+const scenarios = { fanout, rate, idle, storm, scale };
 
 setTimeout(() => {
   emit({ event: "result", error: `timed out after ${spec.timeout} s` });

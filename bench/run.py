@@ -16,13 +16,16 @@ Every scenario runs against every target in the same run, on loopback:
   ``uvicorn example_app.asgi:app`` with uvicorn's defaults (the portable
   transport; S1, S4 and S5 only).
 
+S7, the scale row (20,000 connections on one worker), runs for
+``sanic-chat`` and ``bare`` only, to bound the full run's time.
+
 Servers (and Redis, every node of the cluster) are pinned to CPU 0, the load generator
 (``bench/loadgen.mjs``, Node.js, no dependencies) to CPU 1. Each run starts
 fresh servers. Medians of ``--repeat`` runs are reported with their
 spread; results go to ``bench/results/latest.json`` and, with
 ``--chart``, a PNG chart.
 
-    python bench/run.py                      # everything (~25 minutes)
+    python bench/run.py                      # everything (~28 minutes)
     python bench/run.py --smoke              # tiny sizes, a few seconds each
     python bench/run.py --only S1 --targets sanic-chat,bare
 """
@@ -31,10 +34,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import platform
+import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -94,6 +100,9 @@ def scenarios(smoke: bool) -> list[Scenario]:
             "scenario": "idle", "receivers": n(1000, 20)}),
         Scenario("S4-10000", "10000 idle connections", {
             "scenario": "idle", "receivers": n(10000, 80)}),
+        Scenario("S7", "20,000 connections, 5 messages to all", {
+            "scenario": "scale", "receivers": n(20_000, 30), "window": 1,
+            "messages": 5, "seconds": 60, "drainSeconds": 30}),
     ]  # fmt: skip
 
 
@@ -101,6 +110,12 @@ def scenarios(smoke: bool) -> list[Scenario]:
 SINGLE = ["S1", "S2", "S3", "S4", "S5", "S6", "S1-100", "S1-5000",
           "S4-1000", "S4-10000"]  # fmt: skip
 SHARED = ["S1", "S3", "S5-256", "S6"]
+# The scale row (S7) only for sanic-chat and its ceiling, to bound the
+# full run's time.
+SCALE = [*SINGLE, "S7"]
+# File descriptors a server or the load generator needs besides its
+# connections (about 20 at rest), and local ports left for others.
+FD_HEADROOM = 100
 
 
 @dataclass
@@ -162,8 +177,8 @@ class Target:
 TARGETS = {
     t.name: t
     for t in [
-        Target("sanic-chat", "chat"),
-        Target("bare", "bare"),
+        Target("sanic-chat", "chat", runs=SCALE),
+        Target("bare", "bare", runs=SCALE),
         Target("socketio", "socketio"),
         Target("sanic-chat-redis", "chat", 2, True, SHARED),
         Target("socketio-redis", "socketio", 2, True, SHARED),
@@ -209,6 +224,53 @@ def cpu_seconds(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def die_with_parent() -> None:
+    """In a child before exec: be killed (SIGKILL) if run.py dies.
+
+    So that no server, Redis or load generator outlives an interrupted
+    or killed run (Linux's ``PR_SET_PDEATHSIG``; survives ``exec``).
+    """
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def make_room(connections: int) -> tuple[int, list[str]]:
+    """Make room for ``connections`` loopback connections to one port.
+
+    Raises this process's open-file limit, which the servers and the load
+    generator inherit, to the connections plus ``FD_HEADROOM`` (the hard
+    limit too when allowed: CAP_SYS_RESOURCE). Returns how many
+    connections fit and, when fewer than asked, why: the open-file limit
+    or the ephemeral port range (sockets in TIME_WAIT from earlier runs
+    do not count: they hold their ports towards another server port, each
+    run's server getting a fresh one). A run then measures fewer and says
+    so, rather than failing or shrinking silently.
+    """
+    need = connections + FD_HEADROOM
+    fits, why = connections, []
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            fits = min(fits, hard - FD_HEADROOM)
+            why.append(
+                f"open files limited to {hard} a process (hard limit; "
+                "raising it needs CAP_SYS_RESOURCE)"
+            )
+    with contextlib.suppress(OSError):
+        range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
+        low, high = map(int, range_file.read_text().split())
+        if high - low + 1 < need:
+            fits = min(fits, high - low + 1 - FD_HEADROOM)
+            why.append(
+                f"{high - low + 1} ephemeral ports ({low}-{high}; widen "
+                "net.ipv4.ip_local_port_range)"
+            )
+    return fits, why
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -223,7 +285,7 @@ def redis_server() -> Iterator[str]:
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CPU, "redis-server", "--port", str(port),
          "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
     )  # fmt: skip
     try:
         wait_port(port, proc)
@@ -246,7 +308,9 @@ def redis_cluster(primaries: int = 3) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         procs = [
             subprocess.Popen(
-                cluster_node(port, tmp), stdout=subprocess.DEVNULL
+                cluster_node(port, tmp),
+                stdout=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
             for port in ports
         ]
@@ -307,6 +371,7 @@ def servers(
             env=target.env(redis_url),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,
         )
         for cmd in target.commands(ports, redis_url)
     ]
@@ -330,11 +395,20 @@ def run_once(
     target: Target, scenario: Scenario, redis_url: str | None
 ) -> dict[str, Any]:
     """Start fresh servers, drive one scenario, return its figures."""
+    spec = scenario.spec
+    senders = spec.get("senders", 1)
+    wanted = spec["receivers"] + senders
+    fits, why = make_room(wanted)
+    limited = None
+    if fits < wanted:
+        spec = {**spec, "receivers": fits - senders}
+        limited = f"{fits} of {wanted} connections: {'; '.join(why)}"
+        print(f"{target.name} {scenario.name}: {limited}", flush=True)
     with servers(target, redis_url) as (ports, procs):
         pids = [p.pid for p in procs]
         base_rss = sum(rss_kib(pid) for pid in pids)
         spec = {
-            **scenario.spec,
+            **spec,
             "protocol": target.protocol,
             "urls": [f"ws://127.0.0.1:{p}" for p in ports],
             "secret": SECRET if target.protocol == "chat" else None,
@@ -343,35 +417,49 @@ def run_once(
             ["taskset", "-c", CLIENT_CPU, "node", str(BENCH / "loadgen.mjs"),
              json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
-        assert gen.stdout is not None and gen.stdin is not None
-        result: dict[str, Any] = {}
-        started = (0.0, 0.0)
-        for line in gen.stdout:
-            event = json.loads(line)
-            kind = event.pop("event")
-            if kind == "start":
-                started = (time.monotonic(), sum(map(cpu_seconds, pids)))
-            elif kind == "connected":
-                time.sleep(2)  # let buffers and the allocator settle
-                idle = sum(rss_kib(pid) for pid in pids)
-                conns = max(event["connected"], 1)
-                result["rss_per_conn_kib"] = (idle - base_rss) / conns
-                result.update(event)
-                gen.stdin.write("done\n")
-                gen.stdin.flush()
-            elif kind == "result":
-                if started[0]:
-                    elapsed = time.monotonic() - started[0]
-                    cpu = sum(map(cpu_seconds, pids)) - started[1]
-                    result["server_cpu"] = cpu / elapsed
-                result.update(event)
-        gen.wait(30)
-        if "error" in result:
-            raise RuntimeError(
-                f"{target.name} {scenario.name}: {result['error']}"
-            )
-        return result
+        try:
+            result = follow(gen, pids, base_rss)
+            gen.wait(30)
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+                gen.wait()
+    if limited:
+        result["limited"] = limited
+    if "error" in result:
+        raise RuntimeError(f"{target.name} {scenario.name}: {result['error']}")
+    return result
+
+
+def follow(
+    gen: subprocess.Popen[str], pids: list[int], base_rss: int
+) -> dict[str, Any]:
+    """Read the load generator's events; measure the servers at each."""
+    assert gen.stdout is not None and gen.stdin is not None
+    result: dict[str, Any] = {}
+    started = (0.0, 0.0)
+    for line in gen.stdout:
+        event = json.loads(line)
+        kind = event.pop("event")
+        if kind == "start":
+            started = (time.monotonic(), sum(map(cpu_seconds, pids)))
+        elif kind == "connected":
+            time.sleep(2)  # let buffers and the allocator settle
+            idle = sum(rss_kib(pid) for pid in pids)
+            conns = max(event["connected"], 1)
+            result["rss_per_conn_kib"] = (idle - base_rss) / conns
+            result.update(event)
+            gen.stdin.write("done\n")
+            gen.stdin.flush()
+        elif kind == "result":
+            if started[0]:
+                elapsed = time.monotonic() - started[0]
+                cpu = sum(map(cpu_seconds, pids)) - started[1]
+                result["server_cpu"] = cpu / elapsed
+            result.update(event)
+    return result
 
 
 METRICS = {  # scenario kind -> (metric, label, higher is better)
@@ -389,6 +477,14 @@ METRICS = {  # scenario kind -> (metric, label, higher is better)
     "storm": [("connections_per_s", "connections/s", True),
               ("connect_failures", "failures", False),
               ("client_cpu", "client CPU", False)],
+    "scale": [("connected", "connected", True),
+              ("connect_failures", "failures", False),
+              ("connections_per_s", "connections/s", True),
+              ("connect_client_cpu", "client CPU (connecting)", False),
+              ("rss_per_conn_kib", "KiB per connection", False),
+              ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
+              ("max_ms", "max ms", False),
+              ("deliveries", "deliveries", True), ("lost", "lost", False)],
 }  # fmt: skip
 
 
@@ -400,9 +496,16 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
+# Metrics that count things: shown without a fraction.
+COUNTS = {"connected", "deliveries", "lost", "connect_failures",
+          "rooms_out_of_order"}  # fmt: skip
+
+
 def fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "-"
+    if metric in COUNTS and float(value).is_integer():
+        return f"{value:,.0f}"
     if metric.endswith("cpu"):
         return f"{value * 100:.0f} %"
     if abs(value) >= 100:
@@ -622,6 +725,10 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1))
     print()
     print(table(results, names, order))
+    for sc, by_target in raw.items():
+        for t, runs in by_target.items():
+            for note in sorted({r["limited"] for r in runs if "limited" in r}):
+                print(f"\n{sc} {t}: measured {note}")
     if args.chart:
         chart(results, args.chart)
         print(f"\nchart: {args.chart}")

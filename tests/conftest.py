@@ -415,6 +415,21 @@ class AsgiLiveServer(LiveServer):
             await task
 
 
+async def drain_each(
+    wait: float, *clients: Client
+) -> list[list[dict[str, Any]]]:
+    """Every frame each client gets within ``wait`` seconds, all of them
+    listening at once (not one ``wait`` after the other)."""
+    return list(await asyncio.gather(*(c.drain(wait) for c in clients)))
+
+
+async def until(check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait until ``check()`` holds (polled), instead of a fixed sleep."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
 async def send_until_acked(client: Client, frame: dict[str, Any]) -> Any:
     """Send ``frame`` until acked, as clients do (``unavailable``: the
     same ref again, a little later)."""

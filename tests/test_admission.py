@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from sanic_chat.admission import Admission
 from sanic_chat.identity import User
 
-from .conftest import TIMEOUT, LiveServer, live, make_app
+from .conftest import TIMEOUT, LiveServer, live, make_app, until
 
 
 def gated_app(**options: object) -> tuple[object, asyncio.Event]:
@@ -61,12 +61,13 @@ async def test_a_busy_worker_refuses_new_upgrades_with_503() -> None:
 async def test_a_busy_worker_slows_upgrades_but_accepts_them() -> None:
     app, gate = gated_app(max_connections_in_setup=2, setup_wait=10)
     async with live(app) as srv:  # type: ignore[arg-type]
+        admission = srv.chat.admission
         clients = [asyncio.create_task(joined(srv)) for _ in range(2)]
-        await asyncio.sleep(0.2)
+        await until(lambda: admission.in_setup == 2)
         # Two in setup: these wait before their 101, not refused.
         clients += [asyncio.create_task(joined(srv)) for _ in range(4)]
-        await asyncio.sleep(0.2)
-        assert srv.chat.admission.in_setup == 2
+        await until(lambda: len(admission._waiters) == 4)
+        assert admission.in_setup == 2
         assert srv.chat.connection_count == 2
         gate.set()
         sockets = await asyncio.wait_for(asyncio.gather(*clients), TIMEOUT)

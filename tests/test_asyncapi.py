@@ -29,7 +29,7 @@ from sanic_chat import ChatConfig, TokenAuthenticator, User, protocol
 from sanic_chat.asyncapi import document, main, typescript
 from sanic_chat.errors import ProtocolError
 
-from .conftest import TIMEOUT, Client, live, make_app
+from .conftest import TIMEOUT, Client, drain_each, live, make_app
 
 ROOT = Path(__file__).parent.parent
 SPEC = json.loads((ROOT / "tests/data/asyncapi-3.0.0.schema.json").read_text())
@@ -556,8 +556,7 @@ async def test_every_frame_of_a_conversation_fits_the_document(
         await alice.send({"type": "bogus"})
         await alice.find("error")
         # What is still on the way is recorded too.
-        await alice.drain(0.2)
-        await bob.drain(0.2)
+        await drain_each(0.2, alice, bob)
     for frame in recorded:
         check_server_frame(frame)
     seen = {frame["type"] for frame in recorded}

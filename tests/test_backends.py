@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -131,9 +132,12 @@ async def test_refs_are_shared_by_two_redis_instances(
 
 
 async def test_the_idempotency_runner_and_combinations() -> None:
-    await check_idempotency(MemoryBroadcaster)
-    await check_idempotency(
-        lambda: CombinedBroadcaster(MemoryBroadcaster(), MemoryPresence())
+    # At once: each waits out its refs' expiry.
+    await asyncio.gather(
+        check_idempotency(MemoryBroadcaster),
+        check_idempotency(
+            lambda: CombinedBroadcaster(MemoryBroadcaster(), MemoryPresence())
+        ),
     )
     idempotency_of = sanic_chat.backends.base.idempotency_of
     assert idempotency_of(OldStyleBroadcaster()) is None

@@ -4,7 +4,8 @@
 ``websockets.broadcast()`` server, python-socketio, both on Redis with
 two processes, sanic-chat's two processes on a three-primary Redis
 Cluster, and sanic-chat under uvicorn) through the scenarios with a
-handful of clients, using the
+handful of clients (the 20,000-connection row, S7, with 30: sanic-chat
+and the bare server only), using the
 same Node.js load generator as the real run. Every delivery must arrive,
 in the same order for every member of a room.
 """
@@ -29,7 +30,7 @@ def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--repeat", "1",
-         "--only", "S1,S3,S4,S5,S5-256", "--out", str(out),
+         "--only", "S1,S3,S4,S5,S5-256,S7", "--out", str(out),
          "--chart", str(tmp_path / "chart.png")],
         cwd=ROOT, check=True, timeout=220,
     )  # fmt: skip
@@ -55,4 +56,14 @@ def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
         storm = results["S5-256"][target]
         assert storm["connections_per_s"]["median"] > 0, target
         assert storm["connect_failures"]["max"] == 0, target
+    # The scale row, for sanic-chat and its ceiling only: everyone
+    # connected, and every message reached every one of them.
+    scale = results["S7"]
+    assert set(scale) == {"sanic-chat", "bare"}
+    for target in scale:
+        assert scale[target]["connected"]["min"] == 30, target
+        assert scale[target]["deliveries"]["min"] == 5 * 30, target
+        assert scale[target]["lost"]["max"] == 0, target
+        assert scale[target]["p99_ms"]["median"] > 0, target
+        assert scale[target]["rss_per_conn_kib"]["median"] > 0, target
     assert (tmp_path / "chart.png").stat().st_size > 10_000

@@ -70,7 +70,8 @@ async def test_drop_oldest_tells_the_client_how_much_it_lagged() -> None:
 
 
 async def test_shutdown_closes_every_socket_with_1012() -> None:
-    app = make_app()
+    # Closes at once: the spread over time is tested below.
+    app = make_app(shutdown_spread=0)
     stopped = False
     async with live(app) as srv:
         async with srv.client() as a, srv.client(room="dev") as b:

@@ -15,7 +15,14 @@ import pytest
 
 from sanic_chat import Forbidden, TokenAuthenticator, User, hub
 
-from .conftest import UNLIMITED, Client, LiveServer, live, make_app
+from .conftest import (
+    UNLIMITED,
+    Client,
+    LiveServer,
+    drain_each,
+    live,
+    make_app,
+)
 
 USERS = {
     "ta": User("alice", "Alice"),
@@ -229,7 +236,7 @@ async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:
         await asyncio.sleep(0)
         return to != "carol"
 
-    for hook in (lambda sender, to: to != "carol", blocks_async):
+    async def check(hook: Any) -> None:
         async with (
             people(can_message=hook) as srv,
             srv.client(token="ta") as alice,
@@ -243,6 +250,11 @@ async def test_can_message_refuses_with_forbidden_sync_and_async() -> None:
             await carol.nothing(notices=False)
             await dm(alice, "bob", "allowed")
             await alice.find("message", text="allowed")
+
+    # Two servers at once: each waits for carol's silence.
+    await asyncio.gather(
+        check(lambda sender, to: to != "carol"), check(blocks_async)
+    )
 
 
 HOSTILE_PEOPLE_FRAMES: list[tuple[dict[str, Any], str]] = [
@@ -377,8 +389,7 @@ async def test_typing_in_a_dm_goes_to_the_recipient_inbox() -> None:
         assert await bob.find("typing") == {
             "type": "typing", "room": "@bob", "user": alice.user
         }  # fmt: skip
-        for other in (alice, carol):
-            frames = await other.drain(0.3)
+        for frames in await drain_each(0.3, alice, carol):
             assert not [f for f in frames if f["type"] == "typing"]
 
 

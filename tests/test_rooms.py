@@ -10,7 +10,7 @@ import pytest
 from sanic_chat import MemoryBroadcaster, create_blueprint
 from sanic_chat.protocol import message_payload
 
-from .conftest import LiveServer, live, make_app, new_app
+from .conftest import LiveServer, drain_each, live, make_app, new_app
 
 # The whole protocol suite runs against every built-in backend.
 pytestmark = pytest.mark.usefixtures("backend", "transport")
@@ -66,8 +66,7 @@ async def test_large_rooms_stop_announcing_joins() -> None:
         async with srv.client() as a, srv.client() as b:
             await a.expect("joined", user=b.user)
             async with srv.client() as c:
-                for member in (a, b):
-                    frames = await member.drain(0.3)
+                for frames in await drain_each(0.3, a, b):
                     assert all(f.get("user") != c.user for f in frames)
 
 
