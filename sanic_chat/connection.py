@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .budget import UnsentBytes
 from .config import SlowConsumerPolicy
@@ -25,6 +26,9 @@ from .metrics import Metrics
 from .outbox import Outbox
 from .transport import Socket
 from .wire import text_frame
+
+if TYPE_CHECKING:
+    from .session import Expire
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,10 @@ class Connection:
             rate limit: a small request can cost a large reply or read.
         on_stall: Called once when a wait for this client to read begins
             (the endpoint gives its admission slot back).
+        expiry: When (epoch seconds ``at``) and how (``code``,
+            ``reason``) the client's identity expires, or None; the hub's
+            watchdog closes the connection within a second of it, so that
+            no connection holds a timer of its own.
     """
 
     __slots__ = (
@@ -61,6 +69,7 @@ class Connection:
         "_metrics",
         "_outbox",
         "_write",
+        "expiry",
         "key",
         "on_stall",
         "replied",
@@ -86,6 +95,7 @@ class Connection:
         self.socket = socket
         self.replied = 0
         self.on_stall: Callable[[], None] | None = None
+        self.expiry: Expire | None = None
         self._metrics = metrics or Metrics()
         self._outbox = Outbox(
             socket.buffered,

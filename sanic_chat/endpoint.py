@@ -262,11 +262,16 @@ async def _read(
             # Take no new request while replies to earlier ones are unread.
             await conn.wait_writable()
             session.reading(conn.replied)
-            data = await socket.recv()
+            # Awaiting the socket's future itself, not a coroutine of the
+            # socket's: an idle connection holds no frames but this one.
+            data = socket.take()
+            while data is ...:
+                await socket.arrival()
+                data = socket.take()
             if data is None or await actions.run(session.receive(data)):
                 break
     finally:
-        actions.cancel_expiry()
+        conn.expiry = None
 
 
 def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
@@ -285,12 +290,11 @@ def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
 class _Actions:
     """Performs a session's actions on its connection, the hub and hooks."""
 
-    __slots__ = ("_chat", "_conn", "_expiry")
+    __slots__ = ("_chat", "_conn")
 
     def __init__(self, chat: Chat, conn: Connection) -> None:
         self._chat = chat
         self._conn = conn
-        self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self, steps: Steps) -> bool:
         """Drive ``steps`` to their end; True when they closed the socket.
@@ -366,8 +370,10 @@ class _Actions:
                 await conn.wait_writable()
             case Close(code, reason):
                 conn.close(code, reason)
-            case Expire(at, code, reason):
-                self._schedule_expiry(at, code, reason)
+            case Expire(at):
+                # No timer per connection: the hub's watchdog closes it
+                # within a second of ``at`` (hub/watchdog.py).
+                conn.expiry = None if at is None else action
             case Verify(token):
                 # The session asks only when it was told it can.
                 authenticator = _refresher(chat)
@@ -400,24 +406,6 @@ class _Actions:
             case ReadReceipts(room):
                 return await chat.hub.marks.frame(room, conn.user.id)
         return None
-
-    def _schedule_expiry(
-        self, at: float | None, code: int, reason: str
-    ) -> None:
-        """Close the connection with ``code`` at ``at`` (epoch seconds)."""
-        self.cancel_expiry()
-        if at is None:
-            return
-        delay = max(0.0, at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(
-            delay, self._conn.close, code, reason
-        )
-
-    def cancel_expiry(self) -> None:
-        """Cancel the token's expiry timer, if any."""
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
 
 async def _direct(
