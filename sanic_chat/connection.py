@@ -263,6 +263,17 @@ class Connection:
         self._discard()
         self.socket.start_closing(code, reason)
 
+    def uncork(self) -> None:
+        """Send what the socket held during set-up; write directly again.
+
+        The hot path (:attr:`_write`) then calls the transport itself,
+        not the socket's holding function.
+        """
+        socket = self.socket
+        socket.uncork()
+        if self._write is not None:
+            self._write = socket.write_direct
+
     def _lost(self) -> None:
         """The socket is gone: nothing more can be sent."""
         if self._close is None:

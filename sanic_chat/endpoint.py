@@ -253,6 +253,8 @@ async def _read(
         conn.on_stall = chat.admission.release
         await actions.run(session.join_granted())
         conn.on_stall = None
+        # The 101, welcome and joined leave together (transport/fast.py).
+        conn.uncork()
         chat.admission.release()  # set up: let the next upgrade in
         while True:
             # Pay for the replies to the last request before the next one.

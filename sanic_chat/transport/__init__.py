@@ -111,6 +111,10 @@ class Socket(Protocol):
         """The next message; None once reading is over."""
         ...
 
+    def uncork(self) -> None:
+        """Write what was held back during set-up, if anything was."""
+        ...
+
     def take(self) -> str | bytes | EllipsisType | None:
         """:meth:`recv` without waiting: ``...`` while no message waits."""
         ...

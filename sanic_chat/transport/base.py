@@ -277,6 +277,9 @@ class SocketBase:
             keepalive.sent(now)
         return None
 
+    def uncork(self) -> None:
+        """Write what set-up held back (only the fast transport holds)."""
+
     def _send_ping(self) -> None:
         """Send a ping frame (only transports that ping have one)."""
         raise NotImplementedError
