@@ -105,7 +105,8 @@ class Connection:
             budget=budget or UnsentBytes(1 << 62),
             metrics=self._metrics,
         )
-        self._drain = Drain(socket, self._outbox, self._drained_out)
+        # Created at the first backlog: most sockets never have one.
+        self._drain: Drain | None = None
         self._close: tuple[int, str] | None = None
         # The hot path: set while frames may go straight to the transport
         # (open, no backlog, no pending ``lagged``); None otherwise.
@@ -133,7 +134,8 @@ class Connection:
         None while it keeps up; the hub's watchdog closes a connection
         stuck for longer than ``send_timeout``.
         """
-        return self._drain.since
+        drain = self._drain
+        return drain.since if drain is not None else None
 
     def charge(self, size: int) -> None:
         """Count ``size`` bytes of work done for the client as replied.
@@ -228,7 +230,7 @@ class Connection:
             on_stall, self.on_stall = self.on_stall, None
             if on_stall is not None:
                 on_stall()
-            if not await self._drain.wait():
+            if not await self._drainer().wait():
                 return
 
     def keepalive(self, now: float) -> None:
@@ -257,8 +259,10 @@ class Connection:
         if self._close is not None:
             return
         self._close = (code, reason)
-        self._drain.wake()
-        if flush and self._drain.running:
+        drain = self._drain
+        if drain is not None:
+            drain.wake()
+        if flush and drain is not None and drain.running:
             return  # the flush task closes once the queues are empty
         self._discard()
         self.socket.start_closing(code, reason)
@@ -279,16 +283,26 @@ class Connection:
         if self._close is None:
             self._close = (CloseCode.ABNORMAL_CLOSURE, "connection lost")
         self._discard()
-        self._drain.wake()
+        if self._drain is not None:
+            self._drain.wake()
 
     def _discard(self) -> None:
         self._write = None
         self._outbox.clear()
-        self._drain.stop()
+        if self._drain is not None:
+            self._drain.stop()
 
     def _backlog(self) -> None:
         self._write = None
-        self._drain.start()
+        self._drainer().start()
+
+    def _drainer(self) -> Drain:
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = Drain(
+                self.socket, self._outbox, self._drained_out
+            )
+        return drain
 
     def _drained_out(self) -> None:
         """The flush task ended: close, or write directly again."""

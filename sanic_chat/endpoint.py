@@ -30,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sanic import HTTPResponse, Request
+from sanic import HTTPResponse, Request, Sanic
 
 from . import _sanic, protocol
 from .auth import RoomRequest, check_upgrade, refuse
@@ -81,99 +82,119 @@ connection_log = logging.getLogger("sanic_chat.connections")
 _ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
 
 
-async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
-    """Upgrade ``request`` and run its chat connection until it closes.
+def handler(
+    chat_of: Callable[[Sanic[Any, Any]], Chat],
+) -> Callable[[Request], Awaitable[HTTPResponse | None]]:
+    """The ``/ws`` route's handler, for the chat ``chat_of(app)`` returns.
 
-    Returns an HTTP error response when the method is not GET (405),
-    the pre-upgrade checks refuse (:func:`~sanic_chat.auth.check_upgrade`)
-    or the handshake itself is invalid.
+    One coroutine per connection, not a wrapper around another: an idle
+    socket's handler frame is part of what it costs.
     """
-    if request.method != "GET":
-        # RFC 6455, 4.1: an upgrade is a GET. Anything else (sanic-ext's
-        # automatic HEAD route calls this handler) never gets near it.
-        wrong_method = refuse(
-            405, "method_not_allowed", "a WebSocket upgrade is a GET"
-        )
-        wrong_method.headers["Allow"] = "GET"
-        return wrong_method
-    refused = await check_upgrade(chat, request)
-    if refused is not None:
-        return await _sanic.refuse(request, refused)
-    # From here check_upgrade holds a reservation for the user: every
-    # path that does not end in hub.add releases it.
-    offered = request.headers.get("sec-websocket-protocol", "")
-    try:
-        socket = await _sanic.accept(
-            request,
-            chat.transport,
-            SUBPROTOCOL
-            if SUBPROTOCOL in (p.strip() for p in offered.split(","))
-            else None,
-        )
-    except BaseException:
-        chat.hub.release(request.ctx.chat_user.id)
-        raise
-    if socket is None or isinstance(socket, HTTPResponse):
-        chat.hub.release(request.ctx.chat_user.id)
-        return None if socket is None else await _sanic.refuse(request, socket)
-    if chat.closing:
-        chat.hub.release(request.ctx.chat_user.id)
-        socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
-        await socket.wait_closed()
-        return None
-    config = chat.config
-    conn = Connection(
-        socket,
-        request.ctx.chat_user,
-        queue_size=config.send_queue_size,
-        policy=config.slow_consumer,
-        metrics=chat.metrics,
-        max_unsent_bytes=config.max_unsent_bytes,
-        budget=chat.hub.unsent,
-    )
-    hub = chat.hub
-    hub.add(conn)
-    opened = time.monotonic()
-    user_id = conn.user.id
-    connection_log.debug(
-        "open %s user=%r peer=%s",
-        conn.key,
-        user_id,
-        request.client_ip,
-        extra={"chat_event": "open", "connection": conn.key,
-               "user_id": user_id, "peer": request.client_ip},
-    )  # fmt: skip
-    rooms: list[RoomRequest] = request.ctx.chat_rooms
-    try:
-        await _signal(chat, "before", request, socket)
-        await _read(chat, conn, socket, rooms)
-        await _signal(chat, "after", request, socket)
-    except asyncio.CancelledError:
-        # Sanic cancels the request's task when the TCP connection is
-        # lost, and what is left when it stops: normal ends here, not
-        # worth an error response or a logged traceback. (On the fast
-        # transport a client's close ends the TCP connection at once, so
-        # its normal end often arrives this way.)
-        lost = request.conn_info is not None and request.conn_info.lost
-        if not (lost or chat.closing):
+
+    async def serve(request: Request) -> HTTPResponse | None:
+        """Upgrade ``request`` and run its chat connection until it closes.
+
+        Returns an HTTP error response when the method is not GET (405),
+        the pre-upgrade checks refuse
+        (:func:`~sanic_chat.auth.check_upgrade`) or the handshake itself
+        is invalid.
+        """
+        chat = chat_of(request.app)
+        if request.method != "GET":
+            # RFC 6455, 4.1: an upgrade is a GET. Anything else (sanic-ext's
+            # automatic HEAD route calls this handler) never gets near it.
+            wrong_method = refuse(
+                405, "method_not_allowed", "a WebSocket upgrade is a GET"
+            )
+            wrong_method.headers["Allow"] = "GET"
+            return wrong_method
+        refused = await check_upgrade(chat, request)
+        if refused is not None:
+            return await _sanic.refuse(request, refused)
+        # From here check_upgrade holds a reservation for the user: every
+        # path that does not end in hub.add releases it.
+        offered = request.headers.get("sec-websocket-protocol", "")
+        try:
+            socket = await _sanic.accept(
+                request,
+                chat.transport,
+                SUBPROTOCOL
+                if SUBPROTOCOL in (p.strip() for p in offered.split(","))
+                else None,
+            )
+        except BaseException:
+            chat.hub.release(request.ctx.chat_user.id)
             raise
-        await _signal(chat, "after", request, socket)
-    except Exception as exc:
-        logger.exception("connection %s failed", conn)
-        conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
-        await _signal(chat, "exception", request, socket, exc)
-    finally:
-        if not conn.closing:
-            conn.close(CloseCode.GOING_AWAY, "")
-        # Membership ends now, synchronously; presence is shielded so that
-        # a cancellation (Sanic cancels on shutdown) cannot skip it.
-        left = hub.detach(conn)
-        _log_close(conn, socket, time.monotonic() - opened, len(left))
-        await asyncio.shield(hub.departed(conn, left))
-        # The portable transport's close frame must be out before the
-        # handler returns: its server ends the connection then.
-        await socket.wait_closed()
-    return None
+        if socket is None or isinstance(socket, HTTPResponse):
+            chat.hub.release(request.ctx.chat_user.id)
+            return (
+                None
+                if socket is None
+                else await _sanic.refuse(request, socket)
+            )
+        if chat.closing:
+            chat.hub.release(request.ctx.chat_user.id)
+            socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
+            await socket.wait_closed()
+            return None
+        config = chat.config
+        conn = Connection(
+            socket,
+            request.ctx.chat_user,
+            queue_size=config.send_queue_size,
+            policy=config.slow_consumer,
+            metrics=chat.metrics,
+            max_unsent_bytes=config.max_unsent_bytes,
+            budget=chat.hub.unsent,
+        )
+        hub = chat.hub
+        hub.add(conn)
+        opened = time.monotonic()
+        user_id = conn.user.id
+        connection_log.debug(
+            "open %s user=%r peer=%s",
+            conn.key,
+            user_id,
+            request.client_ip,
+            extra={"chat_event": "open", "connection": conn.key,
+                   "user_id": user_id, "peer": request.client_ip},
+        )  # fmt: skip
+        # Taken off the request: kept there, they would live as long as
+        # the connection.
+        rooms: list[RoomRequest] = request.ctx.chat_rooms
+        del request.ctx.chat_rooms
+        try:
+            await _signal(chat, "before", request, socket)
+            await _read(chat, conn, socket, rooms)
+            await _signal(chat, "after", request, socket)
+        except asyncio.CancelledError:
+            # Sanic cancels the request's task when the TCP connection is
+            # lost, and what is left when it stops: normal ends here, not
+            # worth an error response or a logged traceback. (On the fast
+            # transport a client's close ends the TCP connection at once, so
+            # its normal end often arrives this way.)
+            lost = request.conn_info is not None and request.conn_info.lost
+            if not (lost or chat.closing):
+                raise
+            await _signal(chat, "after", request, socket)
+        except Exception as exc:
+            logger.exception("connection %s failed", conn)
+            conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
+            await _signal(chat, "exception", request, socket, exc)
+        finally:
+            if not conn.closing:
+                conn.close(CloseCode.GOING_AWAY, "")
+            # Membership ends now, synchronously; presence is shielded so that
+            # a cancellation (Sanic cancels on shutdown) cannot skip it.
+            left = hub.detach(conn)
+            _log_close(conn, socket, time.monotonic() - opened, len(left))
+            await asyncio.shield(hub.departed(conn, left))
+            # The portable transport's close frame must be out before the
+            # handler returns: its server ends the connection then.
+            await socket.wait_closed()
+        return None
+
+    return serve
 
 
 async def _signal(
@@ -245,6 +266,7 @@ async def _read(
         await actions.run(
             session.open([protocol.Join(r.room, r.since) for r in rooms])
         )
+        rooms.clear()  # no longer needed: an idle socket keeps no list
         socket.limiter = session.bucket
         socket.max_strikes = session.max_strikes
         session.reading(conn.replied)
