@@ -19,6 +19,7 @@ SSO, session) and keep ``JWTAuthenticator`` as it is.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -81,17 +82,35 @@ def jwt_secret() -> str:
     return secret
 
 
+async def freeze_startup_objects(app: Sanic) -> None:
+    """Move what start-up created out of the cyclic GC's full collections.
+
+    Tens of thousands of long-lived objects (modules, routes, Sanic's and
+    the chat's start-up state) would otherwise be scanned again by every
+    full collection, and a worker setting up thousands of connections
+    runs several. ``gc.freeze()`` after start-up, as the Python docs
+    advise for long-running servers, makes that work proportional to the
+    connections alone (docs/deployment.md, "Garbage collector"). A
+    process-wide choice, so it is the app's to make, not the plugin's.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     name: str = "example_app",
     *,
     allow_anonymous: bool = False,
+    freeze_gc: bool = False,
     **chat_options: Any,
 ) -> Sanic:
     """Build the example app: page at ``/``, login, chat at ``/ws``.
 
     Routes besides the blueprint's: ``/`` and ``/static/<asset>`` (the
     page), ``POST /login``, ``GET /session``, ``POST /logout`` (the demo
-    login) and ``/health``.
+    login) and ``/health``. With ``freeze_gc`` (what ``python -m
+    example_app`` does) each worker freezes what start-up created out of
+    the garbage collector's way (:func:`freeze_startup_objects`).
     """
     secret = jwt_secret()
     app = Sanic(name)
@@ -105,6 +124,9 @@ def create_app(
             **chat_options,
         )
     )
+
+    if freeze_gc:
+        app.after_server_start(freeze_startup_objects)
 
     @app.get("/")
     async def index(request: Request) -> HTTPResponse:

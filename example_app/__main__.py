@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         "the browser-console client)",
     )
     args = parser.parse_args(argv)
-    options: dict[str, object] = {"allow_anonymous": args.allow_anonymous}
+    options: dict[str, object] = {
+        "allow_anonymous": args.allow_anonymous,
+        "freeze_gc": True,
+    }
     if args.default_room:
         options["default_room"] = args.default_room
     jwt_secret()  # decided once here, inherited by every worker

@@ -273,7 +273,9 @@ def _accept_fast(
         ping_interval=io_proto.websocket_ping_interval,
         ping_timeout=io_proto.websocket_ping_timeout,
     )
-    io_proto.transport.write(handshake.response_head(accepted, subprotocol))
+    # Held until the endpoint has set the connection up (socket.uncork):
+    # the 101 leaves with ``welcome`` and ``joined``, in one write.
+    socket.cork(handshake.response_head(accepted, subprotocol))
     # Sanic's access log lines for websockets (OPEN, then CLOSE with the
     # codes); the URL has its token redacted already.
     io_proto.websocket_url = request.url

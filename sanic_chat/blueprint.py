@@ -24,7 +24,7 @@ from .auth import refuse
 from .backends import Broadcaster, MemoryBroadcaster, broadcaster_from_url
 from .chat import DEFAULT_NAME, Chat, get_chat
 from .config import ChatConfig, ChatOptions
-from .endpoint import serve
+from .endpoint import handler
 from .errors import ConfigError
 from .hooks import BeforePublish, Hooks, MessageCheck, RoomCheck
 from .identity import Authenticator, GuestAuthenticator
@@ -144,9 +144,7 @@ class ChatBlueprint(Blueprint):
                     app.state.workers,
                 )
 
-        async def serve_chat(request: Request) -> HTTPResponse | None:
-            return await serve(self._chat(request.app), request)
-
+        serve_chat = handler(self._chat)
         # Sanic's marker for handlers that answer by upgrading: no
         # "handler produced no response" error when it returns None.
         _sanic.upgrade_handler(serve_chat)

@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .budget import UnsentBytes
 from .config import SlowConsumerPolicy
@@ -25,6 +26,9 @@ from .metrics import Metrics
 from .outbox import Outbox
 from .transport import Socket
 from .wire import text_frame
+
+if TYPE_CHECKING:
+    from .session import Expire
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,10 @@ class Connection:
             rate limit: a small request can cost a large reply or read.
         on_stall: Called once when a wait for this client to read begins
             (the endpoint gives its admission slot back).
+        expiry: When (epoch seconds ``at``) and how (``code``,
+            ``reason``) the client's identity expires, or None; the hub's
+            watchdog closes the connection within a second of it, so that
+            no connection holds a timer of its own.
     """
 
     __slots__ = (
@@ -61,6 +69,7 @@ class Connection:
         "_metrics",
         "_outbox",
         "_write",
+        "expiry",
         "key",
         "on_stall",
         "replied",
@@ -86,6 +95,7 @@ class Connection:
         self.socket = socket
         self.replied = 0
         self.on_stall: Callable[[], None] | None = None
+        self.expiry: Expire | None = None
         self._metrics = metrics or Metrics()
         self._outbox = Outbox(
             socket.buffered,
@@ -95,7 +105,8 @@ class Connection:
             budget=budget or UnsentBytes(1 << 62),
             metrics=self._metrics,
         )
-        self._drain = Drain(socket, self._outbox, self._drained_out)
+        # Created at the first backlog: most sockets never have one.
+        self._drain: Drain | None = None
         self._close: tuple[int, str] | None = None
         # The hot path: set while frames may go straight to the transport
         # (open, no backlog, no pending ``lagged``); None otherwise.
@@ -123,7 +134,8 @@ class Connection:
         None while it keeps up; the hub's watchdog closes a connection
         stuck for longer than ``send_timeout``.
         """
-        return self._drain.since
+        drain = self._drain
+        return drain.since if drain is not None else None
 
     def charge(self, size: int) -> None:
         """Count ``size`` bytes of work done for the client as replied.
@@ -218,7 +230,7 @@ class Connection:
             on_stall, self.on_stall = self.on_stall, None
             if on_stall is not None:
                 on_stall()
-            if not await self._drain.wait():
+            if not await self._drainer().wait():
                 return
 
     def keepalive(self, now: float) -> None:
@@ -247,27 +259,50 @@ class Connection:
         if self._close is not None:
             return
         self._close = (code, reason)
-        self._drain.wake()
-        if flush and self._drain.running:
+        drain = self._drain
+        if drain is not None:
+            drain.wake()
+        if flush and drain is not None and drain.running:
             return  # the flush task closes once the queues are empty
         self._discard()
         self.socket.start_closing(code, reason)
+
+    def uncork(self) -> None:
+        """Send what the socket held during set-up; write directly again.
+
+        The hot path (:attr:`_write`) then calls the transport itself,
+        not the socket's holding function.
+        """
+        socket = self.socket
+        socket.uncork()
+        if self._write is not None:
+            self._write = socket.write_direct
 
     def _lost(self) -> None:
         """The socket is gone: nothing more can be sent."""
         if self._close is None:
             self._close = (CloseCode.ABNORMAL_CLOSURE, "connection lost")
         self._discard()
-        self._drain.wake()
+        if self._drain is not None:
+            self._drain.wake()
 
     def _discard(self) -> None:
         self._write = None
         self._outbox.clear()
-        self._drain.stop()
+        if self._drain is not None:
+            self._drain.stop()
 
     def _backlog(self) -> None:
         self._write = None
-        self._drain.start()
+        self._drainer().start()
+
+    def _drainer(self) -> Drain:
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = Drain(
+                self.socket, self._outbox, self._drained_out
+            )
+        return drain
 
     def _drained_out(self) -> None:
         """The flush task ended: close, or write directly again."""

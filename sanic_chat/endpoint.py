@@ -30,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sanic import HTTPResponse, Request
+from sanic import HTTPResponse, Request, Sanic
 
 from . import _sanic, protocol
 from .auth import RoomRequest, check_upgrade, refuse
@@ -81,99 +82,119 @@ connection_log = logging.getLogger("sanic_chat.connections")
 _ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
 
 
-async def serve(chat: Chat, request: Request) -> HTTPResponse | None:
-    """Upgrade ``request`` and run its chat connection until it closes.
+def handler(
+    chat_of: Callable[[Sanic[Any, Any]], Chat],
+) -> Callable[[Request], Awaitable[HTTPResponse | None]]:
+    """The ``/ws`` route's handler, for the chat ``chat_of(app)`` returns.
 
-    Returns an HTTP error response when the method is not GET (405),
-    the pre-upgrade checks refuse (:func:`~sanic_chat.auth.check_upgrade`)
-    or the handshake itself is invalid.
+    One coroutine per connection, not a wrapper around another: an idle
+    socket's handler frame is part of what it costs.
     """
-    if request.method != "GET":
-        # RFC 6455, 4.1: an upgrade is a GET. Anything else (sanic-ext's
-        # automatic HEAD route calls this handler) never gets near it.
-        wrong_method = refuse(
-            405, "method_not_allowed", "a WebSocket upgrade is a GET"
-        )
-        wrong_method.headers["Allow"] = "GET"
-        return wrong_method
-    refused = await check_upgrade(chat, request)
-    if refused is not None:
-        return await _sanic.refuse(request, refused)
-    # From here check_upgrade holds a reservation for the user: every
-    # path that does not end in hub.add releases it.
-    offered = request.headers.get("sec-websocket-protocol", "")
-    try:
-        socket = await _sanic.accept(
-            request,
-            chat.transport,
-            SUBPROTOCOL
-            if SUBPROTOCOL in (p.strip() for p in offered.split(","))
-            else None,
-        )
-    except BaseException:
-        chat.hub.release(request.ctx.chat_user.id)
-        raise
-    if socket is None or isinstance(socket, HTTPResponse):
-        chat.hub.release(request.ctx.chat_user.id)
-        return None if socket is None else await _sanic.refuse(request, socket)
-    if chat.closing:
-        chat.hub.release(request.ctx.chat_user.id)
-        socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
-        await socket.wait_closed()
-        return None
-    config = chat.config
-    conn = Connection(
-        socket,
-        request.ctx.chat_user,
-        queue_size=config.send_queue_size,
-        policy=config.slow_consumer,
-        metrics=chat.metrics,
-        max_unsent_bytes=config.max_unsent_bytes,
-        budget=chat.hub.unsent,
-    )
-    hub = chat.hub
-    hub.add(conn)
-    opened = time.monotonic()
-    user_id = conn.user.id
-    connection_log.debug(
-        "open %s user=%r peer=%s",
-        conn.key,
-        user_id,
-        request.client_ip,
-        extra={"chat_event": "open", "connection": conn.key,
-               "user_id": user_id, "peer": request.client_ip},
-    )  # fmt: skip
-    rooms: list[RoomRequest] = request.ctx.chat_rooms
-    try:
-        await _signal(chat, "before", request, socket)
-        await _read(chat, conn, socket, rooms)
-        await _signal(chat, "after", request, socket)
-    except asyncio.CancelledError:
-        # Sanic cancels the request's task when the TCP connection is
-        # lost, and what is left when it stops: normal ends here, not
-        # worth an error response or a logged traceback. (On the fast
-        # transport a client's close ends the TCP connection at once, so
-        # its normal end often arrives this way.)
-        lost = request.conn_info is not None and request.conn_info.lost
-        if not (lost or chat.closing):
+
+    async def serve(request: Request) -> HTTPResponse | None:
+        """Upgrade ``request`` and run its chat connection until it closes.
+
+        Returns an HTTP error response when the method is not GET (405),
+        the pre-upgrade checks refuse
+        (:func:`~sanic_chat.auth.check_upgrade`) or the handshake itself
+        is invalid.
+        """
+        chat = chat_of(request.app)
+        if request.method != "GET":
+            # RFC 6455, 4.1: an upgrade is a GET. Anything else (sanic-ext's
+            # automatic HEAD route calls this handler) never gets near it.
+            wrong_method = refuse(
+                405, "method_not_allowed", "a WebSocket upgrade is a GET"
+            )
+            wrong_method.headers["Allow"] = "GET"
+            return wrong_method
+        refused = await check_upgrade(chat, request)
+        if refused is not None:
+            return await _sanic.refuse(request, refused)
+        # From here check_upgrade holds a reservation for the user: every
+        # path that does not end in hub.add releases it.
+        offered = request.headers.get("sec-websocket-protocol", "")
+        try:
+            socket = await _sanic.accept(
+                request,
+                chat.transport,
+                SUBPROTOCOL
+                if SUBPROTOCOL in (p.strip() for p in offered.split(","))
+                else None,
+            )
+        except BaseException:
+            chat.hub.release(request.ctx.chat_user.id)
             raise
-        await _signal(chat, "after", request, socket)
-    except Exception as exc:
-        logger.exception("connection %s failed", conn)
-        conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
-        await _signal(chat, "exception", request, socket, exc)
-    finally:
-        if not conn.closing:
-            conn.close(CloseCode.GOING_AWAY, "")
-        # Membership ends now, synchronously; presence is shielded so that
-        # a cancellation (Sanic cancels on shutdown) cannot skip it.
-        left = hub.detach(conn)
-        _log_close(conn, socket, time.monotonic() - opened, len(left))
-        await asyncio.shield(hub.departed(conn, left))
-        # The portable transport's close frame must be out before the
-        # handler returns: its server ends the connection then.
-        await socket.wait_closed()
-    return None
+        if socket is None or isinstance(socket, HTTPResponse):
+            chat.hub.release(request.ctx.chat_user.id)
+            return (
+                None
+                if socket is None
+                else await _sanic.refuse(request, socket)
+            )
+        if chat.closing:
+            chat.hub.release(request.ctx.chat_user.id)
+            socket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
+            await socket.wait_closed()
+            return None
+        config = chat.config
+        conn = Connection(
+            socket,
+            request.ctx.chat_user,
+            queue_size=config.send_queue_size,
+            policy=config.slow_consumer,
+            metrics=chat.metrics,
+            max_unsent_bytes=config.max_unsent_bytes,
+            budget=chat.hub.unsent,
+        )
+        hub = chat.hub
+        hub.add(conn)
+        opened = time.monotonic()
+        user_id = conn.user.id
+        connection_log.debug(
+            "open %s user=%r peer=%s",
+            conn.key,
+            user_id,
+            request.client_ip,
+            extra={"chat_event": "open", "connection": conn.key,
+                   "user_id": user_id, "peer": request.client_ip},
+        )  # fmt: skip
+        # Taken off the request: kept there, they would live as long as
+        # the connection.
+        rooms: list[RoomRequest] = request.ctx.chat_rooms
+        del request.ctx.chat_rooms
+        try:
+            await _signal(chat, "before", request, socket)
+            await _read(chat, conn, socket, rooms)
+            await _signal(chat, "after", request, socket)
+        except asyncio.CancelledError:
+            # Sanic cancels the request's task when the TCP connection is
+            # lost, and what is left when it stops: normal ends here, not
+            # worth an error response or a logged traceback. (On the fast
+            # transport a client's close ends the TCP connection at once, so
+            # its normal end often arrives this way.)
+            lost = request.conn_info is not None and request.conn_info.lost
+            if not (lost or chat.closing):
+                raise
+            await _signal(chat, "after", request, socket)
+        except Exception as exc:
+            logger.exception("connection %s failed", conn)
+            conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
+            await _signal(chat, "exception", request, socket, exc)
+        finally:
+            if not conn.closing:
+                conn.close(CloseCode.GOING_AWAY, "")
+            # Membership ends now, synchronously; presence is shielded so that
+            # a cancellation (Sanic cancels on shutdown) cannot skip it.
+            left = hub.detach(conn)
+            _log_close(conn, socket, time.monotonic() - opened, len(left))
+            await asyncio.shield(hub.departed(conn, left))
+            # The portable transport's close frame must be out before the
+            # handler returns: its server ends the connection then.
+            await socket.wait_closed()
+        return None
+
+    return serve
 
 
 async def _signal(
@@ -245,6 +266,7 @@ async def _read(
         await actions.run(
             session.open([protocol.Join(r.room, r.since) for r in rooms])
         )
+        rooms.clear()  # no longer needed: an idle socket keeps no list
         socket.limiter = session.bucket
         socket.max_strikes = session.max_strikes
         session.reading(conn.replied)
@@ -253,6 +275,8 @@ async def _read(
         conn.on_stall = chat.admission.release
         await actions.run(session.join_granted())
         conn.on_stall = None
+        # The 101, welcome and joined leave together (transport/fast.py).
+        conn.uncork()
         chat.admission.release()  # set up: let the next upgrade in
         while True:
             # Pay for the replies to the last request before the next one.
@@ -262,11 +286,16 @@ async def _read(
             # Take no new request while replies to earlier ones are unread.
             await conn.wait_writable()
             session.reading(conn.replied)
-            data = await socket.recv()
+            # Awaiting the socket's future itself, not a coroutine of the
+            # socket's: an idle connection holds no frames but this one.
+            data = socket.take()
+            while data is ...:
+                await socket.arrival()
+                data = socket.take()
             if data is None or await actions.run(session.receive(data)):
                 break
     finally:
-        actions.cancel_expiry()
+        conn.expiry = None
 
 
 def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
@@ -285,12 +314,11 @@ def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
 class _Actions:
     """Performs a session's actions on its connection, the hub and hooks."""
 
-    __slots__ = ("_chat", "_conn", "_expiry")
+    __slots__ = ("_chat", "_conn")
 
     def __init__(self, chat: Chat, conn: Connection) -> None:
         self._chat = chat
         self._conn = conn
-        self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self, steps: Steps) -> bool:
         """Drive ``steps`` to their end; True when they closed the socket.
@@ -366,8 +394,10 @@ class _Actions:
                 await conn.wait_writable()
             case Close(code, reason):
                 conn.close(code, reason)
-            case Expire(at, code, reason):
-                self._schedule_expiry(at, code, reason)
+            case Expire(at):
+                # No timer per connection: the hub's watchdog closes it
+                # within a second of ``at`` (hub/watchdog.py).
+                conn.expiry = None if at is None else action
             case Verify(token):
                 # The session asks only when it was told it can.
                 authenticator = _refresher(chat)
@@ -400,24 +430,6 @@ class _Actions:
             case ReadReceipts(room):
                 return await chat.hub.marks.frame(room, conn.user.id)
         return None
-
-    def _schedule_expiry(
-        self, at: float | None, code: int, reason: str
-    ) -> None:
-        """Close the connection with ``code`` at ``at`` (epoch seconds)."""
-        self.cancel_expiry()
-        if at is None:
-            return
-        delay = max(0.0, at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(
-            delay, self._conn.close, code, reason
-        )
-
-    def cancel_expiry(self) -> None:
-        """Cancel the token's expiry timer, if any."""
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
 
 async def _direct(

@@ -29,6 +29,7 @@ from sanic_chat.hub.watchdog import Watchdog
 from sanic_chat.identity import User
 from sanic_chat.metrics import Metrics
 from sanic_chat.protocol import valid_room
+from sanic_chat.session import Expire
 from sanic_chat.wire import frame_text, text_frame
 
 ROOM = "lobby"
@@ -62,6 +63,7 @@ class FakeConn:
         self.closed: tuple[int, str] | None = None
         self.keepalives: list[float] = []
         self.sending_since: float | None = None
+        self.expiry: Expire | None = None
         self.unsent = 0
         # Replies before which backed_up() answers True once each.
         self.stall_at: set[int] = set()
@@ -395,6 +397,22 @@ def test_the_sweep_measures_socket_buffers() -> None:
     dog, unsent, _ = make_watchdog([a, b])
     dog.sweep(0.0)
     assert unsent.buffered == 345
+
+
+def test_the_sweep_closes_connections_whose_identity_expired() -> None:
+    expired, later, never = FakeConn(), FakeConn(), FakeConn()
+    expired.expiry = Expire(1_000.0)
+    later.expiry = Expire(1_002.0, 4003, "gone")
+    dog, _, _ = make_watchdog([expired, later, never])
+    dog.sweep(0.0, wall=999.5)
+    assert expired.closed is later.closed is None
+    dog.sweep(1.0, wall=1_000.0)
+    assert expired.closed == (1008, "token expired")
+    assert expired.expiry is None
+    assert later.closed is None
+    dog.sweep(3.0, wall=1_002.5)
+    assert later.closed == (4003, "gone")
+    assert never.closed is None
 
 
 def test_keepalive_and_send_timeout_are_checked_every_few_seconds() -> None:

@@ -22,7 +22,12 @@ from websockets.server import ServerProtocol
 from sanic_chat.limits import TokenBucket
 from sanic_chat.transport import base
 from sanic_chat.transport.base import KEEPALIVE_TIMEOUT, Inbox, Keepalive
-from sanic_chat.transport.fast import FastSocket, Fragments, TooManyFragments
+from sanic_chat.transport.fast import (
+    CORK_LIMIT,
+    FastSocket,
+    Fragments,
+    TooManyFragments,
+)
 from sanic_chat.transport.portable import PortableSocket
 from sanic_chat.wire import text_frame
 
@@ -314,6 +319,53 @@ async def test_writes_go_to_the_transport_unchanged_while_open() -> None:
     assert transport.written == [b"\x81\x02hi"]
     assert transport.written[0] == frame
     assert socket.write_direct == transport.write
+
+
+async def test_a_corked_socket_writes_its_setup_in_one_write() -> None:
+    socket, transport, _ = fast_socket()
+    socket.cork(b"HTTP/1.1 101\r\n\r\n")
+    socket.write_direct(text_frame("welcome"))
+    socket.write_direct(text_frame("joined"))
+    assert transport.written == []
+    socket.uncork()
+    assert transport.written == [
+        b"HTTP/1.1 101\r\n\r\n" + text_frame("welcome") + text_frame("joined")
+    ]
+    assert socket.write_direct == transport.write  # the hot path again
+    socket.uncork()  # twice: nothing more
+    assert len(transport.written) == 1
+
+
+async def test_a_cork_lasts_until_the_first_wait_at_most() -> None:
+    socket, transport, _ = fast_socket()
+    socket.cork(b"head")
+    socket.write_direct(b"one")
+    await asyncio.sleep(0)  # the handler waits: what it held goes out
+    assert transport.written == [b"headone"]
+    socket.write_direct(b"two")  # a stale reference still writes at once
+    assert transport.written == [b"headone", b"two"]
+
+
+async def test_a_cork_keeps_the_order_of_everything_written() -> None:
+    socket, transport, _ = fast_socket()
+    socket.cork(b"head")
+    socket.write_direct(b"frame")
+    socket.start_closing(1000, "bye")  # the close frame comes after
+    assert transport.data() == b"headframe" + server_close(1000, "bye")
+    socket, transport, _ = fast_socket()
+    socket.cork(b"head")
+    socket.write(b"queued")  # the flush task's write: uncorks first
+    assert transport.written == [b"head", b"queued"]
+
+
+async def test_a_cork_holds_at_most_its_byte_limit() -> None:
+    socket, transport, _ = fast_socket()
+    socket.cork(b"h")
+    big = b"x" * CORK_LIMIT
+    socket.write_direct(big)
+    assert transport.written == [b"h" + big]
+    socket.write_direct(b"after")
+    assert transport.written[-1] == b"after"
 
 
 async def test_can_write_reflects_flow_control() -> None:

@@ -1,9 +1,10 @@
 """One sweep a second over every connection of the process.
 
-Instead of a keepalive task and a timer per socket, one task per worker
-measures the bytes its clients have not read, drops the clients that
-stopped reading when the worker is over its unsent budget, pings idle
-clients and closes those whose ping or write is stuck.
+Instead of a keepalive task and timers per socket, one task per worker
+measures the bytes its clients have not read, closes the clients whose
+token expired, drops the clients that stopped reading when the worker is
+over its unsent budget, pings idle clients and closes those whose ping or
+write is stuck.
 """
 
 from __future__ import annotations
@@ -89,8 +90,14 @@ class Watchdog:
             await asyncio.sleep(min(1.0, self.every))
             self.sweep(time.monotonic())
 
-    def sweep(self, now: float) -> None:
-        """Measure unsent bytes; shed, ping and close stuck clients.
+    def sweep(self, now: float, wall: float | None = None) -> None:
+        """Measure unsent bytes; close expired, shed, ping and stuck clients.
+
+        A connection whose identity expired (``Connection.expiry``, by the
+        wall clock) is closed with its code: one check a second here
+        instead of a timer per connection. ``now`` is
+        ``time.monotonic()``, ``wall`` the epoch time (``time.time()``
+        when not given).
 
         The sockets' write buffers are summed into :attr:`unsent` (one
         cheap call per socket); over the worker's budget the clients that
@@ -99,7 +106,20 @@ class Watchdog:
         since the last check.
         """
         conns = list(self._connections)
-        self.unsent.buffered = sum(c.socket.buffered() for c in conns)
+        buffered = 0
+        if wall is None:
+            wall = time.time()
+        for conn in conns:
+            buffered += conn.socket.buffered()
+            expiry = conn.expiry
+            if (
+                expiry is not None
+                and expiry.at is not None
+                and (wall >= expiry.at)
+            ):
+                conn.expiry = None
+                conn.close(expiry.code, expiry.reason)
+        self.unsent.buffered = buffered
         if self.unsent.full:
             self.shed(conns, now)
         if now - self._checked < self.every:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import EllipsisType
 from typing import Literal, Protocol
 
 from ..limits import TokenBucket
@@ -108,6 +109,18 @@ class Socket(Protocol):
 
     async def recv(self) -> str | bytes | None:
         """The next message; None once reading is over."""
+        ...
+
+    def uncork(self) -> None:
+        """Write what was held back during set-up, if anything was."""
+        ...
+
+    def take(self) -> str | bytes | EllipsisType | None:
+        """:meth:`recv` without waiting: ``...`` while no message waits."""
+        ...
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done when :meth:`take` may have something new."""
         ...
 
     async def wait_closed(self) -> None:

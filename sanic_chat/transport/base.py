@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from types import EllipsisType
 from typing import Literal
 
 from ..limits import TokenBucket
@@ -134,17 +135,33 @@ class Inbox(Wakeup):
         self.ended = True
         self._wake()
 
+    def take(self) -> str | bytes | EllipsisType | None:
+        """The next message; None once ended and empty; ``...`` if none.
+
+        With ``...`` the reader awaits :meth:`arrival`, then takes again.
+        """
+        messages = self._messages
+        if messages:
+            message = messages.popleft()
+            self.bytes -= len(message)
+            return message
+        return None if self.ended else ...
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done at the next :meth:`put` or :meth:`end`.
+
+        A plain future, not a coroutine: an idle connection waits on
+        this alone (no coroutine frames per idle socket).
+        """
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def get(self) -> str | bytes | None:
         """Return the next message, or None once ended and empty."""
-        while True:
-            messages = self._messages
-            if messages:
-                break
-            if self.ended:
-                return None
-            await self._sleep()
-        message = messages.popleft()
-        self.bytes -= len(message)
+        message = self.take()
+        while message is ...:
+            await self.arrival()
+            message = self.take()
         return message
 
 
@@ -260,6 +277,9 @@ class SocketBase:
             keepalive.sent(now)
         return None
 
+    def uncork(self) -> None:
+        """Write what set-up held back (only the fast transport holds)."""
+
     def _send_ping(self) -> None:
         """Send a ping frame (only transports that ping have one)."""
         raise NotImplementedError
@@ -274,9 +294,23 @@ class SocketBase:
         Reading ends when the connection closes or a close starts; the
         messages that arrived before that are still returned first.
         """
-        message = await self._inbox.get()
+        message = self.take()
+        while message is ...:
+            await self.arrival()
+            message = self.take()
+        return message
+
+    def take(self) -> str | bytes | EllipsisType | None:
+        """:meth:`recv` without waiting: ``...`` while no message waits.
+
+        The endpoint's read loop takes, and awaits :meth:`arrival` only
+        when nothing waits: an idle socket's reader then holds one future
+        and no coroutine of the socket's.
+        """
+        message = self._inbox.take()
         if (
             message is not None
+            and message is not ...
             and self._paused
             and len(self._inbox) <= self.inbox_low
             and self._inbox.bytes <= self.inbox_low_bytes
@@ -285,6 +319,10 @@ class SocketBase:
             # Its pong may have waited unread: time it from now.
             self._keepalive.restart(time.monotonic())
         return message
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done when :meth:`take` may have something new."""
+        return self._inbox.arrival()
 
     def _received(self) -> None:
         """Messages were put in the inbox: stop reading if it is full."""

@@ -52,6 +52,8 @@ _MAX_FRAGMENTS = 256
 _FRAGMENT_COST = 1 / 16
 # Bytes parsed between two checks of the rate limit.
 _SLICE = 4096
+CORK_LIMIT = 64 << 10
+"""Bytes a corked socket holds before it writes them anyway."""
 
 
 class TooManyFragments(Exception):
@@ -126,6 +128,8 @@ class FastSocket(SocketBase):
     """
 
     __slots__ = (
+        "_corked",
+        "_corked_bytes",
         "_fragments",
         "_muted",
         "_transport",
@@ -155,6 +159,8 @@ class FastSocket(SocketBase):
         self._transport = transport
         self._fragments = Fragments()
         self._muted = False
+        self._corked: list[bytes] | None = None
+        self._corked_bytes = 0
 
     # ------------------------------------------------------------------
     # Writing
@@ -176,8 +182,44 @@ class FastSocket(SocketBase):
 
     def write(self, data: bytes) -> None:
         """Write prebuilt frames; dropped once the socket is closing."""
+        if self._corked is not None:
+            self.uncork()
         if self.ws_proto.state is State.OPEN:
             self._transport.write(data)
+
+    def cork(self, head: bytes) -> None:
+        """Hold ``head`` and the frames after it until :meth:`uncork`.
+
+        The handshake's answer, ``welcome`` and the first ``joined`` then
+        leave in one ``write`` (one system call, one packet) instead of
+        three. Held until set-up ends or first waits, and at most
+        :data:`CORK_LIMIT` bytes; anything else
+        the socket writes (a close, a pong, a ping) uncorks first, so
+        the order on the wire never changes.
+        """
+        self._corked = [head]
+        self._corked_bytes = len(head)
+        self.write_direct = self._held_write
+        # Held no longer than the handler's first wait: a set-up that
+        # waits (a hook, Redis) must not hold the client's handshake.
+        self.loop.call_soon(self.uncork)
+
+    def _held_write(self, data: bytes) -> None:
+        corked = self._corked
+        if corked is None:
+            self._transport.write(data)
+            return
+        corked.append(data)
+        self._corked_bytes += len(data)
+        if self._corked_bytes >= CORK_LIMIT:
+            self.uncork()
+
+    def uncork(self) -> None:
+        """Write what :meth:`cork` held, and write directly from now on."""
+        corked, self._corked = self._corked, None
+        if corked is not None:
+            self.write_direct = self._transport.write
+            self._transport.write(b"".join(corked))
 
     def _send_ping(self) -> None:
         self.ws_proto.send_ping(b"")
@@ -308,6 +350,8 @@ class FastSocket(SocketBase):
         self._muted = True
         if self.ws_proto.state is State.OPEN:
             self.ws_proto.send_close(CloseCode.POLICY_VIOLATION, reason)
+        if self._corked is not None:
+            self.uncork()
         transport = self._transport
         for chunk in self.ws_proto.data_to_send():
             if chunk != _EOF:
@@ -319,6 +363,8 @@ class FastSocket(SocketBase):
 
     def _flush(self) -> None:
         """Write what the protocol produced (pongs, close frames)."""
+        if self._corked is not None:
+            self.uncork()
         transport = self._transport
         for chunk in self.ws_proto.data_to_send():
             if chunk != _EOF:
