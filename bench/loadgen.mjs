@@ -495,6 +495,7 @@ async function idle() {
 async function storm() {
   const specs = [];
   for (let k = 0; k < spec.receivers; k++) specs.push([k, ["lobby"], true]);
+  emit({ event: "start" }); // run.py reads the server's CPU from here
   const begin = measure();
   const { clients, failures, errors } = await openAll(specs);
   const elapsed = (performance.now() - begin.t) / 1000;

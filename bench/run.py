@@ -129,6 +129,7 @@ class Target:
     runs: list[str] = field(default_factory=lambda: SINGLE)
     asgi: bool = False
     cluster: bool = False
+    script: str = "bare_server.py"
 
     def commands(
         self, ports: list[int], redis_url: str | None
@@ -152,7 +153,7 @@ class Target:
             elif self.protocol == "chat":
                 cmds.append([py, "-m", "example_app", "--port", str(port)])
             elif self.protocol == "bare":
-                cmds.append([py, str(BENCH / "bare_server.py"), str(port)])
+                cmds.append([py, str(BENCH / self.script), str(port)])
             else:
                 cmd = [py, str(BENCH / "socketio_server.py"), str(port)]
                 if redis_url:
@@ -189,6 +190,11 @@ TARGETS = {
         Target(
             "sanic-chat-uvicorn", "chat", runs=["S1", "S4", "S5"], asgi=True
         ),
+        # Sanic's pipeline and the fast upgrade, no chat: the floor under
+        # sanic-chat's connection setup and idle memory.
+        Target(
+            "sanic-floor", "bare", runs=["S4", "S5"], script="floor_server.py"
+        ),
     ]
 }
 
@@ -198,6 +204,7 @@ RATIOS = [
     ("sanic-chat", "socketio"),
     ("sanic-chat-redis", "socketio-redis"),
     ("sanic-chat-cluster", "sanic-chat-redis"),
+    ("sanic-floor", "bare"),
 ]
 
 
@@ -458,6 +465,12 @@ def follow(
                 elapsed = time.monotonic() - started[0]
                 cpu = sum(map(cpu_seconds, pids)) - started[1]
                 result["server_cpu"] = cpu / elapsed
+                if event.get("connected"):
+                    # The servers' CPU per connection set up: steadier
+                    # than a rate on a shared machine.
+                    result["server_us_per_conn"] = (
+                        cpu * 1e6 / event["connected"]
+                    )
             result.update(event)
     return result
 
@@ -475,6 +488,7 @@ METRICS = {  # scenario kind -> (metric, label, higher is better)
     "idle": [("rss_per_conn_kib", "KiB per connection", False),
              ("connect_failures", "failures", False)],
     "storm": [("connections_per_s", "connections/s", True),
+              ("server_us_per_conn", "server µs per connection", False),
               ("connect_failures", "failures", False),
               ("client_cpu", "client CPU", False)],
     "scale": [("connected", "connected", True),
@@ -602,7 +616,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
               "socketio": "#337ab7", "sanic-chat-redis": "#f0ad4e",
               "socketio-redis": "#5bc0de",
               "sanic-chat-uvicorn": "#9b59b6",
-              "sanic-chat-cluster": "#5cb85c"}  # fmt: skip
+              "sanic-chat-cluster": "#5cb85c",
+              "sanic-floor": "#bbbbbb"}  # fmt: skip
 
     def bars(ax: Any, scenario: str, metric: str, title: str) -> None:
         rows = results.get(scenario, {})

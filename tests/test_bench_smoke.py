@@ -3,7 +3,8 @@
 ``bench/run.py --smoke`` drives every target (sanic-chat, the bare
 ``websockets.broadcast()`` server, python-socketio, both on Redis with
 two processes, sanic-chat's two processes on a three-primary Redis
-Cluster, and sanic-chat under uvicorn) through the scenarios with a
+Cluster, sanic-chat under uvicorn, and the floor under sanic-chat:
+Sanic's upgrade with no chat) through the scenarios with a
 handful of clients (the 20,000-connection row, S7, with 30: sanic-chat
 and the bare server only), using the
 same Node.js load generator as the real run. Every delivery must arrive,
@@ -47,10 +48,13 @@ def test_every_target_delivers_everything_in_order(tmp_path: Path) -> None:
     for target in rooms:
         assert rooms[target]["lost"]["max"] == 0, target
         assert rooms[target]["rooms_out_of_order"]["max"] == 0, target
-    for target in ("sanic-chat", "bare", "socketio", "sanic-chat-uvicorn"):
+    for target in (
+        "sanic-chat", "bare", "socketio", "sanic-chat-uvicorn", "sanic-floor"
+    ):  # fmt: skip
         assert results["S4"][target]["connect_failures"]["max"] == 0
         assert results["S4"][target]["rss_per_conn_kib"]["median"] > 0
         assert results["S5"][target]["connections_per_s"]["median"] > 0
+        assert results["S5"][target]["server_us_per_conn"]["median"] > 0
     # Every client of the two-worker storms got its joined frame.
     for target in ("sanic-chat-redis", "sanic-chat-cluster"):
         storm = results["S5-256"][target]
