@@ -554,20 +554,24 @@ async def test_events_published_while_a_replay_waits_are_not_lost(
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_leaving_the_last_member_drops_the_room_and_its_task(
+async def test_a_room_needs_no_task_and_goes_with_its_last_member(
     config: ChatConfig, broadcaster: MemoryBroadcaster
 ) -> None:
     membership = Membership(broadcaster, config, Metrics())
+    before = asyncio.all_tasks()
     conn = FakeConn()
     await membership.join(conn, ROOM)  # type: ignore[arg-type]
     assert set(membership.rooms) == {ROOM}
-    tasks = [t for t in asyncio.all_tasks() if t.get_name().endswith(ROOM)]
-    assert len(tasks) == 1
+    assert ROOM in broadcaster._subscribers
+    assert asyncio.all_tasks() == before  # pushed to: no task of its own
+    sent = await publish(broadcaster, 1)
+    await settle()
+    assert conn.ids() == [sent]
     await membership.leave(conn, ROOM)  # type: ignore[arg-type]
     assert membership.rooms == {}
     assert conn.texts()[-1]["type"] == "left"
-    await asyncio.gather(*tasks, return_exceptions=True)
-    assert tasks[0].cancelled()
+    assert ROOM not in broadcaster._subscribers
+    assert membership.stop() == []  # nothing left running
 
 
 def test_held_events_up_to_the_clients_last_one_are_not_sent_again() -> None:
