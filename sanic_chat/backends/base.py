@@ -292,7 +292,7 @@ class Subscribers:
 
     Every broker needs the same bookkeeping, so it is written here (as
     encode/broadcaster does in its facade) rather than in each backend: a
-    map from channel to the set of its local :class:`Subscription` objects,
+    map from channel to its local :class:`Subscription` objects,
     which creates them, fans events out to them, and interrupts or closes
     them all when the backend reconnects or disconnects. The backend
     subscribes at its server once per channel per process, in
@@ -334,7 +334,9 @@ class Subscribers:
         self.queue_size = queue_size
         self._on_first = on_first
         self._on_last = on_last
-        self._channels: dict[str, set[Subscription]] = {}
+        # A channel's one subscription, or a set once it has more (most
+        # channels have one: a set costs 216 bytes more).
+        self._channels: dict[str, Subscription | set[Subscription]] = {}
 
     def subscribe(self, channel: str) -> Subscribing:
         """Follow ``channel`` locally until the block exits.
@@ -347,10 +349,14 @@ class Subscribers:
     async def _enter(self, subscription: Subscription) -> Subscription:
         """Register ``subscription``; subscribe at the server if first."""
         channel = subscription.channel
-        subscriptions = self._channels.setdefault(channel, set())
-        first = not subscriptions
-        subscriptions.add(subscription)
-        if first and self._on_first is not None:
+        present = self._channels.get(channel)
+        if present is None:
+            self._channels[channel] = subscription
+        elif isinstance(present, Subscription):
+            self._channels[channel] = {present, subscription}
+        else:
+            present.add(subscription)
+        if present is None and self._on_first is not None:
             try:
                 await self._on_first(channel)
             except BaseException:
@@ -364,17 +370,18 @@ class Subscribers:
         """Close and drop ``subscription``; ``on_last``'s call if due.
 
         Does nothing the second time. A subscription that :meth:`close`
-        already dropped is in no set here any more (a later subscription
-        of the channel may have made a new one): nothing to do then.
+        already dropped is not here any more (a later subscription of the
+        channel may have taken its place): nothing to do then.
         """
         subscription.close()
         channel = subscription.channel
-        subscriptions = self._channels.get(channel)
-        if subscriptions is None or subscription not in subscriptions:
-            return None
-        subscriptions.discard(subscription)
-        if subscriptions:
-            return None
+        present = self._channels.get(channel)
+        if present is not subscription:
+            if not isinstance(present, set) or subscription not in present:
+                return None
+            present.discard(subscription)
+            if present:
+                return None
         del self._channels[channel]
         if self._on_last is None:
             return None
@@ -394,8 +401,12 @@ class Subscribers:
 
     def deliver(self, event: Event) -> None:
         """Queue ``event`` for every local subscription of its channel."""
-        for subscription in self._channels.get(event.channel, ()):
-            subscription.put(event)
+        present = self._channels.get(event.channel)
+        if isinstance(present, Subscription):
+            present.put(event)
+        elif present is not None:
+            for subscription in present:
+                subscription.put(event)
 
     def interrupt(self, channel: str | None = None) -> None:
         """Tell subscriptions that events may have been missed.
@@ -408,17 +419,25 @@ class Subscribers:
         if channel is None:
             groups = list(self._channels.values())
         else:
-            groups = [self._channels.get(channel, set())]
-        for subscriptions in groups:
-            for subscription in subscriptions:
+            present = self._channels.get(channel)
+            groups = [] if present is None else [present]
+        for group in groups:
+            for subscription in _each(group):
                 subscription.interrupt()
 
     def close(self, error: BaseException | None = None) -> None:
         """End every subscription (with ``error``, iteration raises it)."""
         channels, self._channels = self._channels, {}
-        for subscriptions in channels.values():
-            for subscription in list(subscriptions):
+        for group in channels.values():
+            for subscription in _each(group):
                 subscription.close(error)
+
+
+def _each(
+    group: Subscription | set[Subscription],
+) -> Sequence[Subscription]:
+    """The subscriptions of one channel's entry in :class:`Subscribers`."""
+    return (group,) if isinstance(group, Subscription) else list(group)
 
 
 class Subscribing:
