@@ -766,3 +766,25 @@ async def test_a_first_joiner_cancelled_while_subscribing_leaves_no_one_stuck(
         for task in membership.stop():
             await asyncio.gather(task, return_exceptions=True)
     assert ROOM not in broadcaster._subscribers
+
+
+async def test_an_unsubscribe_that_needs_an_await_is_kept_and_awaited(
+    config: ChatConfig, broadcaster: MemoryBroadcaster
+) -> None:
+    """A broker's own unsubscribe (at its server) runs in a short task."""
+    unsubscribed: list[str] = []
+
+    async def on_last(channel: str) -> None:
+        await asyncio.sleep(0.01)
+        unsubscribed.append(channel)
+
+    broadcaster._subscribers._on_last = on_last
+    membership = Membership(broadcaster, config, Metrics())
+    conn = FakeConn()
+    await membership.join(conn, ROOM)  # type: ignore[arg-type]
+    await membership.leave(conn, ROOM)  # type: ignore[arg-type]
+    assert ROOM not in broadcaster._subscribers and unsubscribed == []
+    [leaving] = membership.stop()  # still running: handed over
+    await leaving
+    assert unsubscribed == [ROOM]
+    assert membership.stop() == []
