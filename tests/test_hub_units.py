@@ -9,9 +9,11 @@ in an event loop, on the in-memory broadcaster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from sanic_chat.backends.base import Event
 from sanic_chat.backends.memory import MemoryBroadcaster
 from sanic_chat.budget import UnsentBytes
 from sanic_chat.config import ChatConfig
+from sanic_chat.errors import BroadcasterUnavailable
 from sanic_chat.hub import CONTROL_CHANNEL, Hub
 from sanic_chat.hub.control import ControlChannel
 from sanic_chat.hub.membership import Membership
@@ -572,20 +575,24 @@ async def test_events_published_while_a_replay_waits_are_not_lost(
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_leaving_the_last_member_drops_the_room_and_its_task(
+async def test_a_room_needs_no_task_and_goes_with_its_last_member(
     config: ChatConfig, broadcaster: MemoryBroadcaster
 ) -> None:
     membership = Membership(broadcaster, config, Metrics())
+    before = asyncio.all_tasks()
     conn = FakeConn()
     await membership.join(conn, ROOM)  # type: ignore[arg-type]
     assert set(membership.rooms) == {ROOM}
-    tasks = [t for t in asyncio.all_tasks() if t.get_name().endswith(ROOM)]
-    assert len(tasks) == 1
+    assert ROOM in broadcaster._subscribers
+    assert asyncio.all_tasks() == before  # pushed to: no task of its own
+    sent = await publish(broadcaster, 1)
+    await settle()
+    assert conn.ids() == [sent]
     await membership.leave(conn, ROOM)  # type: ignore[arg-type]
     assert membership.rooms == {}
     assert conn.texts()[-1]["type"] == "left"
-    await asyncio.gather(*tasks, return_exceptions=True)
-    assert tasks[0].cancelled()
+    assert ROOM not in broadcaster._subscribers
+    assert membership.stop() == []  # nothing left running
 
 
 def test_held_events_up_to_the_clients_last_one_are_not_sent_again() -> None:
@@ -667,3 +674,135 @@ async def test_a_rejoin_with_nothing_missed_gets_no_duplicates(
     finally:
         for task in membership.stop():
             await asyncio.gather(task, return_exceptions=True)
+
+
+class ForeignBroker(MemoryBroadcaster):
+    """A broker whose subscription is its own async iterator, not ours."""
+
+    def subscribe(self, channel: str) -> Any:
+        inner = super().subscribe(channel)
+
+        @contextlib.asynccontextmanager
+        async def foreign() -> AsyncIterator[AsyncIterator[Any]]:
+            async with inner as subscription:
+
+                async def events() -> AsyncIterator[Any]:
+                    async for item in subscription:
+                        yield item
+
+                yield events()
+
+        return foreign()
+
+
+async def test_a_broker_with_its_own_iterator_is_read_by_a_task(
+    config: ChatConfig,
+) -> None:
+    broadcaster = ForeignBroker(history_size=10)
+    membership = Membership(broadcaster, config, Metrics())
+    conn = FakeConn()
+    await membership.join(conn, ROOM)  # type: ignore[arg-type]
+    tasks = [t for t in asyncio.all_tasks() if t.get_name().endswith(ROOM)]
+    assert len(tasks) == 1
+    sent = await publish(broadcaster, 1)
+    await settle()
+    assert conn.ids() == [sent]
+    await membership.leave(conn, ROOM)  # type: ignore[arg-type]
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert tasks[0].cancelled()
+    for task in membership.stop():
+        await task
+    assert ROOM not in broadcaster._subscribers
+
+
+async def test_a_subscription_lost_and_back_tells_members_to_resync(
+    config: ChatConfig, broadcaster: MemoryBroadcaster
+) -> None:
+    membership = Membership(broadcaster, config, Metrics())
+    try:
+        conn = FakeConn()
+        await membership.join(conn, ROOM)  # type: ignore[arg-type]
+        broadcaster._subscribers.close(BroadcasterUnavailable("lost"))
+        async with asyncio.timeout(2):  # after the backoff's first pause
+            while conn.texts()[-1] != {"type": "resync", "room": ROOM}:
+                await asyncio.sleep(0.01)
+        assert not [
+            t for t in asyncio.all_tasks() if t.get_name().endswith(ROOM)
+        ], "the retry task outlived the failure"
+        sent = await publish(broadcaster, 1)
+        await settle()
+        assert conn.ids() == [sent]
+    finally:
+        for task in membership.stop():
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class GatedBroker(MemoryBroadcaster):
+    """Subscribing waits for ``gate`` (a slow first subscribe)."""
+
+    def __init__(self) -> None:
+        super().__init__(history_size=10)
+        self.gate = asyncio.Event()
+
+    def subscribe(self, channel: str) -> Any:
+        inner = super().subscribe(channel)
+
+        @contextlib.asynccontextmanager
+        async def gated() -> AsyncIterator[Any]:
+            await self.gate.wait()
+            async with inner as subscription:
+                yield subscription
+
+        return gated()
+
+
+async def test_a_first_joiner_cancelled_while_subscribing_leaves_no_one_stuck(
+    config: ChatConfig,
+) -> None:
+    broadcaster = GatedBroker()
+    membership = Membership(broadcaster, config, Metrics())
+    try:
+        first, second = FakeConn(), FakeConn()
+        subscribing = asyncio.create_task(
+            membership.join(first, ROOM)  # type: ignore[arg-type]
+        )
+        await settle()
+        waiting = asyncio.create_task(
+            membership.join(second, ROOM)  # type: ignore[arg-type]
+        )
+        await settle()
+        subscribing.cancel()
+        await asyncio.gather(subscribing, return_exceptions=True)
+        broadcaster.gate.set()
+        async with asyncio.timeout(2):
+            await waiting
+        assert second.texts()[0]["type"] == "joined"
+        sent = await publish(broadcaster, 1)
+        await settle()
+        assert second.ids() == [sent] and first.ids() == []
+    finally:
+        for task in membership.stop():
+            await asyncio.gather(task, return_exceptions=True)
+    assert ROOM not in broadcaster._subscribers
+
+
+async def test_an_unsubscribe_that_needs_an_await_is_kept_and_awaited(
+    config: ChatConfig, broadcaster: MemoryBroadcaster
+) -> None:
+    """A broker's own unsubscribe (at its server) runs in a short task."""
+    unsubscribed: list[str] = []
+
+    async def on_last(channel: str) -> None:
+        await asyncio.sleep(0.01)
+        unsubscribed.append(channel)
+
+    broadcaster._subscribers._on_last = on_last
+    membership = Membership(broadcaster, config, Metrics())
+    conn = FakeConn()
+    await membership.join(conn, ROOM)  # type: ignore[arg-type]
+    await membership.leave(conn, ROOM)  # type: ignore[arg-type]
+    assert ROOM not in broadcaster._subscribers and unsubscribed == []
+    [leaving] = membership.stop()  # still running: handed over
+    await leaving
+    assert unsubscribed == [ROOM]
+    assert membership.stop() == []

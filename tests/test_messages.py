@@ -66,6 +66,35 @@ async def test_ref_is_acknowledged_with_the_message_id(
         }
 
 
+# Over Redis the echo may come first: it races the publish's reply.
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+async def test_each_ack_comes_before_its_echo(fast_server: LiveServer) -> None:
+    """In one process, a room's delivery runs after the ``ack`` is written."""
+    async with fast_server.client() as alice, fast_server.client() as bob:
+        for n in range(20):
+            await alice.send(
+                {
+                    "type": "message",
+                    "room": "lobby",
+                    "text": f"{n}",
+                    "ref": f"{n}",
+                }
+            )
+        order: list[str] = []
+        while len(order) < 40:
+            frame = await alice.recv()
+            if frame["type"] == "ack":
+                order.append(f"ack {frame['ref']}")
+            elif frame["type"] == "message":
+                order.append(f"echo {frame['text']}")
+        for n in range(20):
+            assert order.index(f"ack {n}") < order.index(f"echo {n}"), order
+        echoes = [e for e in order if e.startswith("echo")]
+        assert echoes == [f"echo {n}" for n in range(20)]
+        got = [(await bob.expect("message"))["text"] for _ in range(20)]
+        assert got == [f"{n}" for n in range(20)]
+
+
 async def test_plain_text_goes_to_the_default_room(server: LiveServer) -> None:
     async with server.client() as alice, server.client() as bob:
         await alice.expect("joined")

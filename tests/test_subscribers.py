@@ -6,10 +6,12 @@ backend's own subscribe and unsubscribe at its server.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sanic_chat import BroadcasterUnavailable, Event, Gap
-from sanic_chat.backends import Subscribers
+from sanic_chat.backends import Subscribers, Subscription
 
 
 class Server:
@@ -134,3 +136,97 @@ async def test_a_subscription_falls_behind_into_a_gap() -> None:
         items = [await anext(a) for _ in range(3)]
         assert [getattr(i, "id", None) for i in items[:2]] == ["0", "1"]
         assert items[2] == Gap("a", 3)
+
+
+# Push mode: a Subscription handing its events to a consumer.
+
+
+class Consumer:
+    """Records what a pushing subscription hands over."""
+
+    def __init__(self) -> None:
+        self.items: list[Event | Gap] = []
+        self.ends: list[BaseException | None] = []
+
+    def receive(self, item: Event | Gap) -> None:
+        self.items.append(item)
+
+    def ended(self, error: BaseException | None) -> None:
+        self.ends.append(error)
+
+
+async def flushed() -> None:
+    await asyncio.sleep(0)
+
+
+async def test_a_pushing_subscription_hands_over_later_in_order() -> None:
+    consumer = Consumer()
+    events = [Event("a", "{}", str(n)) for n in range(3)]
+    subscription = Subscription("a")
+    subscription.deliver_to(consumer)
+    for event in events:
+        subscription.put(event)
+    assert consumer.items == []  # not inside put(): after the publisher
+    await flushed()
+    assert consumer.items == events
+    subscription.put(events[0])
+    await flushed()
+    assert consumer.items == [*events, events[0]] and consumer.ends == []
+
+
+async def test_a_pushing_subscription_keeps_its_bound_then_gives_a_gap() -> (
+    None
+):
+    consumer = Consumer()
+    subscription = Subscription("a", maxsize=2)
+    subscription.deliver_to(consumer)
+    for n in range(5):
+        subscription.put(Event("a", "{}", str(n)))
+    subscription.interrupt()
+    subscription.close(BroadcasterUnavailable("gone"))
+    subscription.close()  # the first close counts
+    await flushed()
+    ids = [getattr(item, "id", None) for item in consumer.items]
+    assert ids == ["0", "1", None]
+    assert consumer.items[2] == Gap("a", 3)
+    [error] = consumer.ends
+    assert isinstance(error, BroadcasterUnavailable)
+    subscription.put(Event("a", "{}", "late"))  # closed: dropped
+    await flushed()
+    assert len(consumer.items) == 3 and len(consumer.ends) == 1
+
+
+async def test_a_consumer_that_stops_gets_nothing_more() -> None:
+    consumer = Consumer()
+    subscription = Subscription("a")
+    subscription.deliver_to(consumer)
+    subscription.put(Event("a", "{}", "1"))
+    subscription.deliver_to(None)
+    await flushed()
+    assert consumer.items == []
+    # What waited is handed to the next consumer, then iteration resumes.
+    subscription.deliver_to(consumer)
+    await flushed()
+    assert [getattr(i, "id", None) for i in consumer.items] == ["1"]
+    subscription.deliver_to(None)
+    subscription.put(Event("a", "{}", "2"))
+    assert (await anext(subscription)).id == "2"  # type: ignore[union-attr]
+
+
+async def test_leaving_without_await_returns_only_a_due_unsubscribe() -> None:
+    server = Server()
+    local = subscribers(server)
+    one, two = local.subscribe("a"), local.subscribe("a")
+    await one.__aenter__()
+    await two.__aenter__()
+    assert one.leave_nowait() is None  # "two" still follows "a"
+    assert one.leave_nowait() is None  # and leaving twice is harmless
+    pending = two.leave_nowait()
+    assert pending is not None and "a" not in local
+    await pending
+    assert server.calls == ["subscribe a", "unsubscribe a"]
+    assert two.leave_nowait() is None
+    hookless = Subscribers()
+    only = hookless.subscribe("b")
+    await only.__aenter__()
+    assert only.leave_nowait() is None and "b" not in hookless

@@ -60,6 +60,7 @@ Contract every backend keeps:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import (
@@ -69,8 +70,9 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..wakeup import Wakeup
 
@@ -135,37 +137,66 @@ class PresenceInfo:
     count: int = 0
 
 
+class Consumer(Protocol):
+    """What a :class:`Subscription` pushes to (:meth:`~.deliver_to`)."""
+
+    def receive(self, item: Event | Gap) -> None:
+        """Take the next event, or a :class:`Gap`, in channel order."""
+
+    def ended(self, error: BaseException | None) -> None:
+        """The stream ended (closed by the backend; with its error)."""
+
+
 class Subscription(Wakeup):
     """A bounded, ordered stream of the events of one channel.
 
     Backends create it and feed it with :meth:`put`; consumers iterate
-    over it. When the consumer falls ``maxsize`` events behind, further
-    events are not queued: the consumer receives one :class:`Gap` after
-    the queued events, then live events again.
+    over it, or have it push to them (:meth:`deliver_to`). When the
+    consumer falls ``maxsize`` events behind, further events are not
+    queued: the consumer receives one :class:`Gap` after the queued
+    events, then live events again. The queue exists only while events
+    wait in it (an idle subscription holds none).
 
     Args:
         channel: The channel this subscription follows.
         maxsize: Most events held before a gap is declared.
     """
 
+    __slots__ = (
+        "_closed",
+        "_consumer",
+        "_error",
+        "_interrupted",
+        "_items",
+        "_lost",
+        "_maxsize",
+        "_scheduled",
+        "channel",
+    )
+
     def __init__(self, channel: str, maxsize: int = 10_000) -> None:
         super().__init__()
         self.channel = channel
         self._maxsize = maxsize
-        self._items: deque[Event] = deque()
+        self._items: deque[Event] | None = None
         self._lost = 0
         self._interrupted = False
         self._error: BaseException | None = None
         self._closed = False
+        self._consumer: Consumer | None = None
+        self._scheduled = False
 
     def put(self, event: Event) -> None:
         """Queue ``event`` for the consumer; never blocks."""
         if self._closed:
             return
-        if self._lost or len(self._items) >= self._maxsize:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        if self._lost or len(items) >= self._maxsize:
             self._lost += 1
         else:
-            self._items.append(event)
+            items.append(event)
         self._wake()
 
     def interrupt(self) -> None:
@@ -178,10 +209,60 @@ class Subscription(Wakeup):
         self._wake()
 
     def close(self, error: BaseException | None = None) -> None:
-        """End the stream; with ``error``, iteration raises it."""
+        """End the stream; with ``error``, iteration raises it.
+
+        Only the first call counts: a later one keeps the first's error.
+        """
+        if self._closed:
+            return
         self._closed = True
         self._error = error
         self._wake()
+
+    def deliver_to(self, consumer: Consumer | None) -> None:
+        """Push to ``consumer`` instead of being iterated (``None``: stop).
+
+        What :meth:`put`, :meth:`interrupt` and :meth:`close` bring is
+        handed over in one callback of the running loop (``call_soon``)
+        that drains everything queued by then, in order: delivery stays
+        asynchronous to the publisher, as with iteration, but needs no
+        task, coroutine or future. Needs a running loop when fed.
+        """
+        self._consumer = consumer
+        if consumer is not None and (
+            self._items or self._lost or self._interrupted or self._closed
+        ):
+            self._wake()
+
+    def _wake(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            super()._wake()
+        elif not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Hand everything queued to the consumer (see :meth:`deliver_to`)."""
+        self._scheduled = False
+        consumer = self._consumer
+        items = self._items
+        if items is not None:
+            # A consumer may stop consuming from one of its callbacks.
+            while items and self._consumer is consumer is not None:
+                consumer.receive(items.popleft())
+            if not items:
+                self._items = None  # nothing held while idle
+        if consumer is None or self._consumer is not consumer:
+            return
+        if self._lost or self._interrupted:
+            gap = Gap(self.channel, self._lost)
+            self._lost = 0
+            self._interrupted = False
+            consumer.receive(gap)
+        if self._closed and self._consumer is consumer:
+            self._consumer = None
+            consumer.ended(self._error)
 
     def __aiter__(self) -> AsyncIterator[Event | Gap]:
         return self
@@ -211,7 +292,7 @@ class Subscribers:
 
     Every broker needs the same bookkeeping, so it is written here (as
     encode/broadcaster does in its facade) rather than in each backend: a
-    map from channel to the set of its local :class:`Subscription` objects,
+    map from channel to its local :class:`Subscription` objects,
     which creates them, fans events out to them, and interrupts or closes
     them all when the backend reconnects or disconnects. The backend
     subscribes at its server once per channel per process, in
@@ -253,35 +334,58 @@ class Subscribers:
         self.queue_size = queue_size
         self._on_first = on_first
         self._on_last = on_last
-        self._channels: dict[str, set[Subscription]] = {}
+        # A channel's one subscription, or a set once it has more (most
+        # channels have one: a set costs 216 bytes more).
+        self._channels: dict[str, Subscription | set[Subscription]] = {}
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+    def subscribe(self, channel: str) -> Subscribing:
         """Follow ``channel`` locally until the block exits.
 
         Raises:
-            Exception: Whatever ``on_first`` raised.
+            Exception: Whatever ``on_first`` raised (on entry).
         """
-        subscription = Subscription(channel, self.queue_size)
-        subscriptions = self._channels.setdefault(channel, set())
-        first = not subscriptions
-        subscriptions.add(subscription)
-        try:
-            if first and self._on_first is not None:
+        return Subscribing(self, Subscription(channel, self.queue_size))
+
+    async def _enter(self, subscription: Subscription) -> Subscription:
+        """Register ``subscription``; subscribe at the server if first."""
+        channel = subscription.channel
+        present = self._channels.get(channel)
+        if present is None:
+            self._channels[channel] = subscription
+        elif isinstance(present, Subscription):
+            self._channels[channel] = {present, subscription}
+        else:
+            present.add(subscription)
+        if present is None and self._on_first is not None:
+            try:
                 await self._on_first(channel)
-            yield subscription
-        finally:
-            subscription.close()
-            subscriptions.discard(subscription)
-            # The identity check: close() may have dropped this set, and a
-            # later subscription of the channel made a new one.
-            if (
-                not subscriptions
-                and self._channels.get(channel) is subscriptions
-            ):
-                del self._channels[channel]
-                if self._on_last is not None:
-                    await self._on_last(channel)
+            except BaseException:
+                pending = self._leave(subscription)
+                if pending is not None:
+                    await pending
+                raise
+        return subscription
+
+    def _leave(self, subscription: Subscription) -> Awaitable[None] | None:
+        """Close and drop ``subscription``; ``on_last``'s call if due.
+
+        Does nothing the second time. A subscription that :meth:`close`
+        already dropped is not here any more (a later subscription of the
+        channel may have taken its place): nothing to do then.
+        """
+        subscription.close()
+        channel = subscription.channel
+        present = self._channels.get(channel)
+        if present is not subscription:
+            if not isinstance(present, set) or subscription not in present:
+                return None
+            present.discard(subscription)
+            if present:
+                return None
+        del self._channels[channel]
+        if self._on_last is None:
+            return None
+        return self._on_last(channel)
 
     def __contains__(self, channel: object) -> bool:
         """Whether ``channel`` has a local subscription."""
@@ -297,8 +401,12 @@ class Subscribers:
 
     def deliver(self, event: Event) -> None:
         """Queue ``event`` for every local subscription of its channel."""
-        for subscription in self._channels.get(event.channel, ()):
-            subscription.put(event)
+        present = self._channels.get(event.channel)
+        if isinstance(present, Subscription):
+            present.put(event)
+        elif present is not None:
+            for subscription in present:
+                subscription.put(event)
 
     def interrupt(self, channel: str | None = None) -> None:
         """Tell subscriptions that events may have been missed.
@@ -311,17 +419,57 @@ class Subscribers:
         if channel is None:
             groups = list(self._channels.values())
         else:
-            groups = [self._channels.get(channel, set())]
-        for subscriptions in groups:
-            for subscription in subscriptions:
+            present = self._channels.get(channel)
+            groups = [] if present is None else [present]
+        for group in groups:
+            for subscription in _each(group):
                 subscription.interrupt()
 
     def close(self, error: BaseException | None = None) -> None:
         """End every subscription (with ``error``, iteration raises it)."""
         channels, self._channels = self._channels, {}
-        for subscriptions in channels.values():
-            for subscription in list(subscriptions):
+        for group in channels.values():
+            for subscription in _each(group):
                 subscription.close(error)
+
+
+def _each(
+    group: Subscription | set[Subscription],
+) -> Sequence[Subscription]:
+    """The subscriptions of one channel's entry in :class:`Subscribers`."""
+    return (group,) if isinstance(group, Subscription) else list(group)
+
+
+class Subscribing:
+    """One local subscription's life: :meth:`Subscribers.subscribe`.
+
+    An async context manager yielding the :class:`Subscription`, written
+    out rather than with ``asynccontextmanager`` so that a subscription
+    held open keeps no suspended generator, and can be left without an
+    ``await`` when there is nothing to wait for (:meth:`leave_nowait`).
+    """
+
+    __slots__ = ("_owner", "subscription")
+
+    def __init__(self, owner: Subscribers, subscription: Subscription) -> None:
+        self._owner = owner
+        self.subscription = subscription
+
+    async def __aenter__(self) -> Subscription:
+        return await self._owner._enter(self.subscription)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pending = self.leave_nowait()
+        if pending is not None:
+            await pending
+
+    def leave_nowait(self) -> Awaitable[None] | None:
+        """Leave now; return the unsubscribing left to await, if any.
+
+        That is the owner's ``on_last`` call when this was the channel's
+        last local subscription, else ``None``. Idempotent.
+        """
+        return self._owner._leave(self.subscription)
 
 
 class Broker(ABC):

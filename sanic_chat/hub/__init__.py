@@ -1,8 +1,9 @@
 """The hub: rooms and connections of one process.
 
 The hub is the only stateful part of the chat. For every room with at
-least one local member it holds exactly one broadcaster subscription, in
-one task; each event from it is turned into a frame once and written to
+least one local member it holds exactly one broadcaster subscription,
+which pushes to the room (no task while it works); each event from it is
+turned into a frame once and written to
 (or queued for) every member (:meth:`Connection.send` never waits).
 Whatever the number of sockets, a message costs one publish, one frame
 encoding per process and one write per recipient.
@@ -16,8 +17,8 @@ Centrifuge splits its hub into connections and subscriptions:
   recovery), leaves and presence;
 - :mod:`~sanic_chat.hub.room`: one room's members, hold-back and replay
   de-duplication, and fan-out (no I/O, no event loop);
-- :mod:`~sanic_chat.hub.subscription`: one room's subscription task,
-  retried with backoff;
+- :mod:`~sanic_chat.hub.subscription`: one room's subscription, pushed
+  to, retried with backoff;
 - :mod:`~sanic_chat.hub.watchdog`: the once-a-second sweep (unsent bytes,
   keepalive, stuck writes);
 - :mod:`~sanic_chat.hub.control`: disconnect notices between workers;
@@ -191,7 +192,7 @@ class Hub:
         self._control.start()
 
     async def stop(self) -> None:
-        """Cancel the watchdog and every room's subscription task."""
+        """Cancel the watchdog and end every room's subscription."""
         tasks = self._membership.stop()
         for task in (self._watchdog.stop(), self._control.stop()):
             if task is not None:

@@ -2,8 +2,8 @@
 
 The table holds a :class:`Room` and its :class:`RoomSubscription` for
 every room with at least one local member (or joiner), and nothing else:
-a room is created by its first joiner and dropped, its subscription
-cancelled, when the last one leaves.
+a room is created by its first joiner (who subscribes it) and dropped,
+its subscription ended, when the last one leaves.
 
 Joining with ``since`` replays history without gap or duplicate: the
 room holds live events back for the joiner while its history is read and
@@ -51,7 +51,8 @@ class Membership:
     """
 
     __slots__ = (
-        "_broadcaster", "_config", "_marks", "_metrics", "_subs", "rooms"
+        "_broadcaster", "_config", "_leaving", "_marks", "_metrics",
+        "_subs", "rooms",
     )  # fmt: skip
 
     def __init__(
@@ -68,6 +69,8 @@ class Membership:
         self.rooms: dict[str, Room] = {}
         """Rooms with local members or joiners, by name."""
         self._subs: dict[str, RoomSubscription] = {}
+        # Unsubscribes still awaiting their broker (rooms just dropped).
+        self._leaving: set[asyncio.Task[None]] = set()
 
     async def join(
         self,
@@ -236,11 +239,16 @@ class Membership:
         """Cancel every room's subscription and forget the rooms.
 
         Returns:
-            The cancelled tasks, for the caller to await.
+            The tasks still finishing (cancelled retries, unsubscribes),
+            for the caller to await.
         """
-        tasks = [sub.task for sub in self._subs.values()]
+        tasks = list(self._leaving)
         for sub in self._subs.values():
-            sub.cancel()
+            if sub.task is not None:
+                tasks.append(sub.task)
+            leaving = sub.cancel()
+            if leaving is not None:
+                tasks.append(leaving)
         self._subs.clear()
         self.rooms.clear()
         return tasks
@@ -271,7 +279,10 @@ class Membership:
     def _close_if_empty(self, room: Room) -> None:
         if room.empty() and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
-            self._subs.pop(room.name).cancel()
+            leaving = self._subs.pop(room.name).cancel()
+            if leaving is not None:
+                self._leaving.add(leaving)
+                leaving.add_done_callback(self._leaving.discard)
 
     def _announces(self, room: Room) -> bool:
         return (
