@@ -339,20 +339,32 @@ class _Actions:
                 except StopIteration:
                     return False
                 result, failure = None, None
+                kind = type(action)
                 try:
-                    result = await self._perform(action)
+                    # The commonest actions are performed without a
+                    # coroutine: a connection's set-up yields several.
+                    if kind is Reply:
+                        self._conn.reply(cast(Reply, action).frame)
+                    elif kind is Expire:
+                        expire = cast(Expire, action)
+                        # No timer per connection: the hub's watchdog
+                        # closes it within a second (hub/watchdog.py).
+                        self._conn.expiry = (
+                            None if expire.at is None else expire
+                        )
+                    else:
+                        result = await self._perform(action)
                 except Exception as exc:
                     failure = exc
-                if type(action) is Close:
+                if kind is Close:
                     return True
         finally:
             steps.close()
 
     async def _perform(self, action: Action) -> object:
+        """Perform an action that may wait (``run`` does Reply, Expire)."""
         chat, conn = self._chat, self._conn
         match action:
-            case Reply(frame):
-                conn.reply(frame)
             case MayPublish(user, room):
                 return await chat.hooks.may_publish(user, room)
             case Publish(room, user, text, meta, ref):
@@ -394,10 +406,6 @@ class _Actions:
                 await conn.wait_writable()
             case Close(code, reason):
                 conn.close(code, reason)
-            case Expire(at):
-                # No timer per connection: the hub's watchdog closes it
-                # within a second of ``at`` (hub/watchdog.py).
-                conn.expiry = None if at is None else action
             case Verify(token):
                 # The session asks only when it was told it can.
                 authenticator = _refresher(chat)

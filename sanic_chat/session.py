@@ -367,7 +367,7 @@ class Session:
         self.moderates = moderates
         self._metrics = metrics or Metrics()
         self._label = label
-        self._granted: list[protocol.Join] = []
+        self._granted: Sequence[protocol.Join] = ()
         self._replied = 0
         self.inbox = inbox
         self.typing = typing or Throttle(TYPING_INTERVAL, clock=clock)
@@ -406,7 +406,7 @@ class Session:
 
         A join that fails is an ``error`` frame, not the connection's end.
         """
-        granted, self._granted = self._granted, []
+        granted, self._granted = self._granted, ()
         if self.inbox is not None:
             # First: DMs sent while the rooms are joined are not missed.
             yield from self._guarded(_one(JoinInbox(self.inbox)))
