@@ -76,6 +76,10 @@ class Fragments:
         self._parts: list[bytes] | None = None
         self._count = 0
 
+    def abandon(self) -> None:
+        """Drop the message under way (a new one started)."""
+        self._parts = None
+
     def add(
         self, opcode: Opcode, data: bytes, fin: bool
     ) -> str | bytes | None:
@@ -157,7 +161,7 @@ class FastSocket(SocketBase):
         )
         self.ws_proto = ws_proto
         self._transport = transport
-        self._fragments = Fragments()
+        self._fragments: Fragments | None = None  # until a client fragments
         self._muted = False
         self._corked: list[bytes] | None = None
         self._corked_bytes = 0
@@ -312,9 +316,7 @@ class FastSocket(SocketBase):
                 if fragment and not self._charge(_FRAGMENT_COST):
                     return
                 try:
-                    message = self._fragments.add(
-                        opcode, bytes(frame.data), frame.fin
-                    )
+                    message = self._message(opcode, frame)
                 except TooManyFragments:
                     self._policy_close("too many fragments in one message")
                     continue
@@ -324,6 +326,23 @@ class FastSocket(SocketBase):
                     continue
                 if message is not None:
                     self._inbox.put(message)
+
+    def _message(self, opcode: Opcode, frame: Frame) -> str | bytes | None:
+        """The message a data frame completes, if it completes one.
+
+        A whole message in one frame (nearly all of them) is decoded at
+        once; :class:`Fragments` exists only once a client fragments.
+        """
+        fragments = self._fragments
+        if frame.fin and opcode is not Opcode.CONT:
+            if fragments is not None:
+                fragments.abandon()  # a new message ends any under way
+            if opcode is Opcode.TEXT:
+                return str(frame.data, "utf-8")
+            return bytes(frame.data)
+        if fragments is None:
+            fragments = self._fragments = Fragments()
+        return fragments.add(opcode, bytes(frame.data), frame.fin)
 
     def _charge(self, cost: float) -> bool:
         """Charge a control frame or a fragment; False: closed with 1008."""
