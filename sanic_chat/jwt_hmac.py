@@ -68,14 +68,15 @@ class HMACVerifier:
 
     Args:
         keys: Prepared key bytes by algorithm name, for the configured
-            HMAC algorithms whose key PyJWT accepted.
+            HMAC algorithms whose key PyJWT accepted; each is keyed into
+            an HMAC once, copied per token.
         algorithms: Every configured algorithm (an HMAC token whose
             ``alg`` is not in it is refused, as PyJWT does).
         require: Claims that must be present and not null.
         audience, issuer, leeway: As for PyJWT's ``decode``.
     """
 
-    __slots__ = ("_headers", "_keys", "algorithms", "audience", "issuer",
+    __slots__ = ("_headers", "_macs", "algorithms", "audience", "issuer",
                  "leeway", "require")  # fmt: skip
 
     def __init__(
@@ -88,7 +89,10 @@ class HMACVerifier:
         issuer: str | None,
         leeway: float,
     ) -> None:
-        self._keys = keys
+        self._macs = {
+            alg: hmac.new(key, digestmod=HASHES[alg])
+            for alg, key in keys.items()
+        }
         # Valid header segments, by their text: the algorithm they name.
         self._headers: dict[bytes, str] = {}
         self.algorithms = algorithms
@@ -118,8 +122,9 @@ class HMACVerifier:
             signature = b64url(crypto)
         except ValueError:
             raise Unauthorized("malformed") from None
-        expected = hmac.digest(self._keys[alg], signing_input, HASHES[alg])
-        if not hmac.compare_digest(signature, expected):
+        mac = self._macs[alg].copy()
+        mac.update(signing_input)
+        if not hmac.compare_digest(signature, mac.digest()):
             raise Unauthorized("bad_signature")
         try:
             claims = json.loads(payload)
@@ -145,7 +150,7 @@ class HMACVerifier:
         if type(header) is not dict:
             raise Unauthorized("malformed")
         alg = header.get("alg")
-        if type(alg) is not str or alg not in self._keys:
+        if type(alg) is not str or alg not in self._macs:
             raise Delegate
         if header.get("b64", True) is False:
             raise Unauthorized("malformed")  # no detached payload here
