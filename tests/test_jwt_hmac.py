@@ -480,3 +480,41 @@ def test_header_memory_is_bounded() -> None:
     verifier = auth._verifier()
     assert verifier is not None
     assert len(verifier._headers) == 16
+
+
+def test_segment_decoding_matches_pyjwt_exhaustively() -> None:
+    # Every short string over characters that matter (both alphabets,
+    # padding, separators), and every final character after a prefix.
+    import itertools
+
+    from jwt.api_jws import PyJWS
+
+    def pyjwt(segment: bytes) -> tuple[str, bytes]:
+        try:
+            return "ok", PyJWS._decode_base64url_segment(segment, "x")
+        except jwt.DecodeError:
+            return "bad", b""
+
+    def ours(segment: bytes) -> tuple[str, bytes]:
+        try:
+            return "ok", b64url(segment)
+        except ValueError:
+            return "bad", b""
+
+    cases = [
+        bytes(t)
+        for n in range(5)
+        for t in itertools.product(b"AB_-Qgw0=+./", repeat=n)
+    ]
+    alphabet = (
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+    for length in range(8):
+        for last in alphabet:
+            body = b"A" * length + bytes([last])
+            cases += [body, body + b"=", body + b"=="]
+    verdicts = set()
+    for segment in cases:
+        assert ours(segment) == pyjwt(segment), segment
+        verdicts.add(ours(segment)[0])
+    assert verdicts == {"ok", "bad"}
