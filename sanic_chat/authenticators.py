@@ -245,8 +245,8 @@ def _hmac_keys(
             continue
         try:
             prepared = algorithm.prepare_key(key)
-        except PyJWTError:
-            continue
+        except (PyJWTError, TypeError, ValueError):
+            continue  # e.g. a key object: PyJWT answers as it always did
         if not isinstance(prepared, bytes):
             continue
         short = algorithm.check_key_length(prepared)

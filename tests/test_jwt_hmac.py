@@ -518,3 +518,16 @@ def test_segment_decoding_matches_pyjwt_exhaustively() -> None:
         assert ours(segment) == pyjwt(segment), segment
         verdicts.add(ours(segment)[0])
     assert verdicts == {"ok", "bad"}
+
+
+def test_a_key_object_beside_hmac_leaves_hmac_tokens_to_pyjwt() -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    auth = JWTAuthenticator(
+        private.public_key(),  # type: ignore[arg-type]
+        algorithms=["RS256", "HS256"],
+    )
+    assert auth._keys == {}
+    assert auth.check(jwt.encode(GOOD, private, algorithm="RS256")).id == "u1"
+    hs = raw({"alg": "HS256"}, GOOD)
+    assert outcome(auth.check, hs) == outcome(auth._decode, hs)
+    assert outcome(auth.check, hs)[0] != "ok"
