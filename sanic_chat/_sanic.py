@@ -276,14 +276,16 @@ def _accept_fast(
     # Held until the endpoint has set the connection up (socket.uncork):
     # the 101 leaves with ``welcome`` and ``joined``, in one write.
     socket.cork(handshake.response_head(accepted, subprotocol))
-    # Sanic's access log lines for websockets (OPEN, then CLOSE with the
-    # codes); the URL has its token redacted already.
-    io_proto.websocket_url = request.url
-    io_proto.websocket_peer = f"{request.client_ip}:{request.port}"
     # From now on Sanic's WebSocketProtocol forwards bytes, EOF, loss and
     # end-of-task to this object.
     io_proto.websocket = socket
-    io_proto.log_websocket("OPEN")
+    if getattr(io_proto, "access_log", True):
+        # Sanic's access log lines for websockets (OPEN, then CLOSE with
+        # the codes; none without a URL); the URL has its token redacted
+        # already. Built only when they are logged: it costs.
+        io_proto.websocket_url = request.url
+        io_proto.websocket_peer = f"{request.client_ip}:{request.port}"
+        io_proto.log_websocket("OPEN")
     return socket
 
 

@@ -12,7 +12,9 @@ alive only during the backlog, drains it as the client catches up.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -31,6 +33,31 @@ if TYPE_CHECKING:
     from .session import Expire
 
 logger = logging.getLogger(__name__)
+
+
+class _Keys:
+    """Connection keys: a random prefix per process, then a counter.
+
+    As unique across processes as a random key per connection, without
+    a ``getrandom`` call per connection; a forked child draws its own
+    prefix.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        """Draw a new prefix and restart the count."""
+        self.prefix = secrets.token_hex(6) + "."
+        self.count = itertools.count(1)
+
+    def next(self) -> str:
+        """A key no other connection of any process has."""
+        return f"{self.prefix}{next(self.count):x}"
+
+
+_keys = _Keys()
 
 
 class Connection:
@@ -89,7 +116,7 @@ class Connection:
         max_unsent_bytes: int = 1 << 20,
         budget: UnsentBytes | None = None,
     ) -> None:
-        self.key = secrets.token_hex(8)
+        self.key = _keys.next()
         self.user = user
         self.rooms: set[str] = set()
         self.socket = socket

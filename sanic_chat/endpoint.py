@@ -150,15 +150,18 @@ def handler(
         hub = chat.hub
         hub.add(conn)
         opened = time.monotonic()
-        user_id = conn.user.id
-        connection_log.debug(
-            "open %s user=%r peer=%s",
-            conn.key,
-            user_id,
-            request.client_ip,
-            extra={"chat_event": "open", "connection": conn.key,
-                   "user_id": user_id, "peer": request.client_ip},
-        )  # fmt: skip
+        if connection_log.isEnabledFor(logging.DEBUG):
+            # Its arguments and extra cost; thousands per second in a storm.
+            user_id = conn.user.id
+            peer = request.client_ip
+            connection_log.debug(
+                "open %s user=%r peer=%s",
+                conn.key,
+                user_id,
+                peer,
+                extra={"chat_event": "open", "connection": conn.key,
+                       "user_id": user_id, "peer": peer},
+            )  # fmt: skip
         # Taken off the request: kept there, they would live as long as
         # the connection.
         rooms: list[RoomRequest] = request.ctx.chat_rooms
@@ -232,8 +235,11 @@ def _log_close(
         code, by = received, "client"
     else:
         code, by = conn.close_code or 1006, "server"
+    level = logging.DEBUG if code in _ORDINARY_CLOSES else logging.INFO
+    if not connection_log.isEnabledFor(level):
+        return
     connection_log.log(
-        logging.DEBUG if code in _ORDINARY_CLOSES else logging.INFO,
+        level,
         "close %s user=%r code=%d by=%s duration=%.1fs rooms=%d",
         conn.key, conn.user.id, code, by, duration, rooms,
         extra={"chat_event": "close", "connection": conn.key,

@@ -279,6 +279,33 @@ async def test_query_string_tokens_never_reach_the_access_log(
         )
 
 
+@pytest.mark.transports("sanic", "sanic-portable")
+@pytest.mark.parametrize("access_log", [True, False])
+async def test_websocket_access_log_lines_follow_the_setting(
+    access_log: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sanic logs a socket's OPEN and CLOSE (with the redacted URL) when
+    # its access log is on; off, the fast path does not build the URL.
+    caplog.set_level(logging.INFO)
+    secret_token = token(sub="logged")
+    async with live(jwt_app(), access_log=access_log) as srv:
+        async with srv.client(token=secret_token) as client:
+            await client.send({"type": "ping"})
+            await client.find("pong")
+        await asyncio.sleep(0.1)
+    lines = [
+        str(getattr(r, "request", ""))
+        for r in caplog.records
+        if r.name == "sanic.access" and "🔌" in str(getattr(r, "request", ""))
+    ]
+    if access_log:
+        assert len(lines) == 2, lines  # OPEN, then CLOSE
+        assert all("/ws?" in line and "REDACTED" in line for line in lines)
+        assert not any(secret_token in line for line in lines)
+    else:
+        assert lines == []
+
+
 async def test_the_apps_own_handlers_get_the_same_identity() -> None:
     from sanic.response import json as json_response
 

@@ -504,3 +504,28 @@ def test_outbox_take_batches_about_64_kib() -> None:
     assert len(outbox.take()) == 80_000  # stops once past 64 KiB
     assert len(outbox.take()) == 40_000
     assert not outbox
+
+
+def test_connection_keys_are_unique_and_differ_in_a_forked_child() -> None:
+    import os
+    import warnings
+
+    from sanic_chat.connection import _keys
+
+    keys = {_keys.next() for _ in range(1000)}
+    assert len(keys) == 1000
+    assert all("|" not in key for key in keys)  # Redis' event separator
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process that has threads.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, _keys.next().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    prefix = next(iter(keys)).split(".")[0]
+    assert child and child.split(".")[0] != prefix

@@ -296,3 +296,32 @@ async def test_connections_are_logged_without_tokens(
     assert close.closed_by == "client"  # type: ignore[attr-defined]
     assert close.levelno == logging.DEBUG  # an ordinary close
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+async def test_at_info_only_closes_an_operator_should_see_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from .conftest import make_app
+
+    caplog.set_level(logging.INFO, logger="sanic_chat.connections")
+    app = make_app(rate_limit=5, rate_burst=5, rate_limit_strikes=10)
+    async with live(app) as srv:
+        async with srv.client() as calm:
+            await calm.say("hi")
+        async with srv.client() as flood:
+            for i in range(40):
+                await flood.send({"type": "ping", "n": i})
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await flood.recv()
+        async with asyncio.timeout(TIMEOUT):
+            while not caplog.records:
+                await asyncio.sleep(0.05)
+    records = [r for r in caplog.records if r.name == "sanic_chat.connections"]
+    # No open line, no ordinary close: the policy close (1008) alone.
+    assert [(r.chat_event, r.close_code) for r in records] == [  # type: ignore[attr-defined]
+        ("close", 1008)
+    ]
+    assert records[0].levelno == logging.INFO

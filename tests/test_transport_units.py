@@ -548,3 +548,18 @@ async def test_portable_socket_clears_can_write_above_its_high_mark() -> None:
     await asyncio.wait_for(socket.wait_writable(), 1)
     assert socket.writable()
     socket.abort()
+
+
+def test_handshake_finds_a_header_token_in_any_spelling() -> None:
+    from sanic_chat.transport.handshake import _has_token
+
+    for values in (
+        ["websocket"],
+        [" WebSocket "],
+        ["keep-alive, websocket"],
+        ["h2c ,websocket"],
+        ["a", "b,  WEBSOCKET  , c"],
+    ):
+        assert _has_token(values, "websocket"), values
+    for values in ([], [""], ["websockets"], ["web socket"], ["a,b", "c"]):
+        assert not _has_token(values, "websocket"), values

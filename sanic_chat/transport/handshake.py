@@ -72,9 +72,15 @@ def refusal(status: int, reason: str) -> HTTPResponse:
 
 
 def _has_token(values: list[str], token: str) -> bool:
-    """Whether comma-separated header ``values`` contain ``token``."""
-    return any(
-        part.strip().lower() == token
-        for value in values
-        for part in value.split(",")
-    )
+    """Whether comma-separated header ``values`` contain ``token``.
+
+    A loop, not a generator: it runs twice per upgrade, and a value that
+    is the token alone (the usual) is found without splitting it.
+    """
+    for value in values:
+        if value.strip().lower() == token:
+            return True
+        for part in value.split(","):
+            if part.strip().lower() == token:
+                return True
+    return False
