@@ -41,6 +41,7 @@ from .errors import (
 )
 from .identity import GuestAuthenticator, User
 from .protocol import MAX_ID_LENGTH, ROOM_ERROR, check_id, check_room
+from .query import query_values
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         return deny(403, "forbidden_origin", "origin not allowed")
     rooms: list[RoomRequest] = []
     seen: set[str] = set()
-    for value in request.args.getlist("room", []):
+    for value in query_values(request.query_string, "room"):
         name, sep, since = value.partition("@")
         try:
             check_room(name)

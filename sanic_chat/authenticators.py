@@ -39,6 +39,7 @@ from sanic import Request
 from .errors import Unauthorized
 from .identity import RefreshingAuthenticator, User
 from .jwt_hmac import HASHES, Delegate, HMACVerifier
+from .query import query_value
 
 SUBPROTOCOL = "sanic-chat"
 BEARER_PREFIX = "bearer."
@@ -52,8 +53,8 @@ def token_from_request(
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    query = request.args.get("token")
-    if isinstance(query, str) and query:
+    query = query_value(request.query_string, "token")
+    if query:
         return query
     from_cookie = request.cookies.get(cookie)
     if isinstance(from_cookie, str) and from_cookie:

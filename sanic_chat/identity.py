@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from sanic import Request
 
 from .errors import BadCredentials
+from .query import query_value
 
 MAX_NAME_LENGTH = 32
 
@@ -168,7 +169,7 @@ class GuestAuthenticator:
     async def __call__(self, request: Request) -> User:
         """Return a new guest user for ``request``."""
         uid = "guest-" + secrets.token_hex(6)
-        name = request.args.get("name")
+        name = query_value(request.query_string, "name")
         if name is None:
             return User(id=uid, name=uid)
         name = name.strip()

@@ -25,7 +25,7 @@ def test_all_is_sorted_and_complete() -> None:
         "endpoint", "errors", "hub", "identity", "limits", "protocol", "testing", "transport", "wire", "api", "routes", "metrics",
         "redaction", "budget", "admission", "backoff", "session", "outbox", "wakeup",
         "archive", "revisions", "hooks", "lifecycle", "posting", "client",
-        "frames", "asyncapi", "assets", "jsclient",
+        "frames", "asyncapi", "assets", "jsclient", "jwt_hmac", "query",
     }  # fmt: skip
     assert public - modules == set(sanic_chat.__all__) - {"__version__"}
 
