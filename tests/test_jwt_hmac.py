@@ -407,6 +407,19 @@ def test_wrong_key_and_key_changes() -> None:
     assert same(bytes_key, jwt.encode(GOOD, SECRET))[0] == "ok"
 
 
+def test_changed_algorithms_are_used_at_once() -> None:
+    # Like the key, the algorithms are a public setting: dropping one
+    # must refuse its tokens on the lean path too, as PyJWT does.
+    auth = JWTAuthenticator(SECRET, algorithms=["HS256", "HS512"])
+    hs256 = jwt.encode(GOOD, SECRET, algorithm="HS256")
+    assert same(auth, hs256)[0] == "ok"
+    auth.algorithms = ["HS512"]
+    assert same(auth, hs256) == ("refused", "bad_signature")
+    assert same(auth, jwt.encode(GOOD, SECRET, algorithm="HS512"))[0] == "ok"
+    auth.algorithms.append("HS384")  # changed in place
+    assert same(auth, jwt.encode(GOOD, SECRET, algorithm="HS384"))[0] == "ok"
+
+
 def test_short_key_warns_once_at_construction() -> None:
     with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
         auth = JWTAuthenticator("short")
