@@ -495,6 +495,21 @@ def test_header_memory_is_bounded() -> None:
     assert len(verifier._headers) == 16
 
 
+def test_forged_tokens_take_no_header_memory() -> None:
+    # Without the key nobody may fill the remembered headers: an issuer's
+    # own header must still be remembered after a flood of forgeries.
+    auth = JWTAuthenticator(SECRET)
+    for i in range(50):
+        forged = raw({"alg": "HS256", "kid": f"k{i}"}, GOOD, key=OTHER)
+        assert same(auth, forged) == ("refused", "bad_signature")
+    verifier = auth._verifier()
+    assert verifier is not None
+    assert verifier._headers == {}
+    token = raw({"alg": "HS256", "typ": "JWT"}, GOOD)
+    assert same(auth, token)[0] == "ok"
+    assert list(verifier._headers.values()) == ["HS256"]
+
+
 def test_segment_decoding_matches_pyjwt_exhaustively() -> None:
     # Every short string over characters that matter (both alphabets,
     # padding, separators), and every final character after a prefix.
