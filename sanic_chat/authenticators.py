@@ -124,23 +124,25 @@ class JWTAuthenticator(RefreshingAuthenticator):
         self.cookie = cookie
         self._lean: HMACVerifier | None = None
         self._lean_of: tuple[Any, ...] = ()
-        self._keys_of = key
+        self._keys_of = (key, tuple(self.algorithms))
         self._keys = _hmac_keys(self._decoder, self.algorithms, key)
 
     def _verifier(self) -> HMACVerifier | None:
         """The HMAC verifier for the current settings (they are public)."""
+        algorithms = tuple(self.algorithms)
         settings = (self.key, self.audience, self.issuer, self.leeway,
-                    self.id_claim)  # fmt: skip
+                    self.id_claim, algorithms)  # fmt: skip
         if settings == self._lean_of:
             return self._lean
-        if self.key is not self._keys_of:
+        key_of, algorithms_of = self._keys_of
+        if self.key is not key_of or algorithms != algorithms_of:
             self._keys = _hmac_keys(self._decoder, self.algorithms, self.key)
-            self._keys_of = self.key
+            self._keys_of = (self.key, algorithms)
         leeway = self.leeway
         self._lean = (
             HMACVerifier(
                 self._keys,
-                algorithms=self.algorithms,
+                algorithms=list(algorithms),
                 require=["exp", self.id_claim],
                 audience=self.audience,
                 issuer=self.issuer,

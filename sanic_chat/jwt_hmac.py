@@ -35,8 +35,9 @@ HASHES: dict[str, Callable[..., Any]] = {
 }
 # Critical header extensions PyJWT understands (RFC 7797's ``b64``).
 _SUPPORTED_CRIT = frozenset({"b64"})
-# Headers remembered (an issuer signs every token with the same one);
-# once full, others are parsed each time: no token can grow it.
+# Headers remembered (an issuer signs every token with the same one),
+# once a token with it is signed; once full, others are parsed each time:
+# no token can grow it, and no forger can fill it.
 _HEADERS_KEPT = 16
 
 
@@ -116,7 +117,9 @@ class HMACVerifier:
         head, dot2, body = signing_input.partition(b".")
         if not dot or not dot2:
             raise Unauthorized("malformed")
-        alg = self._headers.get(head)
+        headers = self._headers
+        alg = headers.get(head)
+        known = alg is not None
         if alg is None:
             alg = self._header(head)
         try:
@@ -128,6 +131,8 @@ class HMACVerifier:
         mac.update(signing_input)
         if not hmac.compare_digest(signature, mac.digest()):
             raise Unauthorized("bad_signature")
+        if not known and len(headers) < _HEADERS_KEPT:
+            headers[head] = alg  # signed: not a forger's filler
         try:
             claims = json.loads(payload)
         except (ValueError, RecursionError):
@@ -162,8 +167,6 @@ class HMACVerifier:
             raise Unauthorized("malformed")
         if alg not in self.algorithms:
             raise Unauthorized("bad_signature")
-        if len(self._headers) < _HEADERS_KEPT:
-            self._headers[head] = alg
         return alg
 
     def _check_claims(self, claims: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from sanic_chat import (
     broadcaster_from_url,
 )
 from sanic_chat.backends import CombinedBroadcaster, MemoryPresence
+from sanic_chat.backends.base import Subscribing
 from sanic_chat.testing import (
     BROADCASTER_CHECKS,
     BROKER_CHECKS,
@@ -85,6 +86,33 @@ async def test_receipts_conformance(
     await broadcaster.connect()
     try:
         await check(broadcaster)
+    finally:
+        await broadcaster.disconnect()
+
+
+async def test_a_channel_left_and_subscribed_again_at_once_still_hears(
+    redis_server: Any,
+) -> None:
+    # The hub leaves a channel without waiting for the unsubscribe (a
+    # task runs it); a new first subscriber may come before that task
+    # runs. Redis then saw SUBSCRIBE, UNSUBSCRIBE: the channel was deaf.
+    prefix = f"again{secrets.token_hex(3)}:"
+    broadcaster = broadcaster_from_url(f"{redis_server.url}?prefix={prefix}")
+    await broadcaster.connect()
+    try:
+        first = broadcaster.subscribe("r")
+        await first.__aenter__()
+        assert isinstance(first, Subscribing)
+        pending = first.leave_nowait()
+        assert pending is not None
+        leaving = asyncio.ensure_future(pending)
+        again = broadcaster.subscribe("r")
+        events = await again.__aenter__()
+        await leaving
+        await broadcaster.publish("r", "hello")
+        item = await asyncio.wait_for(anext(aiter(events)), 5)
+        assert isinstance(item, Event) and item.payload == "hello"
+        await again.__aexit__(None, None, None)
     finally:
         await broadcaster.disconnect()
 

@@ -407,6 +407,19 @@ def test_wrong_key_and_key_changes() -> None:
     assert same(bytes_key, jwt.encode(GOOD, SECRET))[0] == "ok"
 
 
+def test_changed_algorithms_are_used_at_once() -> None:
+    # Like the key, the algorithms are a public setting: dropping one
+    # must refuse its tokens on the lean path too, as PyJWT does.
+    auth = JWTAuthenticator(SECRET, algorithms=["HS256", "HS512"])
+    hs256 = jwt.encode(GOOD, SECRET, algorithm="HS256")
+    assert same(auth, hs256)[0] == "ok"
+    auth.algorithms = ["HS512"]
+    assert same(auth, hs256) == ("refused", "bad_signature")
+    assert same(auth, jwt.encode(GOOD, SECRET, algorithm="HS512"))[0] == "ok"
+    auth.algorithms.append("HS384")  # changed in place
+    assert same(auth, jwt.encode(GOOD, SECRET, algorithm="HS384"))[0] == "ok"
+
+
 def test_short_key_warns_once_at_construction() -> None:
     with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
         auth = JWTAuthenticator("short")
@@ -480,6 +493,21 @@ def test_header_memory_is_bounded() -> None:
     verifier = auth._verifier()
     assert verifier is not None
     assert len(verifier._headers) == 16
+
+
+def test_forged_tokens_take_no_header_memory() -> None:
+    # Without the key nobody may fill the remembered headers: an issuer's
+    # own header must still be remembered after a flood of forgeries.
+    auth = JWTAuthenticator(SECRET)
+    for i in range(50):
+        forged = raw({"alg": "HS256", "kid": f"k{i}"}, GOOD, key=OTHER)
+        assert same(auth, forged) == ("refused", "bad_signature")
+    verifier = auth._verifier()
+    assert verifier is not None
+    assert verifier._headers == {}
+    token = raw({"alg": "HS256", "typ": "JWT"}, GOOD)
+    assert same(auth, token)[0] == "ok"
+    assert list(verifier._headers.values()) == ["HS256"]
 
 
 def test_segment_decoding_matches_pyjwt_exhaustively() -> None:

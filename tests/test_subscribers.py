@@ -230,3 +230,27 @@ async def test_leaving_without_await_returns_only_a_due_unsubscribe() -> None:
     only = hookless.subscribe("b")
     await only.__aenter__()
     assert only.leave_nowait() is None and "b" not in hookless
+
+
+async def test_an_unsubscribe_that_runs_after_a_new_subscribe_is_skipped() -> (
+    None
+):
+    # The last member leaves (its unsubscribe is scheduled, as the hub
+    # does, not yet run) and a new one subscribes before it runs: the
+    # server must not end with the channel unsubscribed.
+    server = Server()
+    local = subscribers(server)
+    first = local.subscribe("a")
+    await first.__aenter__()
+    pending = first.leave_nowait()
+    assert pending is not None
+    later = asyncio.ensure_future(pending)
+    again = local.subscribe("a")
+    await again.__aenter__()
+    await later
+    assert server.calls == ["subscribe a", "subscribe a"]
+    assert "a" in local
+    last = again.leave_nowait()
+    assert last is not None
+    await last
+    assert server.calls[-1] == "unsubscribe a" and "a" not in local

@@ -319,7 +319,8 @@ class Subscribers:
         on_last: Awaited when the last local subscription of a channel
             ends (also after ``on_first`` failed); unsubscribe at the
             server here. Not awaited for channels that :meth:`close`
-            ended.
+            ended, nor when the channel was subscribed again before the
+            call ran.
     """
 
     __slots__ = ("_channels", "_on_first", "_on_last", "queue_size")
@@ -385,7 +386,17 @@ class Subscribers:
         del self._channels[channel]
         if self._on_last is None:
             return None
-        return self._on_last(channel)
+        return self._last(channel, self._on_last)
+
+    async def _last(self, channel: str, on_last: ChannelHook) -> None:
+        """``on_last``, unless ``channel`` was subscribed again meanwhile.
+
+        The hub awaits it in a task: a new first subscriber may have
+        subscribed at the server before it runs, and an unsubscribe then
+        would leave the channel deaf there.
+        """
+        if channel not in self._channels:
+            await on_last(channel)
 
     def __contains__(self, channel: object) -> bool:
         """Whether ``channel`` has a local subscription."""
