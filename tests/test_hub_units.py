@@ -394,6 +394,35 @@ def make_watchdog(
     return dog, unsent, metrics
 
 
+@pytest.mark.logs_errors
+async def test_a_sweep_that_fails_does_not_end_the_sweeping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken, expired = FakeConn(), FakeConn()
+    failures = [RuntimeError("a broken socket")]
+
+    def buffered() -> int:
+        if failures:
+            raise failures.pop()
+        return 0
+
+    broken.socket.buffered = buffered  # type: ignore[method-assign]
+    expired.expiry = Expire(1.0)  # long past
+    dog, _, _ = make_watchdog([broken, expired], timeout=0.1)
+    dog.start()
+    try:
+        async with asyncio.timeout(5):
+            while expired.closed is None:
+                await asyncio.sleep(0.02)
+    finally:
+        task = dog.stop()
+        assert task is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert expired.closed == (1008, "token expired")
+    assert "watchdog sweep failed" in caplog.text
+
+
 def test_the_sweep_measures_socket_buffers() -> None:
     a, b = FakeConn(), FakeConn()
     a.socket.buffered_bytes, b.socket.buffered_bytes = 300, 45

@@ -88,7 +88,12 @@ class Watchdog:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.every))
-            self.sweep(time.monotonic())
+            try:
+                self.sweep(time.monotonic())
+            except Exception:
+                # One bad connection must not end keepalive, token expiry
+                # and the unsent budget for every other one.
+                logger.exception("watchdog sweep failed; sweeping on")
 
     def sweep(self, now: float, wall: float | None = None) -> None:
         """Measure unsent bytes; close expired, shed, ping and stuck clients.
