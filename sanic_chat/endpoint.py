@@ -168,7 +168,31 @@ def handler(
         del request.ctx.chat_rooms
         try:
             await _signal(chat, "before", request, socket)
-            await _read(chat, conn, socket, rooms)
+            # The reading loop runs here, not in a coroutine of its own:
+            # an idle socket's suspended frames are part of what it costs.
+            try:
+                session, actions = await _open(chat, conn, socket, rooms)
+                while True:
+                    # Pay for the replies to the last request before the next.
+                    delay = session.pay_replies(conn.replied)
+                    if delay is not None:
+                        await asyncio.sleep(delay)
+                    # Take no new request while replies to earlier ones are
+                    # unread.
+                    await conn.wait_writable()
+                    session.reading(conn.replied)
+                    # Awaiting the socket's future itself, not a coroutine of
+                    # the socket's: an idle connection holds no other frame.
+                    data = socket.take()
+                    while data is ...:
+                        await socket.arrival()
+                        data = socket.take()
+                    if data is None or await actions.run(
+                        session.receive(data)
+                    ):
+                        break
+            finally:
+                conn.expiry = None
             await _signal(chat, "after", request, socket)
         except asyncio.CancelledError:
             # Sanic cancels the request's task when the TCP connection is
@@ -249,13 +273,17 @@ def _log_close(
     )  # fmt: skip
 
 
-async def _read(
+async def _open(
     chat: Chat,
     conn: Connection,
     socket: Socket,
     rooms: list[RoomRequest],
-) -> None:
-    """Feed the connection's session and perform what it asks for."""
+) -> tuple[Session, _Actions]:
+    """Open the connection's session: welcome, joins and their replays.
+
+    Returns once the connection is set up (its admission slot given
+    back); the handler then reads its requests.
+    """
     session = Session(
         conn.user,
         chat.config,
@@ -268,40 +296,22 @@ async def _read(
         typing=chat.hub.typing,
     )
     actions = _Actions(chat, conn)
-    try:
-        await actions.run(
-            session.open([protocol.Join(r.room, r.since) for r in rooms])
-        )
-        rooms.clear()  # no longer needed: an idle socket keeps no list
-        socket.limiter = session.bucket
-        socket.max_strikes = session.max_strikes
-        session.reading(conn.replied)
-        # Setup is the server's work; waiting for a client that does not
-        # read its replay is not: that gives the admission slot back early.
-        conn.on_stall = chat.admission.release
-        await actions.run(session.join_granted())
-        conn.on_stall = None
-        # The 101, welcome and joined leave together (transport/fast.py).
-        conn.uncork()
-        chat.admission.release()  # set up: let the next upgrade in
-        while True:
-            # Pay for the replies to the last request before the next one.
-            delay = session.pay_replies(conn.replied)
-            if delay is not None:
-                await asyncio.sleep(delay)
-            # Take no new request while replies to earlier ones are unread.
-            await conn.wait_writable()
-            session.reading(conn.replied)
-            # Awaiting the socket's future itself, not a coroutine of the
-            # socket's: an idle connection holds no frames but this one.
-            data = socket.take()
-            while data is ...:
-                await socket.arrival()
-                data = socket.take()
-            if data is None or await actions.run(session.receive(data)):
-                break
-    finally:
-        conn.expiry = None
+    await actions.run(
+        session.open([protocol.Join(r.room, r.since) for r in rooms])
+    )
+    rooms.clear()  # no longer needed: an idle socket keeps no list
+    socket.limiter = session.bucket
+    socket.max_strikes = session.max_strikes
+    session.reading(conn.replied)
+    # Setup is the server's work; waiting for a client that does not
+    # read its replay is not: that gives the admission slot back early.
+    conn.on_stall = chat.admission.release
+    await actions.run(session.join_granted())
+    conn.on_stall = None
+    # The 101, welcome and joined leave together (transport/fast.py).
+    conn.uncork()
+    chat.admission.release()  # set up: let the next upgrade in
+    return session, actions
 
 
 def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
