@@ -34,13 +34,21 @@ Nothing here does I/O: the connection decides when to write what
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 from .budget import UnsentBytes
 from .config import SlowConsumerPolicy
 from .metrics import Metrics
 from .protocol import lagged
 from .wire import text_frame
+
+
+class Buffered(Protocol):
+    """What counts the bytes written and not yet taken: a socket."""
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the client."""
+
 
 # The most bytes of frames :meth:`Outbox.take` joins into one write.
 BATCH_BYTES = 65536
@@ -50,8 +58,9 @@ class Outbox:
     """The bounded queues of one connection (see the module docstring).
 
     Args:
-        buffered: The socket's count of bytes written and not yet taken
-            by the client; they count against ``max_unsent_bytes`` too.
+        socket: Whose :meth:`~Buffered.buffered` bytes, written and not
+            yet taken by the client, count against ``max_unsent_bytes``
+            too (the object is kept, not a bound method of it).
         queue_size: Broadcast frames queued before ``policy`` applies;
             also the reply backlog at which :meth:`backed_up` is true.
         policy: What to do when the broadcast queue is full.
@@ -66,20 +75,20 @@ class Outbox:
 
     __slots__ = (
         "_budget",
-        "_buffered",
         "_max_unsent",
         "_metrics",
         "_queue",
         "_queue_size",
         "_replies",
         "_skipped",
+        "_socket",
         "policy",
         "queued",
     )
 
     def __init__(
         self,
-        buffered: Callable[[], int],
+        socket: Buffered,
         *,
         queue_size: int,
         policy: SlowConsumerPolicy,
@@ -89,7 +98,7 @@ class Outbox:
     ) -> None:
         self.policy = policy
         self.queued = 0
-        self._buffered = buffered
+        self._socket = socket
         # Created when a frame first waits, dropped once the queue is
         # empty: an idle connection (most of them) holds no deque at all.
         self._queue: deque[tuple[str, bytes]] | None = None
@@ -108,7 +117,7 @@ class Outbox:
     @property
     def unsent(self) -> int:
         """Bytes queued here or waiting in the socket's write buffer."""
-        return self.queued + self._buffered()
+        return self.queued + self._socket.buffered()
 
     @property
     def lagging(self) -> bool:
