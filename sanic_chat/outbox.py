@@ -107,8 +107,9 @@ class Outbox:
         self._max_unsent = max_unsent_bytes
         self._budget = budget
         self._metrics = metrics
-        # Frames dropped per room and not reported in a ``lagged`` yet.
-        self._skipped: dict[str, int] = {}
+        # Frames dropped per room and not reported in a ``lagged`` yet;
+        # None while there are none (an idle connection holds no dict).
+        self._skipped: dict[str, int] | None = None
 
     def __bool__(self) -> bool:
         """Whether any frame waits."""
@@ -167,7 +168,10 @@ class Outbox:
     def skip(self, room: str) -> None:
         """Record a frame of ``room`` dropped: ``lagged`` precedes the next."""
         self._metrics.messages_dropped += 1
-        self._skipped[room] = self._skipped.get(room, 0) + 1
+        skipped = self._skipped
+        if skipped is None:
+            skipped = self._skipped = {}
+        skipped[room] = skipped.get(room, 0) + 1
 
     def has_slack(self) -> bool:
         """Whether a best-effort frame is worth queueing (under half full)."""
@@ -178,7 +182,11 @@ class Outbox:
 
     def forget(self, room: str) -> None:
         """Drop the queued broadcast frames of ``room`` and its lag."""
-        self._skipped.pop(room, None)
+        skipped = self._skipped
+        if skipped is not None:
+            skipped.pop(room, None)
+            if not skipped:
+                self._skipped = None
         queue = self._queue
         if queue is not None and any(r == room for r, _ in queue):
             kept = [entry for entry in queue if entry[0] != room]
@@ -216,16 +224,20 @@ class Outbox:
                 self._replies = None
         queue = self._queue
         if queue is not None:
+            lags = self._skipped
             while queue and size < BATCH_BYTES:
                 room, frame = queue.popleft()
-                skipped = self._skipped.pop(room, 0)
-                if skipped:
-                    self._metrics.lagged += 1
-                    batch.append(text_frame(lagged(room, skipped)))
+                if lags:
+                    skipped = lags.pop(room, 0)
+                    if skipped:
+                        self._metrics.lagged += 1
+                        batch.append(text_frame(lagged(room, skipped)))
                 batch.append(frame)
                 size += len(frame)
             if not queue:
                 self._queue = None
+            if lags is not None and not lags:
+                self._skipped = None
         self._count(-size)
         return batch[0] if len(batch) == 1 else b"".join(batch)
 
@@ -233,7 +245,7 @@ class Outbox:
         """Discard every frame and pending ``lagged`` (the socket is gone)."""
         self._queue = self._replies = None
         self._count(-self.queued)
-        self._skipped.clear()
+        self._skipped = None
 
     def _full(self, size: int) -> bool:
         """Whether a broadcast frame of ``size`` bytes finds no room."""
