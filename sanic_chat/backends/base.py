@@ -314,6 +314,11 @@ class Subscription(Wakeup):
             await self._sleep()
 
 
+Subscribing = Subscription
+"""What :meth:`Subscribers.subscribe` returns: the subscription itself
+(once a wrapper of its own; the name stays for code that checks it)."""
+
+
 ChannelHook = Callable[[str], Awaitable[None]]
 """An async callable taking a channel name (see :class:`Subscribers`)."""
 
