@@ -125,7 +125,7 @@ class Connection:
         self.expiry: Expire | None = None
         self._metrics = metrics or Metrics()
         self._outbox = Outbox(
-            socket.buffered,
+            socket,
             queue_size=queue_size,
             policy=policy,
             max_unsent_bytes=max_unsent_bytes,
@@ -139,7 +139,7 @@ class Connection:
         # (open, no backlog, no pending ``lagged``); None otherwise.
         self._write: Callable[[bytes], object] | None = socket.write_direct
         self._can_write = socket.can_write
-        socket.on_lost = self._lost
+        socket.on_lost = self  # told by socket_lost(): no bound method kept
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} user={self.user.id!r}>"
@@ -305,8 +305,8 @@ class Connection:
         if self._write is not None:
             self._write = socket.write_direct
 
-    def _lost(self) -> None:
-        """The socket is gone: nothing more can be sent."""
+    def socket_lost(self) -> None:
+        """The socket is gone: nothing more can be sent (its ``on_lost``)."""
         if self._close is None:
             self._close = (CloseCode.ABNORMAL_CLOSURE, "connection lost")
         self._discard()

@@ -168,7 +168,31 @@ def handler(
         del request.ctx.chat_rooms
         try:
             await _signal(chat, "before", request, socket)
-            await _read(chat, conn, socket, rooms)
+            # The reading loop runs here, not in a coroutine of its own:
+            # an idle socket's suspended frames are part of what it costs.
+            try:
+                session = await _open(chat, conn, socket, rooms)
+                while True:
+                    # Pay for the replies to the last request before the next.
+                    delay = session.pay_replies(conn.replied)
+                    if delay is not None:
+                        await asyncio.sleep(delay)
+                    # Take no new request while replies to earlier ones are
+                    # unread.
+                    await conn.wait_writable()
+                    session.reading(conn.replied)
+                    # Awaiting the socket's future itself, not a coroutine of
+                    # the socket's: an idle connection holds no other frame.
+                    data = socket.take()
+                    while data is ...:
+                        await socket.arrival()
+                        data = socket.take()
+                    if data is None or await _run(
+                        chat, conn, session.receive(data)
+                    ):
+                        break
+            finally:
+                conn.expiry = None
             await _signal(chat, "after", request, socket)
         except asyncio.CancelledError:
             # Sanic cancels the request's task when the TCP connection is
@@ -249,13 +273,17 @@ def _log_close(
     )  # fmt: skip
 
 
-async def _read(
+async def _open(
     chat: Chat,
     conn: Connection,
     socket: Socket,
     rooms: list[RoomRequest],
-) -> None:
-    """Feed the connection's session and perform what it asks for."""
+) -> Session:
+    """Open the connection's session: welcome, joins and their replays.
+
+    Returns once the connection is set up (its admission slot given
+    back); the handler then reads its requests.
+    """
     session = Session(
         conn.user,
         chat.config,
@@ -267,41 +295,24 @@ async def _read(
         inbox=protocol.inbox_name(conn.user.id),
         typing=chat.hub.typing,
     )
-    actions = _Actions(chat, conn)
-    try:
-        await actions.run(
-            session.open([protocol.Join(r.room, r.since) for r in rooms])
-        )
-        rooms.clear()  # no longer needed: an idle socket keeps no list
-        socket.limiter = session.bucket
-        socket.max_strikes = session.max_strikes
-        session.reading(conn.replied)
-        # Setup is the server's work; waiting for a client that does not
-        # read its replay is not: that gives the admission slot back early.
-        conn.on_stall = chat.admission.release
-        await actions.run(session.join_granted())
-        conn.on_stall = None
-        # The 101, welcome and joined leave together (transport/fast.py).
-        conn.uncork()
-        chat.admission.release()  # set up: let the next upgrade in
-        while True:
-            # Pay for the replies to the last request before the next one.
-            delay = session.pay_replies(conn.replied)
-            if delay is not None:
-                await asyncio.sleep(delay)
-            # Take no new request while replies to earlier ones are unread.
-            await conn.wait_writable()
-            session.reading(conn.replied)
-            # Awaiting the socket's future itself, not a coroutine of the
-            # socket's: an idle connection holds no frames but this one.
-            data = socket.take()
-            while data is ...:
-                await socket.arrival()
-                data = socket.take()
-            if data is None or await actions.run(session.receive(data)):
-                break
-    finally:
-        conn.expiry = None
+    await _run(
+        chat,
+        conn,
+        session.open([protocol.Join(r.room, r.since) for r in rooms]),
+    )
+    rooms.clear()  # no longer needed: an idle socket keeps no list
+    socket.limiter = session.bucket
+    socket.max_strikes = session.max_strikes
+    session.reading(conn.replied)
+    # Setup is the server's work; waiting for a client that does not
+    # read its replay is not: that gives the admission slot back early.
+    conn.on_stall = chat.admission.release
+    await _run(chat, conn, session.join_granted())
+    conn.on_stall = None
+    # The 101, welcome and joined leave together (transport/fast.py).
+    conn.uncork()
+    chat.admission.release()  # set up: let the next upgrade in
+    return session
 
 
 def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
@@ -317,133 +328,125 @@ def _refresher(chat: Chat) -> RefreshingAuthenticator | None:
     return cast(RefreshingAuthenticator, authenticator)
 
 
-class _Actions:
-    """Performs a session's actions on its connection, the hub and hooks."""
+async def _run(chat: Chat, conn: Connection, steps: Steps) -> bool:
+    """Perform ``steps``' actions on ``conn``, the hub and hooks, to the end.
 
-    __slots__ = ("_chat", "_conn")
+    True when they closed the socket. Functions, not an object holding
+    ``chat`` and ``conn``: an idle connection keeps no such object.
 
-    def __init__(self, chat: Chat, conn: Connection) -> None:
-        self._chat = chat
-        self._conn = conn
+    Each action's result is sent back into the steps, its failure
+    thrown in (the session turns it into an ``error`` frame, or lets
+    it end the connection). Cancellation is not thrown in.
+    """
+    result: object = None
+    failure: Exception | None = None
+    try:
+        while True:
+            try:
+                if failure is None:
+                    action = steps.send(result)
+                else:
+                    action = steps.throw(failure)
+            except StopIteration:
+                return False
+            result, failure = None, None
+            kind = type(action)
+            try:
+                # The commonest actions are performed without a
+                # coroutine: a connection's set-up yields several.
+                if kind is Reply:
+                    conn.reply(cast(Reply, action).frame)
+                elif kind is Expire:
+                    expire = cast(Expire, action)
+                    # No timer per connection: the hub's watchdog
+                    # closes it within a second (hub/watchdog.py).
+                    conn.expiry = None if expire.at is None else expire
+                else:
+                    result = await _perform(chat, conn, action)
+            except Exception as exc:
+                failure = exc
+            if kind is Close:
+                return True
+    finally:
+        steps.close()
 
-    async def run(self, steps: Steps) -> bool:
-        """Drive ``steps`` to their end; True when they closed the socket.
 
-        Each action's result is sent back into the steps, its failure
-        thrown in (the session turns it into an ``error`` frame, or lets
-        it end the connection). Cancellation is not thrown in.
-        """
-        result: object = None
-        failure: Exception | None = None
-        try:
-            while True:
-                try:
-                    if failure is None:
-                        action = steps.send(result)
-                    else:
-                        action = steps.throw(failure)
-                except StopIteration:
-                    return False
-                result, failure = None, None
-                kind = type(action)
-                try:
-                    # The commonest actions are performed without a
-                    # coroutine: a connection's set-up yields several.
-                    if kind is Reply:
-                        self._conn.reply(cast(Reply, action).frame)
-                    elif kind is Expire:
-                        expire = cast(Expire, action)
-                        # No timer per connection: the hub's watchdog
-                        # closes it within a second (hub/watchdog.py).
-                        self._conn.expiry = (
-                            None if expire.at is None else expire
-                        )
-                    else:
-                        result = await self._perform(action)
-                except Exception as exc:
-                    failure = exc
-                if kind is Close:
-                    return True
-        finally:
-            steps.close()
+async def _perform(chat: Chat, conn: Connection, action: Action) -> object:
+    """Perform an action that may wait (``run`` does Reply, Expire)."""
+    match action:
+        case MayPublish(user, room):
+            return await chat.hooks.may_publish(user, room)
+        case Publish(room, user, text, meta, ref):
+            messages = chat.hub.messages
+            return await chat.hub.sent.once(
+                user.id,
+                ref,
+                lambda: messages.publish(room, user, text, meta),
+            )
+        case Moderate(user, room, text, meta):
+            return await chat.hooks.moderate(user, room, text, meta)
+        case MayModerate(user, room):
+            return await chat.hooks.may_moderate(user, room)
+        case ReadMessage(room, message_id):
+            return await chat.hub.messages.message(
+                room, message_id, conn.charge
+            )
+        case EditMessage(room, message_id, user, text):
+            await chat.hub.messages.edit(room, message_id, user, text)
+        case DeleteMessage(room, message_id, user):
+            await chat.hub.messages.delete(room, message_id, user)
+        case MayJoin(user, room):
+            return await chat.hooks.may_join(user, room)
+        case Join(room, since, ref):
+            await chat.hub.join(conn, room, since, ref=ref)
+        case Leave(room, reason, ref):
+            await chat.hub.leave(conn, room, reason=reason, ref=ref)
+        case ReadHistory(room, limit, before, max_bytes):
+            return await chat.hub.messages.history_frame(
+                room,
+                limit,
+                before=before,
+                max_bytes=max_bytes,
+                charge=conn.charge,
+            )
+        case ReadPresence(room):
+            return await chat.hub.presence_frame(room)
+        case WaitWritable():
+            await conn.wait_writable()
+        case Close(code, reason):
+            conn.close(code, reason)
+        case Verify(token):
+            # The session asks only when it was told it can.
+            authenticator = _refresher(chat)
+            if authenticator is not None:
+                return await authenticator.from_token(token)
+        case SetUser(user):
+            conn.user = user
+        case _:
+            return await _perform_people(chat, conn, action)
+    return None
 
-    async def _perform(self, action: Action) -> object:
-        """Perform an action that may wait (``run`` does Reply, Expire)."""
-        chat, conn = self._chat, self._conn
-        match action:
-            case MayPublish(user, room):
-                return await chat.hooks.may_publish(user, room)
-            case Publish(room, user, text, meta, ref):
-                messages = chat.hub.messages
-                return await chat.hub.sent.once(
-                    user.id,
-                    ref,
-                    lambda: messages.publish(room, user, text, meta),
-                )
-            case Moderate(user, room, text, meta):
-                return await chat.hooks.moderate(user, room, text, meta)
-            case MayModerate(user, room):
-                return await chat.hooks.may_moderate(user, room)
-            case ReadMessage(room, message_id):
-                return await chat.hub.messages.message(
-                    room, message_id, conn.charge
-                )
-            case EditMessage(room, message_id, user, text):
-                await chat.hub.messages.edit(room, message_id, user, text)
-            case DeleteMessage(room, message_id, user):
-                await chat.hub.messages.delete(room, message_id, user)
-            case MayJoin(user, room):
-                return await chat.hooks.may_join(user, room)
-            case Join(room, since, ref):
-                await chat.hub.join(conn, room, since, ref=ref)
-            case Leave(room, reason, ref):
-                await chat.hub.leave(conn, room, reason=reason, ref=ref)
-            case ReadHistory(room, limit, before, max_bytes):
-                return await chat.hub.messages.history_frame(
-                    room,
-                    limit,
-                    before=before,
-                    max_bytes=max_bytes,
-                    charge=conn.charge,
-                )
-            case ReadPresence(room):
-                return await chat.hub.presence_frame(room)
-            case WaitWritable():
-                await conn.wait_writable()
-            case Close(code, reason):
-                conn.close(code, reason)
-            case Verify(token):
-                # The session asks only when it was told it can.
-                authenticator = _refresher(chat)
-                if authenticator is not None:
-                    return await authenticator.from_token(token)
-            case SetUser(user):
-                conn.user = user
-            case _:
-                return await self._perform_people(action)
-        return None
 
-    async def _perform_people(self, action: Action) -> object:
-        chat, conn = self._chat, self._conn
-        match action:
-            case MayMessage(user, to):
-                return await chat.hooks.may_message(user, to)
-            case SendDirect(user, to, text, meta, ref):
-                # before_publish was asked by the session (Moderate).
-                return await chat.hub.sent.once(
-                    user.id, ref, lambda: _direct(chat, user, to, text, meta)
-                )
-            case JoinInbox(name):
-                await chat.hub.join_inbox(conn, name)
-            case Signal(room, frame):
-                await chat.hub.messages.signal(conn, room, frame)
-            case MarkRead(room, message_id):
-                return await chat.hub.marks.mark(
-                    conn.user.id, room, message_id
-                )
-            case ReadReceipts(room):
-                return await chat.hub.marks.frame(room, conn.user.id)
-        return None
+async def _perform_people(
+    chat: Chat, conn: Connection, action: Action
+) -> object:
+    match action:
+        case MayMessage(user, to):
+            return await chat.hooks.may_message(user, to)
+        case SendDirect(user, to, text, meta, ref):
+            # before_publish was asked by the session (Moderate).
+            return await chat.hub.sent.once(
+                user.id, ref, lambda: _direct(chat, user, to, text, meta)
+            )
+        case JoinInbox(name):
+            await chat.hub.join_inbox(conn, name)
+        case Signal(room, frame):
+            await chat.hub.messages.signal(conn, room, frame)
+        case MarkRead(room, message_id):
+            return await chat.hub.marks.mark(conn.user.id, room, message_id)
+        case ReadReceipts(room):
+            return await chat.hub.marks.frame(room, conn.user.id)
+    return None
 
 
 async def _direct(

@@ -34,13 +34,21 @@ Nothing here does I/O: the connection decides when to write what
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 from .budget import UnsentBytes
 from .config import SlowConsumerPolicy
 from .metrics import Metrics
 from .protocol import lagged
 from .wire import text_frame
+
+
+class Buffered(Protocol):
+    """What counts the bytes written and not yet taken: a socket."""
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the client."""
+
 
 # The most bytes of frames :meth:`Outbox.take` joins into one write.
 BATCH_BYTES = 65536
@@ -50,8 +58,9 @@ class Outbox:
     """The bounded queues of one connection (see the module docstring).
 
     Args:
-        buffered: The socket's count of bytes written and not yet taken
-            by the client; they count against ``max_unsent_bytes`` too.
+        socket: Whose :meth:`~Buffered.buffered` bytes, written and not
+            yet taken by the client, count against ``max_unsent_bytes``
+            too (the object is kept, not a bound method of it).
         queue_size: Broadcast frames queued before ``policy`` applies;
             also the reply backlog at which :meth:`backed_up` is true.
         policy: What to do when the broadcast queue is full.
@@ -66,20 +75,20 @@ class Outbox:
 
     __slots__ = (
         "_budget",
-        "_buffered",
         "_max_unsent",
         "_metrics",
         "_queue",
         "_queue_size",
         "_replies",
         "_skipped",
+        "_socket",
         "policy",
         "queued",
     )
 
     def __init__(
         self,
-        buffered: Callable[[], int],
+        socket: Buffered,
         *,
         queue_size: int,
         policy: SlowConsumerPolicy,
@@ -89,7 +98,7 @@ class Outbox:
     ) -> None:
         self.policy = policy
         self.queued = 0
-        self._buffered = buffered
+        self._socket = socket
         # Created when a frame first waits, dropped once the queue is
         # empty: an idle connection (most of them) holds no deque at all.
         self._queue: deque[tuple[str, bytes]] | None = None
@@ -98,8 +107,9 @@ class Outbox:
         self._max_unsent = max_unsent_bytes
         self._budget = budget
         self._metrics = metrics
-        # Frames dropped per room and not reported in a ``lagged`` yet.
-        self._skipped: dict[str, int] = {}
+        # Frames dropped per room and not reported in a ``lagged`` yet;
+        # None while there are none (an idle connection holds no dict).
+        self._skipped: dict[str, int] | None = None
 
     def __bool__(self) -> bool:
         """Whether any frame waits."""
@@ -108,7 +118,7 @@ class Outbox:
     @property
     def unsent(self) -> int:
         """Bytes queued here or waiting in the socket's write buffer."""
-        return self.queued + self._buffered()
+        return self.queued + self._socket.buffered()
 
     @property
     def lagging(self) -> bool:
@@ -158,7 +168,10 @@ class Outbox:
     def skip(self, room: str) -> None:
         """Record a frame of ``room`` dropped: ``lagged`` precedes the next."""
         self._metrics.messages_dropped += 1
-        self._skipped[room] = self._skipped.get(room, 0) + 1
+        skipped = self._skipped
+        if skipped is None:
+            skipped = self._skipped = {}
+        skipped[room] = skipped.get(room, 0) + 1
 
     def has_slack(self) -> bool:
         """Whether a best-effort frame is worth queueing (under half full)."""
@@ -169,7 +182,11 @@ class Outbox:
 
     def forget(self, room: str) -> None:
         """Drop the queued broadcast frames of ``room`` and its lag."""
-        self._skipped.pop(room, None)
+        skipped = self._skipped
+        if skipped is not None:
+            skipped.pop(room, None)
+            if not skipped:
+                self._skipped = None
         queue = self._queue
         if queue is not None and any(r == room for r, _ in queue):
             kept = [entry for entry in queue if entry[0] != room]
@@ -207,16 +224,20 @@ class Outbox:
                 self._replies = None
         queue = self._queue
         if queue is not None:
+            lags = self._skipped
             while queue and size < BATCH_BYTES:
                 room, frame = queue.popleft()
-                skipped = self._skipped.pop(room, 0)
-                if skipped:
-                    self._metrics.lagged += 1
-                    batch.append(text_frame(lagged(room, skipped)))
+                if lags:
+                    skipped = lags.pop(room, 0)
+                    if skipped:
+                        self._metrics.lagged += 1
+                        batch.append(text_frame(lagged(room, skipped)))
                 batch.append(frame)
                 size += len(frame)
             if not queue:
                 self._queue = None
+            if lags is not None and not lags:
+                self._skipped = None
         self._count(-size)
         return batch[0] if len(batch) == 1 else b"".join(batch)
 
@@ -224,7 +245,7 @@ class Outbox:
         """Discard every frame and pending ``lagged`` (the socket is gone)."""
         self._queue = self._replies = None
         self._count(-self.queued)
-        self._skipped.clear()
+        self._skipped = None
 
     def _full(self, size: int) -> bool:
         """Whether a broadcast frame of ``size`` bytes finds no room."""

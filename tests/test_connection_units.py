@@ -23,6 +23,13 @@ from sanic_chat.transport.base import Keepalive, SocketBase
 from sanic_chat.wire import text_frame
 
 
+class _NothingBuffered:
+    """A socket whose write buffer is always empty (for :class:`Outbox`)."""
+
+    def buffered(self) -> int:
+        return 0
+
+
 class FakeSocket(SocketBase):
     """A socket whose flow control and write buffer the test controls.
 
@@ -453,7 +460,7 @@ def test_outbox_take_joins_replies_then_frames_with_their_lag() -> None:
     metrics = Metrics()
     budget = UnsentBytes(1 << 30)
     outbox = Outbox(
-        lambda: 0,
+        _NothingBuffered(),
         queue_size=2,
         policy="drop_oldest",
         max_unsent_bytes=1 << 20,
@@ -477,7 +484,7 @@ def test_outbox_take_joins_replies_then_frames_with_their_lag() -> None:
 @pytest.mark.parametrize("policy", ["close", "drop_oldest"])
 def test_outbox_refuses_what_does_not_fit(policy: SlowConsumerPolicy) -> None:
     outbox = Outbox(
-        lambda: 0,
+        _NothingBuffered(),
         queue_size=10,
         policy=policy,
         max_unsent_bytes=4,
@@ -491,7 +498,7 @@ def test_outbox_refuses_what_does_not_fit(policy: SlowConsumerPolicy) -> None:
 
 def test_outbox_take_batches_about_64_kib() -> None:
     outbox = Outbox(
-        lambda: 0,
+        _NothingBuffered(),
         queue_size=100,
         policy="close",
         max_unsent_bytes=1 << 30,

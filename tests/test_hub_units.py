@@ -27,7 +27,7 @@ from sanic_chat.hub import CONTROL_CHANNEL, Hub
 from sanic_chat.hub.control import ControlChannel
 from sanic_chat.hub.membership import Membership
 from sanic_chat.hub.registry import RESERVATION_LIFETIME, Registry
-from sanic_chat.hub.room import Room
+from sanic_chat.hub.room import SMALL_ROOM, Room
 from sanic_chat.hub.watchdog import Watchdog
 from sanic_chat.identity import User
 from sanic_chat.metrics import Metrics
@@ -147,7 +147,8 @@ def make_room(
     metrics = Metrics()
     room = Room(ROOM, hold_limit, metrics)
     for conn in members:
-        room.members.add(conn)  # type: ignore[arg-type]
+        room.hold(conn)  # type: ignore[arg-type]
+        room.admit(conn)  # type: ignore[arg-type]
     return room, metrics
 
 
@@ -185,6 +186,33 @@ def test_presence_notices_are_offered_to_everyone_but_their_origin() -> None:
     assert [how for how, _ in c.sent] == ["offer"]
     assert b.texts()[0]["type"] == "joined"
     assert metrics.messages_sent == 0
+
+
+def test_members_join_and_leave_across_the_small_room_size() -> None:
+    # A small room keeps its members in a tuple, a larger one in a set:
+    # whichever it is, joins, leaves and the fan-out reach the right ones.
+    conns = [FakeConn() for _ in range(SMALL_ROOM + 3)]
+    room, metrics = make_room(conns[0])
+    assert len(room.members) == 1 and conns[0] in room.members
+    room, metrics = make_room(*conns)
+    assert len(room.members) == len(conns)
+    gone = conns[1::2]
+    for conn in gone:
+        assert room.remove(conn)  # type: ignore[arg-type]
+        assert not room.remove(conn)  # type: ignore[arg-type]
+    room.fanout(stored(1))
+    kept = conns[0::2]
+    assert all(c.ids() == ["1"] for c in kept)
+    assert all(c.ids() == [] for c in gone)
+    assert metrics.messages_sent == len(kept)
+    for conn in kept:
+        room.remove(conn)  # type: ignore[arg-type]
+    assert room.empty() and len(room.members) == 0
+    small, _ = make_room(*conns[:3])
+    assert small.remove(conns[1]) and not small.remove(conns[1])  # type: ignore[arg-type]
+    small.fanout(stored(2))
+    assert conns[0].ids()[-1] == conns[2].ids()[-1] == "2"
+    assert conns[1].ids() == []
 
 
 def test_resync_goes_to_members_and_not_to_joiners() -> None:

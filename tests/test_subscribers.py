@@ -254,3 +254,23 @@ async def test_an_unsubscribe_that_runs_after_a_new_subscribe_is_skipped() -> (
     assert last is not None
     await last
     assert server.calls[-1] == "unsubscribe a" and "a" not in local
+
+
+async def test_a_subscription_is_its_own_context_manager() -> None:
+    server = Server()
+    local = subscribers(server)
+    cm = local.subscribe("a")
+    async with cm as subscription:
+        # One object per subscription: an idle one costs no wrapper.
+        assert subscription is cm and "a" in local
+    assert "a" not in local
+    assert server.calls == ["subscribe a", "unsubscribe a"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(subscription)
+    # A backend's own subscription, made without Subscribers: leaving
+    # it just ends it.
+    async with Subscription("b") as own:
+        own.put(Event("b", "{}", "1"))
+    assert (await anext(own)).id == "1"  # type: ignore[union-attr]
+    with pytest.raises(StopAsyncIteration):
+        await anext(own)

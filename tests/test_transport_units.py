@@ -34,6 +34,16 @@ from sanic_chat.wire import text_frame
 MASK = b"\x01\x02\x03\x04"
 
 
+class _Lost:
+    """Records the socket's ``on_lost`` call in ``events``."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def socket_lost(self) -> None:
+        self.events.append("lost")
+
+
 def client_frame(
     opcode: int, payload: bytes = b"", *, fin: bool = True
 ) -> bytes:
@@ -121,7 +131,7 @@ def fast_socket(
         ping_timeout=ping_timeout,
     )
     events: list[str] = []
-    socket.on_lost = lambda: events.append("lost")
+    socket.on_lost = _Lost(events)
     return socket, transport, events
 
 
@@ -523,7 +533,7 @@ async def test_portable_socket_sends_frames_as_texts_and_closes() -> None:
     channel = FakeChannel()
     socket = PortableSocket(channel, close_timeout=1)
     events: list[str] = []
-    socket.on_lost = lambda: events.append("lost")
+    socket.on_lost = _Lost(events)
     socket.write(text_frame("a") + text_frame("b"))
     await channel.incoming.put("hello")
     assert await asyncio.wait_for(socket.recv(), 1) == "hello"

@@ -157,6 +157,10 @@ class Subscription(Wakeup):
     events, then live events again. The queue exists only while events
     wait in it (an idle subscription holds none).
 
+    It is also the async context manager that :meth:`Subscribers.subscribe`
+    returns, entered once: one object per subscription, not two. Left
+    (:meth:`leave_nowait`) without an owner, it is just closed.
+
     Args:
         channel: The channel this subscription follows.
         maxsize: Most events held before a gap is declared.
@@ -170,6 +174,7 @@ class Subscription(Wakeup):
         "_items",
         "_lost",
         "_maxsize",
+        "_owner",
         "_scheduled",
         "channel",
     )
@@ -185,6 +190,8 @@ class Subscription(Wakeup):
         self._closed = False
         self._consumer: Consumer | None = None
         self._scheduled = False
+        # The Subscribers that made it (Subscribers.subscribe), if any.
+        self._owner: Subscribers | None = None
 
     def put(self, event: Event) -> None:
         """Queue ``event`` for the consumer; never blocks."""
@@ -264,6 +271,30 @@ class Subscription(Wakeup):
             self._consumer = None
             consumer.ended(self._error)
 
+    async def __aenter__(self) -> Subscription:
+        owner = self._owner
+        if owner is None:
+            return self
+        return await owner._enter(self)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pending = self.leave_nowait()
+        if pending is not None:
+            await pending
+
+    def leave_nowait(self) -> Awaitable[None] | None:
+        """Leave now; return the unsubscribing left to await, if any.
+
+        That is the owner's ``on_last`` call when this was the channel's
+        last local subscription, else ``None``. Idempotent. Without an
+        owner it closes the subscription and returns ``None``.
+        """
+        owner = self._owner
+        if owner is None:
+            self.close()
+            return None
+        return owner._leave(self)
+
     def __aiter__(self) -> AsyncIterator[Event | Gap]:
         return self
 
@@ -281,6 +312,11 @@ class Subscription(Wakeup):
                     raise self._error
                 raise StopAsyncIteration
             await self._sleep()
+
+
+Subscribing = Subscription
+"""What :meth:`Subscribers.subscribe` returns: the subscription itself
+(once a wrapper of its own; the name stays for code that checks it)."""
 
 
 ChannelHook = Callable[[str], Awaitable[None]]
@@ -339,13 +375,19 @@ class Subscribers:
         # channels have one: a set costs 216 bytes more).
         self._channels: dict[str, Subscription | set[Subscription]] = {}
 
-    def subscribe(self, channel: str) -> Subscribing:
+    def subscribe(self, channel: str) -> Subscription:
         """Follow ``channel`` locally until the block exits.
+
+        The subscription is its own context manager: enter it once
+        (``async with``), or leave it early with
+        :meth:`Subscription.leave_nowait`.
 
         Raises:
             Exception: Whatever ``on_first`` raised (on entry).
         """
-        return Subscribing(self, Subscription(channel, self.queue_size))
+        subscription = Subscription(channel, self.queue_size)
+        subscription._owner = self
+        return subscription
 
     async def _enter(self, subscription: Subscription) -> Subscription:
         """Register ``subscription``; subscribe at the server if first."""
@@ -449,38 +491,6 @@ def _each(
 ) -> Sequence[Subscription]:
     """The subscriptions of one channel's entry in :class:`Subscribers`."""
     return (group,) if isinstance(group, Subscription) else list(group)
-
-
-class Subscribing:
-    """One local subscription's life: :meth:`Subscribers.subscribe`.
-
-    An async context manager yielding the :class:`Subscription`, written
-    out rather than with ``asynccontextmanager`` so that a subscription
-    held open keeps no suspended generator, and can be left without an
-    ``await`` when there is nothing to wait for (:meth:`leave_nowait`).
-    """
-
-    __slots__ = ("_owner", "subscription")
-
-    def __init__(self, owner: Subscribers, subscription: Subscription) -> None:
-        self._owner = owner
-        self.subscription = subscription
-
-    async def __aenter__(self) -> Subscription:
-        return await self._owner._enter(self.subscription)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        pending = self.leave_nowait()
-        if pending is not None:
-            await pending
-
-    def leave_nowait(self) -> Awaitable[None] | None:
-        """Leave now; return the unsubscribing left to await, if any.
-
-        That is the owner's ``on_last`` call when this was the channel's
-        last local subscription, else ``None``. Idempotent.
-        """
-        return self._owner._leave(self.subscription)
 
 
 class Broker(ABC):

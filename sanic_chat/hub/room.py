@@ -46,6 +46,14 @@ def event_text(event: Event) -> str:
 
 _AS_STORED = protocol.REVISION_PREFIXES
 
+# Up to this many members a room keeps them in a tuple, not a set: every
+# connection's inbox is a room of one, and a set costs 216 bytes at least
+# (a tuple of one, 48). Past it, a set (joins and leaves in O(1)).
+SMALL_ROOM = 8
+
+Members = tuple[Connection, ...] | set[Connection]
+"""A room's members: a tuple while it is small, then a set."""
+
 
 def event_frame(event: Event) -> bytes:
     """The event as a wire frame: built once, written to every member."""
@@ -74,13 +82,15 @@ class Room:
 
     def __init__(self, name: str, hold_limit: int, metrics: Metrics) -> None:
         self.name = name
-        self.members: set[Connection] = set()
-        """Connections that get the room's events as they come."""
+        self.members: Members = ()
+        """Connections that get the room's events as they come (read
+        only: iterate it, ``len`` it, test ``in`` it)."""
         # Connections whose join is in progress, with the live events held
-        # back for them meanwhile.
-        self._held: dict[Connection, deque[Event]] = {}
-        # Ids a member already got from a history replay.
-        self._skip: dict[Connection, set[str]] = {}
+        # back for them meanwhile; None when there are none (an idle room
+        # holds no empty dict).
+        self._held: dict[Connection, deque[Event]] | None = None
+        # Ids a member already got from a history replay; None when none.
+        self._skip: dict[Connection, set[str]] | None = None
         self._hold_limit = hold_limit
         self._metrics = metrics
 
@@ -93,7 +103,8 @@ class Room:
 
     def holding(self, conn: Connection) -> bool:
         """Whether events are being held back for ``conn`` (it is joining)."""
-        return conn in self._held
+        held = self._held
+        return held is not None and conn in held
 
     def hold(self, conn: Connection) -> None:
         """Hold back the room's events for ``conn`` until :meth:`admit`.
@@ -101,8 +112,9 @@ class Room:
         A member that re-syncs stops being one meanwhile: what it gets next
         is its replay, then the held events it did not replay.
         """
-        self.members.discard(conn)
-        self._skip.pop(conn, None)
+        self._forget(conn)
+        if self._held is None:
+            self._held = {}
         self._held[conn] = deque()
 
     def admit(
@@ -125,10 +137,19 @@ class Room:
             ``False``, and nothing changes, when ``conn`` is not held
             (it was removed meanwhile: it is closing).
         """
-        held = self._held.pop(conn, None)
+        holding = self._held
+        held = None if holding is None else holding.pop(conn, None)
         if held is None:
             return False
-        self.members.add(conn)
+        if not holding:
+            self._held = None
+        members = self.members
+        if isinstance(members, set):
+            members.add(conn)
+        elif len(members) < SMALL_ROOM:
+            self.members = (*members, conn)
+        else:
+            self.members = {*members, conn}
         last = replayed[-1] if replayed else since
         if last is not None and any(e.id == last for e in held):
             # The subscription was behind the history read: what it held
@@ -136,6 +157,8 @@ class Room:
             while held.popleft().id != last:
                 pass
         elif replayed:
+            if self._skip is None:
+                self._skip = {}
             self._skip[conn] = set(replayed)
         for event in held:
             self.deliver(conn, event)
@@ -143,11 +166,25 @@ class Room:
 
     def remove(self, conn: Connection) -> bool:
         """Take ``conn`` out (member or joiner); whether it was a member."""
-        was_member = conn in self.members
-        self.members.discard(conn)
-        self._held.pop(conn, None)
-        self._skip.pop(conn, None)
+        was_member = self._forget(conn)
+        holding = self._held
+        if holding is not None:
+            holding.pop(conn, None)
+            if not holding:
+                self._held = None
         return was_member
+
+    def _forget(self, conn: Connection) -> bool:
+        """Drop ``conn`` from the members and the skipping; if a member."""
+        self._forget_skip(conn)
+        members = self.members
+        if conn not in members:
+            return False
+        if isinstance(members, set):
+            members.discard(conn)
+        else:
+            self.members = tuple(c for c in members if c is not conn)
+        return True
 
     def fanout(self, event: Event) -> None:
         """Deliver one event of the room's subscription to its members.
@@ -187,13 +224,21 @@ class Room:
             if conn.key != event.origin:
                 conn.offer(frame or event_frame(event), self.name)
             return
-        skip = self._skip.get(conn)
+        skips = self._skip
+        skip = None if skips is None else skips.get(conn)
         if skip is not None:
             if event.id in skip:
                 return
             # Events arrive in history order: nothing later was replayed.
-            del self._skip[conn]
+            self._forget_skip(conn)
         conn.send(frame or event_frame(event), self.name)
+
+    def _forget_skip(self, conn: Connection) -> None:
+        skips = self._skip
+        if skips is not None:
+            skips.pop(conn, None)
+            if not skips:
+                self._skip = None
 
     def resync(self) -> None:
         """Tell every member to re-sync: events may have been missed."""

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from ..backends.base import Broadcaster, Event, Gap, Subscribing, Subscription
+from ..backends.base import Broadcaster, Event, Gap, Subscription
 from ..backoff import Backoff
 from ..errors import BroadcasterUnavailable
 from .room import Room
@@ -192,7 +192,7 @@ class RoomSubscription:
         cm, self._cm = self._cm, None
         if cm is None:
             return None
-        if isinstance(cm, Subscribing):
+        if isinstance(cm, Subscription):
             return cm.leave_nowait()
         return cm.__aexit__(None, None, None)
 

@@ -32,6 +32,7 @@ from types import EllipsisType
 from typing import Literal, Protocol
 
 from ..limits import TokenBucket
+from .base import LostListener
 
 Kind = Literal["fast", "portable"]
 """Which transport serves a chat's sockets."""
@@ -45,8 +46,9 @@ class Socket(Protocol):
             buffer above its high-water mark).
         write_direct: The cheapest way to write a frame while the socket
             is open and ``can_write`` is set (the fan-out hot path).
-        on_lost: Called once, as soon as the socket is no longer open (a
-            close started by either side, or the connection lost).
+        on_lost: Told once (its ``socket_lost()``), as soon as the socket
+            is no longer open (a close started by either side, or the
+            connection lost).
         limiter: The connection's rate limit, charged for control frames
             and fragments where the transport sees them.
         max_strikes: ``rate_limited`` strikes before a 1008 close.
@@ -54,7 +56,7 @@ class Socket(Protocol):
 
     can_write: asyncio.Event
     write_direct: Callable[[bytes], object]
-    on_lost: Callable[[], None] | None
+    on_lost: LostListener | None
     limiter: TokenBucket | None
     max_strikes: int
 

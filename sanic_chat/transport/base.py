@@ -21,13 +21,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import EllipsisType
-from typing import Literal
+from typing import Literal, Protocol
 
 from ..limits import TokenBucket
 from ..wakeup import Wakeup
 
 KEEPALIVE_TIMEOUT = "keepalive ping timeout"
 """The close reason of :meth:`SocketBase.keepalive` (with 1011)."""
+
+
+class LostListener(Protocol):
+    """Who a socket tells that it is no longer open (``on_lost``).
+
+    An object rather than a callback: a bound method stored per socket
+    would be one more object per connection.
+    """
+
+    def socket_lost(self) -> None:
+        """The socket is no longer open: a close started, or it was lost."""
 
 
 class Keepalive:
@@ -190,7 +201,8 @@ class SocketBase:
         loop: The connection's event loop.
         can_write: Set while a write goes out at once.
         write_direct: The cheapest write while open and ``can_write``.
-        on_lost: Called once, as soon as the socket is no longer open.
+        on_lost: Told once (:meth:`LostListener.socket_lost`), as soon as
+            the socket is no longer open.
         limiter: The connection's rate limit (set by the endpoint).
         max_strikes: ``rate_limited`` strikes before a 1008 close.
     """
@@ -226,7 +238,7 @@ class SocketBase:
         self.loop = asyncio.get_running_loop()
         self.can_write = can_write
         self.write_direct = write_direct
-        self.on_lost: Callable[[], None] | None = None
+        self.on_lost: LostListener | None = None
         self.limiter: TokenBucket | None = None
         self.max_strikes = 20
         self._close_timeout = close_timeout
@@ -369,4 +381,4 @@ class SocketBase:
     def _not_open(self) -> None:
         on_lost, self.on_lost = self.on_lost, None
         if on_lost is not None:
-            on_lost()
+            on_lost.socket_lost()
