@@ -39,6 +39,8 @@ _SUPPORTED_CRIT = frozenset({"b64"})
 # once a token with it is signed; once full, others are parsed each time:
 # no token can grow it, and no forger can fill it.
 _HEADERS_KEPT = 16
+# ... and each at most this long: the memory is bounded in bytes too.
+_HEADER_BYTES_KEPT = 512
 
 
 class Delegate(Exception):
@@ -131,7 +133,11 @@ class HMACVerifier:
         mac.update(signing_input)
         if not hmac.compare_digest(signature, mac.digest()):
             raise Unauthorized("bad_signature")
-        if not known and len(headers) < _HEADERS_KEPT:
+        if (
+            not known
+            and len(headers) < _HEADERS_KEPT
+            and len(head) <= _HEADER_BYTES_KEPT
+        ):
             headers[head] = alg  # signed: not a forger's filler
         try:
             claims = json.loads(payload)
