@@ -6,14 +6,16 @@ so that Sanic forwards the connection's bytes and events to a
 :class:`~sanic_chat.transport.fast.FastSocket` (``data_received``,
 ``eof_received``, ``connection_lost``, ``close`` -> ``end_connection``,
 ``close_if_idle`` -> ``close``), reads its ``websocket_*`` settings and
-its ``_can_write`` flow-control event, and logs through its
-``log_websocket``. None of that is public, and a Sanic release may
-rename any of it. So this module is the only one that touches those
-names, and :func:`select_transport` checks them once per worker at
-startup (:func:`fast_path_problem`): with one missing, or the app served
-by an ASGI server, the portable transport serves every socket instead,
-after one log line saying why. A per-request check (the connection's
-protocol is Sanic's ``WebSocketProtocol``) guards the rest.
+its ``_can_write`` flow-control event, replaces that event and
+``_data_received`` with lighter :class:`~sanic_chat.transport.flag.Flag`
+objects, and logs through its ``log_websocket``. None of that is
+public, and a Sanic release may rename any of it. So this module is
+the only one that touches those names, and :func:`select_transport`
+checks them once per worker at startup (:func:`fast_path_problem`):
+with one missing, or the app served by an ASGI server, the portable
+transport serves every socket instead, after one log line saying why.
+A per-request check (the connection's protocol is Sanic's
+``WebSocketProtocol``) guards the rest.
 
 The portable transport (:mod:`sanic_chat.transport.portable`) needs far
 less: on Sanic's own server, the handshake Sanic's public websocket
@@ -46,6 +48,7 @@ from websockets.server import ServerProtocol
 from .errors import ConfigError
 from .transport import Kind, Socket, asgi, handshake
 from .transport.fast import FastSocket
+from .transport.flag import Flag
 from .transport.portable import PortableSocket
 
 logger = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 # What the fast path reads and writes on Sanic's WebSocketProtocol: slots.
 FAST_ATTRIBUTES = (
     "_can_write",
+    "_data_received",
     "transport",
     "websocket",
     "websocket_max_size",
@@ -265,9 +269,16 @@ def _accept_fast(
     close_timeout = float(
         request.app.config.get("WEBSOCKET_TIMEOUT", io_proto.websocket_timeout)
     )
+    # Sanic's two events of the connection become Flags (same interface,
+    # about 48 bytes instead of 860 each; transport/flag.py): it keeps
+    # them for the socket's life. Nobody waits on either now: only the
+    # connection's own task does, and it is running this handler.
+    can_write = Flag(io_proto._can_write.is_set())
+    io_proto._can_write = can_write
+    io_proto._data_received = Flag(io_proto._data_received.is_set())
     socket = FastSocket(
         io_proto.transport,
-        io_proto._can_write,
+        can_write,
         ws_proto,
         close_timeout=close_timeout,
         ping_interval=io_proto.websocket_ping_interval,

@@ -33,6 +33,7 @@ from typing import Literal, Protocol
 
 from ..limits import TokenBucket
 from .base import LostListener
+from .flag import Flag
 
 Kind = Literal["fast", "portable"]
 """Which transport serves a chat's sockets."""
@@ -54,7 +55,7 @@ class Socket(Protocol):
         max_strikes: ``rate_limited`` strikes before a 1008 close.
     """
 
-    can_write: asyncio.Event
+    can_write: Flag | asyncio.Event
     write_direct: Callable[[bytes], object]
     on_lost: LostListener | None
     limiter: TokenBucket | None

@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 
 from ..limits import TokenBucket
 from ..wakeup import Wakeup
+from .flag import Flag
 
 KEEPALIVE_TIMEOUT = "keepalive ping timeout"
 """The close reason of :meth:`SocketBase.keepalive` (with 1011)."""
@@ -229,7 +230,7 @@ class SocketBase:
 
     def __init__(
         self,
-        can_write: asyncio.Event,
+        can_write: Flag | asyncio.Event,
         write_direct: Callable[[bytes], object],
         *,
         close_timeout: float,

@@ -38,6 +38,7 @@ from websockets.server import ServerProtocol
 
 from ..errors import CloseCode
 from .base import Keepalive, SocketBase
+from .flag import Flag
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class FastSocket(SocketBase):
     def __init__(
         self,
         transport: asyncio.Transport,
-        can_write: asyncio.Event,
+        can_write: Flag,
         ws_proto: ServerProtocol,
         *,
         close_timeout: float,

@@ -37,6 +37,7 @@ from typing import Protocol
 
 from ..wire import frame_texts
 from .base import Keepalive, SocketBase
+from .flag import Flag
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +105,15 @@ class PortableSocket(SocketBase):
         # Keepalive is the server's (Sanic's WEBSOCKET_PING_*, or the ASGI
         # server's own settings): the chat sends no pings of its own.
         super().__init__(
-            asyncio.Event(),
+            Flag(True),
             self.write,
             close_timeout=close_timeout,
             keepalive=Keepalive(None, None, time.monotonic()),
         )
-        self.can_write.set()
         self._channel = channel
         self._queue: deque[tuple[str, int]] = deque()
         self._bytes = 0
-        self._inbox_room = asyncio.Event()
-        self._inbox_room.set()
+        self._inbox_room = Flag(True)
         self._send_waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
         self._reader = self.loop.create_task(self._read())
