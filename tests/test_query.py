@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from urllib.parse import parse_qs
 
 import pytest
@@ -20,6 +21,9 @@ QUERIES = [
     "username=x&name=",  # "name" inside another key; a blank name
     "a=1;room=semi",  # ';' is not a separator
     "room",  # no '='
+    "&&room=a&=b&room==c&&",  # empty pairs and keys, '=' in a value
+    "ro+om=x&room=a+b%2Bc&room=%zz&room=%2",  # '+' in keys, bad escapes
+    "room=%F0%9F%98%80&token=a%26b%3Dc",  # emoji; escaped '&' and '='
 ]
 
 
@@ -35,3 +39,16 @@ def test_values_are_what_sanics_args_hold(query: str, name: str) -> None:
 def test_the_fast_refusal_cannot_miss_an_encoded_key() -> None:
     assert query_value("%6Eame=Ann", "name") == "Ann"
     assert query_value("room=lobby", "token") is None
+
+
+def test_random_queries_parse_as_sanics_args_do() -> None:
+    rng = random.Random(17)
+    alphabet = ["room", "name", "token", "=", "&", "+", "%", "%2", "%41",
+                "%C3%A9", "%FF", "a", " ", ";", "r%6Fom"]  # fmt: skip
+    for _ in range(3000):
+        query = "".join(
+            rng.choice(alphabet) for _ in range(rng.randint(0, 12))
+        )
+        for name in ("room", "name", "token"):
+            sanic = parse_qs(query, errors="replace").get(name, [])
+            assert query_values(query, name) == sanic, query
