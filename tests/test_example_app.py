@@ -365,3 +365,20 @@ async def test_the_page_and_its_script_and_style_are_served(
     for path in ("/static/", "/static/index.html", "/static/..%2F__init__.py"):
         status, _, _ = await asyncio.to_thread(_http, example_live.port, path)
         assert status == 404, path  # the page's files only
+
+
+def test_freezing_the_startup_objects_also_spaces_full_collections() -> None:
+    # In a child process: gc settings are process-wide.
+    code = (
+        "import asyncio, gc, example_app\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "asyncio.run(example_app.freeze_startup_objects(None))\n"
+        "print(gc.get_threshold(), gc.get_freeze_count() > 1000)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split() == ["(700,", "10,", "100)", "True"]
