@@ -699,21 +699,27 @@ def main() -> None:
     only = set(filter(None, args.only.split(",")))
     order = [s for s in scenarios(args.smoke) if not only or s.name in only]
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for name in names:
-        target = TARGETS[name]
-        if not any(sc.name in target.runs for sc in order):
-            continue
-        with contextlib.ExitStack() as stack:
-            redis_url = None
-            if target.redis:
-                redis_url = stack.enter_context(
+    with contextlib.ExitStack() as stack:
+        # Each Redis target gets its own server (or cluster), up for the
+        # whole run: the targets take turns within every repeat.
+        redis_urls: dict[str, str | None] = {}
+        for name in names:
+            target = TARGETS[name]
+            if target.redis and any(sc.name in target.runs for sc in order):
+                redis_urls[name] = stack.enter_context(
                     redis_cluster() if target.cluster else redis_server()
                 )
-            for sc in order:
-                if sc.name not in target.runs:
-                    continue
-                for i in range(args.repeat):
-                    r = run_once(target, sc, redis_url)
+        # Scenario by scenario, repeat by repeat, every target in turn
+        # (A B A B ..., not A A B B): a machine that slows down or speeds
+        # up during the run (a shared VM does) then weighs on every
+        # target alike, not on whichever ran in that stretch.
+        for sc in order:
+            for i in range(args.repeat):
+                for name in names:
+                    target = TARGETS[name]
+                    if sc.name not in target.runs:
+                        continue
+                    r = run_once(target, sc, redis_urls.get(name))
                     raw.setdefault(sc.name, {}).setdefault(name, []).append(r)
                     shown = {m: fmt(r.get(m), m) for m, _, _ in
                              METRICS[sc.spec["scenario"]]}  # fmt: skip
