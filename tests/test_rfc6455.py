@@ -134,6 +134,8 @@ class Pair:
         assert ours.close_rcvd_then_sent == theirs.close_rcvd_then_sent
         assert ours.close_code == theirs.close_code
         assert self.log_ours.lines == self.log_theirs.lines
+        if ours.state is not State.OPEN and their_writes[-1:] == [SEND_EOF]:
+            assert ours._buffer is None  # what follows is discarded
         self.received += our_events
         self.sent += our_writes
 
