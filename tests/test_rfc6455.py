@@ -376,6 +376,21 @@ def test_eof_in_the_middle_of_a_frame() -> None:
     assert pair.ours.state is State.CLOSED
 
 
+def test_a_parser_bug_fails_the_connection_1011(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(data: bytes, mask: bytes) -> bytes:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("websockets.frames.apply_mask", broken)
+    monkeypatch.setattr("sanic_chat.transport.rfc6455.apply_mask", broken)
+    pair = Pair()
+    pair.feed(frame(Opcode.TEXT, b"a") + frame(Opcode.TEXT, b"b"))
+    assert pair.sent == [b"\x88\x02\x03\xf3", SEND_EOF]
+    assert ("error", "parser failed") in pair.log_ours.lines
+    pair.do("receive_eof")
+
+
 def test_long_reads_keep_at_most_one_frame_buffered() -> None:
     max_size = 100_000
     data = frame(Opcode.BINARY, b"y" * max_size) * 3
@@ -490,3 +505,65 @@ def test_random_streams_match_websockets(seed: int) -> None:
                 pair.do(*rng.choice(calls))
         if rng.random() < 0.8:
             pair.do("receive_eof")
+
+
+# ----------------------------------------------------------------------
+# The fast transport on it (test_transport_units drives it on websockets)
+
+
+def _fast_socket(max_size: int = 1 << 20) -> tuple[Any, Any]:
+    import asyncio
+
+    from sanic_chat.transport.fast import FastSocket
+    from tests.test_transport_units import FakeTransport
+
+    transport = FakeTransport()
+    can_write = asyncio.Event()
+    can_write.set()
+    socket = FastSocket(
+        transport,
+        can_write,
+        ServerConnection(max_size),
+        close_timeout=10.0,
+        ping_interval=None,
+        ping_timeout=None,
+    )
+    return socket, transport
+
+
+async def test_fast_socket_messages_ping_and_closing_handshake() -> None:
+    socket, transport = _fast_socket()
+    socket.data_received(
+        frame(Opcode.TEXT, "hé".encode())
+        + frame(Opcode.BINARY, b"a", fin=False)
+        + frame(Opcode.PING, b"p")
+        + frame(Opcode.CONT, b"b")
+    )
+    assert transport.data() == b"\x8a\x01p"
+    assert await socket.recv() == "hé"
+    assert await socket.recv() == b"ab"
+    socket.data_received(close(1001, b"bye"))
+    assert transport.data() == b"\x88\x05\x03\xe9bye"
+    assert transport.closed  # the EOF marker: FIN
+    assert socket.close_received == 1001
+    assert not socket.open
+    socket.eof_received()
+    assert socket.ws_proto.state is State.CLOSED
+    assert await socket.recv() is None
+
+
+async def test_fast_socket_fails_invalid_utf8_and_too_big_frames() -> None:
+    socket, transport = _fast_socket()
+    socket.data_received(frame(Opcode.TEXT, b"\xff") + frame(Opcode.TEXT))
+    assert transport.data() == b"\x88\x0f\x03\xefinvalid UTF-8"
+    assert transport.closed
+    assert await socket.recv() is None
+    socket, transport = _fast_socket(max_size=10)
+    socket.data_received(frame(Opcode.BINARY, b"x" * 11))
+    reason = b"frame with 11 bytes exceeds limit of 10 bytes"
+    assert transport.data() == bytes((0x88, len(reason) + 2)) + (
+        b"\x03\xf1" + reason
+    )
+    assert transport.closed
+    socket.connection_lost(None)  # what the closed transport reports
+    assert await socket.recv() is None

@@ -193,6 +193,13 @@ class ServerConnection:
                 CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}"
             )
             return
+        except Exception:  # a bug: fail the connection, not the server
+            self._buffer = None
+            if self.logger is not None:
+                self.logger.error("parser failed", exc_info=True)
+            # No details: they may be sensitive (as websockets).
+            self.fail(CloseCode.INTERNAL_ERROR)
+            return
         if self._eof_sent or end == len(data):  # a close: rest discarded
             self._buffer = None
         elif buffer is not None:
