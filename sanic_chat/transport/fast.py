@@ -124,13 +124,13 @@ class FastSocket(SocketBase):
         transport: The connection's asyncio transport.
         can_write: Set while ``transport`` takes more data (the server's
             protocol clears it in ``pause_writing``).
-        ws_proto: The sans-I/O protocol, in the OPEN state.
+        ws_proto: The sans-I/O connection, in the OPEN state.
         close_timeout: Seconds a closing client may take.
         ping_interval: Seconds between keepalive pings (None: never).
         ping_timeout: Seconds to wait for a pong.
 
     Attributes:
-        ws_proto: The sans-I/O protocol state (Sanic reads its ``state``).
+        ws_proto: The sans-I/O connection (Sanic reads its ``state``).
     """
 
     __slots__ = (
