@@ -42,14 +42,13 @@ from typing import Any, TypeVar
 
 from sanic import HTTPResponse, Request, Sanic
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from .errors import ConfigError
 from .transport import Kind, Socket, asgi, handshake
 from .transport.fast import FastSocket
 from .transport.flag import Flag
 from .transport.portable import PortableSocket
+from .transport.rfc6455 import ServerConnection
 
 logger = logging.getLogger(__name__)
 
@@ -259,12 +258,8 @@ def _accept_fast(
     accepted = handshake.check(request)
     if isinstance(accepted, HTTPResponse):
         return accepted
-    ws_proto = ServerProtocol(
-        max_size=io_proto.websocket_max_size, state=State.OPEN, logger=logger
-    )
-    # websockets logs every frame at DEBUG: frames carry tokens (refresh)
-    # and what users write, which no log level should show.
-    ws_proto.debug = False
+    # Frames carry tokens (refresh) and what users write: it logs none.
+    ws_proto = ServerConnection(io_proto.websocket_max_size, logger)
     # Sanic (25.12) has no setting for it; honour one if the app sets it.
     close_timeout = float(
         request.app.config.get("WEBSOCKET_TIMEOUT", io_proto.websocket_timeout)

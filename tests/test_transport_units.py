@@ -16,8 +16,6 @@ import types
 
 import pytest
 from websockets.frames import Opcode
-from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from sanic_chat.limits import TokenBucket
 from sanic_chat.transport import base
@@ -28,7 +26,9 @@ from sanic_chat.transport.fast import (
     Fragments,
     TooManyFragments,
 )
+from sanic_chat.transport.flag import Flag
 from sanic_chat.transport.portable import PortableSocket
+from sanic_chat.transport.rfc6455 import ServerConnection
 from sanic_chat.wire import text_frame
 
 MASK = b"\x01\x02\x03\x04"
@@ -119,13 +119,10 @@ def fast_socket(
 ) -> tuple[FastSocket, FakeTransport, list[str]]:
     """A FastSocket after the handshake, and what it wrote and reported."""
     transport = FakeTransport()
-    can_write = asyncio.Event()
-    can_write.set()
-    proto = ServerProtocol(max_size=max_size, state=State.OPEN)
     socket = FastSocket(
         transport,
-        can_write,
-        proto,
+        Flag(True),
+        ServerConnection(max_size),
         close_timeout=close_timeout,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
@@ -573,3 +570,23 @@ def test_handshake_finds_a_header_token_in_any_spelling() -> None:
         assert _has_token(values, "websocket"), values
     for values in ([], [""], ["websockets"], ["web socket"], ["a,b", "c"]):
         assert not _has_token(values, "websocket"), values
+
+
+async def test_fail_connection_sends_its_close_then_drops_the_connection() -> (
+    None
+):
+    # Sanic's graceful shutdown, when its time is up, calls it with 1001.
+    socket, transport, _ = fast_socket()
+    assert socket.fail_connection(1001, "going away") is True
+    assert transport.data() == server_close(1001, "going away")
+    assert transport.aborted
+
+
+async def test_fail_connection_with_1006_drops_it_without_a_close_frame() -> (
+    None
+):
+    # 1006 (its default) is the code no close frame may carry.
+    socket, transport, _ = fast_socket()
+    assert socket.fail_connection() is True
+    assert transport.data() == b""
+    assert transport.aborted

@@ -4,7 +4,8 @@
 use nothing but :class:`Socket`. Behind it:
 
 * **fast** (:class:`~sanic_chat.transport.fast.FastSocket`): on Sanic's
-  own server, frames are parsed by websockets' sans-I/O protocol and
+  own server, frames are parsed by the sans-I/O
+  :mod:`~sanic_chat.transport.rfc6455` (websockets' rules) and
   prebuilt frames written straight to the TCP transport; no task per
   socket. It relies on Sanic internals, so it is used only when the
   startup check of :mod:`sanic_chat._sanic` finds them all.

@@ -10,8 +10,10 @@ Sanic accepted:
 
 * the opening handshake is checked here (RFC 6455, section 4.2: four
   headers and a key); incoming frames go through the sans-I/O
-  ``websockets.server.ServerProtocol`` (parsing, unmasking, control
-  frames, size limits, the closing handshake), as in Sanic itself;
+  :class:`~sanic_chat.transport.rfc6455.ServerConnection` (parsing,
+  unmasking, control frames, size limits, the closing handshake): the
+  part of websockets' ``ServerProtocol`` this needs, with its rules, in
+  one small object per connection;
 * outgoing frames are prebuilt bytes (:mod:`sanic_chat.wire`) written
   straight to the transport; Sanic's protocol object keeps doing flow
   control (``pause_writing``) and the server's connection bookkeeping;
@@ -32,20 +34,20 @@ import asyncio
 import logging
 import time
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from ..errors import CloseCode
 from .base import Keepalive, SocketBase
 from .flag import Flag
+from .rfc6455 import SEND_EOF, Frame, ServerConnection
 
 logger = logging.getLogger(__name__)
 
 # Pongs and close frames go out even when the client does not read; a
 # client that floods pings without reading is cut off past this.
 _MAX_WRITE_BACKLOG = 4 << 20
-_EOF = b""  # websockets' marker in data_to_send(): close the TCP stream
+_EOF = SEND_EOF  # in data_to_send(): close the TCP stream
 # A message in more pieces than this is refused (1008): websockets bounds
 # a message's bytes, not its count of (possibly empty) fragments.
 _MAX_FRAGMENTS = 256
@@ -123,13 +125,13 @@ class FastSocket(SocketBase):
         transport: The connection's asyncio transport.
         can_write: Set while ``transport`` takes more data (the server's
             protocol clears it in ``pause_writing``).
-        ws_proto: The sans-I/O protocol, in the OPEN state.
+        ws_proto: The sans-I/O connection, in the OPEN state.
         close_timeout: Seconds a closing client may take.
         ping_interval: Seconds between keepalive pings (None: never).
         ping_timeout: Seconds to wait for a pong.
 
     Attributes:
-        ws_proto: The sans-I/O protocol state (Sanic reads its ``state``).
+        ws_proto: The sans-I/O connection (Sanic reads its ``state``).
     """
 
     __slots__ = (
@@ -145,7 +147,7 @@ class FastSocket(SocketBase):
         self,
         transport: asyncio.Transport,
         can_write: Flag,
-        ws_proto: ServerProtocol,
+        ws_proto: ServerConnection,
         *,
         close_timeout: float,
         ping_interval: float | None,
@@ -260,8 +262,13 @@ class FastSocket(SocketBase):
         """Nothing to wait for: Sanic's protocol ends the connection."""
 
     def fail_connection(self, code: int = 1006, reason: str = "") -> bool:
-        """Sanic's hook when its graceful shutdown runs out of time."""
-        if self.ws_proto.state is State.OPEN:
+        """Sanic's hook when its graceful shutdown runs out of time.
+
+        Sends a close frame with ``code`` when a frame may carry it (not
+        1006, the default: that code means no close frame), then drops
+        the connection.
+        """
+        if self.ws_proto.state is State.OPEN and code != 1006:
             self.ws_proto.send_close(code, reason)
             self._flush()
         self.abort()
@@ -301,7 +308,6 @@ class FastSocket(SocketBase):
         proto = self.ws_proto
         proto.receive_data(data)
         for frame in proto.events_received():
-            assert isinstance(frame, Frame)  # after the handshake: frames
             opcode = frame.opcode
             if opcode is Opcode.PONG:
                 self._keepalive.answered()
