@@ -93,9 +93,9 @@ async def freeze_startup_objects(app: Sanic) -> None:
     connections alone (docs/deployment.md, "Garbage collector"). A
     process-wide choice, so it is the app's to make, not the plugin's.
 
-    It also makes full collections ten times rarer
-    (:data:`GC_THRESHOLD`): each one still scans every connection, and a
-    server setting up thousands of them ran two per 2,000 connections.
+    It also makes full collections rarer (:data:`GC_THRESHOLD`): each
+    one still scans every connection, and a server setting up thousands
+    of them ran one or two per 2,000 connections.
     """
     gc.collect()
     gc.freeze()
