@@ -33,6 +33,7 @@ read from its signal router's index (:func:`websocket_signals`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -55,7 +56,6 @@ logger = logging.getLogger(__name__)
 # What the fast path reads and writes on Sanic's WebSocketProtocol: slots.
 FAST_ATTRIBUTES = (
     "_can_write",
-    "_data_received",
     "transport",
     "websocket",
     "websocket_max_size",
@@ -270,7 +270,9 @@ def _accept_fast(
     # connection's own task does, and it is running this handler.
     can_write = Flag(io_proto._can_write.is_set())
     io_proto._can_write = can_write
-    io_proto._data_received = Flag(io_proto._data_received.is_set())
+    received = getattr(io_proto, "_data_received", None)
+    if isinstance(received, asyncio.Event):  # a saving, not a need
+        io_proto._data_received = Flag(received.is_set())
     socket = FastSocket(
         io_proto.transport,
         can_write,

@@ -19,6 +19,7 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from sanic_chat import ConfigError, TokenAuthenticator, User, _sanic
 from sanic_chat.auth import refuse
 from sanic_chat.transport import asgi
+from sanic_chat.transport.flag import Flag
 
 from .conftest import TIMEOUT, live, live_asgi, make_app
 
@@ -85,6 +86,28 @@ def test_the_check_names_what_is_missing(
     )
     monkeypatch.setattr(_sanic, "_protocol_class", lambda: None)
     assert "is gone" in (_sanic.fast_path_problem(app) or "")
+
+
+async def test_the_fast_transport_swaps_sanics_two_events_for_flags() -> None:
+    # Sanic's protocol keeps them for the socket's life: about 860 bytes
+    # each as asyncio.Events, 48 as Flags; its flow control drives the one.
+    app = make_app(transport="fast")
+    seen: list[tuple[Any, Any, Any]] = []
+
+    @app.signal("websocket.handler.before")
+    async def before(request: Request, websocket: Any) -> None:
+        protocol = request.transport.get_protocol()
+        seen.append(
+            (protocol._can_write, protocol._data_received, websocket.can_write)
+        )
+
+    async with live(app) as srv:
+        async with srv.client() as alice:
+            assert (await alice.say("hi"))["text"] == "hi"
+    [(can_write, data_received, socket_can_write)] = seen
+    assert type(can_write) is Flag and can_write.is_set()
+    assert socket_can_write is can_write  # pause_writing reaches the socket
+    assert type(data_received) is Flag
 
 
 @pytest.mark.usefixtures("transport")
