@@ -329,6 +329,23 @@ def test_remove_tells_membership_and_admit_refuses_the_removed() -> None:
     assert room.empty()
 
 
+def test_add_makes_a_member_at_once_once_and_grows_past_a_tuple() -> None:
+    conns = [FakeConn() for _ in range(SMALL_ROOM + 2)]
+    room, _ = make_room()
+    room.add(conns[0])  # type: ignore[arg-type]
+    room.add(conns[0])  # type: ignore[arg-type]
+    assert room.members == (conns[0],)
+    room.fanout(stored(1))
+    assert conns[0].ids() == ["1"]  # nothing held back: delivered
+    for conn in conns[1:]:
+        room.add(conn)  # type: ignore[arg-type]
+    assert isinstance(room.members, set) and len(room.members) == len(conns)
+    room.add(conns[-1])  # type: ignore[arg-type]
+    assert len(room.members) == len(conns)
+    room.fanout(stored(2))
+    assert all(c.ids()[-1] == "2" for c in conns)
+
+
 # ----------------------------------------------------------------------
 # Registry
 

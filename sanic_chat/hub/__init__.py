@@ -258,7 +258,7 @@ class Hub:
 
     async def join_inbox(self, conn: Connection, name: str) -> None:
         """Put ``conn`` in its inbox ``name``, without a reply."""
-        await self._membership.join(conn, name, quiet=True)
+        await self._membership.join_inbox(conn, name)
 
     # ------------------------------------------------------------------
     # Requests

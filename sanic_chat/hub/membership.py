@@ -78,23 +78,18 @@ class Membership:
         name: str,
         since: str | None = None,
         *,
-        quiet: bool = False,
         ref: str | None = None,
     ) -> None:
-        """Add ``conn`` to room ``name``; see :meth:`Hub.join`.
-
-        ``quiet``: no ``joined`` reply (the inbox joined at connect).
-        """
+        """Add ``conn`` to room ``name``; see :meth:`Hub.join`."""
         room = self.rooms.get(name)
         if name in conn.rooms and room is not None:
             if since is None:
-                if not quiet:
-                    conn.reply(await self._joined(conn, name, ref=ref))
+                conn.reply(await self._joined(conn, name, ref=ref))
                 return
             room.hold(conn)
             conn.forget(name)
             try:
-                await self._replay(conn, room, since, quiet, ref)
+                await self._replay(conn, room, since, ref)
             except BaseException:
                 # The re-sync failed (e.g. the broadcaster is down): stay a
                 # member and keep receiving; the client may try again.
@@ -118,13 +113,13 @@ class Membership:
         try:
             await sub.subscribed()
             if private:
-                await self._replay(conn, room, since, quiet, ref)
+                await self._replay(conn, room, since, ref)
                 return
             # Counted if and only if it returns, even when cancelled (the
             # broadcaster takes back a change it could not finish).
             await self._broadcaster.presence_add(name, user)
             try:
-                await self._replay(conn, room, since, quiet, ref)
+                await self._replay(conn, room, since, ref)
             except BaseException:
                 # Shielded: a second cancellation must not skip it.
                 with contextlib.suppress(Exception):
@@ -165,7 +160,6 @@ class Membership:
         conn: Connection,
         room: Room,
         since: str | None,
-        quiet: bool = False,
         ref: str | None = None,
     ) -> None:
         """Confirm a join, replay history after ``since``, then go live.
@@ -178,15 +172,12 @@ class Membership:
             self._broadcaster, name, since, self._config.history_size
         )
         recovered = None if since is None else bool(found)
-        reply = (
-            None if quiet else await self._joined(conn, name, recovered, ref)
-        )
+        reply = await self._joined(conn, name, recovered, ref)
         if not room.holding(conn):
             # The connection was detached while history was read (it is
             # closing; its task's cancellation is still on the way).
             raise asyncio.CancelledError
-        if reply is not None:
-            conn.reply(reply)
+        conn.reply(reply)
         for event in replayed:
             conn.reply(event_frame(event))
             if conn.backed_up():
@@ -198,6 +189,30 @@ class Membership:
         ids = [e.id for e in replayed if e.id is not None]
         if not room.admit(conn, ids, since if found else None):
             raise asyncio.CancelledError  # detached: closing
+
+    async def join_inbox(self, conn: Connection, name: str) -> None:
+        """Make ``conn`` a member of its inbox ``name`` at connect.
+
+        No reply and nothing to replay: the connection is a member at
+        once, with nothing held back for it (events that arrive are
+        delivered to it as they come). Every connection makes this join,
+        so it is the cheapest one; rejoining an inbox with ``since``
+        (recovery) is an ordinary :meth:`join`.
+        """
+        if name in conn.rooms:
+            return
+        room, sub = self._room(name)
+        conn.rooms.add(name)
+        room.add(conn)
+        try:
+            await sub.subscribed()
+            if name not in conn.rooms:
+                raise asyncio.CancelledError  # detached meanwhile: closing
+        except BaseException:
+            conn.rooms.discard(name)
+            room.remove(conn)
+            self._close_if_empty(room)
+            raise
 
     async def leave(
         self,

@@ -143,13 +143,7 @@ class Room:
             return False
         if not holding:
             self._held = None
-        members = self.members
-        if isinstance(members, set):
-            members.add(conn)
-        elif len(members) < SMALL_ROOM:
-            self.members = (*members, conn)
-        else:
-            self.members = {*members, conn}
+        self.add(conn)
         last = replayed[-1] if replayed else since
         if last is not None and any(e.id == last for e in held):
             # The subscription was behind the history read: what it held
@@ -163,6 +157,22 @@ class Room:
         for event in held:
             self.deliver(conn, event)
         return True
+
+    def add(self, conn: Connection) -> None:
+        """Make ``conn`` a member at once, with nothing held back for it.
+
+        For a join that replies and replays nothing (the inbox at
+        connect): later events are simply delivered to it.
+        """
+        members = self.members
+        if isinstance(members, set):
+            members.add(conn)
+        elif conn in members:
+            return
+        elif len(members) < SMALL_ROOM:
+            self.members = (*members, conn)
+        else:
+            self.members = {*members, conn}
 
     def remove(self, conn: Connection) -> bool:
         """Take ``conn`` out (member or joiner); whether it was a member."""
