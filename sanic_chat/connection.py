@@ -211,6 +211,25 @@ class Connection:
         else:
             self.overflow(room)
 
+    def send_all(self, data: bytes, best_effort: bool) -> bool:
+        """Write several broadcast frames at once, if they can go out now.
+
+        ``data`` is their wire frames joined, ``best_effort`` whether
+        some are presence notices (written only while the queue has
+        slack, as :meth:`offer` would). False, and nothing written, when
+        they cannot go straight to the socket (backed up, lagging,
+        closing): the caller then sends them one by one.
+        """
+        write = self._write
+        if (
+            write is None
+            or not self._can_write.is_set()
+            or (best_effort and not self._outbox.has_slack())
+        ):
+            return False
+        write(data)
+        return True
+
     @property
     def unsent(self) -> int:
         """Bytes queued here or waiting in the socket's write buffer."""

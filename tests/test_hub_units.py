@@ -27,7 +27,7 @@ from sanic_chat.hub import CONTROL_CHANNEL, Hub
 from sanic_chat.hub.control import ControlChannel
 from sanic_chat.hub.membership import Membership
 from sanic_chat.hub.registry import RESERVATION_LIFETIME, Registry
-from sanic_chat.hub.room import SMALL_ROOM, Room
+from sanic_chat.hub.room import BATCH_BYTES, SMALL_ROOM, Room
 from sanic_chat.hub.watchdog import Watchdog
 from sanic_chat.identity import User
 from sanic_chat.metrics import Metrics
@@ -71,6 +71,11 @@ class FakeConn:
         # Replies before which backed_up() answers True once each.
         self.stall_at: set[int] = set()
         self.on_wait: list[Any] = []  # called while a replay waits
+        # send_all: whether frames can go straight out, and with slack
+        # for presence notices; how many writes it made.
+        self.writable = True
+        self.slack = True
+        self.writes = 0
 
     def __repr__(self) -> str:
         return f"<FakeConn {self.key}>"
@@ -83,6 +88,13 @@ class FakeConn:
     def offer(self, frame: bytes, room: str) -> None:
         assert room == ROOM
         self.sent.append(("offer", frame))
+
+    def send_all(self, data: bytes, best_effort: bool) -> bool:
+        if not self.writable or (best_effort and not self.slack):
+            return False
+        self.sent.extend(("all", frame) for frame in split_frames(data))
+        self.writes += 1
+        return True
 
     def overflow(self, room: str) -> None:
         self.overflows.append(room)
@@ -124,6 +136,20 @@ class FakeConn:
         return [t["id"] for t in self.texts() if t.get("type") == "message"]
 
 
+def split_frames(data: bytes) -> list[bytes]:
+    """The server's (unmasked) wire frames that ``data`` joins."""
+    frames = []
+    while data:
+        size, start = data[1] & 0x7F, 2
+        if size == 126:
+            size, start = int.from_bytes(data[2:4]), 4
+        elif size == 127:
+            size, start = int.from_bytes(data[2:10]), 10
+        frames.append(data[: start + size])
+        data = data[start + size :]
+    return frames
+
+
 def stored(n: int) -> Event:
     payload = json.dumps({"type": "message", "room": ROOM, "text": f"m{n}"})
     return Event(ROOM, payload, id=str(n))
@@ -161,7 +187,7 @@ def test_a_room_is_built_and_fans_out_without_an_event_loop() -> None:
         asyncio.get_running_loop()
     a, b = FakeConn(), FakeConn()
     room, metrics = make_room(a, b)
-    room.fanout(stored(1))
+    room.fanout([stored(1)])
     assert a.ids() == b.ids() == ["1"]
     assert metrics.messages_sent == 2
 
@@ -169,7 +195,7 @@ def test_a_room_is_built_and_fans_out_without_an_event_loop() -> None:
 def test_the_hot_path_sends_one_frame_object_to_every_member() -> None:
     conns = [FakeConn() for _ in range(5)]
     room, _ = make_room(*conns)
-    room.fanout(stored(7))
+    room.fanout([stored(7)])
     frames = [c.sent[0][1] for c in conns]
     assert all(c.sent == [("send", frames[0])] for c in conns)
     assert all(f is frames[0] for f in frames)  # built once, shared
@@ -180,12 +206,75 @@ def test_the_hot_path_sends_one_frame_object_to_every_member() -> None:
 def test_presence_notices_are_offered_to_everyone_but_their_origin() -> None:
     a, b, c = FakeConn(), FakeConn(), FakeConn()
     room, metrics = make_room(a, b, c)
-    room.fanout(notice(a))
+    room.fanout([notice(a)])
     assert a.sent == []
     assert [how for how, _ in b.sent] == ["offer"]
     assert [how for how, _ in c.sent] == ["offer"]
     assert b.texts()[0]["type"] == "joined"
     assert metrics.messages_sent == 0
+
+
+def test_events_that_arrive_together_go_out_in_one_write_per_member() -> None:
+    conns = [FakeConn() for _ in range(3)]
+    room, metrics = make_room(*conns)
+    room.fanout([stored(1), stored(2), stored(3)])
+    for conn in conns:
+        assert conn.writes == 1
+        assert conn.ids() == ["1", "2", "3"]
+        assert {how for how, _ in conn.sent} == {"all"}
+    assert metrics.messages_sent == 9
+
+
+def test_a_member_that_cannot_take_a_run_at_once_gets_it_one_by_one() -> None:
+    fast, slow, crowded = FakeConn(), FakeConn(), FakeConn()
+    slow.writable = False  # backed up: each frame sent (queued) alone
+    crowded.slack = False  # no room for best-effort notices
+    outsider = FakeConn()
+    room, metrics = make_room(fast, slow, crowded)
+    room.fanout([stored(1), notice(outsider), stored(2)])
+    assert fast.writes == 1 and [h for h, _ in fast.sent] == ["all"] * 3
+    assert [h for h, _ in slow.sent] == ["send", "offer", "send"]
+    assert [t["type"] for t in slow.texts()] == [
+        "message",
+        "joined",
+        "message",
+    ]
+    assert [h for h, _ in crowded.sent] == ["send", "offer", "send"]
+    assert metrics.messages_sent == 6  # the two stored events, 3 members
+
+
+def test_a_member_gets_no_notice_about_itself_in_a_run() -> None:
+    a, b = FakeConn(), FakeConn()
+    room, _ = make_room(a, b)
+    room.fanout([notice(a), stored(1), notice(b)])
+    assert about(a) == [b.key] and a.ids() == ["1"]
+    assert about(b) == [a.key] and b.ids() == ["1"]
+    assert a.writes == b.writes == 0  # each left out of one: one by one
+
+
+def test_a_long_run_is_written_in_bounded_pieces() -> None:
+    a = FakeConn()
+    room, _ = make_room(a)
+    big = [
+        Event(ROOM, json.dumps({"type": "message", "room": ROOM,
+                                "text": "x" * 6000}), id=str(n))
+        for n in range(8)
+    ]  # fmt: skip
+    room.fanout(big)
+    assert a.ids() == [str(n) for n in range(8)]
+    # Runs of at most BATCH_BYTES each (two frames of ~6 KB fit in one).
+    assert a.writes == 4
+    assert all(len(f) < BATCH_BYTES for _, f in a.sent)
+
+
+def test_events_held_for_a_joiner_keep_their_order_across_a_run() -> None:
+    member, joiner = FakeConn(), FakeConn()
+    room, _ = make_room(member)
+    room.hold(joiner)  # type: ignore[arg-type]
+    room.fanout([stored(1), stored(2)])
+    assert joiner.sent == []
+    room.admit(joiner)  # type: ignore[arg-type]
+    assert joiner.ids() == member.ids() == ["1", "2"]
 
 
 def test_members_join_and_leave_across_the_small_room_size() -> None:
@@ -200,7 +289,7 @@ def test_members_join_and_leave_across_the_small_room_size() -> None:
     for conn in gone:
         assert room.remove(conn)  # type: ignore[arg-type]
         assert not room.remove(conn)  # type: ignore[arg-type]
-    room.fanout(stored(1))
+    room.fanout([stored(1)])
     kept = conns[0::2]
     assert all(c.ids() == ["1"] for c in kept)
     assert all(c.ids() == [] for c in gone)
@@ -210,7 +299,7 @@ def test_members_join_and_leave_across_the_small_room_size() -> None:
     assert room.empty() and len(room.members) == 0
     small, _ = make_room(*conns[:3])
     assert small.remove(conns[1]) and not small.remove(conns[1])  # type: ignore[arg-type]
-    small.fanout(stored(2))
+    small.fanout([stored(2)])
     assert conns[0].ids()[-1] == conns[2].ids()[-1] == "2"
     assert conns[1].ids() == []
 
@@ -233,14 +322,14 @@ def test_events_replayed_and_held_back_are_delivered_once_in_order() -> None:
     room, _ = make_room(other)
     room.hold(joiner)  # type: ignore[arg-type]
     for n in (1, 2, 3):  # live while the joiner's history is read
-        room.fanout(stored(n))
+        room.fanout([stored(n)])
     assert joiner.sent == []
     assert not room.empty()
     # The history read contained 1 and 2 (3 came after it).
     assert room.admit(joiner, ["1", "2"])  # type: ignore[arg-type]
     assert joiner.ids() == ["3"]
     for n in (4, 5):
-        room.fanout(stored(n))
+        room.fanout([stored(n)])
     assert joiner.ids() == ["3", "4", "5"]
     assert other.ids() == ["1", "2", "3", "4", "5"]
 
@@ -251,18 +340,18 @@ def test_replayed_events_that_arrive_live_later_are_skipped_once() -> None:
     other, joiner = FakeConn(), FakeConn()
     room, metrics = make_room(other)
     room.hold(joiner)  # type: ignore[arg-type]
-    room.fanout(stored(1))
+    room.fanout([stored(1)])
     room.admit(joiner, ["1", "2", "3"])  # type: ignore[arg-type]
-    room.fanout(stored(2))
-    room.fanout(stored(3))
+    room.fanout([stored(2)])
+    room.fanout([stored(3)])
     assert joiner.ids() == []
-    room.fanout(stored(4))
-    room.fanout(stored(5))
+    room.fanout([stored(4)])
+    room.fanout([stored(5)])
     assert joiner.ids() == ["4", "5"]
     assert other.ids() == ["1", "2", "3", "4", "5"]
     # De-duplication over, the hot path counts every member again.
     before = metrics.messages_sent
-    room.fanout(stored(6))
+    room.fanout([stored(6)])
     assert metrics.messages_sent == before + 2
 
 
@@ -270,14 +359,14 @@ def test_held_presence_notices_skip_their_origin() -> None:
     joiner, other = FakeConn(), FakeConn()
     room, _ = make_room(other)
     room.hold(joiner)  # type: ignore[arg-type]
-    room.fanout(notice(joiner))  # its own join notice
-    room.fanout(notice(other))
+    room.fanout([notice(joiner)])  # its own join notice
+    room.fanout([notice(other)])
     assert about(other) == [joiner.key]  # not its own
     room.admit(joiner)  # type: ignore[arg-type]
     assert about(joiner) == [other.key]  # not its own
     assert [how for how, _ in joiner.sent] == ["offer"]
     third = FakeConn()
-    room.fanout(notice(third))
+    room.fanout([notice(third)])
     assert about(joiner) == [other.key, third.key]
 
 
@@ -286,16 +375,16 @@ def test_a_full_hold_back_is_the_joiners_overflow() -> None:
     room, _ = make_room(hold_limit=3)
     room.hold(joiner)  # type: ignore[arg-type]
     for n in range(1, 4):
-        room.fanout(stored(n))
+        room.fanout([stored(n)])
     assert joiner.overflows == []
-    room.fanout(stored(4))
-    room.fanout(stored(5))
+    room.fanout([stored(4)])
+    room.fanout([stored(5)])
     assert joiner.overflows == [ROOM, ROOM]
     # A dropped presence notice is no loss: best-effort anyway.
     room.hold(joiner)  # type: ignore[arg-type]
     for _ in range(3):
-        room.fanout(notice(FakeConn()))
-    room.fanout(stored(6))
+        room.fanout([notice(FakeConn())])
+    room.fanout([stored(6)])
     assert joiner.overflows == [ROOM, ROOM]
     room.admit(joiner)  # type: ignore[arg-type]
     # The last three kept (two notices, one message), the oldest dropped.
@@ -308,13 +397,13 @@ def test_a_re_syncing_member_stops_getting_live_events_until_admitted() -> (
 ):
     a = FakeConn()
     room, _ = make_room(a)
-    room.fanout(stored(1))
+    room.fanout([stored(1)])
     room.hold(a)  # type: ignore[arg-type]
-    room.fanout(stored(2))
+    room.fanout([stored(2)])
     assert a.ids() == ["1"]
     assert a not in room.members
     room.admit(a, ["2"])  # type: ignore[arg-type]
-    room.fanout(stored(3))
+    room.fanout([stored(3)])
     assert a.ids() == ["1", "3"]
 
 
@@ -335,14 +424,14 @@ def test_add_makes_a_member_at_once_once_and_grows_past_a_tuple() -> None:
     room.add(conns[0])  # type: ignore[arg-type]
     room.add(conns[0])  # type: ignore[arg-type]
     assert room.members == (conns[0],)
-    room.fanout(stored(1))
+    room.fanout([stored(1)])
     assert conns[0].ids() == ["1"]  # nothing held back: delivered
     for conn in conns[1:]:
         room.add(conn)  # type: ignore[arg-type]
     assert isinstance(room.members, set) and len(room.members) == len(conns)
     room.add(conns[-1])  # type: ignore[arg-type]
     assert len(room.members) == len(conns)
-    room.fanout(stored(2))
+    room.fanout([stored(2)])
     assert all(c.ids()[-1] == "2" for c in conns)
 
 
@@ -676,10 +765,10 @@ def test_held_events_up_to_the_clients_last_one_are_not_sent_again() -> None:
     room, _ = make_room()
     room.hold(joiner)  # type: ignore[arg-type]
     for n in (1, 2, 3, 4):
-        room.fanout(stored(n))
+        room.fanout([stored(n)])
     assert room.admit(joiner, ["2", "3"], since="1")  # type: ignore[arg-type]
     assert joiner.ids() == ["4"]
-    room.fanout(stored(5))
+    room.fanout([stored(5)])
     assert joiner.ids() == ["4", "5"]
 
 
@@ -690,8 +779,8 @@ def test_held_events_up_to_since_are_dropped_when_nothing_was_replayed() -> (
     room, _ = make_room()
     room.hold(joiner)  # type: ignore[arg-type]
     for n in (1, 2, 3):
-        room.fanout(stored(n))
-    room.fanout(notice(FakeConn()))
+        room.fanout([stored(n)])
+    room.fanout([notice(FakeConn())])
     assert room.admit(joiner, since="2")  # type: ignore[arg-type]
     assert joiner.ids() == ["3"]
     assert [how for how, _ in joiner.sent] == ["send", "offer"]

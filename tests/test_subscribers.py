@@ -7,6 +7,7 @@ backend's own subscribe and unsubscribe at its server.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -147,9 +148,15 @@ class Consumer:
     def __init__(self) -> None:
         self.items: list[Event | Gap] = []
         self.ends: list[BaseException | None] = []
+        self.calls = 0
 
-    def receive(self, item: Event | Gap) -> None:
-        self.items.append(item)
+    def receive(self, events: Sequence[Event]) -> None:
+        assert events, "a callback hands over at least one event"
+        self.calls += 1
+        self.items.extend(events)
+
+    def missed(self, gap: Gap) -> None:
+        self.items.append(gap)
 
     def ended(self, error: BaseException | None) -> None:
         self.ends.append(error)
@@ -169,6 +176,7 @@ async def test_a_pushing_subscription_hands_over_later_in_order() -> None:
     assert consumer.items == []  # not inside put(): after the publisher
     await flushed()
     assert consumer.items == events
+    assert consumer.calls == 1  # together: one write per client
     subscription.put(events[0])
     await flushed()
     assert consumer.items == [*events, events[0]] and consumer.ends == []

@@ -140,8 +140,15 @@ class PresenceInfo:
 class Consumer(Protocol):
     """What a :class:`Subscription` pushes to (:meth:`~.deliver_to`)."""
 
-    def receive(self, item: Event | Gap) -> None:
-        """Take the next event, or a :class:`Gap`, in channel order."""
+    def receive(self, events: Sequence[Event]) -> None:
+        """Take the next events (at least one), in channel order.
+
+        All the events queued when the callback ran, at once: a consumer
+        can hand several to a client in one write.
+        """
+
+    def missed(self, gap: Gap) -> None:
+        """Events were lost after those received (see :class:`Gap`)."""
 
     def ended(self, error: BaseException | None) -> None:
         """The stream ended (closed by the backend; with its error)."""
@@ -253,20 +260,23 @@ class Subscription(Wakeup):
         """Hand everything queued to the consumer (see :meth:`deliver_to`)."""
         self._scheduled = False
         consumer = self._consumer
+        if consumer is None:
+            return  # what is queued waits for a consumer or an iterator
         items = self._items
         if items is not None:
-            # A consumer may stop consuming from one of its callbacks.
-            while items and self._consumer is consumer is not None:
-                consumer.receive(items.popleft())
-            if not items:
-                self._items = None  # nothing held while idle
-        if consumer is None or self._consumer is not consumer:
-            return
+            # Handed over whole: what put() brings meanwhile starts a new
+            # queue and another callback. Nothing is held while idle.
+            self._items = None
+            if items:
+                consumer.receive(items)
+            # A consumer may stop consuming from its callback.
+            if self._consumer is not consumer:
+                return
         if self._lost or self._interrupted:
             gap = Gap(self.channel, self._lost)
             self._lost = 0
             self._interrupted = False
-            consumer.receive(gap)
+            consumer.missed(gap)
         if self._closed and self._consumer is consumer:
             self._consumer = None
             consumer.ended(self._error)

@@ -51,6 +51,12 @@ _AS_STORED = protocol.REVISION_PREFIXES
 # (a tuple of one, 48). Past it, a set (joins and leaves in O(1)).
 SMALL_ROOM = 8
 
+# Events that arrive together are written to a member in runs of at most
+# this many bytes: one system call per run instead of one per event, and
+# a socket's buffer goes no further past its high-water mark than one
+# large frame would take it.
+BATCH_BYTES = 16 * 1024
+
 Members = tuple[Connection, ...] | set[Connection]
 """A room's members: a tuple while it is small, then a set."""
 
@@ -196,15 +202,37 @@ class Room:
             self.members = tuple(c for c in members if c is not conn)
         return True
 
-    def fanout(self, event: Event) -> None:
-        """Deliver one event of the room's subscription to its members.
+    def fanout(self, events: Sequence[Event]) -> None:
+        """Deliver events of the room's subscription to its members.
 
-        The frame is built once. With no replay de-duplication pending,
-        each member costs one :meth:`Connection.send` of the same
-        ``bytes`` and nothing else. Presence notices (no id) are offered
-        (best-effort) to every member except the one they are about.
+        Each frame is built once. With no replay de-duplication pending,
+        a member costs one :meth:`Connection.send` of the same ``bytes``
+        per event and nothing else; several events that arrived together
+        (in one loop iteration) go out in runs of up to ``BATCH_BYTES``,
+        one write per member and run instead of one per event. Presence
+        notices (no id) are offered (best-effort) to every member except
+        the one they are about.
         """
-        frame = event_frame(event)
+        if len(events) == 1 or self._skip:
+            for event in events:
+                self._fanout_one(event)
+            return
+        run: list[Event] = []
+        frames: list[bytes] = []
+        size = 0
+        for event in events:
+            frame = event_frame(event)
+            if size + len(frame) > BATCH_BYTES and run:
+                self._fanout_run(run, frames)
+                run, frames, size = [], [], 0
+            run.append(event)
+            frames.append(frame)
+            size += len(frame)
+        self._fanout_run(run, frames)
+
+    def _fanout_one(self, event: Event, frame: bytes | None = None) -> None:
+        if frame is None:
+            frame = event_frame(event)
         name = self.name
         if event.id is None:
             # Ephemeral (presence) notices are best-effort.
@@ -219,8 +247,44 @@ class Room:
         else:
             for conn in list(self.members):
                 self.deliver(conn, event, frame)
+        self._hold(event)
+
+    def _fanout_run(self, events: list[Event], frames: list[bytes]) -> None:
+        """Several events, one write of all their frames per member.
+
+        A member that cannot take them at once (backed up, lagging,
+        closing), or that some of them are presence notices about (it
+        does not get its own), gets them one by one, each sent or
+        offered as :meth:`_fanout_one` would.
+        """
+        if len(events) == 1:
+            self._fanout_one(events[0], frames[0])
+            return
+        name = self.name
+        data = b"".join(frames)
+        about = [e.origin for e in events if e.id is None]
+        members = self.members
+        self._metrics.messages_sent += (len(events) - len(about)) * len(
+            members
+        )
+        best_effort = bool(about)
+        for conn in members:
+            if (best_effort and conn.key in about) or not conn.send_all(
+                data, best_effort
+            ):
+                for event, frame in zip(events, frames, strict=True):
+                    if event.id is not None:
+                        conn.send(frame, name)
+                    elif conn.key != event.origin:
+                        conn.offer(frame, name)
+        for event in events:
+            self._hold(event)
+
+    def _hold(self, event: Event) -> None:
+        """Keep ``event`` for the connections whose join is replaying."""
         if self._held:
             limit = self._hold_limit
+            name = self.name
             for conn, held in self._held.items():
                 held.append(event)
                 if len(held) > limit and held.popleft().id is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -146,17 +146,18 @@ class RoomSubscription:
 
     # -- pushed to by the Subscription (see Subscription.deliver_to) --
 
-    def receive(self, item: Event | Gap) -> None:
-        """Deliver one event to the room, or have it re-sync on a gap."""
-        if isinstance(item, Gap):
-            logger.warning(
-                "room %s: fell %d events behind, asking members to re-sync",
-                self._room.name,
-                item.skipped,
-            )
-            self._room.resync()
-        else:
-            self._room.fanout(item)
+    def receive(self, events: Sequence[Event]) -> None:
+        """Deliver events to the room (several: one write per member)."""
+        self._room.fanout(events)
+
+    def missed(self, gap: Gap) -> None:
+        """Have the room's members re-sync: events were lost."""
+        logger.warning(
+            "room %s: fell %d events behind, asking members to re-sync",
+            self._room.name,
+            gap.skipped,
+        )
+        self._room.resync()
 
     def ended(self, error: BaseException | None) -> None:
         """The subscription was closed under us: retry (the room lives)."""
@@ -227,7 +228,10 @@ class RoomSubscription:
             if events is not None:
                 try:
                     async for item in events:
-                        self.receive(item)
+                        if isinstance(item, Gap):
+                            self.missed(item)
+                        else:
+                            self._room.fanout((item,))
                     error = BroadcasterUnavailable("subscription ended")
                 except Exception as exc:
                     error = exc
