@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +39,7 @@ from .errors import (
     Unauthorized,
 )
 from .identity import GuestAuthenticator, User
-from .protocol import MAX_ID_LENGTH, ROOM_ERROR, check_id, check_room
+from .protocol import MAX_ID_LENGTH, ROOM_ERROR, Join, check_id, check_room
 from .query import query_values
 
 logger = logging.getLogger(__name__)
@@ -55,14 +54,6 @@ class AuthenticatorFailed(Exception):
     Raised by :func:`authenticate` in place of the authenticator's own
     exception (logged once there), so no text of it reaches the client.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class RoomRequest:
-    """A room to join at connect, from ``?room=NAME`` or ``NAME@SINCE``."""
-
-    room: str
-    since: str | None = None
 
 
 def refuse(
@@ -193,7 +184,9 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
     """Check origin, rooms and identity, or refuse the upgrade.
 
     On success, ``request.ctx.chat_user`` is the :class:`User` and
-    ``request.ctx.chat_rooms`` the list of :class:`RoomRequest`. Every
+    ``request.ctx.chat_rooms`` the list of rooms to join
+    (:class:`~sanic_chat.protocol.Join`, from ``?room=NAME`` or
+    ``NAME@SINCE``). Every
     refusal is counted in the chat's metrics by its code.
     """
 
@@ -218,7 +211,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         return busy
     if not origin_allowed(request, config.allowed_origins):
         return deny(403, "forbidden_origin", "origin not allowed")
-    rooms: list[RoomRequest] = []
+    rooms: list[Join] = []
     seen: set[str] = set()
     for value in query_values(request.query_string, "room"):
         name, sep, since = value.partition("@")
@@ -234,7 +227,7 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
             )
         if name not in seen:
             seen.add(name)
-            rooms.append(RoomRequest(name, since if sep else None))
+            rooms.append(Join(name, since if sep else None))
     if len(rooms) > config.max_rooms_per_connection:
         return deny(
             400,
@@ -265,5 +258,5 @@ async def check_upgrade(chat: Chat, request: Request) -> HTTPResponse | None:
         busy.headers["retry-after"] = str(chat.admission.retry_after)
         return busy
     request.ctx.chat_user = user
-    request.ctx.chat_rooms = rooms or [RoomRequest(config.default_room)]
+    request.ctx.chat_rooms = rooms or [Join(config.default_room)]
     return None

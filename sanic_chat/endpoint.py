@@ -36,7 +36,7 @@ from typing import Any, cast
 from sanic import HTTPResponse, Request, Sanic
 
 from . import _sanic, protocol
-from .auth import RoomRequest, check_upgrade, refuse
+from .auth import check_upgrade, refuse
 from .authenticators import SUBPROTOCOL
 from .chat import Chat
 from .connection import Connection
@@ -80,6 +80,9 @@ logger = logging.getLogger(__name__)
 # (policy, slow consumer, errors) are INFO.
 connection_log = logging.getLogger("sanic_chat.connections")
 _ORDINARY_CLOSES = {1000, 1001, 1005, 1006, 1012}
+_BEFORE = "websocket.handler.before"
+_AFTER = "websocket.handler.after"
+_EXCEPTION = "websocket.handler.exception"
 
 
 def handler(
@@ -164,10 +167,11 @@ def handler(
             )  # fmt: skip
         # Taken off the request: kept there, they would live as long as
         # the connection.
-        rooms: list[RoomRequest] = request.ctx.chat_rooms
+        rooms: list[protocol.Join] = request.ctx.chat_rooms
         del request.ctx.chat_rooms
         try:
-            await _signal(chat, "before", request, socket)
+            if _BEFORE in chat.signals:
+                await _signal(chat, _BEFORE, request, socket)
             # The reading loop runs here, not in a coroutine of its own:
             # an idle socket's suspended frames are part of what it costs.
             try:
@@ -193,7 +197,8 @@ def handler(
                         break
             finally:
                 conn.expiry = None
-            await _signal(chat, "after", request, socket)
+            if _AFTER in chat.signals:
+                await _signal(chat, _AFTER, request, socket)
         except asyncio.CancelledError:
             # Sanic cancels the request's task when the TCP connection is
             # lost, and what is left when it stops: normal ends here, not
@@ -203,11 +208,12 @@ def handler(
             lost = request.conn_info is not None and request.conn_info.lost
             if not (lost or chat.closing):
                 raise
-            await _signal(chat, "after", request, socket)
+            if _AFTER in chat.signals:
+                await _signal(chat, _AFTER, request, socket)
         except Exception as exc:
             logger.exception("connection %s failed", conn)
             conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
-            await _signal(chat, "exception", request, socket, exc)
+            await _signal(chat, _EXCEPTION, request, socket, exc)
         finally:
             if not conn.closing:
                 conn.close(CloseCode.GOING_AWAY, "")
@@ -226,17 +232,17 @@ def handler(
 
 async def _signal(
     chat: Chat,
-    stage: str,
+    event: str,
     request: Request,
     socket: Socket,
     exception: Exception | None = None,
 ) -> None:
-    """Dispatch Sanic's ``websocket.handler.<stage>``, if it has handlers.
+    """Dispatch Sanic's ``websocket.handler.<stage>`` ``event``.
 
-    Checked first: a dispatch without handlers still costs microseconds
-    that every connection would pay.
+    Callers test ``event in chat.signals`` first: a dispatch without
+    handlers, or even this coroutine, costs what every connection would
+    pay.
     """
-    event = f"websocket.handler.{stage}"
     if event not in chat.signals:
         return
     context: dict[str, object] = {"request": request, "websocket": socket}
@@ -246,7 +252,7 @@ async def _signal(
         event,
         inline=True,
         context=context,
-        reverse=stage != "before",
+        reverse=event != _BEFORE,
         fail_not_found=False,
     )
 
@@ -277,7 +283,7 @@ async def _open(
     chat: Chat,
     conn: Connection,
     socket: Socket,
-    rooms: list[RoomRequest],
+    rooms: list[protocol.Join],
 ) -> Session:
     """Open the connection's session: welcome, joins and their replays.
 
@@ -298,7 +304,7 @@ async def _open(
     await _run(
         chat,
         conn,
-        session.open([protocol.Join(r.room, r.since) for r in rooms]),
+        session.open(rooms),
     )
     rooms.clear()  # no longer needed: an idle socket keeps no list
     socket.limiter = session.bucket
