@@ -79,6 +79,10 @@ FAST_METHODS = {
 }
 
 _DEFAULT_CLOSE_TIMEOUT = 10.0
+# The most bytes a client message may have on the chat's sockets when the
+# app sets WEBSOCKET_MAX_SIZE to None (no limit): Sanic's own default.
+# Every buffer is bounded; the chat's largest request is far smaller.
+UNLIMITED_FRAME_FALLBACK = 1 << 20
 
 WEBSOCKET_SIGNALS = frozenset(
     {
@@ -171,6 +175,12 @@ def select_transport(app: Sanic[Any, Any], wanted: str) -> Kind:
         ConfigError: ``fast`` was asked and its check failed, or neither
             transport can run on this Sanic.
     """
+    if not app.asgi and app.config.get("WEBSOCKET_MAX_SIZE", 0) is None:
+        logger.warning(
+            "sanic-chat: WEBSOCKET_MAX_SIZE is None (no limit); the chat's "
+            "sockets still refuse messages over %d bytes (close 1009)",
+            UNLIMITED_FRAME_FALLBACK,
+        )
     problem = None if wanted == "portable" else fast_path_problem(app)
     if problem is None and wanted != "portable":
         return "fast"
@@ -220,13 +230,18 @@ async def accept(
     Returns the socket, the HTTP refusal of an invalid handshake (400, or
     426 for another WebSocket version; pass it to :func:`refuse`), or
     None when the client left during the handshake. ``subprotocol`` is
-    answered if the client offered it. Sanic's ``WEBSOCKET_MAX_SIZE``,
-    ``WEBSOCKET_PING_*`` and ``WEBSOCKET_TIMEOUT`` apply on Sanic's own
-    server; under ASGI, the server's own settings.
+    answered if the client offered it. Sanic's ``WEBSOCKET_MAX_SIZE``
+    (None: :data:`UNLIMITED_FRAME_FALLBACK`), ``WEBSOCKET_PING_*`` and
+    ``WEBSOCKET_TIMEOUT`` apply on Sanic's own server; under ASGI, the
+    server's own settings.
     """
     app = request.app
     if not app.asgi:
         io_proto: Any = request.transport.get_protocol()
+        if getattr(io_proto, "websocket_max_size", 0) is None:
+            # This connection's protocol only: the app's other routes
+            # keep the setting it chose.
+            io_proto.websocket_max_size = UNLIMITED_FRAME_FALLBACK
         protocol = _protocol_class()
         # A server started with another protocol class gets the portable
         # path, not a broken fast one.

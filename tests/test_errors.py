@@ -146,3 +146,30 @@ async def test_lone_surrogates_never_reach_other_members(
         await victim.send({"type": "history", "room": "lobby"})
         history = await victim.expect("history")
         assert [m["text"] for m in history["messages"]] == ["after"]
+
+
+@pytest.mark.transports("sanic", "sanic-portable")  # ASGI: the server's
+@pytest.mark.logs_errors  # the startup warning
+async def test_no_frame_limit_in_the_app_still_bounds_the_chats_sockets(
+    app_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sanic_chat._sanic import UNLIMITED_FRAME_FALLBACK
+
+    from .conftest import live
+
+    app = app_factory()
+    app.config.WEBSOCKET_MAX_SIZE = None  # the app asks for no limit
+    async with live(app) as srv:
+        async with srv.client() as big, srv.client() as other:
+            pad = "x" * (UNLIMITED_FRAME_FALLBACK + 1)
+            await big.send(json.dumps({"type": "ping", "pad": pad}))
+            assert await big.close_code() == 1009
+            await other.say("unaffected")
+        # Under the fallback, a large frame is read (and answered).
+        async with srv.client() as fine:
+            await fine.send(json.dumps({"type": "ping", "pad": "x" * 100_000}))
+            frame = await fine.recv()
+            while frame["type"] in ("joined", "left"):  # others' notices
+                frame = await fine.recv()
+            assert frame["type"] == "pong", frame
+    assert "WEBSOCKET_MAX_SIZE is None" in caplog.text
