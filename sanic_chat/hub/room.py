@@ -252,10 +252,9 @@ class Room:
     def _fanout_run(self, events: list[Event], frames: list[bytes]) -> None:
         """Several events, one write of all their frames per member.
 
-        A member that cannot take them at once (backed up, lagging,
-        closing), or that some of them are presence notices about (it
-        does not get its own), gets them one by one, each sent or
-        offered as :meth:`_fanout_one` would.
+        A member gets none of the notices about itself. One that cannot
+        take them at once (backed up, lagging, closing) gets them one by
+        one, each sent or offered as :meth:`_fanout_one` would.
         """
         if len(events) == 1:
             self._fanout_one(events[0], frames[0])
@@ -269,14 +268,23 @@ class Room:
         )
         best_effort = bool(about)
         for conn in members:
-            if (best_effort and conn.key in about) or not conn.send_all(
-                data, best_effort
-            ):
-                for event, frame in zip(events, frames, strict=True):
-                    if event.id is not None:
-                        conn.send(frame, name)
-                    elif conn.key != event.origin:
-                        conn.offer(frame, name)
+            key = conn.key
+            if best_effort and key in about:
+                # Its own notices left out (a join storm: most members).
+                mine = b"".join(
+                    frame
+                    for event, frame in zip(events, frames, strict=True)
+                    if event.id is not None or event.origin != key
+                )
+                if not mine or conn.send_all(mine, True):
+                    continue
+            elif conn.send_all(data, best_effort):
+                continue
+            for event, frame in zip(events, frames, strict=True):
+                if event.id is not None:
+                    conn.send(frame, name)
+                elif key != event.origin:
+                    conn.offer(frame, name)
         for event in events:
             self._hold(event)
 
