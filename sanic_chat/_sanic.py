@@ -238,10 +238,6 @@ async def accept(
     app = request.app
     if not app.asgi:
         io_proto: Any = request.transport.get_protocol()
-        if getattr(io_proto, "websocket_max_size", 0) is None:
-            # This connection's protocol only: the app's other routes
-            # keep the setting it chose.
-            io_proto.websocket_max_size = UNLIMITED_FRAME_FALLBACK
         protocol = _protocol_class()
         # A server started with another protocol class gets the portable
         # path, not a broken fast one.
@@ -259,6 +255,9 @@ async def accept(
     accepted = handshake.check(request)
     if isinstance(accepted, HTTPResponse):
         return accepted
+    if io_proto.websocket_max_size is None:
+        # Upgraded now: this connection serves no other route's request.
+        io_proto.websocket_max_size = UNLIMITED_FRAME_FALLBACK
     ws = await io_proto.websocket_handshake(
         request, [subprotocol] if subprotocol else None
     )
@@ -274,7 +273,10 @@ def _accept_fast(
     if isinstance(accepted, HTTPResponse):
         return accepted
     # Frames carry tokens (refresh) and what users write: it logs none.
-    ws_proto = ServerConnection(io_proto.websocket_max_size, logger)
+    max_size = io_proto.websocket_max_size
+    ws_proto = ServerConnection(
+        UNLIMITED_FRAME_FALLBACK if max_size is None else max_size, logger
+    )
     # Sanic (25.12) has no setting for it; honour one if the app sets it.
     close_timeout = float(
         request.app.config.get("WEBSOCKET_TIMEOUT", io_proto.websocket_timeout)

@@ -144,7 +144,8 @@ class Consumer(Protocol):
         """Take the next events (at least one), in channel order.
 
         All the events queued when the callback ran, at once: a consumer
-        can hand several to a client in one write.
+        can hand several to a client in one write. They are the
+        consumer's even if it stops consuming during the call.
         """
 
     def missed(self, gap: Gap) -> None:
@@ -161,7 +162,8 @@ class Subscription(Wakeup):
     over it, or have it push to them (:meth:`deliver_to`). When the
     consumer falls ``maxsize`` events behind, further events are not
     queued: the consumer receives one :class:`Gap` after the queued
-    events, then live events again. The queue exists only while events
+    events (a pushed-to consumer in :meth:`Consumer.missed`), then live
+    events again. The queue exists only while events
     wait in it (an idle subscription holds none).
 
     It is also the async context manager that :meth:`Subscribers.subscribe`

@@ -52,9 +52,11 @@ _AS_STORED = protocol.REVISION_PREFIXES
 SMALL_ROOM = 8
 
 # Events that arrive together are written to a member in runs of at most
-# this many bytes: one system call per run instead of one per event, and
-# a socket's buffer goes no further past its high-water mark than one
-# large frame would take it.
+# this many bytes (or one larger frame): one system call per run instead
+# of one per event. A run goes out only while the socket is under its
+# high-water mark, so its buffer goes at most this far past it, less than
+# one message of the largest size allowed (4,000 characters, JSON
+# escaped) could take it; the slow-consumer bounds apply as before.
 BATCH_BYTES = 16 * 1024
 
 Members = tuple[Connection, ...] | set[Connection]
@@ -259,7 +261,6 @@ class Room:
         if len(events) == 1:
             self._fanout_one(events[0], frames[0])
             return
-        name = self.name
         data = b"".join(frames)
         about = [e.origin for e in events if e.id is None]
         members = self.members
@@ -267,26 +268,40 @@ class Room:
             members
         )
         best_effort = bool(about)
+        # Members some notices are about come last: the others share
+        # ``data`` one after another (the portable transport decodes a
+        # frame object once for a run of members).
+        subjects: list[Connection] = []
+        apart = set(about)
         for conn in members:
+            if best_effort and conn.key in apart:
+                subjects.append(conn)
+            elif not conn.send_all(data, best_effort):
+                self._one_by_one(conn, events, frames)
+        for conn in subjects:
+            # Its own notices left out (a join storm: most members).
             key = conn.key
-            if best_effort and key in about:
-                # Its own notices left out (a join storm: most members).
-                mine = b"".join(
-                    frame
-                    for event, frame in zip(events, frames, strict=True)
-                    if event.id is not None or event.origin != key
-                )
-                if not mine or conn.send_all(mine, True):
-                    continue
-            elif conn.send_all(data, best_effort):
-                continue
-            for event, frame in zip(events, frames, strict=True):
-                if event.id is not None:
-                    conn.send(frame, name)
-                elif key != event.origin:
-                    conn.offer(frame, name)
+            mine = b"".join(
+                frame
+                for event, frame in zip(events, frames, strict=True)
+                if event.id is not None or event.origin != key
+            )
+            if mine and not conn.send_all(mine, True):
+                self._one_by_one(conn, events, frames)
         for event in events:
             self._hold(event)
+
+    def _one_by_one(
+        self, conn: Connection, events: list[Event], frames: list[bytes]
+    ) -> None:
+        """A run for a member that cannot take it at once, as before."""
+        name = self.name
+        key = conn.key
+        for event, frame in zip(events, frames, strict=True):
+            if event.id is not None:
+                conn.send(frame, name)
+            elif key != event.origin:
+                conn.offer(frame, name)
 
     def _hold(self, event: Event) -> None:
         """Keep ``event`` for the connections whose join is replaying."""
