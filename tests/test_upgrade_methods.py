@@ -7,9 +7,11 @@ handler. Raw sockets here, so that any method and any header can be sent.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
+import websockets
 
 from sanic_chat import TokenAuthenticator, User
 
@@ -126,11 +128,12 @@ async def test_head_is_refused_before_the_upgrade_even_when_allowed(
 async def test_the_frame_limit_fallback_stays_on_the_chats_connections() -> (
     None
 ):
-    """A refused upgrade on a kept-alive connection changes nothing there.
+    """With ``WEBSOCKET_MAX_SIZE = None`` only the chat's sockets change.
 
-    With ``WEBSOCKET_MAX_SIZE = None`` the chat's sockets take at most
-    1 MiB; the app's own WebSocket route, reached on the same TCP
-    connection after a refused ``/ws`` handshake, keeps the app's None.
+    The chat's take at most 1 MiB (close 1009); the app's own WebSocket
+    route keeps the app's choice, no limit. A refused ``/ws`` handshake
+    ends its TCP connection (``connection: close``): no later request
+    on it can meet a setting changed for the chat.
     """
     app = make_app()
     app.config.WEBSOCKET_MAX_SIZE = None
@@ -140,32 +143,19 @@ async def test_the_frame_limit_fallback_stays_on_the_chats_connections() -> (
         message = await ws.recv()  # type: ignore[attr-defined]
         await ws.send(str(len(message)))  # type: ignore[attr-defined]
 
+    size = (1 << 20) + 10  # over the chat's fallback
     async with live(app) as srv:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        try:
-            bad = upgrade_head("GET", srv, "room=lobby").replace(
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n", ""
-            )
-            writer.write(bad.replace("\n", "\r\n").encode() + b"\r\n")
+        url = f"ws://127.0.0.1:{srv.port}/echo-size"
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send("x" * size)
             async with asyncio.timeout(TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-                assert status_of(head) == 400
-                length = int(
-                    head.lower().split(b"content-length:")[1].split(b"\r")[0]
-                )
-                await reader.readexactly(length)
-            echo = upgrade_head("GET", srv, "").replace("/ws?", "/echo-size?")
-            writer.write(echo.replace("\n", "\r\n").encode() + b"\r\n")
-            async with asyncio.timeout(TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-            assert status_of(head) == 101
-            size = (1 << 20) + 10  # over the chat's fallback
-            mask = b"\x00\x00\x00\x00"  # masked with zeros: the bytes as is
-            frame = b"\x81\xff" + size.to_bytes(8, "big") + mask
-            writer.write(frame + b"x" * size)
-            async with asyncio.timeout(TIMEOUT):
-                reply = await reader.readexactly(2)
-                body = await reader.readexactly(reply[1] & 0x7F)
-            assert reply[0] == 0x81 and body == str(size).encode()
-        finally:
-            writer.close()
+                assert await ws.recv() == str(size)
+        async with srv.client() as chat:
+            await chat.send(json.dumps({"type": "ping", "pad": "x" * size}))
+            assert await chat.close_code() == 1009
+        bad = upgrade_head("GET", srv, "room=lobby").replace(
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n", ""
+        )
+        head = await raw_request(srv.port, bad)
+        assert status_of(head) == 400
+        assert b"connection: close" in head.lower()
