@@ -367,6 +367,13 @@ async def _run(chat: Chat, conn: Connection, steps: Steps) -> bool:
                     # No timer per connection: the hub's watchdog
                     # closes it within a second (hub/watchdog.py).
                     conn.expiry = None if expire.at is None else expire
+                elif kind is WaitWritable:
+                    # Asked before each join: a wait only while the
+                    # client leaves replies unread.
+                    if not conn.closing and conn.backed_up():
+                        await conn.wait_writable()
+                elif kind is MayJoin and chat.hooks.joins_unchecked:
+                    result = True  # no can_join hook: everyone may
                 else:
                     result = await _perform(chat, conn, action)
             except Exception as exc:
@@ -378,8 +385,13 @@ async def _run(chat: Chat, conn: Connection, steps: Steps) -> bool:
 
 
 async def _perform(chat: Chat, conn: Connection, action: Action) -> object:
-    """Perform an action that may wait (``run`` does Reply, Expire)."""
+    """Perform an action that may wait (``run`` does the cheap ones)."""
     match action:
+        # Every connection's set-up joins: matched first.
+        case JoinInbox(name):
+            await chat.hub.join_inbox(conn, name)
+        case Join(room, since, ref):
+            await chat.hub.join(conn, room, since, ref=ref)
         case MayPublish(user, room):
             return await chat.hooks.may_publish(user, room)
         case Publish(room, user, text, meta, ref):
@@ -403,8 +415,6 @@ async def _perform(chat: Chat, conn: Connection, action: Action) -> object:
             await chat.hub.messages.delete(room, message_id, user)
         case MayJoin(user, room):
             return await chat.hooks.may_join(user, room)
-        case Join(room, since, ref):
-            await chat.hub.join(conn, room, since, ref=ref)
         case Leave(room, reason, ref):
             await chat.hub.leave(conn, room, reason=reason, ref=ref)
         case ReadHistory(room, limit, before, max_bytes):
@@ -444,8 +454,6 @@ async def _perform_people(
             return await chat.hub.sent.once(
                 user.id, ref, lambda: _direct(chat, user, to, text, meta)
             )
-        case JoinInbox(name):
-            await chat.hub.join_inbox(conn, name)
         case Signal(room, frame):
             await chat.hub.messages.signal(conn, room, frame)
         case MarkRead(room, message_id):

@@ -84,6 +84,11 @@ class Hooks:
         self._can_moderate = can_moderate
         self._before_publish = before_publish
 
+    @property
+    def joins_unchecked(self) -> bool:
+        """Whether every join is allowed (no ``can_join`` hook to ask)."""
+        return self._can_join is None
+
     async def may_join(self, user: User, room: str) -> bool:
         """Ask the ``can_join`` hook (everyone may when there is none)."""
         return await _ask(self._can_join, user, room)
