@@ -262,19 +262,17 @@ class Room:
             self._fanout_one(events[0], frames[0])
             return
         data = b"".join(frames)
-        about = [e.origin for e in events if e.id is None]
+        about = {e.origin for e in events if e.id is None}
+        stored = sum(1 for e in events if e.id is not None)
         members = self.members
-        self._metrics.messages_sent += (len(events) - len(about)) * len(
-            members
-        )
-        best_effort = bool(about)
+        self._metrics.messages_sent += stored * len(members)
+        best_effort = stored < len(events)
         # Members some notices are about come last: the others share
         # ``data`` one after another (the portable transport decodes a
         # frame object once for a run of members).
         subjects: list[Connection] = []
-        apart = set(about)
         for conn in members:
-            if best_effort and conn.key in apart:
+            if conn.key in about:
                 subjects.append(conn)
             elif not conn.send_all(data, best_effort):
                 self._one_by_one(conn, events, frames)
@@ -295,13 +293,8 @@ class Room:
         self, conn: Connection, events: list[Event], frames: list[bytes]
     ) -> None:
         """A run for a member that cannot take it at once, as before."""
-        name = self.name
-        key = conn.key
         for event, frame in zip(events, frames, strict=True):
-            if event.id is not None:
-                conn.send(frame, name)
-            elif key != event.origin:
-                conn.offer(frame, name)
+            self.deliver(conn, event, frame)
 
     def _hold(self, event: Event) -> None:
         """Keep ``event`` for the connections whose join is replaying."""
