@@ -26,6 +26,38 @@ def test_welcome() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        {
+            "type": "message",
+            "text": 'é \u2028 "q" \\ \x00',
+            "n": [1, 2.5, -0.0],
+        },
+        {"nested": {"a": [None, True, False, {}]}, 1: "int key", 2.5: "x"},
+        ["a", ("tuple",), 10**30, float("nan"), float("inf")],
+        'a bare "string"',
+        12,
+        None,
+    ],
+)
+def test_encode_is_compact_json_dumps(value: object) -> None:
+    """The encoder made once (no C encoder object per frame) writes what
+    the standard library's compact ``dumps`` writes, byte for byte."""
+    import json
+
+    assert protocol.encode(value) == json.dumps(
+        value, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def test_encode_refuses_what_json_cannot_write() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        protocol.encode({"type": "x", "when": object()})
+    with pytest.raises(TypeError, match="keys must be"):
+        protocol.encode({("a",): 1})
+
+
 def test_joined_without_and_with_recovery() -> None:
     user = '"user":{"id":"u1","name":"Alice"}'
     assert protocol.joined("lobby", ALICE) == (
@@ -214,3 +246,17 @@ async def test_chat_publish_refuses_with_the_same_rules() -> None:
         with pytest.raises(ValueError) as refused:
             await chat.publish(room, text)
         assert message in str(refused.value)
+
+
+def test_encode_without_the_c_accelerator_is_the_plain_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another Python (no ``c_make_encoder``, or one taking other
+    arguments) gets ``JSONEncoder.encode`` itself, not an error."""
+    import json
+
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    assert protocol._direct(encoder) == encoder.encode
+    monkeypatch.setattr(json.encoder, "c_make_encoder", lambda *a: 1 / 0)
+    assert protocol._direct(encoder) == encoder.encode
