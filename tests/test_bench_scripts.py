@@ -69,3 +69,28 @@ def test_shard_script_publishes_and_every_subscriber_gets_all(
         assert report[part]["redis_cpu"] > 0, part
     assert report["published"] > 2000
     assert report["subscriber_received"] == [report["published"]] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_storms_script_storms_every_variant(tmp_path: Path) -> None:
+    """``bench/storms.py`` (docs/benchmarks.md quotes it): every variant
+    sets up every connection, and each gets a CPU figure and a rate."""
+    out = tmp_path / "storms.json"
+    subprocess.run(
+        [sys.executable, "bench/storms.py", "--rounds", "1",
+         "--connections", "40", "--out", str(out)],
+        cwd=ROOT, check=True, timeout=110, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert set(report) == {
+        "sanic-chat (JWT, presence)",
+        "guests, no token",
+        "presence notices off",
+        "sanic-floor",
+        "bare",
+    }
+    for name, rounds in report.items():
+        assert len(rounds) == 1, name
+        us, rate = rounds[0]
+        assert us >= 0 and rate > 0, name
