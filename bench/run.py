@@ -419,6 +419,9 @@ def settle(
         now = sum(map(cpu_seconds, pids))
         calm = calm + 1 if now - last < quiet else 0
         last = now
+    if calm < 2:
+        print(f"servers {pids} still busy after {within:.0f} s of "
+              "start-up: measuring anyway", flush=True)  # fmt: skip
 
 
 def run_once(

@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[list[float]]]:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    fits, why = run.make_room(args.connections + 1)
+    if fits <= args.connections:
+        args.connections = fits - 1
+        print(f"{fits - 1} connections: {'; '.join(why)}", flush=True)
     got: dict[str, list[list[float]]] = {v.name: [] for v in VARIANTS}
     for _ in range(args.rounds):
         for variant in VARIANTS:

@@ -261,8 +261,10 @@ class LiveServer:
         self._stopped = True
         await self._server.before_stop()
         self._server.close()
-        await self._server.wait_closed()
+        # Before wait_closed: from Python 3.12.1 it waits for every
+        # connection, a half-sent request's included.
         self._abort_half_sent_requests()
+        await self._server.wait_closed()
         await self._server.after_stop()
 
     def _abort_half_sent_requests(self) -> None:

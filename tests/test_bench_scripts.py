@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,7 @@ def test_shard_script_publishes_and_every_subscriber_gets_all(
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
 def test_storms_script_storms_every_variant(tmp_path: Path) -> None:
     """``bench/storms.py`` (docs/benchmarks.md quotes it): every variant
     sets up every connection, and each gets a CPU figure and a rate."""
