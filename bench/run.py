@@ -130,6 +130,7 @@ class Target:
     asgi: bool = False
     cluster: bool = False
     script: str = "bare_server.py"
+    token: bool = True  # chat clients send a JWT (False: guests)
 
     def commands(
         self, ports: list[int], redis_url: str | None
@@ -444,7 +445,9 @@ def run_once(
             **spec,
             "protocol": target.protocol,
             "urls": [f"ws://127.0.0.1:{p}" for p in ports],
-            "secret": SECRET if target.protocol == "chat" else None,
+            "secret": SECRET
+            if target.protocol == "chat" and target.token
+            else None,
         }
         gen = subprocess.Popen(
             ["taskset", "-c", CLIENT_CPU, "node", str(BENCH / "loadgen.mjs"),

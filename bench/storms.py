@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,7 +52,7 @@ class Variant:
             def env(self, redis_url: str | None) -> dict[str, str]:
                 return {**base.env(redis_url), **extra_env}
 
-        return Changed(**dataclasses.asdict(base))
+        return Changed(**{**dataclasses.asdict(base), "token": self.token})
 
 
 CHAT = run.TARGETS["sanic-chat"]
@@ -72,30 +71,12 @@ VARIANTS = [
 
 def storm(variant: Variant, connections: int) -> tuple[float, float]:
     """One storm on fresh servers: (server µs per connection, conn/s)."""
-    target = variant.started()
-    with run.servers(target, None) as (ports, procs):
-        chat = target.protocol == "chat"
-        spec = {
-            "scenario": "storm",
-            "receivers": connections,
-            "concurrency": 100,
-            "protocol": target.protocol,
-            "urls": [f"ws://127.0.0.1:{p}" for p in ports],
-            "secret": run.SECRET if chat and variant.token else None,
-        }
-        gen = subprocess.Popen(
-            ["taskset", "-c", run.CLIENT_CPU, "node",
-             str(run.BENCH / "loadgen.mjs"), json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            preexec_fn=run.die_with_parent,
-        )  # fmt: skip
-        try:
-            result = run.follow(gen, [p.pid for p in procs], 0)
-            gen.wait(30)
-        finally:
-            if gen.poll() is None:
-                gen.kill()
-                gen.wait()
+    scenario = run.Scenario(
+        "S5",
+        "connect storm",
+        {"scenario": "storm", "receivers": connections, "concurrency": 100},
+    )
+    result = run.run_once(variant.started(), scenario, None)
     if result.get("connect_failures") or "server_us_per_conn" not in result:
         raise RuntimeError(f"{variant.name}: {result}")
     return result["server_us_per_conn"], result["connections_per_s"]
@@ -107,10 +88,6 @@ def main(argv: list[str] | None = None) -> dict[str, list[list[float]]]:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    fits, why = run.make_room(args.connections + 1)
-    if fits <= args.connections:
-        args.connections = fits - 1
-        print(f"{fits - 1} connections: {'; '.join(why)}", flush=True)
     got: dict[str, list[list[float]]] = {v.name: [] for v in VARIANTS}
     for _ in range(args.rounds):
         for variant in VARIANTS:

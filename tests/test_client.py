@@ -265,7 +265,7 @@ async def test_a_half_sent_upgrade_is_ended_when_the_server_stops(
     a proxy being cut) when the server stops: its connection is ended
     with the server, as Sanic's own shutdown does, not left to be
     cancelled with the event loop, which Sanic logs as an error (the
-    test above failed that way about once in five CI runs)."""
+    test below failed that way about once in five CI runs)."""
     async with live(make_app()) as srv:
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
         writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no end
